@@ -1,0 +1,55 @@
+"""Shared fixtures: the bundled model and real photographs, built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave screenshots and images for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def bundled_extractor():
+    """The bundled DINOv2 ViT-S/14 (real pretrained weights) on the CPU."""
+    from vitdense.extractor import Extractor
+    return Extractor("dinov2_vits14_imgfocus", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real RGB photographs from scikit-image (H x W x 3 uint8)."""
+    from skimage import data
+    return {name: getattr(data, name)() for name in ("chelsea", "astronaut", "coffee", "rocket")}
+
+
+def paste_object(obj: np.ndarray, background: np.ndarray, size: tuple[int, int], scale: float,
+                 top_left: tuple[int, int], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a rectangular photo crop onto a real background; returns (image, ground-truth mask)."""
+    bg = np.asarray(Image.fromarray(background).convert("RGB").resize(size[::-1], Image.BILINEAR))
+    o = Image.fromarray(obj).resize((int(obj.shape[1] * scale), int(obj.shape[0] * scale)), Image.BILINEAR)
+    o = np.asarray(o)[:, ::-1] if flip else np.asarray(o)
+    out, mask = bg.copy(), np.zeros(bg.shape[:2], bool)
+    y, x = top_left
+    out[y:y + o.shape[0], x:x + o.shape[1]] = o
+    mask[y:y + o.shape[0], x:x + o.shape[1]] = True
+    return out, mask
+
+
+@pytest.fixture(scope="session")
+def cat_on_bricks() -> tuple[np.ndarray, np.ndarray]:
+    """The chelsea cat's face pasted on a brick wall: (240 x 320 x 3 image, mask of the cat)."""
+    from skimage import data
+    return paste_object(data.chelsea()[30:280, 100:400], data.brick(), (240, 320), 0.5, (60, 80))

@@ -1,0 +1,19 @@
+"""vitdense: dense descriptors from self-supervised Vision Transformers and zero-shot applications.
+
+Implements "Deep ViT Features as Dense Visual Descriptors" (Amir, Gandelsman, Bagon, Dekel, 2021).
+"""
+from .cache import DescriptorCache
+from .errors import (ImageError, OutOfMemoryError, ParameterError, UnknownModelError,
+                     VitdenseError, WeightsUnavailableError)
+from .extractor import FACETS, Extractor, Geometry, ImageDescriptors, log_bin
+from .images import load_image
+from .models import BUNDLED_MODEL, MODELS, ModelSpec, get_spec, load_model, weights_status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUNDLED_MODEL", "DescriptorCache", "Extractor", "FACETS", "Geometry", "ImageDescriptors",
+    "ImageError", "MODELS", "ModelSpec", "OutOfMemoryError", "ParameterError", "UnknownModelError",
+    "VitdenseError", "WeightsUnavailableError", "get_spec", "load_image", "load_model", "log_bin",
+    "weights_status", "__version__",
+]

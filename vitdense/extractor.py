@@ -1,0 +1,461 @@
+"""Dense ViT descriptors: facets of any layer, overlapping patches, log-binning, saliency.
+
+One forward pass gives every requested layer's facet and the last block's CLS attention; it stops
+after the deepest block it needs, uses fused attention (``F.scaled_dot_product_attention``) and
+never builds a T x T attention matrix (saliency needs only the CLS query against the keys).
+
+Shapes: ``B`` images, ``T = h * w`` patch tokens on an ``h x w`` grid, ``D`` channels.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
+from .images import ImageLike, load_image
+from .models import ModelSpec, get_spec, load_model, resolve_model_name
+
+FACETS = ("key", "query", "value", "token")
+MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
+MAX_LOAD_SIZE = 2048   # largest accepted ``load_size`` (smaller image side after resize, px)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the patch grid of one image sits on the caller's original image.
+
+    Coordinates are continuous pixel positions ``(y, x)``: pixel ``k`` covers ``[k, k + 1)``.
+    The grid covers the top-left ``patch + (h - 1) * stride`` pixels of the resized image.
+    """
+
+    orig_size: tuple[int, int]      # (H0, W0) of the original image (EXIF applied)
+    resized_size: tuple[int, int]   # (H1, W1) after resizing to ``load_size``
+    grid: tuple[int, int]           # (h, w)
+    patch: int
+    stride: int
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Original pixels per resized pixel, (y, x)."""
+        return (self.orig_size[0] / self.resized_size[0], self.orig_size[1] / self.resized_size[1])
+
+    def cell_centers(self) -> np.ndarray:
+        """T x 2 centres ``(y, x)`` of every cell in original pixels, row-major over the grid."""
+        h, w = self.grid
+        ys = (np.arange(h) * self.stride + self.patch / 2) * self.scale[0]
+        xs = (np.arange(w) * self.stride + self.patch / 2) * self.scale[1]
+        return np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
+
+    def cell_to_pixel(self, index: int | np.ndarray) -> np.ndarray:
+        """Centre(s) ``(y, x)`` in original pixels of flat cell index/indices (... x 2)."""
+        index = np.asarray(index)
+        i, j = np.divmod(index, self.grid[1])
+        y = (i * self.stride + self.patch / 2) * self.scale[0]
+        x = (j * self.stride + self.patch / 2) * self.scale[1]
+        return np.stack([y, x], axis=-1)
+
+    def contains(self, y: float, x: float) -> bool:
+        """Whether ``(y, x)`` (original pixels) lies inside the original image."""
+        return 0 <= y < self.orig_size[0] and 0 <= x < self.orig_size[1]
+
+    def pixel_to_cell(self, y: float, x: float) -> int:
+        """Flat index of the cell whose centre is nearest to pixel ``(y, x)`` (clamped)."""
+        if not self.contains(y, x):
+            raise ParameterError(f"point (y={y}, x={x}) is outside the image of "
+                                 f"{self.orig_size[0]} x {self.orig_size[1]} pixels")
+        gy, gx = self._grid_coords(np.array([int(y) + 0.5]), np.array([int(x) + 0.5]))
+        i = int(np.clip(np.rint(gy[0]), 0, self.grid[0] - 1))
+        j = int(np.clip(np.rint(gx[0]), 0, self.grid[1] - 1))
+        return i * self.grid[1] + j
+
+    def _grid_coords(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original-pixel positions -> fractional grid coordinates (cell centres are integers)."""
+        gy = (ys / self.scale[0] - self.patch / 2) / self.stride
+        gx = (xs / self.scale[1] - self.patch / 2) / self.stride
+        return gy, gx
+
+    def upsample(self, grid_map: np.ndarray | torch.Tensor, mode: str = "bilinear") -> np.ndarray:
+        """``h x w`` (or ``h x w x C``) map -> ``H0 x W0`` (x C) at the original resolution.
+
+        Every original pixel samples the map at its own grid position (``"nearest"`` or
+        ``"bilinear"``), so values stay aligned with the patch centres.
+        """
+        if mode not in ("nearest", "bilinear"):
+            raise ParameterError(f"mode={mode!r}: expected 'nearest' or 'bilinear'")
+        t = torch.as_tensor(grid_map).detach().to("cpu")
+        squeeze = t.ndim == 2
+        if squeeze:
+            t = t[..., None]
+        dtype = t.dtype
+        t = t.permute(2, 0, 1)[None].float()  # 1 x C x h x w
+        H0, W0 = self.orig_size
+        h, w = self.grid
+        gy, gx = self._grid_coords(np.arange(H0) + 0.5, np.arange(W0) + 0.5)
+        gy = torch.from_numpy(np.clip(gy, 0, h - 1)).float()
+        gx = torch.from_numpy(np.clip(gx, 0, w - 1)).float()
+        if mode == "nearest":
+            out = t[0][:, gy.round().long()][:, :, gx.round().long()]
+        else:  # separable bilinear: rows then columns, never an H0 x W0 x 2 sampling grid
+            y0 = gy.floor().long().clamp(max=h - 1)
+            y1 = (y0 + 1).clamp(max=h - 1)
+            fy = (gy - y0.float())[None, :, None]
+            rows = t[0][:, y0] * (1 - fy) + t[0][:, y1] * fy            # C x H0 x w
+            x0 = gx.floor().long().clamp(max=w - 1)
+            x1 = (x0 + 1).clamp(max=w - 1)
+            fx = (gx - x0.float())[None, None, :]
+            out = rows[:, :, x0] * (1 - fx) + rows[:, :, x1] * fx       # C x H0 x W0
+        out = out.permute(1, 2, 0)
+        if mode == "nearest":
+            out = out.to(dtype)
+        out = out.numpy()
+        return out[..., 0] if squeeze else out
+
+
+@dataclass
+class ImageDescriptors:
+    """Descriptors of one image (tensors live on the extractor's device)."""
+
+    descs: torch.Tensor            # T x D patch descriptors, row-major over the grid
+    grid: tuple[int, int]          # (h, w), T = h * w
+    geometry: Geometry
+    saliency: torch.Tensor | None  # h x w in [0, 1] (min-max per image), or None
+    cls: torch.Tensor | None       # D, the CLS token's descriptor (never binned), or None
+    params: dict = field(default_factory=dict)  # everything that produced it
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.descs, self.saliency, self.cls)
+                   if t is not None)
+
+    def grid_map(self, values: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """T values -> h x w."""
+        return values.reshape(self.grid)
+
+
+@dataclass
+class ForwardOutput:
+    """Raw output of one batched forward pass."""
+
+    features: dict[int, torch.Tensor]  # layer -> B x (P + T) x D, P prefix tokens (CLS, registers)
+    cls_attention: torch.Tensor | None  # B x T, last block's CLS->patch attention, heads averaged
+    grid: tuple[int, int]
+
+
+def log_bin(x: torch.Tensor, hierarchy: int = 2) -> torch.Tensor:
+    """The paper's log-binning: B x D x h x w -> B x (1 + 8 * hierarchy) D x h x w.
+
+    Level ``k`` average-pools the grid with a ``3^k`` window (stride 1, padding not counted) and
+    takes the pooled values at offsets ``{-3^k, 0, 3^k}^2`` around each cell (level 0 all nine, later
+    levels the eight off-centre ones); neighbours off the grid clamp to the nearest border cell.
+    Bins are concatenated level by level, row-major within a level.
+    """
+    if hierarchy < 1:
+        raise ParameterError(f"hierarchy={hierarchy} must be at least 1")
+    _, _, h, w = x.shape
+    bins = []
+    for level in range(hierarchy):  # a handful of levels: the spatial work is all tensor ops
+        win = 3 ** level
+        pooled = x if win == 1 else F.avg_pool2d(x, win, stride=1, padding=win // 2,
+                                                 count_include_pad=False)
+        padded = F.pad(pooled, (win, win, win, win), mode="replicate")  # clamp to the border
+        for dy in (-win, 0, win):
+            for dx in (-win, 0, win):
+                if level > 0 and dy == 0 and dx == 0:
+                    continue
+                bins.append(padded[:, :, win + dy:win + dy + h, win + dx:win + dx + w])
+    return torch.cat(bins, dim=1)
+
+
+def min_max(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Min-max normalise along ``dim`` to [0, 1] (a constant row becomes zeros)."""
+    lo = x.amin(dim=dim, keepdim=True)
+    hi = x.amax(dim=dim, keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ParameterError(f"device={device!r} is not a torch device") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None -> float32; names ``"fp32"``, ``"fp16"``, ``"bf16"`` (half precision on GPUs only)."""
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in names:
+            raise ParameterError(f"dtype={dtype!r}: expected one of fp32, fp16, bf16")
+        dtype = names[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ParameterError(f"dtype={dtype} is not supported: expected fp32, fp16 or bf16")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ParameterError("dtype fp16 needs a GPU; use fp32 (default) or bf16 on the CPU")
+    return dtype
+
+
+def image_digest(image: Image.Image) -> str:
+    """Content hash of an RGB image (pixels and size)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class Extractor:
+    """Dense descriptors from a ViT.
+
+    >>> ex = Extractor("dinov2_vits14_imgfocus")
+    >>> [d] = ex.extract("cat.jpg", layer=11, facet="key", stride=7, saliency=True)
+    >>> d.descs.shape, d.grid          # (h * w) x 384, (h, w)
+    """
+
+    def __init__(self, model: str | None = "auto", device: str | torch.device | None = "auto",
+                 dtype: str | torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
+                 cache: "DescriptorCache | None" = None) -> None:
+        name, self.notice = resolve_model_name(model)
+        self.spec: ModelSpec = get_spec(name)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        self.model: nn.Module = load_model(name, checkpoint).to(self.device, self.dtype)
+        self.cache = cache
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.name
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_params(self, layers: Sequence[int], facet: str, stride: int, load_size: int | None,
+                      hierarchy: int, batch_size: int) -> None:
+        depth, patch = self.spec.depth, self.spec.patch_size
+        for layer in layers:
+            if not isinstance(layer, (int, np.integer)) or not 0 <= layer < depth:
+                raise ParameterError(f"layer={layer!r} is out of range for {self.spec.name} "
+                                     f"({depth} blocks): expected 0..{depth - 1}")
+        if facet not in FACETS:
+            raise ParameterError(f"facet={facet!r} is unknown: expected one of {', '.join(FACETS)}")
+        if not isinstance(stride, (int, np.integer)) or stride < 1 or patch % stride:
+            divisors = [d for d in range(1, patch + 1) if patch % d == 0]
+            raise ParameterError(f"stride={stride!r} must divide the patch size {patch} of "
+                                 f"{self.spec.name}: choose one of {divisors}")
+        if load_size is not None:
+            check_range("load_size", load_size, patch, MAX_LOAD_SIZE)
+        check_range("hierarchy", hierarchy, 1, 6)
+        check_range("batch_size", batch_size, 1)
+
+    # -- preprocessing ------------------------------------------------------------------------
+    def preprocess(self, image: ImageLike, load_size: int | None = 224,
+                   stride: int | None = None) -> tuple[torch.Tensor, Geometry]:
+        """One image -> normalised ``3 x H x W`` tensor (CPU) cropped to the grid, and its geometry.
+
+        The smaller side is resized to ``load_size`` (LANCZOS; None keeps the size), then the image
+        is cropped to ``patch + (h - 1) * stride`` pixels per side so that the grid is exact.
+        """
+        stride = stride or self.spec.default_stride
+        img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
+        return self._preprocess_rgb(img, load_size, stride)
+
+    def _preprocess_rgb(self, img: Image.Image, load_size: int | None,
+                        stride: int) -> tuple[torch.Tensor, Geometry]:
+        W0, H0 = img.size
+        patch = self.spec.patch_size
+        if load_size is not None:
+            short, long = (W0, H0) if W0 <= H0 else (H0, W0)
+            new_long = int(load_size * long / short)
+            W1, H1 = (load_size, new_long) if W0 <= H0 else (new_long, load_size)
+            if H1 * W1 > MAX_TOKENS * stride * stride:
+                raise ImageError(f"image of {W0} x {H0} resized to {W1} x {H1} would make more than "
+                                 f"{MAX_TOKENS} patches: aspect ratio too extreme")
+            if (W1, H1) != (W0, H0):
+                img = img.resize((W1, H1), Image.Resampling.LANCZOS)
+        else:
+            W1, H1 = W0, H0
+        if H1 < patch or W1 < patch:
+            raise ImageError(f"image of {W1} x {H1} pixels is smaller than one {patch} x {patch} patch")
+        h, w = 1 + (H1 - patch) // stride, 1 + (W1 - patch) // stride
+        if h * w > MAX_TOKENS:
+            raise ImageError(f"{h} x {w} patches is above the limit of {MAX_TOKENS}: "
+                             "use a smaller load_size or a larger stride")
+        arr = np.asarray(img, dtype=np.float32)[: patch + (h - 1) * stride, : patch + (w - 1) * stride]
+        mean = np.asarray(self.spec.mean, dtype=np.float32) * 255.0
+        std = np.asarray(self.spec.std, dtype=np.float32) * 255.0
+        tensor = torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy())
+        return tensor, Geometry((H0, W0), (H1, W1), (h, w), patch, stride)
+
+    # -- the network --------------------------------------------------------------------------
+    def _patch_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """1 x (h * w) x D patch position embedding, resized with plain bicubic (no antialias)."""
+        if (h, w) not in self._pos_cache:
+            m = self.model
+            pos = m.pos_embed[:, 0 if m.no_embed_class else m.num_prefix_tokens:]
+            g0, g1 = m.patch_embed.grid_size
+            if (g0, g1) != (h, w):
+                grid = pos.reshape(1, g0, g1, -1).permute(0, 3, 1, 2).float()
+                grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+                pos = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1).to(m.pos_embed.dtype)
+            self._pos_cache[(h, w)] = pos
+        return self._pos_cache[(h, w)]
+
+    def _embed(self, images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """B x 3 x H x W -> tokens B x (P + T) x D (prefix first), and the grid."""
+        m = self.model
+        proj = m.patch_embed.proj
+        x = F.conv2d(images, proj.weight, proj.bias, stride=stride)  # overlapping when stride < patch
+        h, w = x.shape[-2:]
+        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2)) + self._patch_pos_embed(h, w)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
+        prefix = torch.cat(prefix, dim=1)
+        if not m.no_embed_class:
+            prefix = prefix + m.pos_embed[:, :m.num_prefix_tokens]
+        return m.norm_pre(torch.cat([prefix, x], dim=1)), (h, w)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, layers: Sequence[int], facet: str = "key",
+                stride: int | None = None, saliency: bool = False) -> ForwardOutput:
+        """One pass over a batch B x 3 x H x W, stopping after the deepest block it needs."""
+        stride = stride or self.spec.default_stride
+        self._check_params(layers, facet, stride, None, 2, 1)
+        m, spec = self.model, self.spec
+        x, grid = self._embed(images.to(self.device, self.dtype), stride)
+        last = max([*layers, spec.depth - 1] if saliency else layers)
+        features: dict[int, torch.Tensor] = {}
+        cls_attention = None
+        self.num_forward_calls += 1
+        for i, blk in enumerate(m.blocks[:last + 1]):
+            want_qkv = (i in layers and facet != "token") or (saliency and i == spec.depth - 1)
+            if not want_qkv:
+                x = blk(x)
+            else:
+                attn = blk.attn
+                B, N, C = x.shape
+                qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+                q, k, v = qkv.unbind(0)                                   # each B x H x N x d
+                q, k = attn.q_norm(q), attn.k_norm(k)
+                if i in layers and facet != "token":
+                    chosen = {"query": q, "key": k, "value": v}[facet]
+                    features[i] = chosen.transpose(1, 2).reshape(B, N, C)  # heads concatenated
+                if saliency and i == spec.depth - 1:
+                    cls_attention = self._cls_attention(q, k)
+                if i == last and not (facet == "token" and i in layers):
+                    break  # nothing after this block's q, k, v is needed
+                out = F.scaled_dot_product_attention(q, k, v)
+                out = attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, C)))
+                x = x + blk.ls1(out)
+                x = x + blk.ls2(blk.mlp(blk.norm2(x)))
+            if i in layers and facet == "token":
+                features[i] = x
+        return ForwardOutput(features, cls_attention, grid)
+
+    def _cls_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """CLS query against all keys (B x H x 1 x N, never N x N) -> B x T, selected heads averaged."""
+        scale = q.shape[-1] ** -0.5
+        attn = torch.softmax((q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1), dim=-1)
+        heads = list(self.spec.saliency_heads) if self.spec.saliency_heads else slice(None)
+        return attn[:, heads, 0, self.spec.num_prefix_tokens:].mean(dim=1)
+
+    # -- the public entry point ---------------------------------------------------------------
+    def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
+                facet: str | None = None, stride: int | None = None, load_size: int | None = 224,
+                bin: bool = False, hierarchy: int = 2, include_cls: bool = False,
+                saliency: bool = False, batch_size: int = 8) -> list[ImageDescriptors]:
+        """Descriptors of every image (see :class:`ImageDescriptors`), in input order.
+
+        ``facet=None`` and ``stride=None`` take the model's defaults (``spec.default_facet``: the
+        paper's ``key``, ``token`` for DINOv2; ``spec.default_stride``: half the patch).
+        ``layer``: one block index or several (their facets are concatenated along D in the given
+        order). Images whose preprocessed sizes are equal share a batch of ``batch_size``.
+        """
+        layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+        if not layers:
+            raise ParameterError("layer: give at least one layer")
+        stride = stride or self.spec.default_stride
+        facet = facet or self.spec.default_facet
+        self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
+            images = [images]
+        if len(images) == 0:
+            raise ParameterError("no images given")
+        params = dict(model=self.spec.name, checkpoint=self.checkpoint, layer=layers, facet=facet,
+                      stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,
+                      include_cls=include_cls, saliency=saliency, dtype=str(self.dtype))
+        rgbs = [load_image(im) for im in images]
+        results: list[ImageDescriptors | None] = [None] * len(rgbs)
+        keys = [None] * len(rgbs)
+        if self.cache is not None:
+            for i, rgb in enumerate(rgbs):
+                keys[i] = self.cache.key(image_digest(rgb), params)
+                results[i] = self.cache.get(keys[i])
+        todo = [i for i, r in enumerate(results) if r is None]
+        prepared = {i: self._preprocess_rgb(rgbs[i], load_size, stride) for i in todo}
+        for batch in _batches(todo, [tuple(prepared[i][0].shape) for i in todo], batch_size):
+            tensors = torch.stack([prepared[i][0] for i in batch])
+            out = self._forward_guarded(tensors, layers, facet, stride, saliency)
+            for b, i in enumerate(batch):
+                results[i] = self._finish(out, b, prepared[i][1], layers, bin, hierarchy,
+                                          include_cls, params)
+                if self.cache is not None:
+                    self.cache.put(keys[i], results[i])
+        return results  # type: ignore[return-value]
+
+    def _forward_guarded(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
+                         saliency: bool) -> ForwardOutput:
+        try:
+            return self.forward(tensors, layers, facet, stride, saliency)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+            if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and \
+                    "out of memory" not in str(err) and "can't allocate memory" not in str(err):
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            B, _, H, W = tensors.shape
+            raise OutOfMemoryError(f"out of memory on {self.device} for {B} image(s) of {W} x {H} "
+                                   "pixels: reduce load_size or batch_size, or use a larger stride") from err
+
+    def _finish(self, out: ForwardOutput, b: int, geometry: Geometry, layers: list[int], bin: bool,
+                hierarchy: int, include_cls: bool, params: dict) -> ImageDescriptors:
+        """One image of a batch -> its ImageDescriptors (float32, on the device)."""
+        P = self.spec.num_prefix_tokens
+        h, w = out.grid
+        per_layer = [out.features[layer][b].float() for layer in layers]   # (P + T) x D each
+        descs = torch.cat([f[P:] for f in per_layer], dim=-1)             # T x D
+        if bin:
+            grid = descs.T.reshape(1, -1, h, w)
+            descs = log_bin(grid, hierarchy)[0].reshape(descs.shape[1] * (1 + 8 * hierarchy), -1).T
+        cls = torch.cat([f[0] for f in per_layer]) if include_cls else None
+        sal = None
+        if out.cls_attention is not None:
+            sal = min_max(out.cls_attention[b].float()).reshape(h, w)
+        return ImageDescriptors(descs.contiguous(), (h, w), geometry, sal, cls, dict(params))
+
+
+def _batches(indices: list[int], shapes: list[tuple], batch_size: int) -> Iterable[list[int]]:
+    """Group image indices by equal preprocessed shape, in chunks of ``batch_size``."""
+    groups: dict[tuple, list[int]] = {}
+    for i, shape in zip(indices, shapes):
+        groups.setdefault(shape, []).append(i)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start:start + batch_size]
+
+
+from .cache import DescriptorCache  # noqa: E402  (type of Extractor.cache; cache imports nothing back)
