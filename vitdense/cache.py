@@ -113,7 +113,7 @@ class DescriptorCache:
             tensors = load_file(str(tensors_path))
             meta = json.loads(meta_path.read_text())
             geo = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["geometry"].items()}
-        except (OSError, ValueError, KeyError):  # a damaged entry is a miss, rebuilt by the caller
+        except Exception:  # noqa: BLE001 - any damaged entry is a miss, rebuilt by the caller
             return None
         return ImageDescriptors(tensors["descs"], tuple(meta["grid"]), Geometry(**geo),
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])

@@ -226,8 +226,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_state_dict_into(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> None:
     """Load a DINO / DINOv2 / timm state dict into a timm ViT; every backbone weight must match."""
     from timm.models.vision_transformer import checkpoint_filter_fn
-    state_dict = checkpoint_filter_fn(state_dict, model)  # official names, pos-embed size
-    missing, _unexpected = model.load_state_dict(state_dict, strict=False)
+    try:
+        state_dict = checkpoint_filter_fn(state_dict, model)  # official names, pos-embed size
+        missing, _unexpected = model.load_state_dict(state_dict, strict=False)
+    except (RuntimeError, ValueError, KeyError) as err:  # shape mismatches
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise ParameterError(f"{origin} does not fit this architecture: {detail}") from err
     missing = [k for k in missing if not k.startswith("head")]
     if missing:
         raise ParameterError(f"{origin} does not fit this architecture: missing {len(missing)} "
