@@ -229,13 +229,14 @@ class Extractor:
 
     def __init__(self, model: str | None = "auto", device: str | torch.device | None = "auto",
                  dtype: str | torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
-                 cache: "DescriptorCache | None" = None) -> None:
+                 cache: "DescriptorCache | None" = None, pretrained: bool = True) -> None:
         name, self.notice = resolve_model_name(model)
         self.spec: ModelSpec = get_spec(name)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        self.model: nn.Module = load_model(name, checkpoint).to(self.device, self.dtype)
+        self.pretrained = pretrained
+        self.model: nn.Module = load_model(name, checkpoint, pretrained).to(self.device, self.dtype)
         self.cache = cache
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
         self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
@@ -395,7 +396,8 @@ class Extractor:
             images = [images]
         if len(images) == 0:
             raise ParameterError("no images given")
-        params = dict(model=self.spec.name, checkpoint=self.checkpoint, layer=layers, facet=facet,
+        params = dict(model=self.spec.name, checkpoint=self.checkpoint, pretrained=self.pretrained,
+                      layer=layers, facet=facet,
                       stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,
                       include_cls=include_cls, saliency=saliency, dtype=str(self.dtype))
         rgbs = [load_image(im) for im in images]

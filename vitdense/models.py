@@ -243,15 +243,19 @@ def _create(spec: ModelSpec) -> nn.Module:
     return timm.create_model(spec.arch, pretrained=False, num_classes=0)
 
 
-def load_model(name: str, checkpoint: str | os.PathLike | None = None) -> nn.Module:
+def load_model(name: str, checkpoint: str | os.PathLike | None = None,
+               pretrained: bool = True) -> nn.Module:
     """Build ``name``'s timm ViT with weights, in eval mode on the CPU.
 
-    Raises :class:`WeightsUnavailableError` (fast, with no long network wait) when the weights are
-    neither a given checkpoint, bundled, cached, nor downloadable.
+    ``pretrained=False`` keeps timm's random initialisation (benchmarks: timing does not depend on
+    the weights). Raises :class:`WeightsUnavailableError` (fast, with no long network wait) when the
+    weights are neither a given checkpoint, bundled, cached, nor downloadable.
     """
     spec = get_spec(name)
     model = _create(spec)
-    if checkpoint is not None:
+    if not pretrained:
+        pass
+    elif checkpoint is not None:
         load_state_dict_into(model, read_checkpoint(checkpoint), f"checkpoint {Path(checkpoint).name}")
     elif spec.bundled:
         from . import bundled
