@@ -1,0 +1,305 @@
+"""Co-segmentation (and the shared k-means helpers) on real photographs with the bundled model.
+
+The test set: an elliptical cut of the chelsea cat's face (a real photo) pasted, at different scales,
+positions and mirrored, onto other real skimage photographs; the paste mask is the ground truth.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from vitdense.clustering import assign, elbow_kmeans, kmeans, l2_normalize, relabel_by_size
+from vitdense.cosegmentation import (CosegResult, cosegment, cosegment_descriptors, extract_with_saliency,
+                                     grabcut_refine, grid_to_size)
+from vitdense.errors import ParameterError
+
+CANVAS = (300, 400)  # H x W of every test image (resized to 224 x 298 by the extractor)
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3]
+
+
+def _cat_face() -> tuple[np.ndarray, np.ndarray]:
+    """The chelsea cat's face cut along an ellipse: (RGB crop, its bool mask)."""
+    img = data.chelsea()
+    cy, cx, ry, rx = 155, 215, 140, 170
+    y0, x0 = max(0, cy - ry), cx - rx
+    crop = img[y0:cy + ry + 1, x0:cx + rx + 1]
+    yy, xx = np.mgrid[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]]
+    return crop, ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def _paste(background: np.ndarray, scale: float, rng: np.random.Generator, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cat face pasted on a centre crop of ``background`` -> (H x W x 3 image, H x W ground truth)."""
+    obj, mask = _cat_face()
+    H, W = CANVAS
+    bh, bw = background.shape[:2]
+    r = min(bh / H, bw / W)
+    t, left = (bh - int(H * r)) // 2, (bw - int(W * r)) // 2
+    crop = background[t:t + int(H * r), left:left + int(W * r)]
+    canvas = np.array(Image.fromarray(crop).resize((W, H), Image.LANCZOS))
+    oh = int(H * scale)
+    ow = int(obj.shape[1] * oh / obj.shape[0])
+    o = np.asarray(Image.fromarray(obj).resize((ow, oh), Image.LANCZOS))
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((ow, oh), Image.BILINEAR)) >= 128
+    if flip:
+        o, m = o[:, ::-1], m[:, ::-1]
+    y, x = int(rng.integers(0, H - oh + 1)), int(rng.integers(0, W - ow + 1))
+    canvas[y:y + oh, x:x + ow][m] = o[m]
+    gt = np.zeros((H, W), bool)
+    gt[y:y + oh, x:x + ow] = m
+    return canvas, gt
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+@pytest.fixture(scope="module")
+def cat_set() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Six composites (images, ground-truth masks) on grass, coffee, rocket, astronaut, Hubble, motorcycle."""
+    rng = np.random.default_rng(0)
+    backgrounds = [_rgb(data.grass()), data.coffee(), data.rocket(), data.astronaut(), data.hubble_deep_field(),
+                   data.stereo_motorcycle()[0]]
+    pairs = [_paste(bg, float(rng.uniform(0.5, 0.75)), rng, flip=bool(i % 2)) for i, bg in enumerate(backgrounds)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.fixture(scope="module")
+def outlier_image() -> np.ndarray:
+    """A real photo without the cat (the brick wall), same canvas size."""
+    return np.array(Image.fromarray(_rgb(data.brick())).resize(CANVAS[::-1], Image.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def extracted(bundled_extractor, cat_set, outlier_image):
+    """Key descriptors (layer 11, stride 7, load 224) + saliency + CLS of the six composites and the outlier."""
+    images = cat_set[0] + [outlier_image]
+    descs, sal = extract_with_saliency(bundled_extractor, images, load_size=224, layer=11, facet="key", bin=False,
+                                       stride=7, include_cls=True, low_res_saliency_maps=False)
+    return descs, sal, images
+
+
+@pytest.fixture(scope="module")
+def coseg_runs(extracted) -> dict[tuple[int, bool], CosegResult]:
+    """Co-segmentation of the six cats with k-means seeds 0, 1, 2, GrabCut on and off (no network)."""
+    descs, sal, images = extracted
+    return {(seed, refine): cosegment_descriptors(descs[:6], sal[:6], images[:6] if refine else None,
+                                                  refine=refine, seed=seed)
+            for seed in (0, 1, 2) for refine in (True, False)}
+
+
+@pytest.fixture(scope="module")
+def coseg(coseg_runs) -> CosegResult:
+    return coseg_runs[(0, True)]
+
+
+# --------------------------------------------------------------------------------------------- k-means
+@pytest.fixture(scope="module")
+def pixel_colours() -> torch.Tensor:
+    """3000 real RGB pixels of the astronaut photo (N x 3, in [0, 1])."""
+    px = data.astronaut().reshape(-1, 3)[::87][:3000]
+    return torch.from_numpy(px.astype(np.float32) / 255.0)
+
+
+def test_kmeans_matches_sklearn_inertia(pixel_colours):
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+    for k in (3, 7):
+        ours = kmeans(pixel_colours, k, n_init=10, seed=0)
+        with threadpool_limits(1):  # sklearn's OpenMP threads crawl on a busy 2-core machine
+            ref = KMeans(k, n_init=10, random_state=0).fit(pixel_colours.numpy())
+        assert ours.inertia <= ref.inertia_ * 1.01, (k, ours.inertia, ref.inertia_)
+        labels, d = assign(pixel_colours, ours.centroids)
+        assert torch.equal(labels, ours.labels)
+        assert abs(float(d.sum()) - ours.inertia) < 1e-3 * ours.inertia
+
+
+def test_kmeans_is_deterministic_and_validates(pixel_colours):
+    a, b = kmeans(pixel_colours, 6, seed=3), kmeans(pixel_colours, 6, seed=3)
+    assert torch.equal(a.centroids, b.centroids)
+    with pytest.raises(ParameterError, match="k=4"):
+        kmeans(pixel_colours[:3], 4)  # more clusters than points
+    with pytest.raises(ParameterError, match="k=0"):
+        kmeans(pixel_colours, 0)
+    perm = relabel_by_size(np.array([2, 2, 2, 0, 1, 1]), 3)
+    assert perm.tolist() == [2, 1, 0]
+
+
+def test_elbow_stops_where_improvement_stalls(extracted):
+    """On real descriptors the objective drops until the elbow rule stops it; k never exceeds the sample."""
+    descs = extracted[0]
+    full = l2_normalize(torch.cat([d.descs for d in descs[:6]]))
+    res = elbow_kmeans(full[::100], full, elbow=0.975)
+    obj = res.objectives
+    assert len(obj) == res.k and 2 <= res.k <= 14
+    assert all(b < a for a, b in zip(obj[:-2], obj[1:-1]))  # improving before the stop
+    if res.k < 14:
+        assert obj[-1] > 0.975 * obj[-2]  # stopped at the first k that did not pay off
+        assert all(b <= 0.975 * a for a, b in zip(obj[:-2], obj[1:-1]))
+    tiny = elbow_kmeans(full[:3], full, elbow=0.999999, max_clusters=14)
+    assert tiny.k <= 3
+
+
+# ------------------------------------------------------------------------------------ co-segmentation
+def test_cosegmentation_matches_ground_truth(coseg_runs, cat_set):
+    images, gts = cat_set
+    scores = {}
+    for (seed, refine), res in coseg_runs.items():
+        assert res.reason is None and res.num_images == 6
+        assert [m.shape for m in res.masks] == [g.shape for g in gts]  # original resolution
+        assert all(m.dtype == bool for m in res.masks)
+        assert all(res.refined) == refine
+        scores[seed, refine] = [jaccard(m, g) for m, g in zip(res.masks, gts)]
+    refined = np.array([scores[s, True] for s in (0, 1, 2)])      # seeds x images
+    # measured (refined) mean Jaccard per seed 0.725 0.731 0.777; per image (seed 0): grass 0.99,
+    # coffee 0.32 (the cup joins the mask), rocket 0.88, astronaut 0.47 (her suit joins), Hubble 0.98,
+    # motorcycle 0.71. Paper's thresh 0.065; thresh=0.1 measured better on this model (see report).
+    assert refined.mean() > 0.68, refined.mean(axis=1)
+    assert refined[:, [0, 4]].min() > 0.93          # plain backgrounds: near perfect
+    recall = np.mean([(m & g).sum() / g.sum() for m, g in zip(coseg_runs[0, True].masks, gts)])
+    assert recall > 0.9, recall                      # the cat is always found (measured 0.986)
+    raw = np.array([scores[s, False] for s in (0, 1, 2)])
+    # GrabCut: measured 0.711 -> 0.744 averaged over seeds
+    assert refined.mean() > raw.mean() + 0.015, (raw.mean(), refined.mean())
+
+
+def test_votes_and_labels_are_consistent(coseg):
+    assert coseg.votes.shape == (coseg.num_clusters,)
+    assert (coseg.votes[coseg.salient_clusters] >= coseg.votes_needed).all()
+    assert (np.delete(coseg.votes, coseg.salient_clusters) < coseg.votes_needed).all()
+    assert coseg.votes_needed == 5  # ceil(6 * 75 / 100)
+    for lab, sal, gm, g in zip(coseg.labels, coseg.saliency, coseg.grid_masks, coseg.geometries):
+        assert lab.shape == sal.shape == gm.shape == g.grid
+        assert 0 <= lab.min() and lab.max() < coseg.num_clusters
+        assert np.array_equal(gm, np.isin(lab, coseg.salient_clusters))
+
+
+def test_unrefined_masks_are_the_upsampled_grid(coseg_runs):
+    raw = coseg_runs[0, False]
+    assert raw.salient_clusters.tolist() == coseg_runs[0, True].salient_clusters.tolist()
+    for m, gm, g in zip(raw.masks, raw.grid_masks, raw.geometries):
+        assert np.array_equal(m, g.upsample(gm, mode="nearest").astype(bool))
+
+
+def test_grabcut_refine_edge_cases(cat_set):
+    img = cat_set[0][0]
+    empty = np.zeros(img.shape[:2], bool)
+    out, ok = grabcut_refine(img, empty)
+    assert not ok and not out.any()
+    out, ok = grabcut_refine(img, ~empty)
+    assert not ok and out.all()
+
+
+def test_grid_to_size_keeps_cells_aligned(coseg):
+    g = coseg.geometries[0]
+    lab = coseg.labels[0]
+    up = grid_to_size(lab, g, None)  # load-size raster
+    assert up.shape == tuple(g.resized_size)
+    h, w = g.grid
+    ys = np.arange(h) * g.stride + g.patch // 2
+    xs = np.arange(w) * g.stride + g.patch // 2
+    assert np.array_equal(up[np.ix_(ys, xs)], lab)  # every cell centre carries its own label
+
+
+def test_single_image(extracted, cat_set):
+    descs, sal, images = extracted
+    res = cosegment_descriptors(descs[:1], sal[:1], images[:1])
+    assert res.votes_needed == 1 and res.reason is None
+    # measured 0.981 (grass background)
+    assert jaccard(res.masks[0], cat_set[1][0]) > 0.9
+
+
+def test_empty_foreground_returns_reason(extracted):
+    descs, sal, images = extracted
+    res = cosegment_descriptors(descs[:6], sal[:6], images[:6], thresh=1.0)  # no mean saliency exceeds 1
+    assert res.salient_clusters.size == 0 and res.is_empty
+    assert "votes" in res.reason and "thresh" in res.reason
+    assert [m.shape for m in res.masks] == [g.orig_size for g in res.geometries]
+
+
+def test_few_descriptors_cap_the_clusters(extracted, cat_set):
+    """A sample interval above the grid size leaves one training row per image: k <= 6, still works."""
+    descs, sal, images = extracted
+    res = cosegment_descriptors(descs[:6], sal[:6], None, sample_interval=10 ** 6, refine=False)
+    assert 1 <= res.num_clusters <= 6
+    assert len(res.elbow_objectives) == res.num_clusters
+    assert all(m.shape == g.shape for m, g in zip(res.masks, cat_set[1]))
+
+
+def test_outlier_image_gets_empty_mask(bundled_extractor, extracted, coseg):
+    """With the CLS token of the last layer (the key CLS of this model is ~0.99 similar for any image),
+    the brick wall is an outlier at the paper's 0.7: empty mask, no vote, the cats still segmented."""
+    descs, sal, images = extracted
+    token = bundled_extractor.extract(images, layer=11, facet="token", stride=14, include_cls=True)
+    with_token_cls = [dataclasses.replace(d, cls=t.cls) for d, t in zip(descs, token)]
+    res = cosegment_descriptors(with_token_cls, sal, images, remove_outliers=True, outliers_thresh=0.7)
+    # measured similarities to the mean: cats 0.84-0.96, brick wall 0.59
+    assert res.inliers.tolist() == [True] * 6 + [False]
+    assert int(np.argmin(res.cls_similarity)) == 6
+    assert not res.masks[6].any() and (res.labels[6] == -1).all()
+    assert res.votes_needed == 5 and res.votes.max() <= 6
+    # the outlier takes no part: the six cats get exactly the masks of the set without it
+    assert all(np.array_equal(a, b) for a, b in zip(res.masks[:6], coseg.masks))
+    # the official key-facet CLS: the outlier is still the least similar image
+    key = cosegment_descriptors(descs, sal, None, remove_outliers=True, refine=False)
+    assert int(np.argmin(key.cls_similarity)) == 6
+    everyone_out = cosegment_descriptors(with_token_cls, sal, None, remove_outliers=True, outliers_thresh=1.0,
+                                         refine=False)
+    assert everyone_out.is_empty and "outlier" in everyone_out.reason
+
+
+def test_reclustering_reuses_descriptors(bundled_extractor, extracted):
+    """Changing elbow / votes only re-clusters: no network pass."""
+    descs, sal, images = extracted
+    before = bundled_extractor.num_forward_calls
+    a = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.9, refine=False)
+    b = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.99, votes_percentage=100, refine=False)
+    assert bundled_extractor.num_forward_calls == before
+    assert a.num_clusters <= b.num_clusters
+    assert b.votes_needed == 6
+
+
+@pytest.mark.parametrize("knob", [dict(elbow=0.0), dict(elbow=1.5), dict(votes_percentage=-1),
+                                  dict(votes_percentage=101), dict(sample_interval=0), dict(sample_interval=2.5),
+                                  dict(thresh=1.5), dict(outliers_thresh=2.0), dict(max_clusters=0)])
+def test_invalid_knobs_fail_before_the_network(bundled_extractor, cat_set, extracted, knob):
+    before = bundled_extractor.num_forward_calls
+    name = next(iter(knob))
+    with pytest.raises(ParameterError, match=name):
+        cosegment(bundled_extractor, cat_set[0][:2], **knob)
+    assert bundled_extractor.num_forward_calls == before
+    with pytest.raises(ParameterError, match=name):
+        cosegment_descriptors(extracted[0][:2], extracted[1][:2], None, refine=False, **knob)
+
+
+def test_descriptor_level_errors(extracted):
+    descs, sal, images = extracted
+    with pytest.raises(ParameterError, match="refine"):
+        cosegment_descriptors(descs[:2], sal[:2], None)
+    with pytest.raises(ParameterError, match="saliency"):
+        cosegment_descriptors([dataclasses.replace(descs[0], saliency=None)], None, None, refine=False)
+    with pytest.raises(ParameterError, match="empty"):
+        cosegment_descriptors([], None, None, refine=False)
+    with pytest.raises(ParameterError, match="does not match"):
+        cosegment_descriptors(descs[:2], sal[:2], [images[0], images[0][:100]])
+
+
+def test_cosegment_end_to_end_low_res_saliency(bundled_extractor, cat_set):
+    """The full pipeline on three images at load size 112, with the official low-resolution saliency."""
+    images, gts = cat_set[0][:3], cat_set[1][:3]
+    before = bundled_extractor.num_forward_calls
+    res = cosegment(bundled_extractor, images, load_size=112, low_res_saliency_maps=True)
+    assert bundled_extractor.num_forward_calls > before
+    assert res.params["low_res_saliency_maps"] and res.params["descriptors"]["stride"] == 7
+    assert all(s.shape == g.grid for s, g in zip(res.saliency, res.geometries))
+    assert all(m.shape == g.shape for m, g in zip(res.masks, gts))
+    # measured mean 0.75 at this small size
+    assert np.mean([jaccard(m, g) for m, g in zip(res.masks, gts)]) > 0.5

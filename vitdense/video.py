@@ -1,0 +1,492 @@
+"""Video part co-segmentation: a clip treated as an image set, parts propagated to every frame.
+
+1. :func:`read_video` decodes a video file (ffmpeg via ``imageio-ffmpeg``, which ships its own
+   binary; GIFs via Pillow) or a folder of frames into RGB arrays, with the frame rate;
+2. :func:`video_parts` samples ``num_sampled_frames`` frames evenly, runs part co-segmentation
+   (:func:`vitdense.part_cosegmentation.part_cosegment_descriptors`) on them, then labels EVERY
+   frame by nearest centroid: for each cell the similarity ``-|d - c|^2`` (L2-normalised
+   descriptors) to every part centroid, and to the nearest background centroid, as in the
+   official code's final assignment. These per-label similarity maps are smoothed over time with
+   an exponential moving average (``temporal_smoothing`` = the weight of the past; run forwards
+   and backwards and averaged when ``bidirectional``, so there is no lag) before the argmax, so
+   part colours do not flicker;
+3. :func:`write_video` writes the annotated frames (``vitdense.draw.draw_video_parts``) as mp4 /
+   other ffmpeg formats, or an animated GIF, by the file suffix.
+
+Label maps follow :class:`~vitdense.part_cosegmentation.PartsResult`: ``0`` = background,
+``1..K`` = parts (part p is the same part in every frame).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ImageError, ParameterError, check_range
+from .images import IMAGE_SUFFIXES, load_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extractor import Extractor, Geometry, ImageDescriptors
+
+__all__ = ["VIDEO_SUFFIXES", "VideoPartsResult", "read_video", "write_video", "video_parts",
+           "video_parts_descriptors", "sample_indices", "label_flicker", "temporal_ema"]
+
+#: suffixes read / written through ffmpeg (plus ``.gif`` through Pillow)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+DEFAULT_FOLDER_FPS = 10.0  # frame rate assumed for a folder of frames
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and writing
+# ---------------------------------------------------------------------------------------------
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _shrink(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale (area-preserving LANCZOS) so that the longer side is at most ``max_side``."""
+    if max_side is None:
+        return frame
+    h, w = frame.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1.0:
+        return frame
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    f = np.asarray(frame)
+    if f.ndim == 2:
+        f = np.repeat(f[..., None], 3, axis=2)
+    if f.shape[2] == 4:  # composite on white like vitdense.images
+        a = f[..., 3:4].astype(np.float32) / 255.0
+        f = np.round(f[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
+    return np.ascontiguousarray(f[..., :3].astype(np.uint8))
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None, max_side: int | None = None,
+               step: int = 1, fps: float | None = None) -> tuple[list[np.ndarray], float]:
+    """Decode a video file or a folder of frame images into RGB frames.
+
+    path: a video (``VIDEO_SUFFIXES``; anything ffmpeg reads) or a folder of images (natural sort
+    order: ``frame2.png`` before ``frame10.png``). ``step`` keeps every ``step``-th frame;
+    ``max_frames`` stops after that many kept frames; ``max_side`` downscales frames whose longer
+    side exceeds it. ``fps`` overrides the frame rate (a folder's default is 10).
+    Returns ``(frames, fps)``: H x W x 3 uint8 arrays, and the frame rate of the kept frames
+    (source rate / ``step``). Raises :class:`ImageError` for missing, unreadable or empty input.
+    """
+    if not isinstance(step, (int, np.integer)) or step < 1:
+        raise ParameterError(f"step={step!r} is out of range: expected an integer >= 1")
+    if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames < 1):
+        raise ParameterError(f"max_frames={max_frames!r} is out of range: expected an integer >= 1 or None")
+    if max_side is not None:
+        check_range("max_side", max_side, 16)
+    if fps is not None:
+        check_range("fps", fps, 0.0, None, low_inclusive=False)
+    p = Path(path)
+    if p.is_dir():
+        files = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+                       key=_natural_key)[::step]
+        if max_frames is not None:
+            files = files[:max_frames]
+        if not files:
+            raise ImageError(f"{p}: no frame images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")
+        frames = [_shrink(np.asarray(load_image(f)), max_side) for f in files]
+        src_fps = DEFAULT_FOLDER_FPS
+    elif p.is_file():
+        frames, src_fps = _decode(p, max_frames, max_side, step)
+    else:
+        raise ImageError(f"{p}: no such file or folder")
+    if not frames:
+        raise ImageError(f"{p}: the video has no frames")
+    out_fps = float(fps) if fps is not None else src_fps / step
+    return frames, out_fps
+
+
+def _decode(p: Path, max_frames: int | None, max_side: int | None,
+            step: int) -> tuple[list[np.ndarray], float]:
+    """Frames of a video file (every ``step``-th, at most ``max_frames``) and the source fps."""
+    import imageio.v2 as iio2
+
+    frames: list[np.ndarray] = []
+    try:
+        if p.suffix.lower() == ".gif":
+            reader = iio2.get_reader(p, mode="I")  # Pillow
+        else:
+            reader = iio2.get_reader(p, format="FFMPEG")
+        with reader:
+            meta = reader.get_meta_data()
+            if p.suffix.lower() == ".gif":
+                dur = float(meta.get("duration") or 100.0)  # ms per frame
+                src_fps = 1000.0 / dur if dur > 0 else DEFAULT_FOLDER_FPS
+            else:
+                src_fps = float(meta.get("fps") or 0.0) or DEFAULT_FOLDER_FPS
+            for i, frame in enumerate(reader):  # streamed: only kept frames stay in memory
+                if i % step:
+                    continue
+                frames.append(_shrink(_rgb(frame), max_side))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except ImageError:
+        raise
+    except Exception as err:  # imageio / ffmpeg raise many kinds (OSError, RuntimeError, ...)
+        msg = str(err).strip().splitlines()
+        raise ImageError(f"{p.name}: not a readable video ({type(err).__name__}"
+                         f"{': ' + msg[0][:120] if msg else ''})") from err
+    return frames, src_fps
+
+
+def write_video(frames: Sequence[np.ndarray] | Iterable[np.ndarray], path: str | os.PathLike,
+                fps: float = DEFAULT_FOLDER_FPS, quality: int = 8) -> Path:
+    """Write RGB frames (H x W x 3 uint8, all the same size) to ``path``.
+
+    ``.gif``: animated GIF (Pillow, looping); any other suffix in :data:`VIDEO_SUFFIXES` (e.g.
+    ``.mp4``): H.264 via ffmpeg (odd sizes are padded by one pixel, as yuv420p needs even sizes).
+    A folder path (no suffix) receives numbered PNG frames. ``quality``: ffmpeg's 0..10.
+    """
+    check_range("fps", fps, 0.0, None, low_inclusive=False)
+    check_range("quality", quality, 0, 10)
+    frames = [_rgb(f) for f in frames]
+    if not frames:
+        raise ParameterError("no frames to write")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise ParameterError(f"frames differ in size {sorted(shapes)}: give frames of one size")
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix and suffix not in VIDEO_SUFFIXES:
+        raise ParameterError(f"{p.name}: unknown video suffix {suffix!r}: expected one of "
+                             f"{', '.join(VIDEO_SUFFIXES)} (or a folder for PNG frames)")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not suffix:
+        p.mkdir(parents=True, exist_ok=True)
+        digits = max(4, len(str(len(frames))))
+        for i, f in enumerate(frames):
+            Image.fromarray(f).save(p / f"frame_{i:0{digits}d}.png")
+        return p
+    if suffix == ".gif":
+        pils = [Image.fromarray(f) for f in frames]
+        pils[0].save(p, save_all=True, append_images=pils[1:], loop=0,
+                     duration=max(20, round(1000.0 / fps)), disposal=2)
+        return p
+    import imageio.v2 as iio2
+
+    h, w = frames[0].shape[:2]
+    ph, pw = h % 2, w % 2
+    writer = iio2.get_writer(p, format="FFMPEG", fps=float(fps), codec="libx264", quality=quality,
+                             pixelformat="yuv420p", macro_block_size=1)
+    with writer:
+        for f in frames:
+            if ph or pw:
+                f = np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge")
+            writer.append_data(f)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# temporal helpers
+# ---------------------------------------------------------------------------------------------
+def sample_indices(num_frames: int, num_samples: int) -> np.ndarray:
+    """``min(num_samples, num_frames)`` frame indices spread evenly over ``[0, num_frames)``
+    (first and last included), increasing, unique."""
+    if num_frames < 1:
+        raise ParameterError("no frames to sample from")
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ParameterError(f"num_sampled_frames={num_samples!r} is out of range: expected an integer >= 1")
+    k = min(int(num_samples), num_frames)
+    if k == 1:
+        return np.array([num_frames // 2], np.int64)
+    return np.unique(np.round(np.linspace(0, num_frames - 1, k)).astype(np.int64))
+
+
+def temporal_ema(scores: torch.Tensor, alpha: float, bidirectional: bool = True) -> torch.Tensor:
+    """Exponential moving average over the first (time) axis of ``scores`` (N x ...).
+
+    ``s_t = alpha * s_{t-1} + (1 - alpha) * x_t`` (``s_0 = x_0``); ``alpha = 0`` returns the input.
+    ``bidirectional``: mean of the forward and the backward pass (no temporal lag).
+    """
+    check_range("temporal_smoothing", alpha, 0.0, 1.0, high_inclusive=False)
+    if alpha == 0.0 or scores.shape[0] < 2:
+        return scores.clone()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        acc = x[0]
+        out[0] = acc
+        for t in range(1, x.shape[0]):  # a recursion over frames; each step is a whole-map op
+            acc = alpha * acc + (1.0 - alpha) * x[t]
+            out[t] = acc
+        return out
+
+    fwd = run(scores)
+    if not bidirectional:
+        return fwd
+    return 0.5 * (fwd + run(scores.flip(0)).flip(0))
+
+
+def label_flicker(labels: np.ndarray | Sequence[np.ndarray]) -> float:
+    """Mean fraction of cells whose label changes between consecutive frames (N x h x w)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 3:
+        raise ParameterError(f"labels has shape {lab.shape}: expected N x h x w")
+    if lab.shape[0] < 2:
+        return 0.0
+    return float((lab[1:] != lab[:-1]).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# result
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class VideoPartsResult:
+    """Part labels of every frame of a clip (N frames of one size, K parts).
+
+    labels: N x h x w int64 grid part maps after temporal smoothing (0 = background, 1..K = parts,
+    the :class:`~vitdense.part_cosegmentation.PartsResult` convention: part p is the same part
+    in every frame). scores: N x h x w x (K + 1) float32 smoothed similarities ``-|d - c|^2``
+    (channel 0 the nearest background centroid, channel p part p); ``label_map`` upsamples them
+    for smooth part boundaries. raw_labels: N x h x w int64, the labels without smoothing.
+    sampled_indices: the frames that were part-co-segmented. part_centroids: K x D (row p - 1 =
+    part p), bg_centroids: B x D (L2-normalised descriptor space). geometry: the frames' grid
+    geometry. fps: frame rate (None when unknown). parts: the sampled frames' PartsResult.
+    params: every knob.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray
+    raw_labels: np.ndarray
+    sampled_indices: np.ndarray
+    part_centroids: np.ndarray
+    bg_centroids: np.ndarray
+    geometry: "Geometry"
+    fps: float | None
+    parts: Any = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_parts(self) -> int:
+        return int(self.part_centroids.shape[0])
+
+    def label_map(self, index: int, mode: str = "bilinear") -> np.ndarray:
+        """Frame ``index``'s part map at the frame's pixel size: H0 x W0 int64 (0 = background).
+
+        ``"bilinear"`` upsamples the smoothed score maps, then takes the argmax (smooth part
+        boundaries); ``"nearest"`` repeats the grid labels.
+        """
+        if not isinstance(index, (int, np.integer)) or not -self.num_frames <= index < self.num_frames:
+            raise ParameterError(f"frame index {index!r} is out of range for {self.num_frames} frames")
+        if mode == "nearest":
+            return np.asarray(self.geometry.upsample(self.labels[index], mode="nearest")).astype(np.int64)
+        if mode != "bilinear":
+            raise ParameterError(f"mode={mode!r}: expected 'nearest' or 'bilinear'")
+        up = np.asarray(self.geometry.upsample(self.scores[index], mode="bilinear"))  # H0 x W0 x (K+1)
+        return up.argmax(axis=-1).astype(np.int64)
+
+    @property
+    def reason(self) -> str | None:
+        """Why no frame has any part (from the part co-segmentation), else None."""
+        return getattr(self.parts, "reason", None) if self.num_parts == 0 or not self.labels.any() else None
+
+    def flicker(self, smoothed: bool = True) -> float:
+        """:func:`label_flicker` of the smoothed (or raw) grid labels."""
+        return label_flicker(self.labels if smoothed else self.raw_labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# computation
+# ---------------------------------------------------------------------------------------------
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _scores(x: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """T x (1 + K) similarities ``-|x - c|^2``: [nearest background centroid, each part]."""
+    from .clustering import squared_distances
+
+    d_parts = squared_distances(x, parts) if parts.shape[0] else x.new_zeros(x.shape[0], 0)
+    if bg.shape[0]:
+        d_bg = squared_distances(x, bg).amin(dim=1, keepdim=True)
+    else:  # every stage-1 cluster is foreground: background at the largest unit-vector distance
+        d_bg = x.new_full((x.shape[0], 1), 4.0)
+    return -torch.cat([d_bg, d_parts], dim=1)
+
+
+def _centroids(parts_result: Any, sampled: Sequence["ImageDescriptors"], num_bg_centroids: int,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Part and background centroids (L2-normalised space) of a PartsResult.
+
+    Parts: ``part_centroids``. Background: the result's ``bg_centroids`` when it has them, else the
+    non-salient stage-1 centroids, plus (three-stage results, whose dropped stage-2 parts count as
+    background) k-means centroids of the sampled frames' foreground cells that were labelled
+    background. Without any of these, k-means of the background cells.
+    """
+    from .clustering import kmeans
+
+    parts = torch.as_tensor(np.asarray(parts_result.part_centroids), dtype=torch.float32)
+    dim = int(sampled[0].descs.shape[1])
+    parts = parts.reshape(-1, dim)
+    own = getattr(parts_result, "bg_centroids", None)
+    if own is not None:
+        return parts, torch.as_tensor(np.asarray(own), dtype=torch.float32).reshape(-1, dim), "parts_result"
+    blocks, source = [], []
+    st = getattr(parts_result, "stage1", None)
+    if st is not None and getattr(st, "centroids", None) is not None and len(st.centroids):
+        keep = np.setdiff1d(np.arange(len(st.centroids)), np.asarray(st.salient_clusters, np.int64))
+        blocks.append(torch.as_tensor(np.asarray(st.centroids)[keep], dtype=torch.float32).reshape(-1, dim))
+        source.append("stage1")
+    three = bool(getattr(parts_result, "params", {}).get("three_stages", False))
+    if three or not blocks:
+        x = torch.cat([_normalise(d.descs.detach().float().cpu()) for d in sampled])
+        grid_maps = np.concatenate([np.asarray(g).reshape(-1) for g in parts_result.grid_part_maps])
+        cells = grid_maps == 0
+        if blocks:  # three stages: the stage-1 foreground cells that became background
+            cells &= np.concatenate([np.asarray(g).reshape(-1) for g in parts_result.grid_fg_masks])
+        if cells.any():
+            rows = x[torch.from_numpy(cells)]
+            blocks.append(kmeans(rows, min(int(num_bg_centroids), rows.shape[0]), n_init=3,
+                                 seed=seed).centroids)
+            source.append("background cells")
+    bg = torch.cat(blocks) if blocks else torch.zeros(0, dim)
+    return parts, bg, "+".join(source) or "none"
+
+
+def video_parts_descriptors(descs: Sequence["ImageDescriptors"], parts_result: Any,
+                            sampled_indices: Sequence[int], *, temporal_smoothing: float = 0.6,
+                            bidirectional: bool = True, num_bg_centroids: int = 3, seed: int = 0,
+                            fps: float | None = None, extra_params: dict | None = None) -> VideoPartsResult:
+    """Propagate a PartsResult of the sampled frames to every frame's descriptors (no network).
+
+    descs: one ImageDescriptors per frame (one grid); ``parts_result`` co-segmented the frames
+    ``sampled_indices`` (in that order). See the module docstring for the labelling.
+    """
+    _check_video_knobs(temporal_smoothing, num_bg_centroids)
+    if len(descs) == 0:
+        raise ParameterError("no frames")
+    grid = _one_grid(descs)
+    idx = np.asarray(sampled_indices, np.int64)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(descs):
+        raise ParameterError(f"sampled_indices must lie in [0, {len(descs)})")
+    parts, bg, source = _centroids(parts_result, [descs[i] for i in idx], num_bg_centroids, seed)
+    raw = torch.stack([_scores(_normalise(d.descs.detach().float().cpu()), parts, bg) for d in descs])
+    params = dict(descriptors=dict(descs[0].params), **(extra_params or {}))
+    return _finish(raw.reshape(len(descs), grid[0], grid[1], -1), parts, bg, idx, descs[0].geometry,
+                   parts_result, temporal_smoothing, bidirectional, num_bg_centroids, seed, source,
+                   fps, params)
+
+
+def _check_video_knobs(temporal_smoothing: float, num_bg_centroids: int) -> None:
+    check_range("temporal_smoothing", temporal_smoothing, 0.0, 1.0, high_inclusive=False)
+    if not isinstance(num_bg_centroids, (int, np.integer)) or isinstance(num_bg_centroids, bool) \
+            or num_bg_centroids < 1:
+        raise ParameterError(f"num_bg_centroids={num_bg_centroids!r} is out of range: expected an integer >= 1")
+
+
+def _one_grid(descs: Sequence["ImageDescriptors"]) -> tuple[int, int]:
+    grids = {tuple(d.grid) for d in descs}
+    if len(grids) != 1:
+        raise ImageError(f"frames have different descriptor grids {sorted(grids)}: give frames of one size")
+    return next(iter(grids))
+
+
+def _finish(raw: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor, idx: np.ndarray, geometry: "Geometry",
+            parts_result: Any, temporal_smoothing: float, bidirectional: bool, num_bg_centroids: int,
+            seed: int, source: str, fps: float | None, params: dict) -> VideoPartsResult:
+    """Raw N x h x w x (K + 1) scores -> smoothed result."""
+    smooth = temporal_ema(raw, float(temporal_smoothing), bool(bidirectional))
+    params = dict(temporal_smoothing=float(temporal_smoothing), bidirectional=bool(bidirectional),
+                  num_bg_centroids=int(num_bg_centroids), seed=int(seed), centroid_source=source,
+                  num_frames=int(raw.shape[0]), sampled_indices=[int(i) for i in idx], **params)
+    return VideoPartsResult(labels=smooth.argmax(dim=-1).numpy().astype(np.int64),
+                            scores=smooth.numpy().astype(np.float32),
+                            raw_labels=raw.argmax(dim=-1).numpy().astype(np.int64), sampled_indices=idx,
+                            part_centroids=parts.numpy(), bg_centroids=bg.numpy(), geometry=geometry,
+                            fps=fps, parts=parts_result, params=params)
+
+
+def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_frames: int = 10,
+                temporal_smoothing: float = 0.6, bidirectional: bool = True, num_bg_centroids: int = 3,
+                fps: float | None = None, load_size: int | None = 224, layer: int = 11,
+                facet: str = "key", bin: bool = False, stride: int | None = None,
+                low_res_saliency_maps: bool = False, num_crop_augmentations: int = 0, crf: bool = False,
+                batch_size: int = 8, **part_knobs: Any) -> VideoPartsResult:
+    """Part co-segmentation of a clip (see the module docstring).
+
+    frames: N frames of one size (H x W x 3 arrays / PIL / paths). ``num_sampled_frames`` evenly
+    spread frames are part-co-segmented (``part_knobs``: the keywords of
+    :func:`vitdense.part_cosegmentation.part_cosegment_descriptors`, e.g. ``num_parts``,
+    ``three_stages``; ``low_res_saliency_maps`` and ``num_crop_augmentations`` as in
+    ``part_cosegment``); every frame is then labelled by nearest centroid and smoothed over time
+    (``temporal_smoothing`` in [0, 1): the weight of the past in the moving average, 0 = off).
+    ``crf``: dense CRF on the sampled frames' part maps (``result.parts``); off by default because
+    the propagated labels use only the centroids, which it changes only with ``three_stages``.
+    Descriptor options as in ``Extractor.extract`` (``stride=None``: the model's default). Frames
+    are extracted ``batch_size`` at a time; only their score maps are kept.
+    """
+    from . import part_cosegmentation as pcs
+    from .cosegmentation import extract_with_saliency, resolve_stride
+
+    if isinstance(frames, (str, os.PathLike)):
+        raise ParameterError("frames must be a sequence of frames: read a video with read_video first")
+    if len(frames) == 0:
+        raise ParameterError("frames is empty: give at least one frame")
+    _check_video_knobs(temporal_smoothing, num_bg_centroids)
+    for bad in ("images", "descs", "saliency", "extra_descs", "extra_images", "extra_params"):
+        if bad in part_knobs:
+            raise ParameterError(f"video_parts got {bad}=: it takes the frames as its images")
+    if not isinstance(crf, (bool, np.bool_)):
+        raise ParameterError(f"crf={crf!r} is not a boolean: expected True or False")
+    pcs.validate_part_params(part_knobs.get("num_parts", 4), part_knobs.get("elbow_second_stage", 0.94),
+                             num_crop_augmentations)
+    idx = sample_indices(len(frames), num_sampled_frames)
+    stride = resolve_stride(extractor, stride)
+    first = load_image(frames[0])
+    sampled = [load_image(frames[i]) for i in idx]
+    for i, im in zip(idx, sampled):
+        if im.size != first.size:
+            raise ImageError(f"frame {i} is {im.size[0]} x {im.size[1]} but frame 0 is "
+                             f"{first.size[0]} x {first.size[1]}: give frames of one size")
+    ex_kw = dict(load_size=load_size, layer=layer, facet=facet, bin=bin, stride=stride, batch_size=batch_size)
+    descs_s, sal = extract_with_saliency(extractor, sampled, include_cls=False,
+                                         low_res_saliency_maps=low_res_saliency_maps, **ex_kw)
+    augs = pcs.crop_augmentations(sampled, num_crop_augmentations, load_size, part_knobs.get("seed", 0)) \
+        if num_crop_augmentations else []
+    extra = extractor.extract(augs, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
+                              batch_size=batch_size) if augs else []
+    parts_result = pcs.part_cosegment_descriptors(
+        descs_s, sal, sampled if crf else None, crf=crf, extra_descs=extra, extra_images=augs or None,
+        extra_params=dict(low_res_saliency_maps=low_res_saliency_maps,
+                          num_crop_augmentations=num_crop_augmentations), **part_knobs)
+    parts, bg, source = _centroids(parts_result, descs_s, num_bg_centroids, part_knobs.get("seed", 0))
+    grid = _one_grid(descs_s)
+    raw = torch.empty(len(frames), grid[0], grid[1], parts.shape[0] + 1)
+    where = {int(i): j for j, i in enumerate(idx)}
+    for i, d in where.items():
+        raw[i] = _scores(_normalise(descs_s[d].descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
+    rest = [i for i in range(len(frames)) if i not in where]
+    for start in range(0, len(rest), batch_size):  # chunks: descriptors of one chunk in memory at a time
+        chunk = rest[start:start + batch_size]
+        pils = [load_image(frames[i]) for i in chunk]
+        for i, im in zip(chunk, pils):
+            if im.size != first.size:
+                raise ImageError(f"frame {i} is {im.size[0]} x {im.size[1]} but frame 0 is "
+                                 f"{first.size[0]} x {first.size[1]}: give frames of one size")
+        for i, d in zip(chunk, extractor.extract(pils, layer=layer, facet=facet, stride=stride,
+                                                 load_size=load_size, bin=bin, batch_size=batch_size)):
+            raw[i] = _scores(_normalise(d.descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
+    params = dict(num_sampled_frames=int(num_sampled_frames), load_size=load_size, layer=layer, facet=facet,
+                  bin=bin, stride=stride, low_res_saliency_maps=low_res_saliency_maps,
+                  num_crop_augmentations=num_crop_augmentations, crf=crf, parts=dict(parts_result.params),
+                  descriptors=dict(descs_s[0].params))
+    return _finish(raw, parts, bg, idx, descs_s[0].geometry, parts_result, temporal_smoothing, bidirectional,
+                   num_bg_centroids, part_knobs.get("seed", 0), source, fps, params)
