@@ -29,7 +29,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: bool = False) -> None:
     """The paper's descriptor options: --layer --facet --stride --load-size --bin."""
     p.add_argument("--layer", type=int, nargs="+", default=[layer], help=f"block index/indices (default {layer})")
-    p.add_argument("--facet", default="key", choices=FACETS, help="descriptor facet (default key)")
+    p.add_argument("--facet", default=None, choices=FACETS,
+                   help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
     p.add_argument("--stride", type=int, default=None,
                    help="patch-embedding stride; must divide the patch size (default: half the patch)")
     p.add_argument("--load-size", type=_load_size, default=224,

@@ -380,7 +380,7 @@ def _check_bool(name: str, value: Any) -> None:
 
 
 def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: float = 0.975,
-              load_size: int | None = 224, layer: int = 11, facet: str = "key", bin: bool = False,
+              load_size: int | None = 224, layer: int = 11, facet: str | None = None, bin: bool = False,
               thresh: float = 0.065, stride: int | None = None, votes_percentage: float = 75,
               sample_interval: int = 100, remove_outliers: bool = False, outliers_thresh: float = 0.7,
               outliers_facet: str | None = None, low_res_saliency_maps: bool = False, refine: bool = True,

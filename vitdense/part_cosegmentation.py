@@ -319,7 +319,7 @@ def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int |
 
 
 def part_cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, num_parts: int = 4,
-                   elbow: float = 0.975, load_size: int | None = 224, layer: int = 11, facet: str = "key",
+                   elbow: float = 0.975, load_size: int | None = 224, layer: int = 11, facet: str | None = None,
                    bin: bool = False, thresh: float = 0.065, stride: int | None = None,
                    votes_percentage: float = 75, sample_interval: int = 100, low_res_saliency_maps: bool = False,
                    num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,

@@ -417,7 +417,7 @@ def _finish(raw: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor, idx: np.nd
 def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_frames: int = 10,
                 temporal_smoothing: float = 0.6, bidirectional: bool = True, num_bg_centroids: int = 3,
                 fps: float | None = None, load_size: int | None = 224, layer: int = 11,
-                facet: str = "key", bin: bool = False, stride: int | None = None,
+                facet: str | None = None, bin: bool = False, stride: int | None = None,
                 low_res_saliency_maps: bool = False, num_crop_augmentations: int = 0, crf: bool = False,
                 batch_size: int = 8, **part_knobs: Any) -> VideoPartsResult:
     """Part co-segmentation of a clip (see the module docstring).
