@@ -17,6 +17,7 @@ from vitdense.clustering import assign, elbow_kmeans, kmeans, l2_normalize, rela
 from vitdense.cosegmentation import (CosegResult, cosegment, cosegment_descriptors, extract_with_saliency,
                                      grabcut_refine, grid_to_size)
 from vitdense.errors import ParameterError
+from vitdense.metrics import jaccard
 
 CANVAS = (300, 400)  # H x W of every test image (resized to 224 x 298 by the extractor)
 
@@ -55,11 +56,6 @@ def _paste(background: np.ndarray, scale: float, rng: np.random.Generator, flip:
     gt = np.zeros((H, W), bool)
     gt[y:y + oh, x:x + ow] = m
     return canvas, gt
-
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 @pytest.fixture(scope="module")

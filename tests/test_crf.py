@@ -12,16 +12,13 @@ from PIL import Image
 
 from vitdense.crf import CRF_DEFAULTS, dense_crf, smooth_labels, unary_from_labels
 from vitdense.errors import ParameterError
+from vitdense.metrics import jaccard
 
 
 def _components(mask: np.ndarray) -> int:
     """Connected regions of the foreground plus those of the background (4-connectivity)."""
     from skimage.measure import label
     return int(label(mask, connectivity=1).max() + label(~mask, connectivity=1).max())
-
-
-def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +52,15 @@ def test_crf_removes_speckles_and_follows_edges(scene, noisy_labels):
     # measured: 5081 regions -> 4; Jaccard 0.68 (noisy), 0.93 (blocks), 0.99 (CRF)
     assert _components(noisy.astype(bool)) > 1000
     assert _components(out.astype(bool)) <= 10
-    assert _jaccard(noisy.astype(bool), truth) < 0.75
-    assert _jaccard(out.astype(bool), truth) > _jaccard(blocky.astype(bool), truth) + 0.03
-    assert _jaccard(out.astype(bool), truth) > 0.96
+    assert jaccard(noisy.astype(bool), truth) < 0.75
+    assert jaccard(out.astype(bool), truth) > jaccard(blocky.astype(bool), truth) + 0.03
+    assert jaccard(out.astype(bool), truth) > 0.96
 
 
 def test_crf_keeps_a_correct_map(scene):
     image, truth = scene
     out = smooth_labels(image, truth.astype(np.int64), 2)
-    assert _jaccard(out.astype(bool), truth) > 0.98
+    assert jaccard(out.astype(bool), truth) > 0.98
 
 
 def test_without_pairwise_terms_crf_is_the_unary_argmin(scene, noisy_labels):

@@ -16,6 +16,7 @@ from skimage import data
 from vitdense.cosegmentation import extract_with_saliency
 from vitdense.errors import ParameterError
 from vitdense.part_cosegmentation import PartsResult, crop_augmentations, part_cosegment, part_cosegment_descriptors
+from vitdense.metrics import jaccard
 
 SIZE = (300, 400)
 SEEDS = (0, 1, 2)
@@ -82,11 +83,6 @@ def parts_by_seed(part_descs, part_set) -> dict[int, PartsResult]:
     """Default part co-segmentation (4 parts, CRF) with k-means seeds 0, 1, 2."""
     descs, sal = part_descs
     return {s: part_cosegment_descriptors(descs, sal, part_set[0], seed=s) for s in SEEDS}
-
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def test_part_maps_shape_and_labels(parts_by_seed, part_set):
