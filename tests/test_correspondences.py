@@ -29,8 +29,8 @@ def stereo():
 
 @pytest.fixture(scope="module")
 def stereo_descs(bundled_extractor, stereo):
-    """The correspondence defaults: binned layer-9 descriptors of the model's default facet (token
-    on the bundled DINOv2), stride 7, load 224, saliency."""
+    """The correspondence defaults: layer-9 descriptors of the model's default facet and binning
+    (unbinned tokens on the bundled DINOv2), stride 7, load 224, saliency."""
     left, right, _ = stereo
     return extract_pair(bundled_extractor, left, right)
 
@@ -167,7 +167,7 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
     np.testing.assert_allclose(c.saliency, ((sal1[c.indices1] + sal2[c.indices2]) / 2).numpy(), atol=1e-6)
     assert np.all(np.diff(c.saliency) <= 0)           # sorted by the ranking
     assert c.grid1 == d1.grid and c.size1 == (500, 741) and c.size2 == (500, 741)
-    assert c.params["layer"] == [9] and c.params["bin"] is True
+    assert c.params["layer"] == [9] and c.params["bin"] is False  # the bundled DINOv2's default
     assert c.params["facet"] == "token"           # the bundled DINOv2's default facet
     assert c.params["stride"] == 7 and c.params["num_pairs"] == 10 and c.params["thresh"] == 0.05
 
@@ -227,7 +227,7 @@ def test_parameter_errors(stereo_descs, bundled_extractor):
     with pytest.raises(ParameterError, match="saliency"):
         find_correspondences_descriptors(dataclasses.replace(d1, saliency=None), d2)
     with pytest.raises(ParameterError, match="dimension"):
-        find_correspondences_descriptors(d1, dataclasses.replace(d2, descs=d2.descs[:, :384]))
+        find_correspondences_descriptors(d1, dataclasses.replace(d2, descs=d2.descs[:, :100]))
 
 
 def test_find_correspondences_end_to_end(bundled_extractor, stereo):

@@ -26,7 +26,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32; fp16/bf16 on a GPU)")
 
 
-def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: bool = False) -> None:
+def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: bool | None = False) -> None:
     """The paper's descriptor options: --layer --facet --stride --load-size --bin."""
     p.add_argument("--layer", type=int, nargs="+", default=[layer], help=f"block index/indices (default {layer})")
     p.add_argument("--facet", default=None, choices=FACETS,
@@ -35,8 +35,9 @@ def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: boo
                    help="patch-embedding stride; must divide the patch size (default: half the patch)")
     p.add_argument("--load-size", type=_load_size, default=224,
                    help="smaller image side after resize in pixels, or 'none' to keep the size (default 224)")
+    default = "the model's: on for DINO v1, off for DINOv2" if bin is None else ("on" if bin else "off")
     p.add_argument("--bin", action=argparse.BooleanOptionalAction, default=bin,
-                   help=f"log-binning (default {'on' if bin else 'off'})")
+                   help=f"log-binning (default {default})")
     p.add_argument("--hierarchy", type=int, default=2, help="log-binning levels (default 2)")
 
 

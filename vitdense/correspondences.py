@@ -340,11 +340,13 @@ def find_correspondences_descriptors(
 
 
 def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size: int | None = 224,
-                 layer: int = 9, facet: str | None = None, bin: bool = True, hierarchy: int = 2,
+                 layer: int = 9, facet: str | None = None, bin: bool | None = None, hierarchy: int = 2,
                  stride: int | None = None, saliency: bool = True
                  ) -> tuple["ImageDescriptors", "ImageDescriptors"]:
-    """Descriptors of two images with the correspondence defaults (layer 9, binned; ``facet=None``
-    and ``stride=None`` are the model's defaults)."""
+    """Descriptors of two images with the correspondence defaults (layer 9; ``facet``, ``stride``
+    and ``bin`` None are the model's defaults: binned keys for DINO v1 as in the paper, unbinned
+    tokens for DINOv2)."""
+    bin = extractor.spec.default_bin if bin is None else bin
     d1, d2 = extractor.extract([image1, image2], layer=layer, facet=facet,
                                stride=_resolve_stride(extractor, stride), load_size=load_size,
                                bin=bin, hierarchy=hierarchy, saliency=saliency)
@@ -354,7 +356,7 @@ def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size:
 def find_correspondences(extractor: "Extractor", image1: Any, image2: Any, *,
                          num_pairs: int = 10, thresh: float | None = 0.05,
                          load_size: int | None = 224, layer: int = 9, facet: str | None = None,
-                         bin: bool = True, hierarchy: int = 2, stride: int | None = None,
+                         bin: bool | None = None, hierarchy: int = 2, stride: int | None = None,
                          chunk: int | None = None, n_init: int | str = "auto") -> Correspondences:
     """``num_pairs`` well-spread correspondences between two images (paper defaults).
 

@@ -1,0 +1,94 @@
+"""The served demo in a real browser: headless Debian Chromium driven by Playwright (sync API).
+
+A visitor uploads two photos, runs correspondences, clicks a point on image A, and a marker
+appears at the match on image B (checked on B's pixels before and after the click); a screenshot
+is left in test-artifacts/.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_app_client import CAT_A, CAT_B, ma, serve_app
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent (CI installs the Debian chromium package)"),
+]
+
+
+@pytest.fixture(scope="module")
+def app_url(artifacts_dir):
+    with serve_app(artifacts_dir / "app_browser_server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        pg.set_default_timeout(120_000)
+        pg.goto(app_url)
+        pg.wait_for_selector("#corr-run")
+        yield pg
+        browser.close()
+
+
+def image_pixels(page, selector: str) -> np.ndarray:
+    """The picture currently shown by an <img> (fetched by the page's own session)."""
+    src = page.locator(selector).get_attribute("src")
+    body = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
+    page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
+    page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
+    page.wait_for_selector("#corr-a-input img")
+    page.wait_for_selector("#corr-b-input img")
+    page.click("#corr-run")
+    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+    a_img = page.locator("#corr-a-output img")
+    b_src = page.locator("#corr-b-output img").get_attribute("src")
+    before = image_pixels(page, "#corr-b-output img")
+    assert before.shape == (238, 340, 3)
+
+    # click the cat's nose, (x, y) = (200, 200) in A's pixels, wherever the page placed the picture
+    natural_w = a_img.evaluate("img => img.naturalWidth")
+    box = a_img.bounding_box()
+    s = box["width"] / natural_w
+    t = time.perf_counter()
+    page.mouse.click(box["x"] + 200.5 * s, box["y"] + 200.5 * s)
+    page.wait_for_function("(old) => document.querySelector('#corr-b-output img')?.src !== old", arg=b_src)
+    latency = time.perf_counter() - t
+    after = image_pixels(page, "#corr-b-output img")
+    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('mutual')")
+    summary = page.locator("#corr-summary").inner_text()
+    page.screenshot(path=str(artifacts_dir / "app_correspondences_click.png"), full_page=True)
+
+    changed = np.abs(after.astype(int) - before).max(axis=2) > 60
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 50, "no marker appeared on image B"
+    ex, ey = ma.cat_b_from_a(200.5, 200.5)
+    assert np.hypot(np.median(xs) - ex, np.median(ys) - ey) < 25, (np.median(xs), np.median(ys), ex, ey)
+    assert "200, 200" in summary                   # the click, listed with its match
+    assert latency < 3.0, latency                  # browser round trip, including image loads
+
+    page.click("#corr-clear")                      # B goes back to the automatic pairs only
+    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('Click a point')")
+    deadline = time.monotonic() + 10
+    while not np.array_equal(cleared := image_pixels(page, "#corr-b-output img"), before) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    np.testing.assert_array_equal(cleared, before)

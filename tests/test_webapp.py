@@ -1,0 +1,367 @@
+"""The web demo's handlers (vitdense/webapp.py), called directly on the bundled model and on the
+example photographs in assets/ (no server; tests/test_app_client.py and test_app_browser.py drive
+the served app).
+
+Ground truth comes from assets/make_assets.py: the exact mapping from pairs/cat_a.jpg to its
+mirrored crop pairs/cat_b.jpg, and the boxes of the cat head pasted in cats/cat_2..4.jpg.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitdense import webapp
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+CAT_A, CAT_B = str(ASSETS / "pairs/cat_a.jpg"), str(ASSETS / "pairs/cat_b.jpg")
+CATS = sorted(str(p) for p in (ASSETS / "cats").glob("*.jpg"))
+LOAD = 140  # small load size: every test here runs on two CPU cores
+
+
+def _make_assets():
+    spec = importlib.util.spec_from_file_location("make_assets", ASSETS / "make_assets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ma = _make_assets()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pool(bundled_extractor):
+    """The handlers use the session's bundled extractor (no second copy of the model)."""
+    webapp.POOL.put(bundled_extractor)
+    return webapp.POOL
+
+
+def read_zip(path: str) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+# ---------------------------------------------------------------------------------------------
+# correspondences and clicks
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pair_run():
+    return webapp.run_correspondences(CAT_A, CAT_B, 10, load_size=LOAD)
+
+
+def test_correspondences_find_the_mirrored_places(pair_run):
+    a, b, heat, md, points, zip_path, session = pair_run
+    assert a.shape == (266, 400, 3) and b.shape == (238, 340, 3)     # the images as uploaded
+    assert heat is None and "10 automatic pairs" in md
+    assert len(points["pairs"]) == 10 and points["clicks"] == []
+    err = [np.hypot(*np.subtract(ma.cat_b_from_a(p["a"]["x"], p["a"]["y"]), (p["b"]["x"], p["b"]["y"])))
+           for p in points["pairs"]]
+    assert np.median(err) < 15, err                       # a cell of B is ~12 px at this load size
+    assert np.mean(np.asarray(err) < 25) >= 0.7, err
+    # the numbered points are drawn: the pictures differ from the photos around each point
+    photo_a = np.asarray(Image.open(CAT_A).convert("RGB"))
+    for p in points["pairs"]:
+        y, x = int(p["a"]["y"]), int(p["a"]["x"])
+        assert np.abs(a[y - 2:y + 3, x - 2:x + 3].astype(int) - photo_a[y - 2:y + 3, x - 2:x + 3]).max() > 40
+    files = read_zip(zip_path)
+    assert json.loads(files["points.json"])["pairs"] == points["pairs"]
+    assert json.loads(files["params.json"])["layer"] == 9
+    assert png(files["A_cat_a_points.png"]).shape == a.shape
+
+
+def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extractor):
+    session = pair_run[-1]
+    calls = bundled_extractor.num_forward_calls
+    times = []
+    outs = []
+    for x, y in [(200, 200), (100, 240), (300, 60)]:   # nose, chin, forehead (not the eyes: a
+        t = time.perf_counter()                       # mirrored left eye looks like a right eye)
+        outs.append(webapp.match_point(session, x, y))
+        times.append(time.perf_counter() - t)
+        session = outs[-1][-1]
+    assert bundled_extractor.num_forward_calls == calls   # descriptors come from the session
+    assert np.median(times) < 1.0, times                  # the issue's "well under a second"
+    a, b, heat, md, points, zip_path, session = outs[-1]
+    assert [c["id"] for c in points["clicks"]] == ["a", "b", "c"]
+    for click in points["clicks"][:2]:
+        ex, ey = ma.cat_b_from_a(click["a"]["x"], click["a"]["y"])
+        assert np.hypot(click["b"]["x"] - ex, click["b"]["y"] - ey) < 20, click
+        assert isinstance(click["mutual"], bool) and -1 <= click["similarity"] <= 1
+    assert "| a |" in md and "| c |" in md
+    assert heat is not None and heat.shape == b.shape
+    # each click has its own colour: the three markers on B are drawn in three different colours
+    colours = {tuple(b[int(c["b"]["y"]), int(c["b"]["x"]) - 3]) for c in points["clicks"]}
+    assert len(colours) == 3
+    assert len(json.loads(read_zip(zip_path)["points.json"])["clicks"]) == 3
+    # the button clears the clicks, the automatic pairs stay
+    a2, b2, heat2, _, points2, _, session2 = webapp.clear_points(session)
+    assert points2["clicks"] == [] and heat2 is None and len(points2["pairs"]) == 10
+    np.testing.assert_array_equal(b2, pair_run[1])
+    # the original session object was not changed by the clicks (each answer is a new state)
+    assert pair_run[-1].clicks == []
+
+
+def test_click_before_extraction_and_outside_the_image(pair_run):
+    with pytest.raises(gr.Error, match="run correspondences first"):
+        webapp.match_point(None, 10, 10)
+    with pytest.raises(gr.Error, match="outside image A"):
+        webapp.match_point(pair_run[-1], 400, 10)            # A is 400 px wide: x = 400 is outside
+    with pytest.raises(gr.Error, match="outside image A"):
+        webapp.match_point(pair_run[-1], 10, -1)
+    with pytest.raises(gr.Error, match="two images"):
+        webapp.run_correspondences(CAT_A, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# co-segmentation and parts
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def coseg_run():
+    return webapp.run_cosegmentation(CATS, load_size=LOAD)
+
+
+def _box_scores(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float]:
+    gt = np.zeros(mask.shape, bool)
+    y0, x0, y1, x1 = box
+    gt[y0:y1, x0:x1] = True
+    inter = (mask & gt).sum()
+    return inter / max((mask | gt).sum(), 1), inter / max(mask.sum(), 1)
+
+
+def test_cosegmentation_masks_cover_the_pasted_cat(coseg_run):
+    overlays, cutouts, md, summary, zip_path, session = coseg_run
+    assert len(overlays) == len(cutouts) == len(CATS) == 5
+    assert [name for _, name in overlays] == [Path(p).name for p in CATS]
+    files = read_zip(zip_path)
+    masks = {n: png(files[f"masks/{i + 1:02d}_{Path(n).stem}.png"]) > 127
+             for i, n in enumerate(Path(p).name for p in CATS)}
+    for name in ma.CAT_PASTES:
+        iou, precision = _box_scores(masks[Path(name).name], ma.face_box(name))
+        assert iou > 0.6 and precision > 0.8, (name, iou, precision)
+    for i, p in enumerate(CATS):                      # masks at each image's size, summary agrees
+        h, w = np.asarray(Image.open(p)).shape[:2]
+        m = masks[Path(p).name]
+        assert m.shape == (h, w)
+        assert abs(summary["images"][i]["foreground_fraction"] - m.mean()) < 1e-3
+        # the cut-out keeps the photo inside the mask and replaces the outside by a checkerboard
+        photo = np.asarray(Image.open(p).convert("RGB"))
+        np.testing.assert_array_equal(cutouts[i][0][m], photo[m])
+        assert np.abs(cutouts[i][0][~m].astype(int) - photo[~m]).mean() > 20
+    assert json.loads(files["params.json"])["thresh"] == 0.065
+    assert "clusters" in md
+
+
+def test_intermediate_maps_on_demand(coseg_run):
+    clusters, saliency = webapp.coseg_maps(coseg_run[-1])
+    assert len(clusters) == len(saliency) == 5
+    assert clusters[0][0].shape == saliency[0][0].shape == np.asarray(Image.open(CATS[0])).shape
+    assert "salient" in clusters[0][1]
+    with pytest.raises(gr.Error, match="co-segmentation first"):
+        webapp.coseg_maps(None)
+
+
+def test_part_cosegmentation_and_reclustering_from_the_cache(bundled_extractor):
+    gallery, fig, selector, legend, summary, zip_path, session = webapp.run_part_cosegmentation(
+        CATS, 4, load_size=LOAD)
+    assert summary["num_parts"] == 4 and len(gallery) == 5
+    files = read_zip(zip_path)
+    maps = [png(files[f"label_maps/{i + 1:02d}_{Path(p).stem}.png"]) for i, p in enumerate(CATS)]
+    assert all(m.max() <= 4 for m in maps)
+    # parts are common to the set: the largest part appears in every image
+    assert all((m == 1).mean() > 0.02 for m in maps), [(m == 1).mean() for m in maps]
+    # consistent colours: the largest part is tinted alike in every image (blue = PALETTE[0])
+    colours = np.array([gallery[i][0][maps[i] == 1].mean(axis=0) for i in range(5)])
+    assert np.abs(colours - colours.mean(axis=0)).max() < 30, colours
+    assert (colours[:, 2] > colours[:, 0] + 20).all(), colours
+    # the plotly view shows the part under the cursor
+    hover = [t for t in fig.data if t.type == "heatmap"][0]
+    assert "part 1" in set(np.asarray(hover.text).ravel()) and "background" in set(np.asarray(hover.text).ravel())
+    assert "part 1" in legend
+    # re-clustering into 3 parts reuses the session's descriptors: no network pass
+    calls = bundled_extractor.num_forward_calls
+    out = webapp.recluster_parts(session, 3)
+    assert bundled_extractor.num_forward_calls == calls
+    assert out[4]["num_parts"] == 3 and json.loads(read_zip(out[5])["params.json"])["num_parts"] == 3
+    fig4 = webapp.part_view(out[-1], 4)
+    assert fig4.layout.title.text == Path(CATS[4]).name
+    with pytest.raises(gr.Error, match="part co-segmentation first"):
+        webapp.recluster_parts(None, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# similarity and PCA
+# ---------------------------------------------------------------------------------------------
+def test_similarity_inspector_top_patches():
+    a, b, md, session = webapp.run_similarity(CAT_A, CAT_B, load_size=LOAD)
+    assert a.shape == (266, 400, 3) and "click" in md
+    map_a, map_b, md, info = webapp.similarity_point(session, 200, 200, 5)
+    assert len(info["top_a"]) == len(info["top_b"]) == 5
+    # the most similar patch of A to the query is the query's own cell
+    assert info["top_a"][0]["x"] == info["query_cell"]["x"] and info["top_a"][0]["y"] == info["query_cell"]["y"]
+    assert info["top_a"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    ex, ey = ma.cat_b_from_a(200, 200)
+    assert np.hypot(info["top_b"][0]["x"] - ex, info["top_b"][0]["y"] - ey) < 25, info["top_b"][0]
+    assert map_a.shape == a.shape and map_b.shape == b.shape and not np.array_equal(map_a, a)
+    with pytest.raises(gr.Error, match="extract the images first"):
+        webapp.similarity_point(None, 1, 1)
+
+
+def test_pca_of_a_set_is_joint():
+    gallery, md, zip_path = webapp.run_pca(CATS[:2], load_size=112)
+    assert len(gallery) == 2
+    for (img, name), p in zip(gallery, CATS[:2]):
+        assert img.shape == np.asarray(Image.open(p)).shape and name == Path(p).name
+        assert img.reshape(-1, 3).std(axis=0).max() > 20          # the components vary
+    assert "explained variance" in md
+    files = read_zip(zip_path)
+    assert len([n for n in files if n.startswith("pca/")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# video (when vitdense.video provides it)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not webapp.video_available(), reason="vitdense.video has no video_parts")
+def test_video_parts_clip():
+    clip = str(ASSETS / "video/cat_pan.mp4")
+    out, md, zip_path = webapp.run_video(clip, 3, 3, load_size=112)
+    from vitdense.video import read_video
+    frames, _ = read_video(out)
+    assert len(frames) == 20
+    files = read_zip(zip_path)
+    maps = [png(files[n]) for n in sorted(files) if n.startswith("label_maps/")]
+    assert len(maps) == 20 and maps[0].shape == (150, 224)
+    assert max(int(m.max()) for m in maps) <= 3 and any((m > 0).any() for m in maps)
+    assert "3 parts" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# settings, models, bad input, errors
+# ---------------------------------------------------------------------------------------------
+def test_descriptor_settings_auto_follow_the_task_and_the_model():
+    s = webapp.descriptor_settings("dinov2_vits14_imgfocus", "correspondences")
+    assert s == dict(layer=9, facet="token", stride=7, load_size=224, bin=False)
+    s = webapp.descriptor_settings("dino_vits8", "correspondences")      # the paper's settings
+    assert s == dict(layer=9, facet="key", stride=4, load_size=224, bin=True)
+    s = webapp.descriptor_settings("dino_vits8", "cosegmentation", "5", "value", "8", 336, "on")
+    assert s == dict(layer=5, facet="value", stride=8, load_size=336, bin=True)
+    assert webapp.stride_choices("dinov2_vits14_imgfocus") == ["auto", "1", "2", "7", "14"]
+    with pytest.raises(gr.Error, match="stride=5 must divide the patch size 14"):
+        webapp.run_correspondences(CAT_A, CAT_B, stride="5", load_size=LOAD)
+    with pytest.raises(gr.Error, match="layer='x': expected auto or a whole number"):
+        webapp.run_cosegmentation(CATS[:2], layer="x")
+    with pytest.raises(gr.Error, match="layer=40 is out of range"):
+        webapp.run_pca(CATS[:1], layer="40", load_size=112)
+
+
+def test_model_choices_start_with_the_bundled_model():
+    choices = webapp.model_choices(online=False)
+    assert choices[0][1] == "dinov2_vits14_imgfocus"
+    online = [name for _, name in webapp.model_choices(online=True)]
+    assert "dino_vits8" in online
+
+
+def test_unavailable_and_unknown_models_are_messages(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")              # no download attempt
+    if webapp.weights_status("dino_vits8").available:
+        pytest.skip("dino_vits8 weights are cached on this machine")
+    with pytest.raises(gr.Error, match="weights of dino_vits8 .* are not available"):
+        webapp.run_pca(CATS[:1], model="dino_vits8", load_size=112)
+    with pytest.raises(gr.Error, match="unknown model 'nope'"):
+        webapp.run_pca(CATS[:1], model="nope")
+
+
+@pytest.fixture(scope="module")
+def odd_images(tmp_path_factory):
+    """The kinds of upload a visitor may send, made from a real photo."""
+    d = tmp_path_factory.mktemp("uploads")
+    photo = Image.open(CAT_A).convert("RGB")                   # 400 x 266
+    out = {}
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(d / "rgba.png"); out["rgba"] = d / "rgba.png"
+    g16 = (np.asarray(photo.convert("L"), np.uint16) * 257)
+    Image.fromarray(g16).save(d / "gray16.png"); out["gray16"] = d / "gray16.png"
+    photo.convert("CMYK").save(d / "cmyk.jpg"); out["cmyk"] = d / "cmyk.jpg"
+    photo.convert("P", palette=Image.Palette.ADAPTIVE).save(d / "palette.png"); out["palette"] = d / "palette.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                           # "rotate 90 CW to display"
+    photo.save(d / "exif.jpg", exif=exif); out["exif"] = d / "exif.jpg"
+    photo.resize((2400, 1596)).save(d / "large.jpg"); out["large"] = d / "large.jpg"
+    (d / "notes.jpg").write_text("these are not pixels"); out["text"] = d / "notes.jpg"
+    data = (ASSETS / "pairs/cat_a.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2]); out["truncated"] = d / "truncated.jpg"
+    return out
+
+
+def test_uploads_of_every_kind_become_rgb(odd_images):
+    for kind in ("rgba", "gray16", "cmyk", "palette"):
+        im = webapp.prepare_image(str(odd_images[kind]))
+        assert im.image.mode == "RGB" and im.image.size == (400, 266), kind
+    assert webapp.prepare_image(str(odd_images["exif"])).image.size == (266, 400)   # rotated
+    with pytest.warns(UserWarning, match="downscaled to 1024 x 681"):
+        big = webapp.prepare_image(str(odd_images["large"]))
+    assert big.image.size == (1024, 681) and big.original_size == (2400, 1596)
+
+
+def test_odd_uploads_run_end_to_end(odd_images):
+    a, b, _, _, points, _, _ = webapp.run_correspondences(str(odd_images["exif"]), str(odd_images["cmyk"]),
+                                                          5, load_size=112)
+    assert a.shape == (400, 266, 3) and b.shape == (266, 400, 3) and len(points["pairs"]) == 5
+
+
+def test_bad_uploads_give_one_clear_line(odd_images):
+    with pytest.raises(gr.Error, match="notes.jpg: not a readable image"):
+        webapp.run_correspondences(str(odd_images["text"]), CAT_B)
+    with pytest.raises(gr.Error, match="truncated.jpg: corrupt or truncated image"):
+        webapp.run_similarity(str(odd_images["truncated"]), CAT_B)
+    with pytest.raises(gr.Error, match="at least 2 images"):
+        webapp.run_cosegmentation(CATS[:1])
+    with pytest.raises(gr.Error, match="at least 2 images"):
+        webapp.run_part_cosegmentation(None)
+    with pytest.raises(gr.Error, match="31 images is more than the demo's maximum of 30"):
+        webapp.run_cosegmentation(CATS * 6 + CATS[:1])
+    with pytest.raises(gr.Error, match="not a readable image"):
+        webapp.run_pca([CATS[0], str(odd_images["text"])])
+
+
+def test_out_of_memory_and_unexpected_errors_become_messages(monkeypatch, bundled_extractor, caplog):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(bundled_extractor, "forward", oom)
+    with pytest.raises(gr.Error, match="Out of memory.*reduce load_size"):
+        webapp.run_correspondences(CAT_A, CAT_B, load_size=LOAD)
+    monkeypatch.undo()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(webapp, "find_correspondences_descriptors", boom)
+    with caplog.at_level(logging.ERROR, logger="vitdense.webapp"):
+        with pytest.raises(gr.Error) as info:
+            webapp.run_correspondences(CAT_A, CAT_B, load_size=112)
+    assert "secret" not in str(info.value) and "went wrong" in str(info.value)
+    assert "unexpected error in run_correspondences" in caplog.text and "secret internal detail" in caplog.text
+
+
+def test_layout_builds_with_stable_api_names():
+    demo = webapp.build_demo(online=False)
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
+    assert {"correspondences", "match_point", "clear_points", "cosegmentation", "coseg_maps",
+            "part_cosegmentation", "recluster_parts", "part_view", "similarity", "similarity_point",
+            "pca"} <= names
