@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vitdense.errors import ImageError, ParameterError
-from vitdense.extractor import Extractor, log_bin
+from vitdense.extractor import Extractor, log_bin, log_bin_tokens
 
 
 def log_bin_loop(x: torch.Tensor, hierarchy: int) -> torch.Tensor:
@@ -36,7 +36,10 @@ def test_log_bin_equals_loop(hierarchy, shape):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(hierarchy))
     fast = log_bin(x[None], hierarchy)[0]
     assert fast.shape == (shape[0] * (1 + 8 * hierarchy), *shape[1:])
-    torch.testing.assert_close(fast, log_bin_loop(x, hierarchy), rtol=1e-5, atol=1e-6)
+    reference = log_bin_loop(x, hierarchy)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+    tokens = log_bin_tokens(x.flatten(1).T, shape[1:], hierarchy)          # T x (1 + 8h) D
+    torch.testing.assert_close(tokens, reference.flatten(1).T, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("size,stride", [((224, 224), 14), ((224, 300), 7), ((150, 97), 7), ((97, 150), 2)])

@@ -157,6 +157,11 @@ def log_bin(x: torch.Tensor, hierarchy: int = 2) -> torch.Tensor:
     levels the eight off-centre ones); neighbours off the grid clamp to the nearest border cell.
     Bins are concatenated level by level, row-major within a level.
     """
+    return torch.cat(_log_bin_views(x, hierarchy), dim=1)
+
+
+def _log_bin_views(x: torch.Tensor, hierarchy: int) -> list[torch.Tensor]:
+    """The ``1 + 8 * hierarchy`` bins of :func:`log_bin`, each B x D x h x w (views, not copies)."""
     if hierarchy < 1:
         raise ParameterError(f"hierarchy={hierarchy} must be at least 1")
     _, _, h, w = x.shape
@@ -171,7 +176,18 @@ def log_bin(x: torch.Tensor, hierarchy: int = 2) -> torch.Tensor:
                 if level > 0 and dy == 0 and dx == 0:
                     continue
                 bins.append(padded[:, :, win + dy:win + dy + h, win + dx:win + dx + w])
-    return torch.cat(bins, dim=1)
+    return bins
+
+
+def log_bin_tokens(descs: torch.Tensor, grid: tuple[int, int], hierarchy: int = 2) -> torch.Tensor:
+    """:func:`log_bin` of T x D row-major descriptors -> T x (1 + 8 * hierarchy) D.
+
+    Writes the bins straight into the token-major result (one allocation of the binned size).
+    """
+    h, w = grid
+    x = descs.reshape(1, h, w, -1).permute(0, 3, 1, 2)  # a channels-last view, no copy
+    views = [v[0].permute(1, 2, 0) for v in _log_bin_views(x, hierarchy)]  # each h x w x D
+    return torch.cat(views, dim=-1).reshape(h * w, -1)
 
 
 def min_max(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -441,8 +457,7 @@ class Extractor:
         per_layer = [out.features[layer][b].float() for layer in layers]   # (P + T) x D each
         descs = torch.cat([f[P:] for f in per_layer], dim=-1)             # T x D
         if bin:
-            grid = descs.T.reshape(1, -1, h, w)
-            descs = log_bin(grid, hierarchy)[0].reshape(descs.shape[1] * (1 + 8 * hierarchy), -1).T
+            descs = log_bin_tokens(descs, (h, w), hierarchy)
         cls = torch.cat([f[0] for f in per_layer]) if include_cls else None
         sal = None
         if out.cls_attention is not None:
