@@ -494,6 +494,19 @@ def _pair_outputs(s: PairSession) -> tuple:
     return a, b, heat, _clicks_markdown(s), _pairs_json(s), _pair_zip(s, a, b), s
 
 
+def _extract_pair(image_a: Any, image_b: Any, model: str, task: str, progress: gr.Progress,
+                  *settings_args: Any, saliency: bool = False) -> tuple[list, dict, list[ImageDescriptors]]:
+    """Both uploads -> (prepared images, descriptor settings of ``task``, their descriptors)."""
+    if image_a is None or image_b is None:
+        raise ParameterError("upload two images (A and B) or pick an example first")
+    images = [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
+    settings = descriptor_settings(model, task, *settings_args)
+    progress(0.05, desc=f"Loading {model}")
+    POOL.get(model)
+    progress(0.2, desc="Extracting descriptors")
+    return images, settings, _extract(model, [im.image for im in images], dict(settings, saliency=saliency))
+
+
 @ui_errors
 def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
                         model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
@@ -504,14 +517,8 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
     Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
     zip path, session).
     """
-    if image_a is None or image_b is None:
-        raise ParameterError("upload two images (A and B) or pick an example first")
-    images = [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
-    settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
-    progress(0.05, desc=f"Loading {model}")
-    POOL.get(model)
-    progress(0.2, desc="Extracting descriptors")
-    d1, d2 = _extract(model, [im.image for im in images], dict(settings, saliency=True))
+    images, settings, (d1, d2) = _extract_pair(image_a, image_b, model, "correspondences", progress,
+                                               layer, facet, stride, load_size, bin, saliency=True)
     progress(0.75, desc="Finding best buddies")
     corr = find_correspondences_descriptors(d1, d2, num_pairs=int(num_pairs), thresh=float(corr_thresh))
     if corr.reason:
@@ -762,14 +769,8 @@ def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer
                    facet: Any = AUTO, stride: Any = AUTO, load_size: float = 224, bin: Any = AUTO,
                    progress: gr.Progress = gr.Progress()) -> tuple:
     """Extract A and B for the inspector. Returns (A, B, hint markdown, session)."""
-    if image_a is None or image_b is None:
-        raise ParameterError("upload two images (A and B) or pick an example first")
-    ims = [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
-    settings = descriptor_settings(model, "similarity", layer, facet, stride, load_size, bin)
-    progress(0.05, desc=f"Loading {model}")
-    POOL.get(model)
-    progress(0.2, desc="Extracting descriptors")
-    descs = _extract(model, [im.image for im in ims], settings)
+    ims, settings, descs = _extract_pair(image_a, image_b, model, "similarity", progress,
+                                         layer, facet, stride, load_size, bin)
     params = dict(task="similarity", model=model, **settings, max_side=MAX_SIDE)
     s = SimilaritySession(ims, descs, params)
     return ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", s
