@@ -68,7 +68,7 @@ def bench_handlers(images: list[str], load_size: int) -> list[tuple[str, float, 
     t, out = timed(webapp.run_part_cosegmentation, images, 4, load_size=load_size)
     rows.append((f"part co-segmentation, {len(images)} images, first run", t, 1))
     t, _ = timed(webapp.recluster_parts, out[-1], 5)
-    rows.append((f"re-cluster into 5 parts (cached descriptors)", t, 1))
+    rows.append(("re-cluster into 5 parts (cached descriptors)", t, 1))
     t, out = timed(webapp.run_correspondences, str(CAT_A), str(CAT_B), 10, load_size=load_size)
     rows.append(("correspondences, 1 pair", t, 1))
     session, times = out[-1], []

@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import ImageDescriptors

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .clustering import l2_normalize
 from .errors import ParameterError, check_range
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,11 +151,6 @@ def _check_descriptors(name: str, d: Any) -> torch.Tensor:
     return descs
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit L2 norm, float32 (zero rows stay zero). T x D -> T x D."""
-    return torch.nn.functional.normalize(x.float(), dim=-1, eps=1e-12)
-
-
 def _resolve_chunk(chunk: int | None, t2: int) -> int:
     if chunk is None:
         return max(1, _CHUNK_ELEMENTS // max(t2, 1))
@@ -174,14 +170,6 @@ def _check_knobs(num_pairs: Any, thresh: Any, chunk: Any, n_init: Any) -> int:
                                  and n_init >= 1)):
         raise ParameterError(f"n_init={n_init!r} must be 'auto' or an integer >= 1")
     return num_pairs
-
-
-def _resolve_stride(extractor: "Extractor", stride: int | None) -> int:
-    """``None`` -> the model's default stride (half the patch, the paper's 4 for patch 8)."""
-    if stride is not None:
-        return _check_int("stride", stride, 1)
-    spec = extractor.spec
-    return int(getattr(spec, "default_stride", max(1, spec.patch_size // 2)))
 
 
 # --------------------------------------------------------------------------- best buddies
@@ -229,7 +217,7 @@ def best_buddies(desc1: torch.Tensor, desc2: torch.Tensor, chunk: int | None = N
         raise ParameterError(f"desc1 and desc2 differ in dimension: {desc1.shape[1]} vs {desc2.shape[1]}")
     chunk = _resolve_chunk(chunk, desc2.shape[0])
     with torch.no_grad():
-        mask, nn12, sim12, _, _ = _mutual_nn(_normalise(desc1), _normalise(desc2.to(desc1.device)), chunk)
+        mask, nn12, sim12, _, _ = _mutual_nn(l2_normalize(desc1), l2_normalize(desc2.to(desc1.device)), chunk)
     return mask, nn12, sim12
 
 
@@ -299,7 +287,7 @@ def find_correspondences_descriptors(
 
     with torch.no_grad():
         dev = desc1.device
-        a, b = _normalise(desc1), _normalise(desc2.to(dev))
+        a, b = l2_normalize(desc1), l2_normalize(desc2.to(dev))
         mask, nn12, sim12, _, _ = _mutual_nn(a, b, chunk)
         num_mutual = int(mask.sum())
         has_sal = d1.saliency is not None and d2.saliency is not None
@@ -324,7 +312,7 @@ def find_correspondences_descriptors(
         if k == n:
             chosen = np.arange(n)
         else:
-            pairs = _normalise(torch.cat([desc1[idx1], desc2.to(dev)[idx2]], dim=1))
+            pairs = l2_normalize(torch.cat([desc1[idx1], desc2.to(dev)[idx2]], dim=1))
             chosen = _pick_per_cluster(_kmeans_labels(pairs, k, n_init), rank)
         chosen = chosen[np.argsort(-rank[chosen], kind="stable")]
         i1 = idx1.cpu().numpy()[chosen]
@@ -348,7 +336,7 @@ def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size:
     tokens for DINOv2)."""
     bin = extractor.spec.default_bin if bin is None else bin
     d1, d2 = extractor.extract([image1, image2], layer=layer, facet=facet,
-                               stride=_resolve_stride(extractor, stride), load_size=load_size,
+                               stride=extractor.resolve_stride(stride), load_size=load_size,
                                bin=bin, hierarchy=hierarchy, saliency=saliency)
     return d1, d2
 
@@ -387,8 +375,8 @@ class PointMatcher:
                                  f"{desc2.shape[1]}")
         self.d1, self.d2 = d1, d2
         with torch.no_grad():
-            self._a = _normalise(desc1)
-            self._b = _normalise(desc2.to(desc1.device))
+            self._a = l2_normalize(desc1)
+            self._b = l2_normalize(desc2.to(desc1.device))
             mask, nn12, _, nn21, _ = _mutual_nn(self._a, self._b, _resolve_chunk(chunk, self._b.shape[0]))
         self.best_buddy_mask1 = mask                        # T1 bool
         self.nn12, self.nn21 = nn12, nn21                    # T1, T2 long

@@ -345,9 +345,6 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
                        st.elbow.centroids.detach().cpu().numpy(), reason=reason, params=params)
 
 
-def resolve_stride(extractor: "Extractor", stride: int | None) -> int:
-    """None -> the model's default stride (half the patch: the paper's 4 for patch 8)."""
-    return int(extractor.spec.default_stride if stride is None else stride)
 
 
 def extract_with_saliency(extractor: "Extractor", images: Sequence[Image.Image], *, load_size: int | None,
@@ -409,7 +406,7 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
         raise ParameterError("images is empty: give at least one image")
     if outliers_facet is not None and outliers_facet not in ("key", "query", "value", "token"):
         raise ParameterError(f"outliers_facet={outliers_facet!r} is unknown: expected None, key, query, value or token")
-    stride = resolve_stride(extractor, stride)
+    stride = extractor.resolve_stride(stride)
     pils = [load_image(im) for im in images]
     descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
                                        stride=stride, include_cls=remove_outliers and outliers_facet is None,

@@ -261,6 +261,10 @@ class Extractor:
     def model_name(self) -> str:
         return self.spec.name
 
+    def resolve_stride(self, stride: int | None) -> int:
+        """``None`` -> the model's default stride (half the patch: the paper's 4 for patch 8)."""
+        return self.spec.default_stride if stride is None else stride
+
     # -- parameters ---------------------------------------------------------------------------
     def _check_params(self, layers: Sequence[int], facet: str, stride: int, load_size: int | None,
                       hierarchy: int, batch_size: int) -> None:
@@ -288,7 +292,7 @@ class Extractor:
         The smaller side is resized to ``load_size`` (LANCZOS; None keeps the size), then the image
         is cropped to ``patch + (h - 1) * stride`` pixels per side so that the grid is exact.
         """
-        stride = stride or self.spec.default_stride
+        stride = self.resolve_stride(stride)
         img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
         return self._preprocess_rgb(img, load_size, stride)
 
@@ -350,7 +354,7 @@ class Extractor:
     def forward(self, images: torch.Tensor, layers: Sequence[int], facet: str = "key",
                 stride: int | None = None, saliency: bool = False) -> ForwardOutput:
         """One pass over a batch B x 3 x H x W, stopping after the deepest block it needs."""
-        stride = stride or self.spec.default_stride
+        stride = self.resolve_stride(stride)
         self._check_params(layers, facet, stride, None, 2, 1)
         m, spec = self.model, self.spec
         x, grid = self._embed(images.to(self.device, self.dtype), stride)
@@ -405,7 +409,7 @@ class Extractor:
         layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
         if not layers:
             raise ParameterError("layer: give at least one layer")
-        stride = stride or self.spec.default_stride
+        stride = self.resolve_stride(stride)
         facet = facet or self.spec.default_facet
         self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
         if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):

@@ -29,7 +29,7 @@ from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sa
                          squared_distances)
 from .cosegmentation import (CosegResult, _check_bool, _check_descs, _saliency_maps, assemble_result,
                              extract_with_saliency, foreground_clusters, grid_to_size, resized_rgb,
-                             resolve_stride, validate_coseg_params)
+                             validate_coseg_params)
 from .crf import CRF_DEFAULTS, dense_crf
 from .errors import ParameterError, check_range
 from .images import ImageLike, load_image
@@ -341,7 +341,7 @@ def part_cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, num_p
         images = [images]
     if len(images) == 0:
         raise ParameterError("images is empty: give at least one image")
-    stride = resolve_stride(extractor, stride)
+    stride = extractor.resolve_stride(stride)
     pils = [load_image(im) for im in images]
     descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
                                        stride=stride, include_cls=False,

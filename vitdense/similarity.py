@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .correspondences import _check_descriptors, _check_int, _normalise, _resolve_stride
+from .clustering import l2_normalize
+from .correspondences import _check_descriptors, _check_int
 from .errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,9 +118,9 @@ def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors
         c = da.geometry.cell_to_pixel(qi)
         cell_point = (float(c[0]), float(c[1]))
     with torch.no_grad():
-        a = _normalise(descs_a)
-        b = a if db is da else _normalise(descs_b.to(a.device))
-        q = _normalise(da.cls.reshape(1, -1).to(a.device))[0] if qi is None else a[qi]
+        a = l2_normalize(descs_a)
+        b = a if db is da else l2_normalize(descs_b.to(a.device))
+        q = l2_normalize(da.cls.reshape(1, -1).to(a.device))[0] if qi is None else a[qi]
         sa, sb = a @ q, b @ q
         top_a = _top(sa, top_n, da.geometry)
         top_b = _top(sb, top_n, db.geometry)
@@ -147,7 +148,7 @@ def inspect_similarity(extractor: "Extractor", image_a: Any, image_b: Any = None
     if point is None and bin:
         raise ParameterError("point=None (CLS query) needs bin=False: the CLS descriptor is not binned")
     images = [image_a] if image_b is None else [image_a, image_b]
-    ds = extractor.extract(images, layer=layer, facet=facet, stride=_resolve_stride(extractor, stride),
+    ds = extractor.extract(images, layer=layer, facet=facet, stride=extractor.resolve_stride(stride),
                            load_size=load_size, bin=bin, hierarchy=hierarchy,
                            include_cls=point is None)
     return inspect_similarity_descriptors(ds[0], ds[1] if len(ds) > 1 else None, point, top_n=top_n)

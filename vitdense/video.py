@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .clustering import l2_normalize
 from .errors import ImageError, ParameterError, check_range
 from .images import IMAGE_SUFFIXES, load_image
 
@@ -306,10 +307,6 @@ class VideoPartsResult:
 # ---------------------------------------------------------------------------------------------
 # computation
 # ---------------------------------------------------------------------------------------------
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def _scores(x: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
     """T x (1 + K) similarities ``-|x - c|^2``: [nearest background centroid, each part]."""
     from .clustering import squared_distances
@@ -347,7 +344,7 @@ def _centroids(parts_result: Any, sampled: Sequence["ImageDescriptors"], num_bg_
         source.append("stage1")
     three = bool(getattr(parts_result, "params", {}).get("three_stages", False))
     if three or not blocks:
-        x = torch.cat([_normalise(d.descs.detach().float().cpu()) for d in sampled])
+        x = torch.cat([l2_normalize(d.descs.detach().float().cpu()) for d in sampled])
         grid_maps = np.concatenate([np.asarray(g).reshape(-1) for g in parts_result.grid_part_maps])
         cells = grid_maps == 0
         if blocks:  # three stages: the stage-1 foreground cells that became background
@@ -378,7 +375,7 @@ def video_parts_descriptors(descs: Sequence["ImageDescriptors"], parts_result: A
     if idx.size == 0 or idx.min() < 0 or idx.max() >= len(descs):
         raise ParameterError(f"sampled_indices must lie in [0, {len(descs)})")
     parts, bg, source = _centroids(parts_result, [descs[i] for i in idx], num_bg_centroids, seed)
-    raw = torch.stack([_scores(_normalise(d.descs.detach().float().cpu()), parts, bg) for d in descs])
+    raw = torch.stack([_scores(l2_normalize(d.descs.detach().float().cpu()), parts, bg) for d in descs])
     params = dict(descriptors=dict(descs[0].params), **(extra_params or {}))
     return _finish(raw.reshape(len(descs), grid[0], grid[1], -1), parts, bg, idx, descs[0].geometry,
                    parts_result, temporal_smoothing, bidirectional, num_bg_centroids, seed, source,
@@ -434,7 +431,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     are extracted ``batch_size`` at a time; only their score maps are kept.
     """
     from . import part_cosegmentation as pcs
-    from .cosegmentation import extract_with_saliency, resolve_stride
+    from .cosegmentation import extract_with_saliency
 
     if isinstance(frames, (str, os.PathLike)):
         raise ParameterError("frames must be a sequence of frames: read a video with read_video first")
@@ -449,7 +446,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     pcs.validate_part_params(part_knobs.get("num_parts", 4), part_knobs.get("elbow_second_stage", 0.94),
                              num_crop_augmentations)
     idx = sample_indices(len(frames), num_sampled_frames)
-    stride = resolve_stride(extractor, stride)
+    stride = extractor.resolve_stride(stride)
     first = load_image(frames[0])
     sampled = [load_image(frames[i]) for i in idx]
     for i, im in zip(idx, sampled):
@@ -472,7 +469,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     raw = torch.empty(len(frames), grid[0], grid[1], parts.shape[0] + 1)
     where = {int(i): j for j, i in enumerate(idx)}
     for i, d in where.items():
-        raw[i] = _scores(_normalise(descs_s[d].descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
+        raw[i] = _scores(l2_normalize(descs_s[d].descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
     rest = [i for i in range(len(frames)) if i not in where]
     for start in range(0, len(rest), batch_size):  # chunks: descriptors of one chunk in memory at a time
         chunk = rest[start:start + batch_size]
@@ -483,7 +480,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
                                  f"{first.size[0]} x {first.size[1]}: give frames of one size")
         for i, d in zip(chunk, extractor.extract(pils, layer=layer, facet=facet, stride=stride,
                                                  load_size=load_size, bin=bin, batch_size=batch_size)):
-            raw[i] = _scores(_normalise(d.descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
+            raw[i] = _scores(l2_normalize(d.descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
     params = dict(num_sampled_frames=int(num_sampled_frames), load_size=load_size, layer=layer, facet=facet,
                   bin=bin, stride=stride, low_res_saliency_maps=low_res_saliency_maps,
                   num_crop_augmentations=num_crop_augmentations, crf=crf, parts=dict(parts_result.params),
