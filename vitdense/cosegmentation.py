@@ -29,7 +29,7 @@ from PIL import Image
 
 from .clustering import ElbowResult, elbow_kmeans, l2_normalize, sample_rows
 from .errors import ParameterError, check_range
-from .images import ImageLike, load_image
+from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -400,10 +400,7 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
     for name, value in (("bin", bin), ("remove_outliers", remove_outliers),
                         ("low_res_saliency_maps", low_res_saliency_maps), ("refine", refine)):
         _check_bool(name, value)
-    if isinstance(images, (str, bytes, Image.Image, np.ndarray)):
-        images = [images]
-    if len(images) == 0:
-        raise ParameterError("images is empty: give at least one image")
+    images = as_image_list(images)
     if outliers_facet is not None and outliers_facet not in ("key", "query", "value", "token"):
         raise ParameterError(f"outliers_facet={outliers_facet!r} is unknown: expected None, key, query, value or token")
     stride = extractor.resolve_stride(stride)

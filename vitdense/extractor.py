@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
-from .images import ImageLike, load_image
+from .images import ImageLike, as_image_list, load_image
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
 
 FACETS = ("key", "query", "value", "token")
@@ -412,10 +412,7 @@ class Extractor:
         stride = self.resolve_stride(stride)
         facet = facet or self.spec.default_facet
         self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
-        if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
-            images = [images]
-        if len(images) == 0:
-            raise ParameterError("no images given")
+        images = as_image_list(images)
         params = dict(model=self.spec.name, checkpoint=self.checkpoint, pretrained=self.pretrained,
                       layer=layers, facet=facet,
                       stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,

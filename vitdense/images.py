@@ -9,17 +9,27 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, ParameterError
 
 MAX_PIXELS = 50_000_000  # refuse images above 50 megapixels (about 7000 x 7000)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """One image (path / bytes / PIL / ndarray) or a sequence of them -> a non-empty list."""
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
+        return [images]
+    images = list(images)
+    if not images:
+        raise ParameterError("no images given: give at least one image")
+    return images
 
 
 def _name(src: object) -> str:
