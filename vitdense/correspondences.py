@@ -257,6 +257,7 @@ def _empty(reason: str, d1: "ImageDescriptors", d2: "ImageDescriptors", num_mutu
 def find_correspondences_descriptors(
     d1: "ImageDescriptors", d2: "ImageDescriptors", *, num_pairs: int = 10,
     thresh: float | None = 0.05, chunk: int | None = None, n_init: int | str = "auto",
+    matcher: "PointMatcher | None" = None,
 ) -> Correspondences:
     """Correspondences from already-extracted descriptors (see the module docstring).
 
@@ -271,24 +272,24 @@ def find_correspondences_descriptors(
         n_init: k-means restarts; ``"auto"`` is what the official call ``KMeans(n_clusters,
             random_state=0)`` means with scikit-learn >= 1.4 (one k-means++ run); older
             scikit-learn ran 10 (pass ``n_init=10`` for that; about 1 s more per pair on 2 CPUs).
+        matcher: a :class:`PointMatcher` already built on ``d1``, ``d2``, whose normalised
+            descriptors and nearest neighbours are reused (the web demo needs both).
     """
-    desc1 = _check_descriptors("d1", d1)
-    desc2 = _check_descriptors("d2", d2)
-    if desc1.shape[1] != desc2.shape[1]:
-        raise ParameterError(f"d1 and d2 differ in descriptor dimension: {desc1.shape[1]} vs "
-                             f"{desc2.shape[1]} (extract both with the same layer/facet/bin)")
     num_pairs = _check_knobs(num_pairs, thresh, chunk, n_init)
     if thresh is not None and (d1.saliency is None or d2.saliency is None):
         raise ParameterError("thresh needs saliency maps: extract with saliency=True "
                              "(or pass thresh=None)")
-    chunk = _resolve_chunk(chunk, desc2.shape[0])
+    if matcher is None:
+        matcher = PointMatcher(d1, d2, chunk)  # validates both, then one mutual-NN pass
+    elif matcher.d1 is not d1 or matcher.d2 is not d2:
+        raise ParameterError("matcher was built on other descriptors than d1, d2")
+    desc1, desc2 = d1.descs, d2.descs
     params = {**dict(getattr(d1, "params", {}) or {}), "num_pairs": num_pairs, "thresh": thresh,
               "n_init": n_init}
 
     with torch.no_grad():
         dev = desc1.device
-        a, b = l2_normalize(desc1), l2_normalize(desc2.to(dev))
-        mask, nn12, sim12, _, _ = _mutual_nn(a, b, chunk)
+        mask, nn12, sim12 = matcher.best_buddy_mask1, matcher.nn12, matcher.sim12
         num_mutual = int(mask.sum())
         has_sal = d1.saliency is not None and d2.saliency is not None
         if has_sal:
@@ -372,14 +373,15 @@ class PointMatcher:
         desc2 = _check_descriptors("d2", d2)
         if desc1.shape[1] != desc2.shape[1]:
             raise ParameterError(f"d1 and d2 differ in descriptor dimension: {desc1.shape[1]} vs "
-                                 f"{desc2.shape[1]}")
+                                 f"{desc2.shape[1]} (extract both with the same layer/facet/bin)")
         self.d1, self.d2 = d1, d2
         with torch.no_grad():
             self._a = l2_normalize(desc1)
             self._b = l2_normalize(desc2.to(desc1.device))
-            mask, nn12, _, nn21, _ = _mutual_nn(self._a, self._b, _resolve_chunk(chunk, self._b.shape[0]))
+            mask, nn12, sim12, nn21, _ = _mutual_nn(self._a, self._b, _resolve_chunk(chunk, self._b.shape[0]))
         self.best_buddy_mask1 = mask                        # T1 bool
         self.nn12, self.nn21 = nn12, nn21                    # T1, T2 long
+        self.sim12 = sim12                                   # T1, cosine similarity to nn12
         self.best_buddy_mask2 = nn12[nn21] == torch.arange(nn21.numel(), device=nn21.device)
 
     @classmethod
