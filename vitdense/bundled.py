@@ -26,12 +26,12 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from vitdense.cache import write_atomic
 from vitdense.errors import VitdenseError, WeightsUnavailableError
 
 __all__ = [
@@ -328,21 +328,7 @@ def _write_atomic(path: Path, sd: dict[str, torch.Tensor], key: str, source: Pat
         "converter_version": _CONVERTER_VERSION,
         "sha256": _data_digest(sd),
     }
-    blob = safetensors.torch.save(sd, metadata=meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, safetensors.torch.save(sd, metadata=meta))
 
 
 def _cached_file(cache_dir: Path | str | None, source: Path) -> tuple[Path, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import asdict
@@ -90,17 +91,13 @@ class DescriptorCache:
         return self.directory / f"{key}.safetensors", self.directory / f"{key}.json"
 
     def _write(self, key: str, item: ImageDescriptors) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
         tensors_path, meta_path = self._paths(key)
         tensors = {name: t.detach().to("cpu").contiguous() for name, t in
                    (("descs", item.descs), ("saliency", item.saliency), ("cls", item.cls)) if t is not None}
         meta = {"grid": list(item.grid), "geometry": asdict(item.geometry), "params": item.params}
-        tmp = tensors_path.with_suffix(f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, tensors_path)
-        tmp_meta = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp_meta.write_text(json.dumps(meta, default=str))
-        os.replace(tmp_meta, meta_path)
+        write_atomic(tensors_path, save(tensors))
+        write_atomic(meta_path, json.dumps(meta, default=str).encode())
 
     def _read(self, key: str) -> ImageDescriptors | None:
         from safetensors.torch import load_file
@@ -116,3 +113,22 @@ class DescriptorCache:
             return None
         return ImageDescriptors(tensors["descs"], tuple(meta["grid"]), Geometry(**geo),
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
+    readers and concurrent writers (threads or processes) never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

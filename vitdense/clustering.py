@@ -119,7 +119,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[tor
     for it in range(1, max_iter + 1):
         new_labels, d = assign(x, centroids)
         if labels is not None and torch.equal(new_labels, labels):
-            break
+            return centroids, new_labels, float(d.sum()), it  # converged: this assignment is final
         labels = new_labels
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -128,7 +128,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[tor
         if bool(empty.any()):  # re-seed empty clusters with the worst-fitted points (deterministic)
             far = torch.argsort(d, descending=True)[: int(empty.sum())]
             centroids[empty] = x[far]
-    labels, d = assign(x, centroids)
+    labels, d = assign(x, centroids)  # max_iter reached: assign to the last update
     return centroids, labels, float(d.sum()), it
 
 

@@ -49,10 +49,7 @@ class Geometry:
 
     def cell_centers(self) -> np.ndarray:
         """T x 2 centres ``(y, x)`` of every cell in original pixels, row-major over the grid."""
-        h, w = self.grid
-        ys = (np.arange(h) * self.stride + self.patch / 2) * self.scale[0]
-        xs = (np.arange(w) * self.stride + self.patch / 2) * self.scale[1]
-        return np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
+        return self.cell_to_pixel(np.arange(self.grid[0] * self.grid[1]))
 
     def cell_to_pixel(self, index: int | np.ndarray) -> np.ndarray:
         """Centre(s) ``(y, x)`` in original pixels of flat cell index/indices (... x 2)."""
@@ -134,10 +131,6 @@ class ImageDescriptors:
     def num_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.descs, self.saliency, self.cls)
                    if t is not None)
-
-    def grid_map(self, values: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        """T values -> h x w."""
-        return values.reshape(self.grid)
 
 
 @dataclass
@@ -293,8 +286,7 @@ class Extractor:
         is cropped to ``patch + (h - 1) * stride`` pixels per side so that the grid is exact.
         """
         stride = self.resolve_stride(stride)
-        img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-        return self._preprocess_rgb(img, load_size, stride)
+        return self._preprocess_rgb(load_image(image), load_size, stride)
 
     def _preprocess_rgb(self, img: Image.Image, load_size: int | None,
                         stride: int) -> tuple[torch.Tensor, Geometry]:

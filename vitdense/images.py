@@ -91,6 +91,8 @@ def load_image(src: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
         return _to_rgb(_array_to_pil(src))
     if isinstance(src, Image.Image):
         check_pixels(src.size, max_pixels, name)
+        if src.mode == "RGB" and src.getexif().get(0x0112, 1) == 1:
+            return src  # already what we need: no copy
         return _to_rgb(ImageOps.exif_transpose(src))
     if isinstance(src, (bytes, bytearray)):
         fp: object = io.BytesIO(src)

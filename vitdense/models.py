@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ class ModelSpec:
     default_facet: str = "key"        # the paper's key facet; "token" where keys hold mostly position
     default_bin: bool = True          # log-binning for correspondences (the paper's); see below
     bundled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timm_name(self) -> str:
@@ -285,9 +284,8 @@ def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
     if _hub_reachable():
         try:
             from huggingface_hub import hf_hub_download
-            from safetensors.torch import load_file
             file = hf_hub_download(spec.hf_hub_id, "model.safetensors")
-            load_state_dict_into(model, load_file(file), f"downloaded weights of {spec.name}")
+            load_state_dict_into(model, read_checkpoint(file), f"downloaded weights of {spec.name}")
             return
         except Exception as err:  # noqa: BLE001 - reported below with what was tried
             tried[-1] += f" failed: {str(err).splitlines()[0]}"
