@@ -95,7 +95,7 @@ class DescriptorCache:
         tensors_path, meta_path = self._paths(key)
         tensors = {name: t.detach().to("cpu").contiguous() for name, t in
                    (("descs", item.descs), ("saliency", item.saliency), ("cls", item.cls)) if t is not None}
-        meta = {"grid": list(item.grid), "geometry": asdict(item.geometry), "params": item.params}
+        meta = {"geometry": asdict(item.geometry), "params": item.params}
         write_atomic(tensors_path, save(tensors))
         write_atomic(meta_path, json.dumps(meta, default=str).encode())
 
@@ -111,7 +111,7 @@ class DescriptorCache:
             geo = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["geometry"].items()}
         except Exception:  # noqa: BLE001 - any damaged entry is a miss, rebuilt by the caller
             return None
-        return ImageDescriptors(tensors["descs"], tuple(meta["grid"]), Geometry(**geo),
+        return ImageDescriptors(tensors["descs"], Geometry(**geo),
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])
 
 

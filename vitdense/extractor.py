@@ -121,11 +121,15 @@ class ImageDescriptors:
     """Descriptors of one image (tensors live on the extractor's device)."""
 
     descs: torch.Tensor            # T x D patch descriptors, row-major over the grid
-    grid: tuple[int, int]          # (h, w), T = h * w
     geometry: Geometry
     saliency: torch.Tensor | None  # h x w in [0, 1] (min-max per image), or None
     cls: torch.Tensor | None       # D, the CLS token's descriptor (never binned), or None
     params: dict = field(default_factory=dict)  # everything that produced it
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w), T = h * w."""
+        return self.geometry.grid
 
     @property
     def num_bytes(self) -> int:
@@ -455,7 +459,7 @@ class Extractor:
         sal = None
         if out.cls_attention is not None:
             sal = min_max(out.cls_attention[b].float()).reshape(h, w)
-        return ImageDescriptors(descs.contiguous(), (h, w), geometry, sal, cls, dict(params))
+        return ImageDescriptors(descs.contiguous(), geometry, sal, cls, dict(params))
 
 
 def _batches(indices: list[int], shapes: list[tuple], batch_size: int) -> Iterable[list[int]]:
