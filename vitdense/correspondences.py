@@ -337,7 +337,7 @@ def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size:
     tokens for DINOv2)."""
     bin = extractor.spec.default_bin if bin is None else bin
     d1, d2 = extractor.extract([image1, image2], layer=layer, facet=facet,
-                               stride=extractor.resolve_stride(stride), load_size=load_size,
+                               stride=stride, load_size=load_size,
                                bin=bin, hierarchy=hierarchy, saliency=saliency)
     return d1, d2
 

@@ -29,14 +29,11 @@ from PIL import Image
 
 from .clustering import ElbowResult, elbow_kmeans, l2_normalize, sample_rows
 from .errors import ParameterError, check_range
+from .extractor import FACETS
 from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
-
-#: defaults of the official code (stride and load size handled by :func:`cosegment`)
-COSEG_DEFAULTS: dict[str, Any] = dict(elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100,
-                                      remove_outliers=False, outliers_thresh=0.7, max_clusters=14)
 
 
 @dataclass
@@ -348,7 +345,7 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
 
 
 def extract_with_saliency(extractor: "Extractor", images: Sequence[Image.Image], *, load_size: int | None,
-                          layer: int, facet: str, bin: bool, stride: int, include_cls: bool,
+                          layer: int, facet: str, bin: bool, stride: int | None, include_cls: bool,
                           low_res_saliency_maps: bool, batch_size: int = 8
                           ) -> tuple[list["ImageDescriptors"], list[np.ndarray]]:
     """Descriptors plus the saliency maps that vote, as the official code computes them.
@@ -401,9 +398,8 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
                         ("low_res_saliency_maps", low_res_saliency_maps), ("refine", refine)):
         _check_bool(name, value)
     images = as_image_list(images)
-    if outliers_facet is not None and outliers_facet not in ("key", "query", "value", "token"):
+    if outliers_facet is not None and outliers_facet not in FACETS:
         raise ParameterError(f"outliers_facet={outliers_facet!r} is unknown: expected None, key, query, value or token")
-    stride = extractor.resolve_stride(stride)
     pils = [load_image(im) for im in images]
     descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
                                        stride=stride, include_cls=remove_outliers and outliers_facet is None,

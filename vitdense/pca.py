@@ -153,6 +153,6 @@ def pca(extractor: "Extractor", images: Any, *, n_components: int = 4, load_size
     ``stride=None`` / ``facet=None`` are the model's defaults (half the patch; key / token).
     """
     n_components = _check_int("n_components", n_components, 1)
-    ds = extractor.extract(images, layer=layer, facet=facet, stride=extractor.resolve_stride(stride),
+    ds = extractor.extract(images, layer=layer, facet=facet, stride=stride,
                            load_size=load_size, bin=bin, hierarchy=hierarchy)
     return pca_descriptors(ds, n_components)

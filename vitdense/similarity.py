@@ -148,7 +148,7 @@ def inspect_similarity(extractor: "Extractor", image_a: Any, image_b: Any = None
     if point is None and bin:
         raise ParameterError("point=None (CLS query) needs bin=False: the CLS descriptor is not binned")
     images = [image_a] if image_b is None else [image_a, image_b]
-    ds = extractor.extract(images, layer=layer, facet=facet, stride=extractor.resolve_stride(stride),
+    ds = extractor.extract(images, layer=layer, facet=facet, stride=stride,
                            load_size=load_size, bin=bin, hierarchy=hierarchy,
                            include_cls=point is None)
     return inspect_similarity_descriptors(ds[0], ds[1] if len(ds) > 1 else None, point, top_n=top_n)
