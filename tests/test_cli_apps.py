@@ -192,3 +192,21 @@ def test_usage_errors_exit_2(roots, tmp_path, capsys):
         main(["cosegment", "--help"])
     assert "Exit status: 0 when every set succeeded; 1 when some set failed" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_shared_writers_give_strict_json_and_unique_stems(tmp_path):
+    """vitdense.export (used by the CLI and the web demo): no bare NaN / Infinity in JSON files,
+    file stems that stay apart."""
+    import io
+    from vitdense.export import png_bytes, save_png, to_jsonable, unique_stems, write_json
+    value = {"a": np.float32(np.nan), "b": [1.5, float("inf")], 3: np.arange(2), "p": Path("x/y.png")}
+    assert to_jsonable(value) == {"a": None, "b": [1.5, None], "3": [0, 1], "p": str(Path("x/y.png"))}
+    write_json(value, tmp_path / "sub" / "v.json")
+    text = (tmp_path / "sub" / "v.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text and json.loads(text)["b"] == [1.5, None]
+    assert unique_stems([Path("d/a.jpg"), Path("d/a.png"), Path("d/b.png")]) == ["a_jpg", "a_png", "b"]
+    assert unique_stems(["cat.jpg", "cat.jpg", ""], numbered=True) == ["01_cat", "02_cat", "03_image"]
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    assert save_png(img, tmp_path / "i.png") == "i.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "i.png")), img)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(img)))), img)

@@ -294,3 +294,18 @@ def test_click_outside_the_image(flip_matcher, y, x):
     m, _ = flip_matcher
     with pytest.raises(ParameterError, match="outside"):
         m.query(y, x)
+
+
+def test_a_shared_matcher_gives_the_same_pairs(stereo_descs):
+    """The web demo builds one PointMatcher for the automatic pairs and the clicks."""
+    d1, d2 = stereo_descs
+    matcher = PointMatcher(d1, d2)
+    shared = find_correspondences_descriptors(d1, d2, matcher=matcher)
+    alone = find_correspondences_descriptors(d1, d2)
+    np.testing.assert_array_equal(shared.indices1, alone.indices1)
+    np.testing.assert_array_equal(shared.indices2, alone.indices2)
+    np.testing.assert_allclose(shared.similarity, alone.similarity)
+    assert shared.num_best_buddies == alone.num_best_buddies
+    assert shared.num_mutual == matcher.num_best_buddies  # before the foreground filter
+    with pytest.raises(ParameterError, match="other descriptors"):
+        find_correspondences_descriptors(d2, d1, matcher=matcher)

@@ -260,3 +260,30 @@ def test_similarity_figure_hover_values(cat):
     assert z[:, 0].mean() < -0.8 and z[:, -1].mean() > 0.8       # left dissimilar, right similar
     assert np.all(np.diff(z[0]) >= -1e-6)
     assert "similarity" in hover.hovertemplate
+
+
+# ---------------------------------------------------------------------------------------------- video
+def test_draw_video_parts_from_precomputed_label_maps(cat):
+    """Given the maps (which the callers also save), the frames are drawn from them, and
+    result.label_map is not computed a second time."""
+    maps = [np.zeros(cat.shape[:2], np.int64) for _ in range(2)]
+    maps[0][:, :100] = 1
+    maps[1][40:, 60:] = 2
+
+    class Result:                                   # the VideoPartsResult attributes draw reads
+        num_frames, num_parts, calls = 2, 2, 0
+
+        def label_map(self, i, mode="bilinear"):
+            Result.calls += 1
+            return maps[i]
+
+    frames = [cat, cat[:, ::-1]]
+    computed = draw.draw_video_parts(frames, Result())
+    assert Result.calls == 2
+    given = draw.draw_video_parts(frames, Result(), label_maps=maps)
+    assert Result.calls == 2
+    for a, b, f, m in zip(computed, given, frames, maps):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, draw.overlay_parts(f, m, num_parts=2))
+    with pytest.raises(ParameterError, match="1 label maps for 2 frames"):
+        draw.draw_video_parts(frames, Result(), label_maps=maps[:1])

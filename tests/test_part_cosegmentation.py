@@ -10,12 +10,15 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data
 
+from vitdense.clustering import l2_normalize
 from vitdense.cosegmentation import extract_with_saliency
 from vitdense.errors import ParameterError
-from vitdense.part_cosegmentation import PartsResult, crop_augmentations, part_cosegment, part_cosegment_descriptors
+from vitdense.part_cosegmentation import (PartsResult, _unaries, crop_augmentations, part_cosegment,
+                                          part_cosegment_descriptors)
 from vitdense.metrics import jaccard
 
 SIZE = (300, 400)
@@ -167,6 +170,14 @@ def test_three_stages_drop_the_cup(part_descs, part_set, parts_by_seed):
         assert res.common_parts is not None and res.common_parts.size >= 1
         assert set(res.common_parts.tolist()) <= set(range(res.num_stage2_clusters))
         assert res.num_parts == 4
+        # the background centroids kept are the ones the labels used: non-salient stage 1 + dropped stage 2
+        n_bg1 = len(res.stage1.centroids) - len(res.stage1.salient_clusters)
+        assert res.bg_centroids.shape == (n_bg1 + res.num_stage2_clusters - res.common_parts.size,
+                                          res.part_centroids.shape[1])
+        for d, grid_map in zip(descs, res.grid_part_maps):
+            u = _unaries(l2_normalize(d.descs.detach().float().cpu()), torch.from_numpy(res.part_centroids),
+                         torch.from_numpy(res.bg_centroids))
+            assert np.array_equal(u.argmin(dim=1).numpy().reshape(d.grid), grid_map)
         three.append(jaccard(res.fg_masks[3], truth))
     # measured two stages 0.61 0.54 0.54 -> three stages 0.88 0.91 0.89
     assert np.mean(three) > np.mean(two) + 0.2, (two, three)
@@ -198,6 +209,7 @@ def test_empty_foreground(part_descs, part_set):
     descs, sal = part_descs
     res = part_cosegment_descriptors(descs, sal, part_set[0], thresh=1.0)
     assert res.num_parts == 0 and res.reason and "votes" in res.reason
+    assert res.bg_centroids.shape == res.part_centroids.shape == (0, descs[0].descs.shape[1])
     assert all(not m.any() for m in res.part_maps)
     assert [m.shape for m in res.part_maps] == [t.shape for t in part_set[1]]
 

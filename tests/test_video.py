@@ -139,6 +139,8 @@ def test_one_label_map_per_frame(result):
 def test_propagation_reproduces_the_sampled_frames(result):
     """Without smoothing, a sampled frame's label is the part co-segmentation's own grid label."""
     _, res = result
+    assert np.array_equal(res.bg_centroids, res.parts.bg_centroids)   # the very centroids the parts used
+    assert np.array_equal(res.part_centroids, res.parts.part_centroids)
     for j, i in enumerate(res.sampled_indices):
         assert np.array_equal(res.raw_labels[i], res.parts.grid_part_maps[j])
 

@@ -116,6 +116,24 @@ def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extra
     assert pair_run[-1].clicks == []
 
 
+def test_pair_zip_follows_the_clicks_and_is_strict_json(pair_run):
+    """The download shows what the page shows: the clicks drawn on A and B after a click, the
+    automatic-pairs pictures again after 'clear' (the session's PNG bytes, not encoded again)."""
+    first = read_zip(pair_run[5])
+    clicked = webapp.match_point(pair_run[-1], 200, 200)
+    files = read_zip(clicked[5])
+    np.testing.assert_array_equal(png(files["A_cat_a_points.png"]), clicked[0])
+    np.testing.assert_array_equal(png(files["B_cat_b_points.png"]), clicked[1])
+    assert files["B_cat_b_points.png"] != first["B_cat_b_points.png"]
+    assert json.loads(files["points.json"]) == json.loads(json.dumps(clicked[4]))
+    cleared = read_zip(webapp.clear_points(clicked[-1])[5])
+    assert cleared["A_cat_a_points.png"] == first["A_cat_a_points.png"]
+    assert cleared["B_cat_b_points.png"] == first["B_cat_b_points.png"]
+    np.testing.assert_array_equal(png(cleared["A_cat_a_points.png"]), pair_run[0])
+    for name in ("points.json", "params.json"):                  # no bare NaN: strict JSON
+        json.loads(cleared[name], parse_constant=lambda c: pytest.fail(f"{name} holds {c}"))
+
+
 def test_click_before_extraction_and_outside_the_image(pair_run):
     with pytest.raises(gr.Error, match="run correspondences first"):
         webapp.match_point(None, 10, 10)

@@ -132,6 +132,7 @@ APP_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 # discovery, the per-set loop with its failure report, JSON); each command only maps a set to files.
 # =================================================================================================
 from .errors import ParameterError, check_range  # noqa: E402
+from .export import save_png, to_jsonable, unique_stems, write_json  # noqa: E402
 
 SETS_FAILED_EXIT = 1
 APP_EPILOG = ("Exit status: 0 when every set succeeded; 1 when some set failed (each failure is one "
@@ -213,41 +214,6 @@ def find_sets(root: str | Path, out: str | Path | None = None) -> list[tuple[str
     if not subs:
         raise ImageError(f"{root}: no images and no set folders inside")
     return [(d.name, d) for d in subs]
-
-
-def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    """File stems, made unique (``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``)."""
-    stems = [p.stem for p in paths]
-    return [p.name.replace(".", "_") if stems.count(p.stem) > 1 else p.stem for p in paths]
-
-
-def to_jsonable(obj):
-    """numpy / torch / Path / dataclass-free values -> JSON types (recursively)."""
-    import numpy as np
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float) and obj != obj:
-        return None  # NaN
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-def write_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
-
-
-def _save_png(arr, path: Path) -> str:
-    from PIL import Image
-    Image.fromarray(arr).save(path)
-    return path.name
 
 
 def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Path]],
@@ -344,12 +310,12 @@ def cmd_cosegment(args: argparse.Namespace) -> int:
         res = cosegment(ex, images, **knobs)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
-        for path, stem, img, mask, refined, inlier in zip(paths, _unique_stems(paths), images, res.masks,
+        for path, stem, img, mask, refined, inlier in zip(paths, unique_stems(paths), images, res.masks,
                                                             res.refined, res.inliers):
             rgb = np.asarray(img)
-            rows.append({"file": path.name, "mask": _save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"),
-                         "overlay": _save_png(draw.overlay_mask(rgb, mask), out / f"{stem}_overlay.png"),
-                         "cutout": _save_png(draw.cutout(rgb, mask), out / f"{stem}_cutout.png"),
+            rows.append({"file": path.name, "mask": save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"),
+                         "overlay": save_png(draw.overlay_mask(rgb, mask), out / f"{stem}_overlay.png"),
+                         "cutout": save_png(draw.cutout(rgb, mask), out / f"{stem}_cutout.png"),
                          "foreground_fraction": float(mask.mean()), "refined": bool(refined),
                          "inlier": bool(inlier)})
         write_json({"set": name, "images": rows, "num_clusters": res.num_clusters,
@@ -414,12 +380,12 @@ def cmd_parts(args: argparse.Namespace) -> int:
         res = part_cosegment(ex, images, **knobs)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
-        for path, stem, img, pm in zip(paths, _unique_stems(paths), images, res.part_maps):
+        for path, stem, img, pm in zip(paths, unique_stems(paths), images, res.part_maps):
             counts = np.bincount(pm.ravel(), minlength=res.num_parts + 1)
             rows.append({"file": path.name,
-                         "parts": _save_png(pm.astype(np.uint8), out / f"{stem}_parts.png"),
-                         "parts_color": _save_png(draw.parts_rgba(pm, res.num_parts), out / f"{stem}_parts_color.png"),
-                         "overlay": _save_png(draw.overlay_parts(np.asarray(img), pm, num_parts=res.num_parts),
+                         "parts": save_png(pm.astype(np.uint8), out / f"{stem}_parts.png"),
+                         "parts_color": save_png(draw.parts_rgba(pm, res.num_parts), out / f"{stem}_parts_color.png"),
+                         "overlay": save_png(draw.overlay_parts(np.asarray(img), pm, num_parts=res.num_parts),
                                               out / f"{stem}_overlay.png"),
                          "part_fractions": (counts[1:] / pm.size).round(5)})
         write_json({"set": name, "images": rows, "num_parts": res.num_parts,
@@ -488,12 +454,12 @@ def cmd_correspond(args: argparse.Namespace) -> int:
         im1, im2 = (np.asarray(im) for im in _load_all(paths))
         res = find_correspondences(ex, im1, im2, **knobs)
         out.mkdir(parents=True, exist_ok=True)
-        s1, s2 = _unique_stems(paths)
+        s1, s2 = unique_stems(paths)
         a, b = draw.draw_correspondence_result(im1, im2, res, separate=True)
-        files = {"correspondences": _save_png(draw.draw_correspondence_result(im1, im2, res, lines=args.lines),
+        files = {"correspondences": save_png(draw.draw_correspondence_result(im1, im2, res, lines=args.lines),
                                               out / "correspondences.png"),
-                 "points1": _save_png(a, out / f"{s1}_points.png"),
-                 "points2": _save_png(b, out / f"{s2}_points.png")}
+                 "points1": save_png(a, out / f"{s1}_points.png"),
+                 "points2": save_png(b, out / f"{s2}_points.png")}
         pairs = [{"point1": p1, "point2": p2, "similarity": s, "saliency": sal}
                  for p1, p2, s, sal in zip(res.points1, res.points2, res.similarity, res.saliency)]
         write_json({"set": name, "image1": paths[0].name, "image2": paths[1].name, "coordinates": "(y, x) original pixels",
@@ -545,11 +511,11 @@ def cmd_pca(args: argparse.Namespace) -> int:
         rows = []
         lo = np.min([c.reshape(-1, c.shape[-1]).min(0) for c in res.components], axis=0)
         hi = np.max([c.reshape(-1, c.shape[-1]).max(0) for c in res.components], axis=0)
-        for path, stem, rgb, comp, geo in zip(paths, _unique_stems(paths), rgbs, res.components, res.geometries):
-            row = {"file": path.name, "pca": _save_png(rgb, out / f"{stem}_pca.png")}
+        for path, stem, rgb, comp, geo in zip(paths, unique_stems(paths), rgbs, res.components, res.geometries):
+            row = {"file": path.name, "pca": save_png(rgb, out / f"{stem}_pca.png")}
             if args.components:
                 up = np.asarray(geo.upsample(comp, mode=args.upsample))  # H0 x W0 x n
-                row["components"] = [_save_png(draw.apply_colormap(up[..., k], "viridis", lo[k], hi[k]),
+                row["components"] = [save_png(draw.apply_colormap(up[..., k], "viridis", lo[k], hi[k]),
                                                out / f"{stem}_comp{k}.png") for k in range(comp.shape[-1])]
             rows.append(row)
         write_json({"set": name, "images": rows, "channels": args.channels,
@@ -606,7 +572,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         va, vb = draw.draw_similarity(a, a if b is None else b, res, cmap=args.cmap)
-        summary["files"] = {"a": _save_png(va, out / "similarity_a.png"), "b": _save_png(vb, out / "similarity_b.png")}
+        summary["files"] = {"a": save_png(va, out / "similarity_a.png"), "b": save_png(vb, out / "similarity_b.png")}
         write_json(summary, out / "similarity.json")
     print(json.dumps(to_jsonable({k: summary[k] for k in ("query_cell_point", "top_a", "top_b")})))
     return 0
@@ -636,7 +602,6 @@ def _register_video(sub: argparse._SubParsersAction) -> None:
     add_knob(p, video_parts, "temporal_smoothing", float, "weight of the past in the moving average of the "
              "part similarity maps, in [0, 1); 0 = off")
     add_knob(p, video_parts, "bidirectional", bool, "smooth forwards and backwards (no lag)")
-    add_knob(p, video_parts, "num_bg_centroids", int, "background centroids when the result has none")
     _add_part_knobs(p, [video_parts, part_cosegment])
     p.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="annotated video format (default mp4)")
     p.add_argument("--alpha", type=float, default=0.55, help="opacity of the part colours (default 0.55)")
@@ -650,13 +615,12 @@ def cmd_video(args: argparse.Namespace) -> int:
     from . import draw
     from .video import read_video, video_parts, write_video
     import numpy as np
+    from .part_cosegmentation import part_cosegment
     knobs = _knobs(args, video_parts, skip=("fps",))
-    part_names = ["num_parts", "elbow", "thresh", "votes_percentage", "sample_interval", "three_stages",
-                  "elbow_second_stage", "max_clusters", "n_init", "max_iter", "seed"]
-    knobs.update({k: getattr(args, k) for k in part_names})
+    knobs.update(_knobs(args, part_cosegment, skip=tuple(knobs)))  # the part knobs video passes on
     knobs["crf_params"] = _crf_params(args)
     check_range("alpha", args.alpha, 0.0, 1.0)
-    names = _unique_stems([Path(f) for f in args.files])
+    names = unique_stems([Path(f) for f in args.files])
     sets = list(zip(names, [Path(f) for f in args.files]))
     ex = make_extractor(args)
 
@@ -665,14 +629,15 @@ def cmd_video(args: argparse.Namespace) -> int:
                                  fps=args.fps)
         res = video_parts(ex, frames, fps=fps, **knobs)
         out.mkdir(parents=True, exist_ok=True)
-        vis = draw.draw_video_parts(frames, res, alpha=args.alpha)
+        maps = [res.label_map(i) for i in range(res.num_frames)]   # once: drawn and saved
+        vis = draw.draw_video_parts(frames, res, alpha=args.alpha, label_maps=maps)
         video_file = write_video(vis, out / f"parts.{args.format}", fps, quality=args.quality)
         labels = []
         if args.save_labels:
             (out / "labels").mkdir(exist_ok=True)
             digits = max(4, len(str(len(frames))))
-            labels = [_save_png(res.label_map(i).astype(np.uint8), out / "labels" / f"frame_{i:0{digits}d}.png")
-                      for i in range(res.num_frames)]
+            labels = [save_png(m.astype(np.uint8), out / "labels" / f"frame_{i:0{digits}d}.png")
+                      for i, m in enumerate(maps)]
         write_json({"source": str(path), "num_frames": res.num_frames, "fps": fps,
                     "frame_size": list(frames[0].shape[:2]), "sampled_indices": res.sampled_indices,
                     "num_parts": res.num_parts, "part_colors": draw.part_colors(res.num_parts),

@@ -20,7 +20,6 @@ Colormaps are small numpy lookup tables (no matplotlib).
 from __future__ import annotations
 
 import base64
-import io
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,12 +28,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ImageError, ParameterError
+from .export import png_bytes
 
 __all__ = [
-    "PALETTE", "BACKGROUND_COLOR", "COLORMAPS", "as_rgb", "part_colors", "point_colors",
+    "PALETTE", "BACKGROUND_COLOR", "as_rgb", "part_colors", "point_colors",
     "apply_colormap", "resize_map", "checkerboard", "overlay_mask", "cutout", "color_labels",
     "labels_rgba", "overlay_labels", "draw_markers", "draw_correspondences", "side_by_side",
-    "heatmap_overlay", "saliency_overlay", "pca_images", "image_grid", "parts_figure",
+    "heatmap_overlay", "saliency_overlay", "pca_images", "parts_figure",
     "similarity_figure", "color_parts", "parts_rgba", "overlay_parts", "draw_cosegmentation",
     "draw_parts", "draw_correspondence_result", "draw_point_match", "draw_similarity",
     "draw_pca", "draw_video_parts",
@@ -70,14 +70,13 @@ _CMAP_ANCHORS = {
               "#7a0402"],
     "gray": ["#000000", "#ffffff"],
 }
-COLORMAPS: tuple[str, ...] = tuple(_CMAP_ANCHORS)
 
 
 @lru_cache(maxsize=None)
 def _lut(name: str) -> np.ndarray:
     """256 x 3 uint8 lookup table of colormap ``name``."""
     if name not in _CMAP_ANCHORS:
-        raise ParameterError(f"unknown colormap {name!r}: expected one of {', '.join(COLORMAPS)}")
+        raise ParameterError(f"unknown colormap {name!r}: expected one of {', '.join(_CMAP_ANCHORS)}")
     anchors = _hex(_CMAP_ANCHORS[name]).astype(np.float64)
     pos = np.linspace(0.0, 1.0, len(anchors))
     t = np.linspace(0.0, 1.0, 256)
@@ -512,13 +511,12 @@ def saliency_overlay(image: Any, saliency: Any, alpha: float = 0.6, cmap: str = 
     return heatmap_overlay(image, saliency, alpha, cmap, 0.0, 1.0, geometry)
 
 
-def pca_images(rgb_maps: Iterable[Any], sizes: Sequence[tuple[int, int]] | None = None,
-               geometries: Sequence[Any] | None = None, order: str = "nearest") -> list[np.ndarray]:
+def pca_images(rgb_maps: Iterable[Any], geometries: Sequence[Any] | None = None,
+               order: str = "nearest") -> list[np.ndarray]:
     """PCA colour maps (each h x w x 3, floats in [0, 1] or uint8) -> uint8 images.
 
     With ``geometries`` each map is placed on its original image by patch centres
-    (``Geometry.upsample``); with ``sizes`` ((H, W) each) it is stretched to that size.
-    ``order``: "nearest" keeps the patch look, "bilinear" smooths.
+    (``Geometry.upsample``); ``order``: "nearest" keeps the patch look, "bilinear" smooths.
     """
     if order not in ("nearest", "bilinear"):
         raise ParameterError(f"order={order!r}: expected 'nearest' or 'bilinear'")
@@ -531,41 +529,15 @@ def pca_images(rgb_maps: Iterable[Any], sizes: Sequence[tuple[int, int]] | None 
         geo = geometries[i] if geometries is not None else None
         if geo is not None and tuple(geo.grid) == arr.shape[:2]:
             arr = np.asarray(geo.upsample(arr, mode=order), np.float32)
-        elif sizes is not None and tuple(sizes[i]) != arr.shape[:2]:
-            arr = np.stack([resize_map(arr[..., c], sizes[i], order) for c in range(3)], -1)
         out.append(np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8))
     return out
-
-
-def image_grid(images: Sequence[Any], cols: int | None = None, gap: int = 6,
-               fill: Sequence[int] = (255, 255, 255), cell: int | None = None) -> np.ndarray:
-    """Tile images in a grid (``cols`` default ceil(sqrt(N))); ``cell`` rescales each to that height."""
-    arrs = [as_rgb(im) for im in images]
-    if not arrs:
-        raise ParameterError("image_grid needs at least one image")
-    if cell:
-        arrs = [np.asarray(Image.fromarray(a).resize(
-            (max(1, round(a.shape[1] * cell / a.shape[0])), cell), Image.BILINEAR)) for a in arrs]
-    cols = cols or int(np.ceil(np.sqrt(len(arrs))))
-    rows = [side_by_side(arrs[i:i + cols], gap, fill)[0] for i in range(0, len(arrs), cols)]
-    W = max(r.shape[1] for r in rows)
-    H = sum(r.shape[0] for r in rows) + gap * (len(rows) - 1)
-    canvas = np.empty((H, W, 3), np.uint8)
-    canvas[:] = np.asarray(fill, np.uint8)
-    y = 0
-    for r in rows:
-        canvas[y:y + r.shape[0], :r.shape[1]] = r
-        y += r.shape[0] + gap
-    return canvas
 
 
 # --------------------------------------------------------------------------------------------
 # plotly figures
 
 def _png_uri(img: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(img, compress_level=6)).decode("ascii")
 
 
 def _hover_grid(H: int, W: int, max_side: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -734,10 +706,19 @@ def draw_pca(result: Any, channels: Sequence[int] = (0, 1, 2),
 
 
 def draw_video_parts(frames: Sequence[Any], result: Any, alpha: float = 0.55,
-                     background: str = "dim", mode: str = "bilinear") -> list[np.ndarray]:
+                     background: str = "dim", mode: str = "bilinear",
+                     label_maps: Sequence[Any] | None = None) -> list[np.ndarray]:
     """A :class:`~vitdense.video.VideoPartsResult` -> annotated frames (part colours fixed
-    across frames); ``mode`` is passed to ``result.label_map``."""
+    across frames); ``mode`` is passed to ``result.label_map``.
+
+    ``label_maps``: the frames' part maps when the caller already has them (e.g. to save them
+    too), so that ``result.label_map`` is not computed twice; ``mode`` is then unused.
+    """
     if len(frames) != result.num_frames:
         raise ParameterError(f"{len(frames)} frames for a result of {result.num_frames}")
-    return [overlay_parts(f, result.label_map(i, mode), alpha, result.num_parts, background)
-            for i, f in enumerate(frames)]
+    if label_maps is None:
+        label_maps = [result.label_map(i, mode) for i in range(result.num_frames)]
+    elif len(label_maps) != len(frames):
+        raise ParameterError(f"{len(label_maps)} label maps for {len(frames)} frames")
+    return [overlay_parts(f, m, alpha, result.num_parts, background)
+            for f, m in zip(frames, label_maps)]

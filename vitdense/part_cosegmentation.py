@@ -32,7 +32,7 @@ from .cosegmentation import (CosegResult, _check_bool, _check_descs, _saliency_m
                              validate_coseg_params)
 from .crf import CRF_DEFAULTS, dense_crf
 from .errors import ParameterError, check_range
-from .images import ImageLike, load_image
+from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -62,9 +62,11 @@ class PartsResult:
 
     Set-level: ``num_parts`` (labels 1..num_parts exist; can be below the requested number when there
     were fewer foreground descriptors), ``part_centroids`` (num_parts x D float32, row p - 1 = part p,
-    L2-normalised descriptor space), ``part_fractions`` (num_parts floats: share of the foreground
-    cells of the original images on the grid, decreasing), ``stage1`` (the co-segmentation
-    :class:`CosegResult` of stage 1, unrefined masks), ``num_stage2_clusters`` (k of stage 2),
+    L2-normalised descriptor space), ``bg_centroids`` (B x D float32, the background centroids the
+    labels were computed with: the non-salient stage-1 centroids, plus with ``three_stages`` the
+    dropped stage-2 parts; 0 x D when the result is empty), ``part_fractions`` (num_parts floats:
+    share of the foreground cells of the original images on the grid, decreasing), ``stage1`` (the
+    co-segmentation :class:`CosegResult` of stage 1, unrefined masks), ``num_stage2_clusters`` (k of stage 2),
     ``common_parts`` (``three_stages`` only: the stage-2 cluster ids present in every image, else None),
     ``crf_applied``, ``reason`` (None, or why every part map is empty), ``notes`` (adjustments made,
     e.g. fewer parts than asked), ``params`` (every knob plus the descriptor parameters).
@@ -77,6 +79,7 @@ class PartsResult:
     geometries: list["Geometry"]
     num_parts: int
     part_centroids: np.ndarray
+    bg_centroids: np.ndarray
     part_fractions: np.ndarray
     stage1: CosegResult
     num_stage2_clusters: int = 0
@@ -132,28 +135,30 @@ def _cluster_parts(blocks: list[torch.Tensor], k: int | None, elbow: float, samp
     return kmeans(train, k, n_init=n_init, max_iter=max_iter, seed=seed).centroids
 
 
-def _unaries(x: torch.Tensor, parts: torch.Tensor, background: torch.Tensor) -> np.ndarray:
-    """T x (1 + K) squared distances of the rows of ``x`` to [nearest background centroid, parts]."""
+def _unaries(x: torch.Tensor, parts: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """T x (1 + K) squared distances of the rows of ``x`` to [nearest background centroid, parts]
+    (on ``x``'s device; ``_FAR`` for background when there is no background centroid)."""
     with small_work_threads(x):
         d_parts = squared_distances(x, parts)
         if background.shape[0] == 0:
             d_bg = torch.full((x.shape[0], 1), _FAR, dtype=x.dtype, device=x.device)
         else:
             d_bg = squared_distances(x, background).min(dim=1, keepdim=True).values
-    return torch.cat([d_bg, d_parts], dim=1).cpu().numpy()
+    return torch.cat([d_bg, d_parts], dim=1)
 
 
-def _smooth(unary: np.ndarray, geometry: "Geometry", image: ImageLike | None, crf_params: dict,
+def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf_params: dict,
             size: tuple[int, int] | None = None) -> np.ndarray:
-    """T x C grid unaries -> labels: with an image, the dense CRF at the load size, resized (nearest) to
-    ``size``; without, the grid argmin sampled at ``size`` (None: the grid itself)."""
+    """T x C grid unaries -> labels: with ``rgb`` (the image at the load size, :func:`resized_rgb`), the
+    dense CRF at the load size, resized (nearest) to ``size``; without, the grid argmin sampled at
+    ``size`` (None: the grid itself)."""
     h, w = geometry.grid
     grid = unary.reshape(h, w, -1)
-    if image is None:
+    if rgb is None:
         labels = grid.argmin(axis=2).astype(np.int64)
         return labels if size is None else grid_to_size(labels, geometry, size, mode="nearest").astype(np.int64)
     up = grid_to_size(grid, geometry, None, mode=UNARY_UPSAMPLING)  # H1 x W1 x C
-    labels = dense_crf(resized_rgb(image, geometry), np.ascontiguousarray(up.transpose(2, 0, 1)), **crf_params)
+    labels = dense_crf(rgb, np.ascontiguousarray(up.transpose(2, 0, 1)), **crf_params)
     if size is None:
         return _at_cells(labels, geometry)
     if labels.shape == tuple(size):
@@ -195,10 +200,9 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     _check_bool("three_stages", three_stages)
     _check_bool("crf", crf)
     cparams = _check_crf_params(crf_params)
-    _check_descs(descs)
     extra = list(extra_descs or [])
-    if extra:
-        _check_descs(list(descs) + extra)
+    all_descs = list(descs) + extra
+    _check_descs(all_descs if len(descs) else [])  # extras alone are no image set
     if crf and images is None:
         raise ParameterError("crf=True needs the original images: pass images= or set crf=False")
     if images is not None and len(images) != len(descs):
@@ -212,7 +216,6 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                   sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
                   crf=crf, crf_params=cparams, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
                   max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
-    all_descs = list(descs) + extra
     geoms = [d.geometry for d in all_descs]
     normed = [l2_normalize(d.descs.detach()) for d in all_descs]
     kw = dict(n_init=n_init, max_iter=max_iter, seed=seed)
@@ -230,12 +233,12 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     notes: list[str] = []
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
+        none = np.zeros((0, normed[0].shape[1]), np.float32)
         return PartsResult([np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
                            [np.zeros(g.grid, np.int64) for g in geoms[:n]],
                            [np.zeros(g.orig_size, bool) for g in geoms[:n]],
                            [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
-                           np.zeros((0, normed[0].shape[1]), np.float32), np.zeros(0), stage1, k2, common,
-                           False, reason, notes, params)
+                           none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
 
     if st.salient.size == 0:
         return empty(stage1.reason or "no foreground cluster")
@@ -246,6 +249,10 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         if i < n:
             return None if imgs is None else imgs[i]
         return None if aug_imgs is None else aug_imgs[i - n]
+
+    # the CRF's images at the load size, once (stage 3 smooths the augmentations too)
+    rgbs = [None if image_of(i) is None else resized_rgb(image_of(i), geoms[i])
+            for i in range(len(all_descs) if three_stages else n)]
 
     # stage 2: parts of the foreground descriptors
     fg_blocks = [x[torch.from_numpy(f).to(x.device)] for x, f in zip(normed, fg_cells)]
@@ -258,7 +265,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         # stage 3: keep the stage-2 parts present in every original image after smoothing
         smoothed = []
         for i, x in enumerate(normed):
-            smoothed.append(_smooth(_unaries(x, parts2, bg1), geoms[i], image_of(i), cparams))
+            smoothed.append(_smooth(_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
         votes = np.zeros(k2 + 1, np.int64)
         for lab in smoothed[:n]:
             votes[np.unique(lab)] += 1
@@ -274,7 +281,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
-    unaries = [_unaries(normed[i], final_parts, final_bg) for i in range(n)]
+    unaries = [_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
@@ -283,7 +290,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     remap = np.concatenate([[0], rank + 1])
     part_maps = []
     for i in range(n):
-        part_maps.append(remap[_smooth(unaries[i], geoms[i], image_of(i), cparams, geoms[i].orig_size)])
+        part_maps.append(remap[_smooth(unaries[i], geoms[i], rgbs[i], cparams, geoms[i].orig_size)])
     grid_maps = [remap[g] for g in grid_maps]
     fg_total = max(int(counts.sum()), 1)
     fractions = counts[order] / fg_total
@@ -293,7 +300,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     return PartsResult(part_maps, grid_maps, [m > 0 for m in part_maps],
                        [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], K,
                        final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
-                       fractions, stage1, k2, common, imgs is not None, reason, notes, params)
+                       final_bg.detach().float().cpu().numpy(), fractions, stage1, k2, common, imgs is not None,
+                       reason, notes, params)
 
 
 def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
@@ -318,7 +326,7 @@ def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int |
     return out
 
 
-def part_cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, num_parts: int = 4,
+def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int = 4,
                    elbow: float = 0.975, load_size: int | None = 224, layer: int = 11, facet: str | None = None,
                    bin: bool = False, thresh: float = 0.065, stride: int | None = None,
                    votes_percentage: float = 75, sample_interval: int = 100, low_res_saliency_maps: bool = False,
@@ -337,10 +345,7 @@ def part_cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, num_p
                         ("three_stages", three_stages), ("crf", crf)):
         _check_bool(name, value)
     _check_crf_params(crf_params)
-    if isinstance(images, (str, bytes, Image.Image, np.ndarray)):
-        images = [images]
-    if len(images) == 0:
-        raise ParameterError("images is empty: give at least one image")
+    images = as_image_list(images)
     stride = extractor.resolve_stride(stride)
     pils = [load_image(im) for im in images]
     descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,

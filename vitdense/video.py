@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from PIL import Image
 
 from .clustering import l2_normalize
 from .errors import ImageError, ParameterError, check_range
-from .images import IMAGE_SUFFIXES, load_image
+from .images import IMAGE_SUFFIXES, list_images, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -62,16 +62,6 @@ def _shrink(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
 
 
-def _rgb(frame: np.ndarray) -> np.ndarray:
-    f = np.asarray(frame)
-    if f.ndim == 2:
-        f = np.repeat(f[..., None], 3, axis=2)
-    if f.shape[2] == 4:  # composite on white like vitdense.images
-        a = f[..., 3:4].astype(np.float32) / 255.0
-        f = np.round(f[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
-    return np.ascontiguousarray(f[..., :3].astype(np.uint8))
-
-
 def read_video(path: str | os.PathLike, max_frames: int | None = None, max_side: int | None = None,
                step: int = 1, fps: float | None = None) -> tuple[list[np.ndarray], float]:
     """Decode a video file or a folder of frame images into RGB frames.
@@ -93,8 +83,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, max_side:
         check_range("fps", fps, 0.0, None, low_inclusive=False)
     p = Path(path)
     if p.is_dir():
-        files = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-                       key=_natural_key)[::step]
+        files = sorted(list_images(p), key=_natural_key)[::step]
         if max_frames is not None:
             files = files[:max_frames]
         if not files:
@@ -132,7 +121,7 @@ def _decode(p: Path, max_frames: int | None, max_side: int | None,
             for i, frame in enumerate(reader):  # streamed: only kept frames stay in memory
                 if i % step:
                     continue
-                frames.append(_shrink(_rgb(frame), max_side))
+                frames.append(_shrink(np.asarray(load_image(frame)), max_side))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
     except ImageError:
@@ -154,7 +143,7 @@ def write_video(frames: Sequence[np.ndarray] | Iterable[np.ndarray], path: str |
     """
     check_range("fps", fps, 0.0, None, low_inclusive=False)
     check_range("quality", quality, 0, 10)
-    frames = [_rgb(f) for f in frames]
+    frames = [np.asarray(load_image(f)) for f in frames]
     if not frames:
         raise ParameterError("no frames to write")
     shapes = {f.shape for f in frames}
@@ -307,113 +296,79 @@ class VideoPartsResult:
 # ---------------------------------------------------------------------------------------------
 # computation
 # ---------------------------------------------------------------------------------------------
-def _scores(x: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
-    """T x (1 + K) similarities ``-|x - c|^2``: [nearest background centroid, each part]."""
-    from .clustering import squared_distances
+def _frame_scores(d: "ImageDescriptors", parts: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """T x (1 + K) similarities ``-|x - c|^2`` of a frame's L2-normalised descriptors ``x``:
+    [nearest background centroid, each part] (the part co-segmentation's own unaries, negated)."""
+    from .part_cosegmentation import _unaries
 
-    d_parts = squared_distances(x, parts) if parts.shape[0] else x.new_zeros(x.shape[0], 0)
-    if bg.shape[0]:
-        d_bg = squared_distances(x, bg).amin(dim=1, keepdim=True)
-    else:  # every stage-1 cluster is foreground: background at the largest unit-vector distance
-        d_bg = x.new_full((x.shape[0], 1), 4.0)
-    return -torch.cat([d_bg, d_parts], dim=1)
+    return -_unaries(l2_normalize(d.descs.detach().float().cpu()), parts, bg)
 
 
-def _centroids(parts_result: Any, sampled: Sequence["ImageDescriptors"], num_bg_centroids: int,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Part and background centroids (L2-normalised space) of a PartsResult.
-
-    Parts: ``part_centroids``. Background: the result's ``bg_centroids`` when it has them, else the
-    non-salient stage-1 centroids, plus (three-stage results, whose dropped stage-2 parts count as
-    background) k-means centroids of the sampled frames' foreground cells that were labelled
-    background. Without any of these, k-means of the background cells.
-    """
-    from .clustering import kmeans
-
-    parts = torch.as_tensor(np.asarray(parts_result.part_centroids), dtype=torch.float32)
-    dim = int(sampled[0].descs.shape[1])
-    parts = parts.reshape(-1, dim)
-    own = getattr(parts_result, "bg_centroids", None)
-    if own is not None:
-        return parts, torch.as_tensor(np.asarray(own), dtype=torch.float32).reshape(-1, dim), "parts_result"
-    blocks, source = [], []
-    st = getattr(parts_result, "stage1", None)
-    if st is not None and getattr(st, "centroids", None) is not None and len(st.centroids):
-        keep = np.setdiff1d(np.arange(len(st.centroids)), np.asarray(st.salient_clusters, np.int64))
-        blocks.append(torch.as_tensor(np.asarray(st.centroids)[keep], dtype=torch.float32).reshape(-1, dim))
-        source.append("stage1")
-    three = bool(getattr(parts_result, "params", {}).get("three_stages", False))
-    if three or not blocks:
-        x = torch.cat([l2_normalize(d.descs.detach().float().cpu()) for d in sampled])
-        grid_maps = np.concatenate([np.asarray(g).reshape(-1) for g in parts_result.grid_part_maps])
-        cells = grid_maps == 0
-        if blocks:  # three stages: the stage-1 foreground cells that became background
-            cells &= np.concatenate([np.asarray(g).reshape(-1) for g in parts_result.grid_fg_masks])
-        if cells.any():
-            rows = x[torch.from_numpy(cells)]
-            blocks.append(kmeans(rows, min(int(num_bg_centroids), rows.shape[0]), n_init=3,
-                                 seed=seed).centroids)
-            source.append("background cells")
-    bg = torch.cat(blocks) if blocks else torch.zeros(0, dim)
-    return parts, bg, "+".join(source) or "none"
+def _centroids(parts_result: Any, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Part and background centroids (L2-normalised space, float32, CPU) of a PartsResult: the very
+    ones its grid part maps were computed with."""
+    parts = torch.as_tensor(np.asarray(parts_result.part_centroids), dtype=torch.float32).reshape(-1, dim)
+    bg = torch.as_tensor(np.asarray(parts_result.bg_centroids), dtype=torch.float32).reshape(-1, dim)
+    return parts, bg
 
 
-def video_parts_descriptors(descs: Sequence["ImageDescriptors"], parts_result: Any,
+def video_parts_descriptors(descs: Iterable["ImageDescriptors"], parts_result: Any,
                             sampled_indices: Sequence[int], *, temporal_smoothing: float = 0.6,
-                            bidirectional: bool = True, num_bg_centroids: int = 3, seed: int = 0,
-                            fps: float | None = None, extra_params: dict | None = None) -> VideoPartsResult:
+                            bidirectional: bool = True, fps: float | None = None,
+                            extra_params: dict | None = None) -> VideoPartsResult:
     """Propagate a PartsResult of the sampled frames to every frame's descriptors (no network).
 
-    descs: one ImageDescriptors per frame (one grid); ``parts_result`` co-segmented the frames
-    ``sampled_indices`` (in that order). See the module docstring for the labelling.
+    descs: one ImageDescriptors per frame (one grid), in frame order; any iterable, consumed one at a
+    time (only the score maps are kept, so a generator that extracts frames lazily works).
+    ``parts_result`` co-segmented the frames ``sampled_indices`` (in that order). See the module
+    docstring for the labelling.
     """
-    _check_video_knobs(temporal_smoothing, num_bg_centroids)
-    if len(descs) == 0:
-        raise ParameterError("no frames")
-    grid = _one_grid(descs)
-    idx = np.asarray(sampled_indices, np.int64)
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(descs):
-        raise ParameterError(f"sampled_indices must lie in [0, {len(descs)})")
-    parts, bg, source = _centroids(parts_result, [descs[i] for i in idx], num_bg_centroids, seed)
-    raw = torch.stack([_scores(l2_normalize(d.descs.detach().float().cpu()), parts, bg) for d in descs])
-    params = dict(descriptors=dict(descs[0].params), **(extra_params or {}))
-    return _finish(raw.reshape(len(descs), grid[0], grid[1], -1), parts, bg, idx, descs[0].geometry,
-                   parts_result, temporal_smoothing, bidirectional, num_bg_centroids, seed, source,
-                   fps, params)
-
-
-def _check_video_knobs(temporal_smoothing: float, num_bg_centroids: int) -> None:
     check_range("temporal_smoothing", temporal_smoothing, 0.0, 1.0, high_inclusive=False)
-    if not isinstance(num_bg_centroids, (int, np.integer)) or isinstance(num_bg_centroids, bool) \
-            or num_bg_centroids < 1:
-        raise ParameterError(f"num_bg_centroids={num_bg_centroids!r} is out of range: expected an integer >= 1")
-
-
-def _one_grid(descs: Sequence["ImageDescriptors"]) -> tuple[int, int]:
-    grids = {tuple(d.grid) for d in descs}
-    if len(grids) != 1:
-        raise ImageError(f"frames have different descriptor grids {sorted(grids)}: give frames of one size")
-    return next(iter(grids))
-
-
-def _finish(raw: torch.Tensor, parts: torch.Tensor, bg: torch.Tensor, idx: np.ndarray, geometry: "Geometry",
-            parts_result: Any, temporal_smoothing: float, bidirectional: bool, num_bg_centroids: int,
-            seed: int, source: str, fps: float | None, params: dict) -> VideoPartsResult:
-    """Raw N x h x w x (K + 1) scores -> smoothed result."""
+    idx = np.asarray(sampled_indices, np.int64)
+    rows: list[torch.Tensor] = []
+    first = None
+    parts = bg = None
+    for i, d in enumerate(descs):
+        if first is None:
+            first = d
+            parts, bg = _centroids(parts_result, int(d.descs.shape[1]))
+        elif tuple(d.grid) != tuple(first.grid):
+            raise ImageError(f"frame {i} has descriptor grid {tuple(d.grid)} but frame 0 has "
+                             f"{tuple(first.grid)}: give frames of one size")
+        rows.append(_frame_scores(d, parts, bg).reshape(*first.grid, -1))
+    if first is None:
+        raise ParameterError("no frames")
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(rows):
+        raise ParameterError(f"sampled_indices must lie in [0, {len(rows)})")
+    raw = torch.stack(rows)
     smooth = temporal_ema(raw, float(temporal_smoothing), bool(bidirectional))
     params = dict(temporal_smoothing=float(temporal_smoothing), bidirectional=bool(bidirectional),
-                  num_bg_centroids=int(num_bg_centroids), seed=int(seed), centroid_source=source,
-                  num_frames=int(raw.shape[0]), sampled_indices=[int(i) for i in idx], **params)
+                  num_frames=len(rows), sampled_indices=[int(i) for i in idx],
+                  descriptors=dict(first.params), **(extra_params or {}))
     return VideoPartsResult(labels=smooth.argmax(dim=-1).numpy().astype(np.int64),
                             scores=smooth.numpy().astype(np.float32),
                             raw_labels=raw.argmax(dim=-1).numpy().astype(np.int64), sampled_indices=idx,
-                            part_centroids=parts.numpy(), bg_centroids=bg.numpy(), geometry=geometry,
+                            part_centroids=parts.numpy(), bg_centroids=bg.numpy(), geometry=first.geometry,
                             fps=fps, parts=parts_result, params=params)
 
 
+def _load_frames(frames: Sequence[Any], indices: Iterable[int], size: tuple[int, int] | None) -> list[Image.Image]:
+    """Frames ``indices`` as RGB PIL images, all of ``size`` (W, H; None: the first one's)."""
+    out = []
+    for i in indices:
+        im = load_image(frames[i])
+        if size is None:
+            size = im.size
+        if im.size != size:
+            raise ImageError(f"frame {i} is {im.size[0]} x {im.size[1]} but the first sampled frame is "
+                             f"{size[0]} x {size[1]}: give frames of one size")
+        out.append(im)
+    return out
+
+
 def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_frames: int = 10,
-                temporal_smoothing: float = 0.6, bidirectional: bool = True, num_bg_centroids: int = 3,
-                fps: float | None = None, load_size: int | None = 224, layer: int = 11,
+                temporal_smoothing: float = 0.6, bidirectional: bool = True, fps: float | None = None,
+                load_size: int | None = 224, layer: int = 11,
                 facet: str | None = None, bin: bool = False, stride: int | None = None,
                 low_res_saliency_maps: bool = False, num_crop_augmentations: int = 0, crf: bool = False,
                 batch_size: int = 8, **part_knobs: Any) -> VideoPartsResult:
@@ -437,7 +392,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
         raise ParameterError("frames must be a sequence of frames: read a video with read_video first")
     if len(frames) == 0:
         raise ParameterError("frames is empty: give at least one frame")
-    _check_video_knobs(temporal_smoothing, num_bg_centroids)
+    check_range("temporal_smoothing", temporal_smoothing, 0.0, 1.0, high_inclusive=False)
     for bad in ("images", "descs", "saliency", "extra_descs", "extra_images", "extra_params"):
         if bad in part_knobs:
             raise ParameterError(f"video_parts got {bad}=: it takes the frames as its images")
@@ -447,43 +402,38 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
                              num_crop_augmentations)
     idx = sample_indices(len(frames), num_sampled_frames)
     stride = extractor.resolve_stride(stride)
-    first = load_image(frames[0])
-    sampled = [load_image(frames[i]) for i in idx]
-    for i, im in zip(idx, sampled):
-        if im.size != first.size:
-            raise ImageError(f"frame {i} is {im.size[0]} x {im.size[1]} but frame 0 is "
-                             f"{first.size[0]} x {first.size[1]}: give frames of one size")
+    sampled = _load_frames(frames, idx, None)
+    size = sampled[0].size
     ex_kw = dict(load_size=load_size, layer=layer, facet=facet, bin=bin, stride=stride, batch_size=batch_size)
     descs_s, sal = extract_with_saliency(extractor, sampled, include_cls=False,
                                          low_res_saliency_maps=low_res_saliency_maps, **ex_kw)
     augs = pcs.crop_augmentations(sampled, num_crop_augmentations, load_size, part_knobs.get("seed", 0)) \
         if num_crop_augmentations else []
-    extra = extractor.extract(augs, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
-                              batch_size=batch_size) if augs else []
+    extra = extractor.extract(augs, **ex_kw) if augs else []
     parts_result = pcs.part_cosegment_descriptors(
         descs_s, sal, sampled if crf else None, crf=crf, extra_descs=extra, extra_images=augs or None,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps,
                           num_crop_augmentations=num_crop_augmentations), **part_knobs)
-    parts, bg, source = _centroids(parts_result, descs_s, num_bg_centroids, part_knobs.get("seed", 0))
-    grid = _one_grid(descs_s)
-    raw = torch.empty(len(frames), grid[0], grid[1], parts.shape[0] + 1)
     where = {int(i): j for j, i in enumerate(idx)}
-    for i, d in where.items():
-        raw[i] = _scores(l2_normalize(descs_s[d].descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
     rest = [i for i in range(len(frames)) if i not in where]
-    for start in range(0, len(rest), batch_size):  # chunks: descriptors of one chunk in memory at a time
-        chunk = rest[start:start + batch_size]
-        pils = [load_image(frames[i]) for i in chunk]
-        for i, im in zip(chunk, pils):
-            if im.size != first.size:
-                raise ImageError(f"frame {i} is {im.size[0]} x {im.size[1]} but frame 0 is "
-                                 f"{first.size[0]} x {first.size[1]}: give frames of one size")
-        for i, d in zip(chunk, extractor.extract(pils, layer=layer, facet=facet, stride=stride,
-                                                 load_size=load_size, bin=bin, batch_size=batch_size)):
-            raw[i] = _scores(l2_normalize(d.descs.detach().float().cpu()), parts, bg).reshape(raw.shape[1:])
+
+    def every_frame() -> Iterator["ImageDescriptors"]:
+        """Descriptors of frame 0, 1, ...: the sampled ones reused, the rest extracted ``batch_size``
+        at a time (one chunk's descriptors in memory at a time)."""
+        chunk: dict[int, "ImageDescriptors"] = {}
+        pos = 0  # next frame of ``rest`` not extracted yet
+        for i in range(len(frames)):
+            if i in where:
+                yield descs_s[where[i]]
+                continue
+            if i not in chunk:
+                todo = rest[pos:pos + batch_size]
+                pos += len(todo)
+                chunk = dict(zip(todo, extractor.extract(_load_frames(frames, todo, size), **ex_kw)))
+            yield chunk.pop(i)
+
     params = dict(num_sampled_frames=int(num_sampled_frames), load_size=load_size, layer=layer, facet=facet,
                   bin=bin, stride=stride, low_res_saliency_maps=low_res_saliency_maps,
-                  num_crop_augmentations=num_crop_augmentations, crf=crf, parts=dict(parts_result.params),
-                  descriptors=dict(descs_s[0].params))
-    return _finish(raw, parts, bg, idx, descs_s[0].geometry, parts_result, temporal_smoothing, bidirectional,
-                   num_bg_centroids, part_knobs.get("seed", 0), source, fps, params)
+                  num_crop_augmentations=num_crop_augmentations, crf=crf, parts=dict(parts_result.params))
+    return video_parts_descriptors(every_frame(), parts_result, idx, temporal_smoothing=temporal_smoothing,
+                                   bidirectional=bidirectional, fps=fps, extra_params=params)

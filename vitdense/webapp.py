@@ -16,8 +16,6 @@ Limits (documented in the page and in README "Web demo"): images are downscaled 
 """
 import dataclasses
 import functools
-import io
-import json
 import logging
 import os
 import shutil
@@ -40,9 +38,10 @@ from .cache import DescriptorCache
 from .correspondences import PointMatcher, find_correspondences_descriptors
 from .cosegmentation import cosegment_descriptors, extract_with_saliency
 from .errors import ImageError, OutOfMemoryError, ParameterError, VitdenseError
+from .export import dumps, png_bytes, unique_stems
 from .extractor import Extractor, ImageDescriptors
 from .images import load_image
-from .models import BUNDLED_MODEL, MODELS, get_spec, weights_status
+from .models import BUNDLED_MODEL, MODELS, _hub_reachable, get_spec, weights_status
 from .part_cosegmentation import part_cosegment_descriptors
 from .pca import pca_descriptors
 from .similarity import inspect_similarity_descriptors
@@ -115,12 +114,6 @@ def configure(device: str = "auto", cache_bytes: int = 1 << 30) -> ModelPool:
     global POOL
     POOL = ModelPool(device, cache_bytes)
     return POOL
-
-
-def _hub_reachable() -> bool:
-    from . import models
-    probe = getattr(models, "_hub_reachable", None)
-    return bool(probe()) if probe is not None else False
 
 
 def model_choices(online: bool | None = None) -> list[tuple[str, str]]:
@@ -202,8 +195,9 @@ class InputImage:
     name: str            # file name shown in captions and used in the zip
     original_size: tuple[int, int]  # (W, H) as uploaded (after EXIF)
 
-    @property
+    @functools.cached_property
     def array(self) -> np.ndarray:
+        """The image as an H x W x 3 uint8 array (converted once, then kept)."""
         return np.asarray(self.image)
 
 
@@ -351,10 +345,16 @@ def extract_set(model: str, images: Sequence[InputImage], settings: dict, progre
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "vitdense-app"
 
 
+PRUNE_INTERVAL_S = 60        # the output folder is scanned for expired zips at most this often
+_last_prune = 0.0
+
+
 def _prune_outputs() -> None:
-    if not OUTPUT_ROOT.is_dir():
-        return
+    global _last_prune
     now = time.time()
+    if now - _last_prune < PRUNE_INTERVAL_S or not OUTPUT_ROOT.is_dir():
+        return
+    _last_prune = now
     for d in OUTPUT_ROOT.iterdir():
         try:
             if now - d.stat().st_mtime > OUTPUT_TTL_S:
@@ -363,15 +363,16 @@ def _prune_outputs() -> None:
             pass
 
 
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+class Png(bytes):
+    """Bytes of an already encoded PNG file (a zip entry that is stored, not encoded again)."""
 
 
 def write_zip(stem: str, entries: dict[str, Any]) -> str:
-    """Zip ``entries`` (name -> uint8 array (PNG) | dict/list (JSON) | bytes | str) into a fresh,
-    unguessable folder; returns its path (served to this session only)."""
+    """Zip ``entries`` (name -> uint8 array (PNG) | :class:`Png` | dict/list (JSON) | bytes | str)
+    into a fresh, unguessable folder; returns its path (served to this session only).
+
+    PNG entries are stored as they are (already compressed); the others are deflated.
+    """
     _prune_outputs()
     OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUT_ROOT))
@@ -379,24 +380,16 @@ def write_zip(stem: str, entries: dict[str, Any]) -> str:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, value in entries.items():
             if isinstance(value, np.ndarray):
-                zf.writestr(name, _png(value))
+                value = Png(png_bytes(value))
+            if isinstance(value, Png):
+                zf.writestr(name, value, compress_type=zipfile.ZIP_STORED)
             elif isinstance(value, (dict, list)):
-                zf.writestr(name, json.dumps(value, indent=2, default=_json_default))
+                zf.writestr(name, dumps(value))
             elif isinstance(value, bytes):
                 zf.writestr(name, value)
             else:
                 zf.writestr(name, str(value))
     return str(path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.dtype):
-        return str(obj)
-    return str(obj)
 
 
 def _stem(name: str) -> str:
@@ -405,7 +398,7 @@ def _stem(name: str) -> str:
 
 def _unique_stems(images: Sequence[InputImage]) -> list[str]:
     """File stems for zip entries, numbered so two uploads with one name stay apart."""
-    return [f"{i + 1:02d}_{_stem(im.name)}" for i, im in enumerate(images)]
+    return unique_stems([im.name for im in images], numbered=True)
 
 
 def _xy(yx: Sequence[float]) -> dict:
@@ -427,6 +420,7 @@ class PairSession:
     params: dict
     clicks: list[dict] = field(default_factory=list)   # {"a": (y, x), "b": (y, x), ...}
     last_map: Optional[np.ndarray] = None               # h x w similarity of the last click
+    base_png: tuple = ()            # ``base`` encoded as PNG (once; the zip's images without clicks)
 
 
 def _pairs_json(s: PairSession) -> dict:
@@ -482,16 +476,21 @@ def _clicks_markdown(s: PairSession) -> str:
     return head + "\n\n" + "\n".join(rows)
 
 
-def _pair_zip(s: PairSession, a: np.ndarray, b: np.ndarray) -> str:
+def _pair_zip(s: PairSession, points: dict, a: np.ndarray, b: np.ndarray) -> str:
+    """The download: points JSON, parameters and A, B as shown (with the clicks). Without clicks
+    the images are the automatic-pairs pictures, whose PNG bytes the session already holds."""
+    if not s.clicks and s.base_png:
+        a, b = s.base_png
     return write_zip("correspondences", {
-        "points.json": _pairs_json(s), "params.json": s.params,
+        "points.json": points, "params.json": s.params,
         f"A_{_stem(s.images[0].name)}_points.png": a, f"B_{_stem(s.images[1].name)}_points.png": b})
 
 
 def _pair_outputs(s: PairSession) -> tuple:
     """(A, B, heat map, summary markdown, points JSON, zip, session): the outputs of every pair event."""
     a, b, heat = _render_pair(s)
-    return a, b, heat, _clicks_markdown(s), _pairs_json(s), _pair_zip(s, a, b), s
+    points = _pairs_json(s)
+    return a, b, heat, _clicks_markdown(s), points, _pair_zip(s, points, a, b), s
 
 
 def _extract_pair(image_a: Any, image_b: Any, model: str, task: str, progress: gr.Progress,
@@ -520,14 +519,16 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
     images, settings, (d1, d2) = _extract_pair(image_a, image_b, model, "correspondences", progress,
                                                layer, facet, stride, load_size, bin, saliency=True)
     progress(0.75, desc="Finding best buddies")
-    corr = find_correspondences_descriptors(d1, d2, num_pairs=int(num_pairs), thresh=float(corr_thresh))
+    matcher = PointMatcher(d1, d2)  # one mutual-NN pass serves the automatic pairs and the clicks
+    corr = find_correspondences_descriptors(d1, d2, num_pairs=int(num_pairs), thresh=float(corr_thresh),
+                                            matcher=matcher)
     if corr.reason:
         gr.Warning(f"No automatic pairs: {corr.reason}. You can still click points on A.")
-    matcher = PointMatcher(d1, d2)
     base = draw.draw_correspondence_result(images[0].array, images[1].array, corr, separate=True)
     params = dict(task="correspondences", model=model, **settings, num_pairs=int(num_pairs),
                   thresh=float(corr_thresh), max_side=MAX_SIDE)
-    s = PairSession(images, [d1, d2], matcher, corr, list(base), params)
+    s = PairSession(images, [d1, d2], matcher, corr, list(base), params,
+                    base_png=tuple(Png(png_bytes(x)) for x in base))
     return _pair_outputs(s)
 
 
@@ -570,13 +571,13 @@ def clear_points(session: Optional[PairSession]) -> tuple:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class SetSession:
-    """One visitor's extracted set and its latest result."""
+    """One visitor's set and its latest result (with the descriptors when they are re-clustered)."""
 
     images: list[InputImage]
-    descs: list[ImageDescriptors]
-    saliency: list
     result: Any                     # CosegResult or PartsResult
     params: dict
+    descs: list[ImageDescriptors] = field(default_factory=list)  # part co-segmentation only
+    saliency: list = field(default_factory=list)                 # (re-clustering needs them)
 
 
 def _coverage(mask: np.ndarray) -> float:
@@ -615,7 +616,7 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
     params = dict(task="cosegmentation", model=model, **settings, thresh=float(thresh),
                   elbow=float(elbow), votes_percentage=float(votes_percentage), refine=bool(refine),
                   max_side=MAX_SIDE)
-    s = SetSession(ims, descs, sal, result, params)
+    s = SetSession(ims, result, params)   # the descriptors are not kept: nothing re-clusters them
     progress(0.9, desc="Drawing")
     overlays = list(zip(draw.draw_cosegmentation([im.array for im in ims], result), [im.name for im in ims]))
     cutouts = [(draw.cutout(im.array, m), im.name) for im, m in zip(ims, result.masks)]
@@ -723,7 +724,7 @@ def run_part_cosegmentation(images: Any, num_parts: float = 4, model: str = BUND
         gr.Warning(f"No parts: {result.reason}.")
     params = dict(task="part_cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
     progress(0.9, desc="Drawing")
-    return _parts_outputs(SetSession(ims, descs, sal, result, params))
+    return _parts_outputs(SetSession(ims, result, params, descs, sal))
 
 
 @ui_errors
@@ -740,7 +741,7 @@ def recluster_parts(session: Optional[SetSession], num_parts: float = 4, thresh:
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")
     params = dict(session.params, **knobs)
-    return _parts_outputs(SetSession(session.images, session.descs, session.saliency, result, params))
+    return _parts_outputs(dataclasses.replace(session, result=result, params=params))
 
 
 @ui_errors
@@ -841,10 +842,10 @@ def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: A
 # ---------------------------------------------------------------------------------------------
 def video_available() -> bool:
     try:
-        from . import video
+        from . import video  # noqa: F401
     except Exception:  # noqa: BLE001 - an optional feature: any import failure hides the tab
         return False
-    return all(hasattr(video, n) for n in ("read_video", "write_video", "video_parts"))
+    return True
 
 
 @_gpu
@@ -881,8 +882,9 @@ def run_video(clip: Any, num_parts: float = 4, num_sampled_frames: float = 8,
                                               elbow=float(elbow), votes_percentage=float(votes_percentage)))
     progress(0.85, desc="Drawing and encoding the clip")
     k = int(result.num_parts)
-    annotated = draw.draw_video_parts(frames, result)
-    part_maps = [np.asarray(result.label_map(i)).astype(np.uint8) for i in range(result.num_frames)]
+    label_maps = [result.label_map(i) for i in range(result.num_frames)]   # once: drawn and saved
+    annotated = draw.draw_video_parts(frames, result, label_maps=label_maps)
+    part_maps = [np.asarray(m).astype(np.uint8) for m in label_maps]
     OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="video-", dir=OUTPUT_ROOT))
     out = write_video(annotated, folder / "parts.mp4", fps=fps or 10.0)

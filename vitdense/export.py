@@ -1,0 +1,78 @@
+"""Writing results: JSON-safe values, PNG encoding and unique file stems.
+
+Shared by the command line (:mod:`vitdense.cli`, files in an output folder) and the web demo
+(:mod:`vitdense.webapp`, entries of a downloadable zip), so both write the same kinds of files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["to_jsonable", "dumps", "write_json", "png_bytes", "save_png", "unique_stems"]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy / torch / Path / other values -> JSON types, recursively.
+
+    Arrays and numpy scalars become lists and Python numbers; NaN and infinities become ``None``
+    (JSON has no such numbers); anything else unknown becomes its ``str``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (through :func:`to_jsonable`: never a bare NaN)."""
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """:func:`dumps` ``obj`` into ``path`` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(obj) + "\n")
+
+
+def png_bytes(arr: Any, compress_level: int = 1) -> bytes:
+    """A uint8 image array (H x W, H x W x 3|4) -> PNG file bytes (fast compression by default)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def save_png(arr: Any, path: Path, compress_level: int = 6) -> str:
+    """Write a uint8 image array as the PNG file ``path``; returns the file name."""
+    path = Path(path)
+    path.write_bytes(png_bytes(arr, compress_level))
+    return path.name
+
+
+def unique_stems(names: Sequence[str | Path], numbered: bool = False) -> list[str]:
+    """File stems for ``names`` (paths or file names) that stay apart when two share a stem.
+
+    ``numbered``: every stem is prefixed by its 1-based position (``01_cat``, ``02_cat``: uploads
+    may even share a whole name). Otherwise a stem is kept as it is unless another name has it too,
+    then the whole name with dots replaced is used (``a.jpg``, ``a.png`` -> ``a_jpg``, ``a_png``).
+    """
+    paths = [Path(n) for n in names]
+    if numbered:
+        return [f"{i + 1:02d}_{p.stem or 'image'}" for i, p in enumerate(paths)]
+    stems = [p.stem for p in paths]
+    return [p.name.replace(".", "_") if stems.count(p.stem) > 1 else p.stem for p in paths]
