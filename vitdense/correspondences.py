@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .clustering import l2_normalize
-from .errors import ParameterError, check_range
+from .errors import ParameterError, check_int, check_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -132,13 +132,6 @@ class PointMatch:
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int within ``[low, high]``, else :class:`ParameterError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"{name}={value!r} must be an integer")
-    check_range(name, int(value), low, high)
-    return int(value)
-
 
 def _check_descriptors(name: str, d: Any) -> torch.Tensor:
     """The ``T x D`` descriptor tensor of an ImageDescriptors, validated."""
@@ -154,18 +147,18 @@ def _check_descriptors(name: str, d: Any) -> torch.Tensor:
 def _resolve_chunk(chunk: int | None, t2: int) -> int:
     if chunk is None:
         return max(1, _CHUNK_ELEMENTS // max(t2, 1))
-    return _check_int("chunk", chunk, 1)
+    return check_int("chunk", chunk, 1)
 
 
 def _check_knobs(num_pairs: Any, thresh: Any, chunk: Any, n_init: Any) -> int:
     """Validate the matching knobs up front; returns ``num_pairs`` as an int."""
-    num_pairs = _check_int("num_pairs", num_pairs, 1)
+    num_pairs = check_int("num_pairs", num_pairs, 1)
     if thresh is not None:
         if isinstance(thresh, bool) or not isinstance(thresh, (int, float, np.integer, np.floating)):
             raise ParameterError(f"thresh={thresh!r} must be a number in [0, 1] or None")
         check_range("thresh", float(thresh), 0.0, 1.0)
     if chunk is not None:
-        _check_int("chunk", chunk, 1)
+        check_int("chunk", chunk, 1)
     if not (n_init == "auto" or (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool)
                                  and n_init >= 1)):
         raise ParameterError(f"n_init={n_init!r} must be 'auto' or an integer >= 1")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .clustering import ElbowResult, elbow_kmeans, l2_normalize, sample_rows
-from .errors import ParameterError, check_range
+from .errors import ParameterError, check_bool, check_range
 from .extractor import FACETS
 from .images import ImageLike, as_image_list, load_image
 
@@ -368,10 +368,6 @@ def extract_with_saliency(extractor: "Extractor", images: Sequence[Image.Image],
     return descs, _saliency_maps(descs, sal)
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ParameterError(f"{name}={value!r} is not a boolean: expected True or False")
-
 
 def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: float = 0.975,
               load_size: int | None = 224, layer: int = 11, facet: str | None = None, bin: bool = False,
@@ -396,7 +392,7 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     for name, value in (("bin", bin), ("remove_outliers", remove_outliers),
                         ("low_res_saliency_maps", low_res_saliency_maps), ("refine", refine)):
-        _check_bool(name, value)
+        check_bool(name, value)
     images = as_image_list(images)
     if outliers_facet is not None and outliers_facet not in FACETS:
         raise ParameterError(f"outliers_facet={outliers_facet!r} is unknown: expected None, key, query, value or token")

@@ -5,6 +5,8 @@ without a traceback and the web app shows it as a notice.
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 class VitdenseError(Exception):
     """Base class of every user-facing vitdense error."""
@@ -43,3 +45,17 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         hi = "inf" if high is None else f"{high}"
         brackets = ("[" if low_inclusive else "(") + f"{lo}, {hi}" + ("]" if high_inclusive else ")")
         raise ParameterError(f"{name}={value!r} is out of range: expected a value in {brackets}")
+
+
+def check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int within ``[low, high]`` (bounds optional), else :class:`ParameterError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name}={value!r} must be an integer")
+    check_range(name, int(value), low, high)
+    return int(value)
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise :class:`ParameterError` unless ``value`` is a boolean (Python or NumPy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name}={value!r} is not a boolean: expected True or False")

@@ -27,11 +27,11 @@ from PIL import Image
 
 from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, small_work_threads,
                          squared_distances)
-from .cosegmentation import (CosegResult, _check_bool, _check_descs, _saliency_maps, assemble_result,
+from .cosegmentation import (CosegResult, _check_descs, _saliency_maps, assemble_result,
                              extract_with_saliency, foreground_clusters, grid_to_size, resized_rgb,
                              validate_coseg_params)
 from .crf import CRF_DEFAULTS, dense_crf
-from .errors import ParameterError, check_range
+from .errors import ParameterError, check_bool, check_range
 from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -197,8 +197,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     """
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, 0)
-    _check_bool("three_stages", three_stages)
-    _check_bool("crf", crf)
+    check_bool("three_stages", three_stages)
+    check_bool("crf", crf)
     cparams = _check_crf_params(crf_params)
     extra = list(extra_descs or [])
     all_descs = list(descs) + extra
@@ -343,7 +343,7 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
     for name, value in (("bin", bin), ("low_res_saliency_maps", low_res_saliency_maps),
                         ("three_stages", three_stages), ("crf", crf)):
-        _check_bool(name, value)
+        check_bool(name, value)
     _check_crf_params(crf_params)
     images = as_image_list(images)
     stride = extractor.resolve_stride(stride)

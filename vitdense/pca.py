@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from .correspondences import _check_descriptors, _check_int
-from .errors import ParameterError
+from .correspondences import _check_descriptors
+from .errors import ParameterError, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -122,7 +122,7 @@ def pca_descriptors(descs: "ImageDescriptors | Sequence[ImageDescriptors]",
     dev = mats[0].device
     x = torch.cat([m.to(dev).float() for m in mats], dim=0)     # sum(T) x D
     t, d = x.shape
-    n = _check_int("n_components", n_components, 1, min(d, max(t - 1, 1)))
+    n = check_int("n_components", n_components, 1, min(d, max(t - 1, 1)))
     with torch.no_grad():
         mean = x.mean(dim=0)
         xc = x - mean
@@ -152,7 +152,7 @@ def pca(extractor: "Extractor", images: Any, *, n_components: int = 4, load_size
 
     ``stride=None`` / ``facet=None`` are the model's defaults (half the patch; key / token).
     """
-    n_components = _check_int("n_components", n_components, 1)
+    n_components = check_int("n_components", n_components, 1)
     ds = extractor.extract(images, layer=layer, facet=facet, stride=stride,
                            load_size=load_size, bin=bin, hierarchy=hierarchy)
     return pca_descriptors(ds, n_components)

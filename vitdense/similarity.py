@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .clustering import l2_normalize
-from .correspondences import _check_descriptors, _check_int
-from .errors import ParameterError
+from .correspondences import _check_descriptors
+from .errors import ParameterError, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractor import Extractor, Geometry, ImageDescriptors
@@ -104,7 +104,7 @@ def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors
     if descs_a.shape[1] != descs_b.shape[1]:
         raise ParameterError(f"da and db differ in descriptor dimension: {descs_a.shape[1]} vs "
                              f"{descs_b.shape[1]} (extract both with the same layer/facet/bin)")
-    top_n = _check_int("top_n", top_n, 1)
+    top_n = check_int("top_n", top_n, 1)
     if point is None:
         if da.cls is None:
             raise ParameterError("point=None queries the CLS token: extract A with include_cls=True")
@@ -144,7 +144,7 @@ def inspect_similarity(extractor: "Extractor", image_a: Any, image_b: Any = None
     ``stride=None`` / ``facet=None`` are the model's defaults (half the patch; key / token).
     A CLS query (``point=None``) needs ``bin=False``.
     """
-    top_n = _check_int("top_n", top_n, 1)
+    top_n = check_int("top_n", top_n, 1)
     if point is None and bin:
         raise ParameterError("point=None (CLS query) needs bin=False: the CLS descriptor is not binned")
     images = [image_a] if image_b is None else [image_a, image_b]
