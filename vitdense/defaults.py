@@ -1,0 +1,46 @@
+"""Default settings of every application, per model family: the one place defaults live.
+
+Configuration as data (in the spirit of timm's ``default_cfgs``): ``TASK_DEFAULTS[task]`` holds the
+paper's values (its official code); ``FAMILY_DEFAULTS[(task, family)]`` overrides them for one model
+family where a measurement on that family said otherwise (each override names its evidence; the
+README's tables give the numbers). ``None`` for ``facet``, ``stride`` or ``bin`` means the model's
+own default (:class:`vitdense.models.ModelSpec`).
+
+This module is a leaf: it imports nothing from the rest of the package, so the library, the
+command line and the web demo can all read it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+#: the paper's defaults, per application (descriptor settings and the application's own knobs)
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "correspondences": dict(layer=9, facet=None, stride=None, load_size=224, bin=None,
+                            num_pairs=10, thresh=0.05),
+    "cosegmentation": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
+                           elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100),
+    "parts": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
+                  elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4),
+    "similarity": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
+    "pca": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
+    "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
+}
+
+#: measured per-family overrides: (task, family) -> {knob: value}
+FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def model_family(model_name: str | None) -> str:
+    """``"dino"`` (v1), ``"dinov2"``, ``"dinov3"`` or ``"other"`` from a registry name."""
+    name = (model_name or "").lower()
+    for family in ("dinov3", "dinov2", "dino"):
+        if name.startswith(family):
+            return family
+    return "other"
+
+
+def task_defaults(task: str, model_name: str | None = None) -> dict[str, Any]:
+    """Every default of ``task`` for ``model_name`` (a fresh dict: callers may change it)."""
+    if task not in TASK_DEFAULTS:
+        raise KeyError(f"unknown task {task!r}: expected one of {', '.join(TASK_DEFAULTS)}")
+    return {**TASK_DEFAULTS[task], **FAMILY_DEFAULTS.get((task, model_family(model_name)), {})}
