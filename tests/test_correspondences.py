@@ -266,7 +266,11 @@ def test_point_query_fields(flip_matcher):
     assert q.similarity == pytest.approx(float(q.similarity_map.max()), abs=1e-6)
     assert q.target_index == int(np.argmax(q.similarity_map))
     assert q.is_best_buddy == bool(m.best_buddy_mask1[q.source_index])
-    np.testing.assert_allclose(q.point, m.d2.geometry.cell_centers()[q.target_index])
+    np.testing.assert_allclose(q.cell_point, m.d2.geometry.cell_centers()[q.target_index])
+    cell = 7 * m.d2.geometry.scale[0]                     # refined: within one cell of the best one
+    assert np.hypot(*np.subtract(q.point, q.cell_point)) <= 1.5 * cell
+    u = m.query(150.0, 100.0, refine=False)               # the paper's rule: the best cell's centre
+    assert u.point == u.cell_point and u.target_index == int(np.argmax(u.similarity_map))
     assert abs(q.source_point[0] - 150) <= 5 and abs(q.source_point[1] - 100) <= 5
     full = q.upsampled_map()
     assert full.shape == (h, w)

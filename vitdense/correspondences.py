@@ -40,8 +40,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Correspondences", "PointMatch", "PointMatcher", "best_buddies", "extract_pair",
-    "find_correspondences", "find_correspondences_descriptors",
+    "find_correspondences", "find_correspondences_descriptors", "match_points",
+    "REFINE_RADIUS", "REFINE_TEMPERATURE",
 ]
+
+# Sub-cell refinement of a match: soft-argmax of the similarity map over the
+# (2 * REFINE_RADIUS + 1)^2 cells around the best one, softmax temperature REFINE_TEMPERATURE
+# (cosine units); measured on warped pairs of real photos (README, "Correspondence defaults").
+REFINE_RADIUS = 1
+REFINE_TEMPERATURE = 0.02
 
 # Similarity entries per chunk when ``chunk=None`` (16 M float32 = 64 MB).
 _CHUNK_ELEMENTS = 1 << 24
@@ -112,6 +119,8 @@ class PointMatch:
         similarity_map: h x w float32, cosine similarity of the clicked cell to every target cell.
         target_geometry: the target image's :class:`Geometry` (grid <-> original pixels).
         reverse: True when the click was in image 2.
+        cell_point: ``(y, x)`` centre of the best target cell; ``point`` differs from it when the
+            answer is refined to sub-cell precision (see :func:`match_points`).
     """
 
     query: tuple[float, float]
@@ -124,6 +133,7 @@ class PointMatch:
     similarity_map: np.ndarray
     target_geometry: "Geometry"
     reverse: bool = False
+    cell_point: tuple[float, float] | None = None
 
     def upsampled_map(self, mode: str = "bilinear") -> np.ndarray:
         """``similarity_map`` resized to the target's original size: H0 x W0 float32."""
@@ -163,6 +173,77 @@ def _check_knobs(num_pairs: Any, thresh: Any, chunk: Any, n_init: Any) -> int:
                                  and n_init >= 1)):
         raise ParameterError(f"n_init={n_init!r} must be 'auto' or an integer >= 1")
     return num_pairs
+
+
+# --------------------------------------------------------------------------- point matching
+def _bilinear_rows(unit: torch.Tensor, geometry: "Geometry", points: np.ndarray) -> torch.Tensor:
+    """Descriptors at fractional positions: ``points`` K x 2 (y, x) original pixels -> K x D
+    (bilinear over the four surrounding cells of the ``T x D`` grid ``unit``, re-normalised)."""
+    h, w = geometry.grid
+    gy, gx = geometry._grid_coords(points[:, 0], points[:, 1])
+    gy = torch.from_numpy(np.clip(gy, 0, h - 1)).float().to(unit.device)
+    gx = torch.from_numpy(np.clip(gx, 0, w - 1)).float().to(unit.device)
+    y0, x0 = gy.floor().long().clamp(max=h - 1), gx.floor().long().clamp(max=w - 1)
+    y1, x1 = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
+    fy, fx = (gy - y0)[:, None], (gx - x0)[:, None]
+    out = (unit[y0 * w + x0] * (1 - fy) * (1 - fx) + unit[y0 * w + x1] * (1 - fy) * fx
+           + unit[y1 * w + x0] * fy * (1 - fx) + unit[y1 * w + x1] * fy * fx)
+    return l2_normalize(out)
+
+
+def _soft_argmax(sims: torch.Tensor, best: torch.Tensor, grid: tuple[int, int], radius: int,
+                 temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional grid coordinates (K each) of the soft-argmax of ``sims`` (K x T) over the
+    window of ``radius`` cells around ``best`` (K flat indices); cells off the grid are left out."""
+    h, w = grid
+    by, bx = best // w, best % w
+    off = torch.arange(-radius, radius + 1, device=sims.device)
+    ny = by[:, None, None] + off[None, :, None]                       # K x n x 1
+    nx = bx[:, None, None] + off[None, None, :]                       # K x 1 x n
+    valid = ((ny >= 0) & (ny < h)) & ((nx >= 0) & (nx < w))           # K x n x n
+    idx = (ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)).reshape(len(best), -1)
+    vals = sims.gather(1, idx).reshape(valid.shape)
+    wgt = torch.softmax(torch.where(valid, vals / temperature, -torch.inf).reshape(len(best), -1), dim=1)
+    wgt = wgt.reshape(valid.shape)
+    fy = (wgt * ny.float()).sum(dim=(1, 2))
+    fx = (wgt * nx.float()).sum(dim=(1, 2))
+    return fy.cpu().numpy(), fx.cpu().numpy()
+
+
+def match_points(source_unit: torch.Tensor, source_geometry: "Geometry", target_unit: torch.Tensor,
+                 target_geometry: "Geometry", points: Any, refine: bool = True
+                 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Where ``points`` of the source image land in the target: the click-to-correspond rule.
+
+    Args:
+        source_unit: T1 x D L2-normalised source descriptors; target_unit: T2 x D, target.
+        source_geometry, target_geometry: their grids' Geometry.
+        points: K x 2 ``(y, x)`` in source original pixels.
+        refine: False: the nearest source cell's descriptor, answered by the best target cell's
+            centre (the paper's rule). True: the source descriptor is interpolated bilinearly at
+            the exact point, and the answer is the soft-argmax of the similarity map over the
+            cells around the best one (sub-cell precision; :data:`REFINE_RADIUS`,
+            :data:`REFINE_TEMPERATURE`).
+
+    Returns:
+        ``(answers K x 2 float64 (y, x) target original pixels, sims K x T2, best K long)``.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if refine:
+        q = _bilinear_rows(source_unit, source_geometry, pts)
+    else:
+        h, w = source_geometry.grid
+        gy, gx = source_geometry._grid_coords(np.floor(pts[:, 0]) + 0.5, np.floor(pts[:, 1]) + 0.5)
+        cells = np.clip(np.rint(gy), 0, h - 1) * w + np.clip(np.rint(gx), 0, w - 1)
+        q = source_unit[torch.as_tensor(cells.astype(np.int64), device=source_unit.device)]
+    sims = q @ target_unit.t()                                                  # K x T2
+    best = sims.argmax(dim=1)
+    if refine:
+        fy, fx = _soft_argmax(sims, best, tuple(target_geometry.grid), REFINE_RADIUS, REFINE_TEMPERATURE)
+        answers = target_geometry.grid_to_pixel(fy, fx)
+    else:
+        answers = target_geometry.cell_to_pixel(best.cpu().numpy())
+    return np.asarray(answers, dtype=np.float64).reshape(-1, 2), sims, best
 
 
 # --------------------------------------------------------------------------- best buddies
@@ -358,16 +439,23 @@ class PointMatcher:
     """Click-to-correspond on cached descriptors of two images.
 
     The constructor normalises both descriptor sets and computes the best-buddy structure once
-    (both directions); :meth:`query` then costs one ``1 x D`` by ``D x T`` product.
+    (both directions); :meth:`query` then costs one ``1 x D`` by ``D x T`` product. ``refine``
+    (None: the correspondence default of ``vitdense.defaults``, on) answers clicks at sub-cell
+    precision (:func:`match_points`).
     """
 
-    def __init__(self, d1: "ImageDescriptors", d2: "ImageDescriptors", chunk: int | None = None):
+    def __init__(self, d1: "ImageDescriptors", d2: "ImageDescriptors", chunk: int | None = None,
+                 refine: bool | None = None):
         desc1 = _check_descriptors("d1", d1)
         desc2 = _check_descriptors("d2", d2)
         if desc1.shape[1] != desc2.shape[1]:
             raise ParameterError(f"d1 and d2 differ in descriptor dimension: {desc1.shape[1]} vs "
                                  f"{desc2.shape[1]} (extract both with the same layer/facet/bin)")
         self.d1, self.d2 = d1, d2
+        if refine is None:
+            from .defaults import task_defaults
+            refine = task_defaults("correspondences", d1.params.get("model"))["refine"]
+        self.refine = bool(refine)
         with torch.no_grad():
             self._a = l2_normalize(desc1)
             self._b = l2_normalize(desc2.to(desc1.device))
@@ -387,8 +475,10 @@ class PointMatcher:
     def num_best_buddies(self) -> int:
         return int(self.best_buddy_mask1.sum())
 
-    def query(self, y: float, x: float, reverse: bool = False) -> PointMatch:
-        """Match the pixel ``(y, x)`` (original pixels) of image 1 (image 2 if ``reverse``)."""
+    def query(self, y: float, x: float, reverse: bool = False, refine: bool | None = None) -> PointMatch:
+        """Match the pixel ``(y, x)`` (original pixels) of image 1 (image 2 if ``reverse``).
+
+        ``refine`` None: the matcher's setting (see :func:`match_points`)."""
         src, dst = (self.d2, self.d1) if reverse else (self.d1, self.d2)
         qa, qb = (self._b, self._a) if reverse else (self._a, self._b)
         back = self.nn12 if reverse else self.nn21
@@ -397,20 +487,22 @@ class PointMatcher:
             if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) \
                     or not math.isfinite(v) or not 0 <= v < hi:
                 raise ParameterError(f"{name}={v!r} is outside the image: expected a value in [0, {hi})")
+        refine = self.refine if refine is None else bool(refine)
         i = int(src.geometry.pixel_to_cell(float(y), float(x)))
         with torch.no_grad():
-            sims = qb @ qa[i]                                    # T_dst
-            j = int(torch.argmax(sims))
+            answer, sims, best = match_points(qa, src.geometry, qb, dst.geometry, [(float(y), float(x))], refine)
+            sims, j = sims[0], int(best[0])
         centers_src = src.geometry.cell_to_pixel(i)
         centers_dst = dst.geometry.cell_to_pixel(j)
         return PointMatch(
             query=(float(y), float(x)),
             source_point=(float(centers_src[0]), float(centers_src[1])),
-            point=(float(centers_dst[0]), float(centers_dst[1])),
+            point=(float(answer[0, 0]), float(answer[0, 1])),
             source_index=i, target_index=j, similarity=float(sims[j]),
             is_best_buddy=int(back[j]) == i,
             similarity_map=sims.reshape(tuple(dst.grid)).float().cpu().numpy(),
-            target_geometry=dst.geometry, reverse=bool(reverse))
+            target_geometry=dst.geometry, reverse=bool(reverse),
+            cell_point=(float(centers_dst[0]), float(centers_dst[1])))
 
     def best_buddy_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """All best buddies as flat index arrays ``(idx1 B, idx2 B)`` (no foreground filter)."""

@@ -15,8 +15,9 @@ from typing import Any
 
 #: the paper's defaults, per application (descriptor settings and the application's own knobs)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    # refine: sub-cell click answers (ours; the paper answered with the best cell's centre)
     "correspondences": dict(layer=9, facet=None, stride=None, load_size=224, bin=None,
-                            num_pairs=10, thresh=0.05),
+                            num_pairs=10, thresh=0.05, refine=True),
     "cosegmentation": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
                            elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100),
     "parts": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,

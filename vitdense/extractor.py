@@ -59,6 +59,12 @@ class Geometry:
         x = (j * self.stride + self.patch / 2) * self.scale[1]
         return np.stack([y, x], axis=-1)
 
+    def grid_to_pixel(self, gy: float | np.ndarray, gx: float | np.ndarray) -> np.ndarray:
+        """Fractional grid coordinates (cell centres are integers) -> ``(y, x)`` original pixels."""
+        y = (np.asarray(gy, dtype=np.float64) * self.stride + self.patch / 2) * self.scale[0]
+        x = (np.asarray(gx, dtype=np.float64) * self.stride + self.patch / 2) * self.scale[1]
+        return np.stack([y, x], axis=-1)
+
     def contains(self, y: float, x: float) -> bool:
         """Whether ``(y, x)`` (original pixels) lies inside the original image."""
         return 0 <= y < self.orig_size[0] and 0 <= x < self.orig_size[1]
@@ -394,13 +400,17 @@ class Extractor:
     def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
                 facet: str | None = None, stride: int | None = None, load_size: int | None = 224,
                 bin: bool = False, hierarchy: int = 2, include_cls: bool = False,
-                saliency: bool = False, batch_size: int = 8) -> list[ImageDescriptors]:
+                saliency: bool = False, batch_size: int = 8, upsample: str | None = None,
+                upsample_size: int | None = None) -> list[ImageDescriptors]:
         """Descriptors of every image (see :class:`ImageDescriptors`), in input order.
 
         ``facet=None`` and ``stride=None`` take the model's defaults (``spec.default_facet``: the
         paper's ``key``, ``token`` for DINOv2; ``spec.default_stride``: half the patch).
         ``layer``: one block index or several (their facets are concatenated along D in the given
         order). Images whose preprocessed sizes are equal share a batch of ``batch_size``.
+        ``upsample`` ``"jbu"`` / ``"bilinear"`` returns one descriptor per pixel of the image resized
+        to smaller side ``upsample_size`` (None: ``load_size``), see :mod:`vitdense.upsample`; the
+        cache holds the grid descriptors, so changing the upsampling never re-runs the network.
         """
         layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
         if not layers:
@@ -408,6 +418,8 @@ class Extractor:
         stride = self.resolve_stride(stride)
         facet = facet or self.spec.default_facet
         self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        if upsample is not None and upsample not in ("bilinear", "jbu"):
+            raise ParameterError(f"upsample={upsample!r} is unknown: expected 'jbu', 'bilinear' or None")
         images = as_image_list(images)
         params = dict(model=self.spec.name, checkpoint=self.checkpoint, pretrained=self.pretrained,
                       layer=layers, facet=facet,
@@ -430,6 +442,10 @@ class Extractor:
                                           include_cls, params)
                 if self.cache is not None:
                     self.cache.put(keys[i], results[i])
+        if upsample is not None:
+            from .upsample import upsample_image_descriptors
+            results = [upsample_image_descriptors(r, rgb, upsample, upsample_size)
+                       for r, rgb in zip(results, rgbs)]
         return results  # type: ignore[return-value]
 
     def _forward_guarded(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
