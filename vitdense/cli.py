@@ -59,6 +59,14 @@ def make_extractor(args: argparse.Namespace):
     return ex
 
 
+DESCRIPTOR_LAYOUT = (
+    "descs_i: T x D float32, T = grid_i[0] * grid_i[1] rows in row-major grid order (with --upsample "
+    "one row per pixel: grid_i is H x W pixels). For key/query/value, D = heads x head_dim per layer: "
+    "channel = head * head_dim + j ('head' order, heads concatenated) unless params.channel_order is "
+    "'dim' (the official code's order: channel = j * heads + head). Several layers concatenate; "
+    "log-binning repeats D per bin, bins level by level.")
+
+
 # -- vitdense extract -------------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
@@ -66,8 +74,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     results = ex.extract(args.images, layer=args.layer, facet=args.facet, stride=args.stride,
                          load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy,
                          include_cls=args.include_cls, saliency=args.saliency,
-                         batch_size=args.batch_size)
-    tensors, meta = {}, {"params": json.dumps(results[0].params), "images": json.dumps(args.images)}
+                         batch_size=args.batch_size, upsample=args.upsample,
+                         upsample_size=args.upsample_size, channel_order=args.channel_order)
+    tensors, meta = {}, {"params": json.dumps(results[0].params), "images": json.dumps(args.images),
+                         "layout": DESCRIPTOR_LAYOUT}
     for i, r in enumerate(results):
         tensors[f"descs_{i}"] = r.descs.cpu().contiguous()
         if r.saliency is not None:
@@ -112,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-cls", action="store_true", help="also store the CLS descriptor")
     p.add_argument("--saliency", action="store_true", help="also store CLS-attention saliency maps")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--upsample", choices=["jbu", "bilinear"], default=None,
+                   help="one descriptor per pixel: 'jbu' (joint bilateral, guided by the image) or 'bilinear' "
+                        "(default off: one per patch cell)")
+    p.add_argument("--upsample-size", type=int, default=None,
+                   help="smaller side of the upsampled grid in pixels (default: the load size)")
+    p.add_argument("--channel-order", choices=["head", "dim"], default="head",
+                   help="key/query/value channel layout: 'head' (heads concatenated, default) or 'dim' "
+                        "(the official dino-vit-features order, d x heads)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("models", help="list the models and whether their weights are available offline")
@@ -653,6 +671,14 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 APP_COMMANDS.extend([_register_cosegment, _register_parts, _register_correspond, _register_pca,
                      _register_similarity, _register_video])
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .evaluation import add_evaluate_parser   # the command's options and logic live there
+    add_evaluate_parser(sub)
+
+
+APP_COMMANDS.append(_register_evaluate)
 
 
 

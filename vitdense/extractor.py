@@ -24,6 +24,9 @@ from .images import ImageLike, as_image_list, load_image
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
 
 FACETS = ("key", "query", "value", "token")
+#: channel layouts of key/query/value descriptors: "head" (vitdense: heads concatenated, channel =
+#: head * head_dim + j) or "dim" (the official dino-vit-features code: channel = j * heads + head)
+CHANNEL_ORDERS = ("head", "dim")
 MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
 MAX_LOAD_SIZE = 2048   # largest accepted ``load_size`` (smaller image side after resize, px)
 
@@ -401,7 +404,7 @@ class Extractor:
                 facet: str | None = None, stride: int | None = None, load_size: int | None = 224,
                 bin: bool = False, hierarchy: int = 2, include_cls: bool = False,
                 saliency: bool = False, batch_size: int = 8, upsample: str | None = None,
-                upsample_size: int | None = None) -> list[ImageDescriptors]:
+                upsample_size: int | None = None, channel_order: str = "head") -> list[ImageDescriptors]:
         """Descriptors of every image (see :class:`ImageDescriptors`), in input order.
 
         ``facet=None`` and ``stride=None`` take the model's defaults (``spec.default_facet``: the
@@ -411,6 +414,10 @@ class Extractor:
         ``upsample`` ``"jbu"`` / ``"bilinear"`` returns one descriptor per pixel of the image resized
         to smaller side ``upsample_size`` (None: ``load_size``), see :mod:`vitdense.upsample`; the
         cache holds the grid descriptors, so changing the upsampling never re-runs the network.
+        ``channel_order`` (key/query/value only): ``"head"`` concatenates the heads (channel
+        ``head * head_dim + j``); ``"dim"`` is the official code's flattening of ``d x heads``
+        (channel ``j * heads + head``), for descriptor files interchangeable with it. Cosine
+        similarities, and so every application, are the same either way.
         """
         layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
         if not layers:
@@ -418,6 +425,8 @@ class Extractor:
         stride = self.resolve_stride(stride)
         facet = facet or self.spec.default_facet
         self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        if channel_order not in CHANNEL_ORDERS:
+            raise ParameterError(f"channel_order={channel_order!r}: expected 'head' or 'dim'")
         if upsample is not None and upsample not in ("bilinear", "jbu"):
             raise ParameterError(f"upsample={upsample!r} is unknown: expected 'jbu', 'bilinear' or None")
         images = as_image_list(images)
@@ -425,6 +434,8 @@ class Extractor:
                       layer=layers, facet=facet,
                       stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,
                       include_cls=include_cls, saliency=saliency, dtype=str(self.dtype))
+        if channel_order != "head" and facet != "token":  # default stays out: cache keys unchanged
+            params["channel_order"] = channel_order
         rgbs = [load_image(im) for im in images]
         results: list[ImageDescriptors | None] = [None] * len(rgbs)
         keys = [None] * len(rgbs)
@@ -468,6 +479,10 @@ class Extractor:
         P = self.spec.num_prefix_tokens
         h, w = out.grid
         per_layer = [out.features[layer][b].float() for layer in layers]   # (P + T) x D each
+        if params.get("channel_order") == "dim":  # heads x d -> d x heads, the official flattening
+            heads = self.spec.num_heads
+            per_layer = [f.reshape(f.shape[0], heads, -1).transpose(1, 2).reshape(f.shape[0], -1)
+                         for f in per_layer]
         descs = torch.cat([f[P:] for f in per_layer], dim=-1)             # T x D
         if bin:
             descs = log_bin_tokens(descs, (h, w), hierarchy)
