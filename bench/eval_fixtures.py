@@ -76,6 +76,19 @@ def warped(grid: int = 12, seed: int = 0) -> PairSet:
     return PairSet("warped", pairs, "image")
 
 
+def mirrored(grid: int = 12, seed: int = 0) -> PairSet:
+    """The warped pairs with B also mirrored left-right (x -> W - x): truth still exact. What a
+    photo of the same object facing the other way asks of descriptors that encode layout."""
+    pairs = []
+    for p in warped(grid, seed).pairs:
+        w = p.image_b.shape[1]
+        pb = p.points_b.copy()
+        pb[:, 1] = w - pb[:, 1]
+        pairs.append(KeypointPair(p.name, "mirrored", p.image_a, np.ascontiguousarray(p.image_b[:, ::-1]),
+                                  p.points_a, pb))
+    return PairSet("mirrored", pairs, "image")
+
+
 def left_right_swaps(pair_scores, data: PairSet) -> tuple[int, int]:
     """(eye/ear keypoints answered nearer the opposite side's truth, eye/ear keypoints counted)."""
     swaps = total = 0

@@ -26,9 +26,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32; fp16/bf16 on a GPU)")
 
 
-def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: bool | None = False) -> None:
+def add_descriptor_options(p: argparse.ArgumentParser, layer: int | None = 11, bin: bool | None = False) -> None:
     """The paper's descriptor options: --layer --facet --stride --load-size --bin."""
-    p.add_argument("--layer", type=int, nargs="+", default=[layer], help=f"block index/indices (default {layer})")
+    p.add_argument("--layer", type=int, nargs="+", default=None if layer is None else [layer],
+                   help="block index/indices (default " + ("the model's: vitdense.defaults" if layer is None else str(layer)) + ")")
     p.add_argument("--facet", default=None, choices=FACETS,
                    help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
     p.add_argument("--stride", type=int, default=None,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -402,14 +402,24 @@ def find_correspondences_descriptors(
         params=params)
 
 
+def _pair_defaults(extractor: "Extractor", layer: Any, bin: Any) -> tuple[Any, bool]:
+    """``layer`` / ``bin`` None -> the correspondence defaults of the extractor's model
+    (:func:`vitdense.defaults.task_defaults`; a table ``bin`` of None is the model's own)."""
+    from .defaults import task_defaults
+    table = task_defaults("correspondences", extractor.model_name)
+    layer = table["layer"] if layer is None else layer
+    bin = table["bin"] if bin is None else bin
+    return layer, extractor.spec.default_bin if bin is None else bool(bin)
+
+
 def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size: int | None = 224,
-                 layer: int = 9, facet: str | None = None, bin: bool | None = None, hierarchy: int = 2,
-                 stride: int | None = None, saliency: bool = True
+                 layer: int | Sequence[int] | None = None, facet: str | None = None, bin: bool | None = None,
+                 hierarchy: int = 2, stride: int | None = None, saliency: bool = True
                  ) -> tuple["ImageDescriptors", "ImageDescriptors"]:
-    """Descriptors of two images with the correspondence defaults (layer 9; ``facet``, ``stride``
-    and ``bin`` None are the model's defaults: binned keys for DINO v1 as in the paper, unbinned
-    tokens for DINOv2)."""
-    bin = extractor.spec.default_bin if bin is None else bin
+    """Descriptors of two images with the correspondence defaults: ``layer``, ``bin``, ``facet``
+    and ``stride`` None are the table's values for the model (``vitdense.defaults``: the paper's
+    binned layer-9 keys for DINO v1; the measured values for DINOv2)."""
+    layer, bin = _pair_defaults(extractor, layer, bin)
     d1, d2 = extractor.extract([image1, image2], layer=layer, facet=facet,
                                stride=stride, load_size=load_size,
                                bin=bin, hierarchy=hierarchy, saliency=saliency)
@@ -418,14 +428,15 @@ def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size:
 
 def find_correspondences(extractor: "Extractor", image1: Any, image2: Any, *,
                          num_pairs: int = 10, thresh: float | None = 0.05,
-                         load_size: int | None = 224, layer: int = 9, facet: str | None = None,
-                         bin: bool | None = None, hierarchy: int = 2, stride: int | None = None,
-                         chunk: int | None = None, n_init: int | str = "auto") -> Correspondences:
-    """``num_pairs`` well-spread correspondences between two images (paper defaults).
+                         load_size: int | None = 224, layer: int | Sequence[int] | None = None,
+                         facet: str | None = None, bin: bool | None = None, hierarchy: int = 2,
+                         stride: int | None = None, chunk: int | None = None,
+                         n_init: int | str = "auto") -> Correspondences:
+    """``num_pairs`` well-spread correspondences between two images.
 
-    ``stride=None`` / ``facet=None`` are the model's defaults (half the patch; ``key`` for DINO v1,
-    ``token`` for DINOv2). Images: path / PIL / ndarray / bytes. See
-    :func:`find_correspondences_descriptors` for the matching knobs.
+    ``layer`` / ``bin`` / ``stride`` / ``facet`` None are the correspondence defaults of the model
+    (``vitdense.defaults.task_defaults("correspondences", model)``). Images: path / PIL / ndarray
+    / bytes. See :func:`find_correspondences_descriptors` for the matching knobs.
     """
     _check_knobs(num_pairs, thresh, chunk, n_init)
     d1, d2 = extract_pair(extractor, image1, image2, load_size=load_size, layer=layer, facet=facet,

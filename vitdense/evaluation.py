@@ -147,12 +147,11 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
     if not alphas or any(not 0 < a <= 1 for a in alphas):
         raise ParameterError(f"alphas={alphas!r}: give thresholds in (0, 1]")
     dflt = task_defaults("correspondences", extractor.model_name)
-    layer = dflt["layer"] if layer is None else layer
+    from .correspondences import _pair_defaults
+    layer, bin = _pair_defaults(extractor, layer, bin)
     facet = dflt["facet"] if facet is None else facet
     stride = dflt["stride"] if stride is None else stride
     load_size = dflt["load_size"] if load_size == "default" else load_size
-    bin = dflt["bin"] if bin is None else bin
-    bin = extractor.spec.default_bin if bin is None else bin
     refine = dflt["refine"] if refine is None else refine
     params = dict(model=extractor.model_name, layer=layer, facet=facet or extractor.spec.default_facet,
                   stride=extractor.resolve_stride(stride), load_size=load_size, bin=bin, hierarchy=hierarchy,
@@ -339,10 +338,6 @@ def run_evaluate(args: Any) -> int:
     from .benchmarks import read_pairs, read_sets
     from .cache import DescriptorCache
     from .extractor import Extractor
-    cache = DescriptorCache(directory=args.cache) if getattr(args, "cache", None) else DescriptorCache()
-    ex = Extractor(args.model, device=args.device, dtype=args.dtype, checkpoint=args.checkpoint, cache=cache)
-    if ex.notice:
-        print(f"notice: {ex.notice}", file=sys.stderr)
     bar = None
 
     def progress(i: int, n: int, name: str) -> None:
@@ -353,17 +348,22 @@ def run_evaluate(args: Any) -> int:
         bar.n = i
         bar.set_postfix_str(name[:30])
 
-    if args.task == "correspondences":
+    if args.task == "correspondences":   # read (and check) the data before loading a model
         data = read_pairs(args.dataset, args.root, args.split, args.categories, args.limit)
+    else:
+        sets, problems = read_sets(args.root, need_parts=args.task == "parts")
+        sets = sets if args.limit is None else sets[:args.limit]
+    cache = DescriptorCache(directory=args.cache) if getattr(args, "cache", None) else DescriptorCache()
+    ex = Extractor(args.model, device=args.device, dtype=args.dtype, checkpoint=args.checkpoint, cache=cache)
+    if ex.notice:
+        print(f"notice: {ex.notice}", file=sys.stderr)
+    if args.task == "correspondences":
         layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
         report = evaluate_correspondences(
             ex, data, layer=layer, facet=args.facet, stride=args.stride, load_size=args.load_size,
             bin=args.bin, hierarchy=args.hierarchy, upsample=args.upsample, upsample_size=args.upsample_size,
             refine=args.refine, alphas=args.alphas, progress=progress)
     else:
-        sets, problems = read_sets(args.root, need_parts=args.task == "parts")
-        if args.limit is not None:
-            sets = sets[:args.limit]
         knobs = {k: v for k, v in (("layer", args.layer[0] if args.layer and len(args.layer) == 1 else args.layer),
                                    ("facet", args.facet), ("stride", args.stride), ("bin", args.bin))
                  if v is not None}

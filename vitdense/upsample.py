@@ -19,6 +19,7 @@ working in original pixels. Work is done in row chunks: the peak extra memory is
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -144,9 +145,12 @@ def upsample_descriptors(descs: torch.Tensor, geometry: Any, image: Any = None, 
         wgt = wgt / wgt.sum(dim=1, keepdim=True).clamp_min(1e-12)
         n = wgt.shape[0]
         # the N x (h*w) interpolation matrix has K non-zeros per row: one sparse product
-        mat = torch.sparse_csr_tensor(
-            torch.arange(0, n * len(offsets) + 1, len(offsets), device=dev),
-            torch.stack(cells, dim=-1).reshape(-1), wgt.reshape(-1), size=(n, h * w))
+        with warnings.catch_warnings():  # torch notes that sparse CSR is "beta"; it is exact here
+            warnings.simplefilter("ignore", UserWarning)
+            mat = torch.sparse_csr_tensor(
+                torch.arange(0, n * len(offsets) + 1, len(offsets), device=dev),
+                torch.stack(cells, dim=-1).reshape(-1), wgt.reshape(-1), size=(n, h * w),
+                check_invariants=False)
         out[r0 * gw:r1 * gw] = mat @ flat
     return out, target
 
