@@ -167,7 +167,7 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
     np.testing.assert_allclose(c.saliency, ((sal1[c.indices1] + sal2[c.indices2]) / 2).numpy(), atol=1e-6)
     assert np.all(np.diff(c.saliency) <= 0)           # sorted by the ranking
     assert c.grid1 == d1.grid and c.size1 == (500, 741) and c.size2 == (500, 741)
-    assert c.params["layer"] == [9] and c.params["bin"] is False  # the bundled DINOv2's default
+    assert c.params["layer"] == [7] and c.params["bin"] is False  # the bundled DINOv2's default (vitdense.defaults)
     assert c.params["facet"] == "token"           # the bundled DINOv2's default facet
     assert c.params["stride"] == 7 and c.params["num_pairs"] == 10 and c.params["thresh"] == 0.05
 
