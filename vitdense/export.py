@@ -8,13 +8,15 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["to_jsonable", "dumps", "write_json", "png_bytes", "save_png", "unique_stems"]
+__all__ = ["to_jsonable", "dumps", "write_json", "png_bytes", "save_png", "unique_stems", "write_atomic"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -76,3 +78,22 @@ def unique_stems(names: Sequence[str | Path], numbered: bool = False) -> list[st
         return [f"{i + 1:02d}_{p.stem or 'image'}" for i, p in enumerate(paths)]
     stems = [p.stem for p in paths]
     return [p.name.replace(".", "_") if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
+    readers and concurrent writers (threads or processes) never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
