@@ -10,13 +10,15 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["to_jsonable", "dumps", "write_json", "png_bytes", "save_png", "unique_stems", "write_atomic"]
+__all__ = ["to_jsonable", "dumps", "write_json", "png_bytes", "save_png", "unique_stems", "write_atomic", "Png", "entry_bytes",
+           "write_entries", "zip_entries"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -97,3 +99,49 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+# -- an application's export: {relative file name: value}, written as a folder or as a zip ----------
+class Png(bytes):
+    """Bytes of an already encoded PNG file (written as they are, never encoded again)."""
+
+
+def entry_bytes(value: Any) -> bytes:
+    """One export entry -> file bytes: uint8 array -> PNG; dict / list -> strict JSON; bytes as
+    they are; a Path -> the file's bytes; anything else -> its text."""
+    if isinstance(value, np.ndarray):
+        return png_bytes(value, compress_level=6)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, (dict, list)):
+        return (dumps(value) + "\n").encode()
+    if isinstance(value, Path):
+        return value.read_bytes()
+    return str(value).encode()
+
+
+def write_entries(entries: dict[str, Any], folder: str | os.PathLike) -> list[Path]:
+    """Write an export into ``folder`` (the command line's OUT/<set>); returns the paths."""
+    folder = Path(folder)
+    paths = []
+    for name, value in entries.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(entry_bytes(value))
+        paths.append(path)
+    return paths
+
+
+def zip_entries(entries: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write an export as the zip file ``path`` (the web demo's download), in the same layout as
+    :func:`write_entries`. PNG entries are stored (already compressed), the rest deflated."""
+    path = Path(path)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in entries.items():
+            if isinstance(value, np.ndarray):
+                value = Png(png_bytes(value))
+            if isinstance(value, Png):
+                zf.writestr(name, value, compress_type=zipfile.ZIP_STORED)
+            else:
+                zf.writestr(name, entry_bytes(value))
+    return path
