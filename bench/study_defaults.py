@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_fixtures import felines, left_right_swaps, mirrored, warped  # noqa: E402
 
 from vitdense.cache import DescriptorCache  # noqa: E402
-from vitdense.evaluation import _summaries, score_pair  # noqa: E402
+from vitdense.evaluation import pck_summaries, score_pair  # noqa: E402
 from vitdense.extractor import Extractor, ImageDescriptors, log_bin_tokens  # noqa: E402
 from vitdense.upsample import upsample_image_descriptors  # noqa: E402
 
@@ -85,7 +85,7 @@ def run(ex: Extractor, sets, cfg: dict) -> dict:
     res = {}
     for data in sets:
         scores = [score(ex, data, p, cfg) for p in data.pairs]
-        pp, _ = _summaries(scores, (0.05, 0.1))
+        pp, _ = pck_summaries(scores, (0.05, 0.1))
         res[data.dataset] = (pp["0.05"], pp["0.1"])
         if data.dataset == "felines":
             res["lr"] = left_right_swaps(scores, data)

@@ -28,7 +28,7 @@ from .errors import ParameterError, VitdenseError
 
 __all__ = [
     "ALPHAS", "PairScore", "CorrespondenceReport", "SetScore", "SegmentationReport",
-    "score_pair", "evaluate_correspondences", "evaluate_segmentation", "format_table",
+    "score_pair", "pck_summaries", "evaluate_correspondences", "evaluate_segmentation", "format_table",
     "write_report", "run_evaluate",
 ]
 
@@ -120,7 +120,7 @@ def score_pair(pair: KeypointPair, d_a: Any, d_b: Any, reference: str, alphas: S
     return PairScore(pair.name, pair.category, int(inside.sum()), correct, swapped, L, full.tolist())
 
 
-def _summaries(scores: Sequence[PairScore], alphas: Sequence[float]) -> tuple[dict, dict]:
+def pck_summaries(scores: Sequence[PairScore], alphas: Sequence[float]) -> tuple[dict, dict]:
     n = np.array([s.n for s in scores], dtype=np.float64)
     c = np.array([s.correct for s in scores], dtype=np.float64).reshape(len(scores), len(alphas))
     per_point = {str(a): float(c[:, i].sum() / n.sum()) if n.sum() else float("nan") for i, a in enumerate(alphas)}
@@ -147,8 +147,8 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
     if not alphas or any(not 0 < a <= 1 for a in alphas):
         raise ParameterError(f"alphas={alphas!r}: give thresholds in (0, 1]")
     dflt = task_defaults("correspondences", extractor.model_name)
-    from .correspondences import _pair_defaults
-    layer, bin = _pair_defaults(extractor, layer, bin)
+    from .correspondences import pair_defaults
+    layer, bin = pair_defaults(extractor, layer, bin)
     facet = dflt["facet"] if facet is None else facet
     stride = dflt["stride"] if stride is None else stride
     load_size = dflt["load_size"] if load_size == "default" else load_size
@@ -178,11 +178,11 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
     if not scores:
         raise VitdenseError(f"no pair of {data.dataset} could be evaluated"
                             + (f" (first problem: {problems[0]})" if problems else ""))
-    per_point, per_image = _summaries(scores, alphas)
+    per_point, per_image = pck_summaries(scores, alphas)
     per_category = {}
     for cat in sorted({s.category for s in scores}):
         sub = [s for s in scores if s.category == cat]
-        pp, pi = _summaries(sub, alphas)
+        pp, pi = pck_summaries(sub, alphas)
         per_category[cat] = {"pairs": len(sub), "points": int(sum(s.n for s in sub)), "per_point": pp, "per_image": pi}
     num_points = int(sum(s.n for s in scores))
     swapped = sum(s.swapped for s in scores) / num_points

@@ -45,7 +45,7 @@ def upsampled_geometry(geometry: Any, size: int | None = None) -> Any:
     Returns a Geometry with ``patch = stride = 1`` whose grid covers the same crop as the
     descriptor grid, in pixels of the image resized to ``size``.
     """
-    from .extractor import Geometry
+    from .descriptors import Geometry
     H1, W1 = geometry.resized_size
     if size is None:
         H2, W2 = H1, W1
@@ -159,7 +159,7 @@ def upsample_image_descriptors(d: Any, image: Any = None, method: str = "jbu",
                                size: int | None = None) -> Any:
     """An :class:`~vitdense.extractor.ImageDescriptors` at pixel resolution (see
     :func:`upsample_descriptors`); saliency is upsampled bilinearly, the CLS descriptor kept."""
-    from .extractor import ImageDescriptors
+    from .descriptors import ImageDescriptors
     descs, target = upsample_descriptors(d.descs, d.geometry, image, method, size)
     sal = None
     if d.saliency is not None:
