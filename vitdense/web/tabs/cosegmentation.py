@@ -20,7 +20,7 @@ from ..pool import extract_set
 from ..sessions import session_state
 from ..zips import write_zip
 
-ID, TITLE, APP = "cosegmentation", "Co-segmentation", "cosegment"
+ID, TITLE, APP, ORDER = "cosegmentation", "Co-segmentation", "cosegment", 20
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ..pool import extract_set
 from ..sessions import session_state, updated
 from ..zips import write_zip
 
-ID, TITLE, APP = "parts", "Part co-segmentation", "parts"
+ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
 KNOBS = ("num_parts", "thresh", "elbow", "votes_percentage", "crf")
 
 
