@@ -117,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the models and whether their weights are available offline")
     p.set_defaults(func=cmd_models)
 
+    from .scale import add_extract_dataset_options, extract_dataset_command
+    p = sub.add_parser("extract-dataset", help="extract a whole data set on Ray workers into shards + manifest",
+                       description="Extract descriptors of every image under ROOT (recursive) or matching a "
+                       "glob, on Ray workers, into DIR/shards/*.safetensors and DIR/manifest/*.jsonl (read "
+                       "them with vitdense.store.open_descriptors). A rerun skips images already stored with "
+                       "the same content and parameters; unreadable images are listed as failed.",
+                       epilog="Exit status: 0; 1 when some image failed (listed in the manifest); 2 for an "
+                       "error that stops the job.")
+    p.add_argument("root", metavar="ROOT", help="folder (searched recursively) or glob of images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    add_model_options(p)
+    add_descriptor_options(p)
+    add_extract_dataset_options(p)
+    add_worker_options(p, default="1 worker")
+    p.set_defaults(func=extract_dataset_command)
+
     for register in APP_COMMANDS:
         register(sub)
     return parser
@@ -163,6 +179,19 @@ def add_knob(p: argparse.ArgumentParser, funcs: Callable | Sequence[Callable], n
                        help=f"{help} (default {'on' if default else 'off'})")
     else:
         p.add_argument(flag, dest=name, type=kind, default=default, help=f"{help} (default {default})", **kw)
+
+
+def add_worker_options(p: argparse.ArgumentParser, default: str = "this process only") -> None:
+    """--workers --gpus-per-worker --address: run on Ray (vitdense.scale); without --workers the
+    command runs in this process."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run on N Ray workers, one model each (needs Ray: pip install \"vitdense[scale]\"); "
+                        f"default: {default}")
+    p.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                   help="GPUs each Ray worker asks for (default 0: CPU)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster: 'auto' (started with `ray start --head`), 'ray://HOST:10001', "
+                        "or none for a local Ray on this machine (default)")
 
 
 def add_app_io(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -216,6 +245,15 @@ def find_sets(root: str | Path, out: str | Path | None = None) -> list[tuple[str
     return [(d.name, d) for d in subs]
 
 
+def run_set(process: Callable[[str, Path, Path], str], name: str, folder: Path, out: Path) -> tuple[bool, str]:
+    """``process(name, folder, out)`` -> (True, its summary line), or (False, the one-line error) when
+    it raises a :class:`VitdenseError` or an OSError."""
+    try:
+        return True, process(name, folder, out)
+    except (VitdenseError, OSError) as err:
+        return False, str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Path]],
              process: Callable[[str, Path, Path], str]) -> int:
     """Run ``process(name, folder, out_dir) -> one-line summary`` on every set with a progress bar.
@@ -223,24 +261,53 @@ def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Path]],
     A set raising a :class:`VitdenseError` (or an OSError) is reported on stderr and skipped.
     Writes OUT/summary.json; returns 0, or :data:`SETS_FAILED_EXIT` when some set failed.
     """
+    out = Path(args.out)
+    return report_sets(args, sets, ((name, *run_set(process, name, folder, out / name)) for name, folder in sets))
+
+
+def set_task(compute: Callable, knobs: dict, ex, name: str, folder: Path, out: Path) -> tuple[bool, str]:
+    """``compute(ex, knobs, name, folder, out)`` guarded as :func:`run_set` (a Ray worker's task)."""
+    return run_set(lambda *a: compute(ex, knobs, *a), name, folder, out)
+
+
+def run_app_sets(args: argparse.Namespace, compute: Callable, knobs: dict) -> int:
+    """Every set of ``args.root`` through ``compute(ex, knobs, name, folder, out) -> summary line``:
+    in this process, or with ``--workers N`` on N Ray workers (same files, same report)."""
+    import functools
+    sets = find_sets(args.root, args.out)
+    if getattr(args, "workers", None):
+        from .scale import map_sets, model_options
+        options, notice = model_options(args.model, args.checkpoint, args.device, args.dtype)
+        if notice:
+            print(f"notice: {notice}", file=sys.stderr)
+        results = map_sets(sets, functools.partial(set_task, compute, knobs), args.out, options=options,
+                           num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
+                           address=args.address)
+        return report_sets(args, sets, results)
+    ex = make_extractor(args)
+    return run_sets(args, sets, functools.partial(compute, ex, knobs))
+
+
+def report_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Path]], results) -> int:
+    """Show ``(name, ok, text)`` results as they come (progress bar, one line per set), then write
+    OUT/summary.json (sets in ``sets`` order) and the closing line; returns the exit status."""
     from tqdm import tqdm
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
-    bar = tqdm(sets, desc=f"vitdense {args.command}", unit="set", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True)
-    for name, folder in bar:
+    bar = tqdm(total=len(sets), desc=f"vitdense {args.command}", unit="set", disable=args.quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    for name, ok, text in results:
+        bar.update(1)
         bar.set_postfix_str(name, refresh=True)
-        try:
-            line = process(name, folder, out / name)
-        except (VitdenseError, OSError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            tqdm.write(f"error: set {name!r} skipped: {msg}", file=sys.stderr)
-            status[name] = f"failed: {msg}"
-            continue
-        status[name] = "ok"
-        tqdm.write(f"{name}: {line}", file=sys.stdout)
+        if ok:
+            status[name] = "ok"
+            tqdm.write(f"{name}: {text}", file=sys.stdout)
+        else:
+            tqdm.write(f"error: set {name!r} skipped: {text}", file=sys.stderr)
+            status[name] = f"failed: {text}"
     bar.close()
+    status = {name: status[name] for name, _ in sets if name in status}
     failed = [n for n, s in status.items() if s != "ok"]
     write_json({"command": args.command, "sets": status, "failed": failed}, out / "summary.json")
     print(f"{len(status) - len(failed)} of {len(status)} set(s) done, output in {out}"
@@ -293,40 +360,40 @@ def _register_cosegment(sub: argparse._SubParsersAction) -> None:
     add_knob(p, cosegment, "max_iter", int, "k-means iterations")
     add_knob(p, cosegment, "seed", int, "k-means seed")
     add_knob(p, cosegment, "batch_size", int, "images per network batch")
+    add_worker_options(p)
     p.set_defaults(func=cmd_cosegment)
 
 
 def cmd_cosegment(args: argparse.Namespace) -> int:
+    from .cosegmentation import cosegment
+    return run_app_sets(args, cosegment_set, _knobs(args, cosegment))
+
+
+def cosegment_set(ex, knobs: dict, name: str, folder: Path, out: Path) -> str:
+    """Co-segment one set folder and write its files (masks, overlays, cut-outs, result.json)."""
     from . import draw
     from .cosegmentation import cosegment
     import numpy as np
-    sets = find_sets(args.root, args.out)
-    knobs = _knobs(args, cosegment)
-    ex = make_extractor(args)
-
-    def process(name: str, folder: Path, out: Path) -> str:
-        paths = _set_images(folder)
-        images = _load_all(paths)
-        res = cosegment(ex, images, **knobs)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for path, stem, img, mask, refined, inlier in zip(paths, unique_stems(paths), images, res.masks,
-                                                            res.refined, res.inliers):
-            rgb = np.asarray(img)
-            rows.append({"file": path.name, "mask": save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"),
-                         "overlay": save_png(draw.overlay_mask(rgb, mask), out / f"{stem}_overlay.png"),
-                         "cutout": save_png(draw.cutout(rgb, mask), out / f"{stem}_cutout.png"),
-                         "foreground_fraction": float(mask.mean()), "refined": bool(refined),
-                         "inlier": bool(inlier)})
-        write_json({"set": name, "images": rows, "num_clusters": res.num_clusters,
-                    "salient_clusters": res.salient_clusters, "votes": res.votes,
-                    "votes_needed": res.votes_needed, "reason": res.reason, **_model_info(ex),
-                    "params": res.params}, out / "result.json")
-        fg = np.mean([r["foreground_fraction"] for r in rows])
-        return (f"{len(paths)} image(s), {res.num_clusters} clusters, mean foreground {fg:.1%}"
-                + (f" ({res.reason})" if res.reason else ""))
-
-    return run_sets(args, sets, process)
+    paths = _set_images(folder)
+    images = _load_all(paths)
+    res = cosegment(ex, images, **knobs)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path, stem, img, mask, refined, inlier in zip(paths, unique_stems(paths), images, res.masks,
+                                                        res.refined, res.inliers):
+        rgb = np.asarray(img)
+        rows.append({"file": path.name, "mask": save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"),
+                     "overlay": save_png(draw.overlay_mask(rgb, mask), out / f"{stem}_overlay.png"),
+                     "cutout": save_png(draw.cutout(rgb, mask), out / f"{stem}_cutout.png"),
+                     "foreground_fraction": float(mask.mean()), "refined": bool(refined),
+                     "inlier": bool(inlier)})
+    write_json({"set": name, "images": rows, "num_clusters": res.num_clusters,
+                "salient_clusters": res.salient_clusters, "votes": res.votes,
+                "votes_needed": res.votes_needed, "reason": res.reason, **_model_info(ex),
+                "params": res.params}, out / "result.json")
+    fg = np.mean([r["foreground_fraction"] for r in rows])
+    return (f"{len(paths)} image(s), {res.num_clusters} clusters, mean foreground {fg:.1%}"
+            + (f" ({res.reason})" if res.reason else ""))
 
 
 # -- vitdense parts --------------------------------------------------------------------------------
@@ -362,40 +429,41 @@ def _register_parts(sub: argparse._SubParsersAction) -> None:
     add_descriptor_options(p, layer=_signature_default([part_cosegment], "layer"),
                            bin=_signature_default([part_cosegment], "bin"))
     _add_part_knobs(p, [part_cosegment])
+    add_worker_options(p)
     p.set_defaults(func=cmd_parts)
 
 
 def cmd_parts(args: argparse.Namespace) -> int:
+    from .part_cosegmentation import part_cosegment
+    knobs = _knobs(args, part_cosegment)
+    knobs["crf_params"] = _crf_params(args)
+    return run_app_sets(args, parts_set, knobs)
+
+
+def parts_set(ex, knobs: dict, name: str, folder: Path, out: Path) -> str:
+    """Part co-segment one set folder and write its files (label maps, colours, overlays, result.json)."""
     from . import draw
     from .part_cosegmentation import part_cosegment
     import numpy as np
-    sets = find_sets(args.root, args.out)
-    knobs = _knobs(args, part_cosegment)
-    knobs["crf_params"] = _crf_params(args)
-    ex = make_extractor(args)
-
-    def process(name: str, folder: Path, out: Path) -> str:
-        paths = _set_images(folder)
-        images = _load_all(paths)
-        res = part_cosegment(ex, images, **knobs)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for path, stem, img, pm in zip(paths, unique_stems(paths), images, res.part_maps):
-            counts = np.bincount(pm.ravel(), minlength=res.num_parts + 1)
-            rows.append({"file": path.name,
-                         "parts": save_png(pm.astype(np.uint8), out / f"{stem}_parts.png"),
-                         "parts_color": save_png(draw.parts_rgba(pm, res.num_parts), out / f"{stem}_parts_color.png"),
-                         "overlay": save_png(draw.overlay_parts(np.asarray(img), pm, num_parts=res.num_parts),
-                                              out / f"{stem}_overlay.png"),
-                         "part_fractions": (counts[1:] / pm.size).round(5)})
-        write_json({"set": name, "images": rows, "num_parts": res.num_parts,
-                    "part_fractions": res.part_fractions, "part_colors": draw.part_colors(res.num_parts),
-                    "label_values": "0 = background, p = part p (1..num_parts)", "crf_applied": res.crf_applied,
-                    "notes": res.notes, "reason": res.reason, **_model_info(ex), "params": res.params},
-                   out / "result.json")
-        return f"{len(paths)} image(s), {res.num_parts} part(s)" + (f" ({res.reason})" if res.reason else "")
-
-    return run_sets(args, sets, process)
+    paths = _set_images(folder)
+    images = _load_all(paths)
+    res = part_cosegment(ex, images, **knobs)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path, stem, img, pm in zip(paths, unique_stems(paths), images, res.part_maps):
+        counts = np.bincount(pm.ravel(), minlength=res.num_parts + 1)
+        rows.append({"file": path.name,
+                     "parts": save_png(pm.astype(np.uint8), out / f"{stem}_parts.png"),
+                     "parts_color": save_png(draw.parts_rgba(pm, res.num_parts), out / f"{stem}_parts_color.png"),
+                     "overlay": save_png(draw.overlay_parts(np.asarray(img), pm, num_parts=res.num_parts),
+                                          out / f"{stem}_overlay.png"),
+                     "part_fractions": (counts[1:] / pm.size).round(5)})
+    write_json({"set": name, "images": rows, "num_parts": res.num_parts,
+                "part_fractions": res.part_fractions, "part_colors": draw.part_colors(res.num_parts),
+                "label_values": "0 = background, p = part p (1..num_parts)", "crf_applied": res.crf_applied,
+                "notes": res.notes, "reason": res.reason, **_model_info(ex), "params": res.params},
+               out / "result.json")
+    return f"{len(paths)} image(s), {res.num_parts} part(s)" + (f" ({res.reason})" if res.reason else "")
 
 
 # -- vitdense correspond ---------------------------------------------------------------------------

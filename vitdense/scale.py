@@ -15,7 +15,9 @@ starved by the actors (2 actors of 1 CPU each plus a read task deadlock a 2-core
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -60,6 +62,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
                  object_store_memory=object_store_memory, include_dashboard=False,
                  log_to_driver=False, logging_level="WARNING")
         started = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
@@ -301,6 +304,7 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
     are already in the manifest. ``on_record(record)`` is called in this process per written record.
     Unreadable or corrupt images are recorded as failed with the reason; the job completes.
     """
+    require_ray()
     check_int("num_workers", num_workers, 1)
     check_int("shard_size", shard_size, 1)
     check_int("batch_size", batch_size, 1)
@@ -311,7 +315,7 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
     from .models import get_spec, resolve_model_name
     name, notice = resolve_model_name(model)
     if notice and progress:
-        print(f"notice: {notice}")
+        print(f"notice: {notice}", file=sys.stderr)
     spec = get_spec(name)
     options = {"model": name, "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
                "device": device, "dtype": dtype}
@@ -410,7 +414,14 @@ def map_sets(sets: Sequence[tuple[str, Path]], task: Callable, out_dir: str | os
     per set on ``num_workers`` actors (``options``: the Extractor's ``model``, ``checkpoint``,
     ``device``, ``dtype``). Yields ``(name, ok, text)`` as sets complete. ``task`` must be
     importable by reference (a module-level function or a ``functools.partial`` of one)."""
+    require_ray()
     check_int("num_workers", num_workers, 1)
+    return _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cpus_per_worker,
+                     threads_per_worker, address)
+
+
+def _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cpus_per_worker,
+              threads_per_worker, address) -> Iterator[tuple[str, bool, str]]:
     with ray_session(address) as ray, _user_errors():
         from ray.data import ActorPoolStrategy
         items = [{"name": n, "folder": str(f)} for n, f in sets]
@@ -434,3 +445,39 @@ def model_options(model: str, checkpoint: str | None, device: str, dtype: str | 
 
 __all__ = ["extract_dataset", "ExtractSummary", "map_sets", "ray_session", "require_ray",
            "RayUnavailableError", "list_source", "model_options", "INSTALL_HINT"]
+
+
+# -- command line (registered by vitdense.cli) ----------------------------------------------------
+def add_extract_dataset_options(p) -> None:
+    """The options of ``vitdense extract-dataset`` beyond model, descriptor and worker options."""
+    import argparse
+    p.add_argument("--include-cls", action="store_true", help="also store the CLS descriptor")
+    p.add_argument("--saliency", action=argparse.BooleanOptionalAction, default=True,
+                   help="also store CLS-attention saliency maps (default on)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per network batch (default 8)")
+    p.add_argument("--shard-size", type=int, default=32, help="images per shard (default 32)")
+    p.add_argument("--store-dtype", choices=sorted(STORE_DTYPES), default="fp32",
+                   help="precision of the stored descriptors (default fp32)")
+    p.add_argument("--pca-dim", type=int, default=None, metavar="K",
+                   help="store descriptors projected to K dims by a PCA fitted on --pca-sample images")
+    p.add_argument("--pca-sample", type=int, default=32, help="images the PCA is fitted on (default 32)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip images already stored with the same content and parameters (default on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def extract_dataset_command(args) -> int:
+    """``vitdense extract-dataset``: parsed options -> :func:`extract_dataset`, then a summary."""
+    s = extract_dataset(
+        args.root, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
+        layer=args.layer[0] if len(args.layer) == 1 else args.layer, facet=args.facet, stride=args.stride,
+        load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy, include_cls=args.include_cls,
+        saliency=args.saliency, batch_size=args.batch_size, shard_size=args.shard_size,
+        num_workers=args.workers or 1, num_gpus_per_worker=args.gpus_per_worker, store_dtype=args.store_dtype,
+        pca_dim=args.pca_dim, pca_sample=args.pca_sample, resume=args.resume, address=args.address,
+        progress=not args.quiet)
+    for path, reason in s.failed.items():
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(f"{s.num_extracted} image(s) extracted, {s.num_skipped} already stored, {len(s.failed)} failed, "
+          f"{len(s.shards)} shard(s) in {s.seconds:.1f} s; output in {s.out_dir}")
+    return 1 if s.failed else 0

@@ -228,7 +228,7 @@ class DescriptorStore:
         return ImageDescriptors(
             f.get_tensor(f"descs_{i}").float(), geometry,
             f.get_tensor(f"saliency_{i}") if "saliency" in names else None,
-            f.get_tensor(f"cls_{i}") if "cls" in names else None, dict(rec["params"]))
+            f.get_tensor(f"cls_{i}") if "cls" in names else None, dict(rec.get("params") or {}))
 
     def get(self, key: str | os.PathLike, default=None) -> ImageDescriptors | None:
         return self[key] if key in self else default
