@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .errors import ParameterError
-from .extractor import Geometry, ImageDescriptors
+from .descriptors import Geometry, ImageDescriptors
 
 SHARDS = "shards"
 MANIFEST = "manifest"
