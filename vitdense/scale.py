@@ -99,7 +99,7 @@ def _user_errors() -> Iterator[None]:
         user = _user_error(err)
         if user is None:
             raise
-        raise type(user)(str(user)) from None
+        raise user.with_traceback(None) from None
 
 
 def worker_resources(ray, num_workers: int, num_gpus_per_worker: float,

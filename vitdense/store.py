@@ -142,9 +142,8 @@ def load_pca(out_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict,
     if not path.is_file():
         return None
     data = path.read_bytes()
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+    n = struct.unpack("<Q", data[:8])[0]
+    meta = json.loads(json.loads(data[8:8 + n]).get("__metadata__", {}).get("meta", "{}"))
     return load(data), meta, content_hash(data)
 
 
