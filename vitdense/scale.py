@@ -181,7 +181,7 @@ class _ExtractWorker:
 
     def __init__(self, out_dir: str, run_id: str, options: dict, extract_kwargs: dict, threads: int,
                  store_dtype: str, pca: dict | None, job: dict) -> None:
-        self.ex = _make_extractor(options, threads)
+        self.ex, self.error = _guarded(_make_extractor, options, threads)
         self.out_dir, self.kw, self.store_dtype, self.pca, self.job = out_dir, extract_kwargs, store_dtype, pca, job
         self.prefix = f"{run_id}-{uuid.uuid4().hex[:6]}"
         self.seq = 0
@@ -201,6 +201,12 @@ class _ExtractWorker:
             return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        records, error = (None, self.error) if self.error else _guarded(self._shard, batch)
+        if error:
+            records = [{"status": "error", **error}]
+        return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
+
+    def _shard(self, batch: dict[str, np.ndarray]) -> list[dict]:
         from .errors import ImageError
         from .images import load_image
         base = {"params_key": self.job["params_key"], "model": self.ex.model_name,
@@ -229,8 +235,22 @@ class _ExtractWorker:
             stored.append({**row, "params": d.params})
         name = f"{self.prefix}-{self.seq:05d}"
         self.seq += 1
-        records = write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
-        return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
+        return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
+
+
+def _guarded(fn: Callable, *args) -> tuple[Any, dict | None]:
+    """``(fn(*args), None)``, or ``(None, {"error", "reason"})`` when it raises a user error: the
+    driver re-raises it as one line (Ray would wrap it in a traceback of its own)."""
+    try:
+        return fn(*args), None
+    except VitdenseError as err:
+        return None, {"error": type(err).__name__, "reason": str(err)}
+
+
+def _raise_worker_error(error: str, reason: str) -> None:
+    from . import errors
+    kind = getattr(errors, error, None)
+    raise (kind if isinstance(kind, type) and issubclass(kind, VitdenseError) else VitdenseError)(reason)
 
 
 def _reason(err: Exception) -> str:
@@ -373,6 +393,8 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
                   dynamic_ncols=True) as bar:
             for row in ds.iter_rows():
                 rec = json.loads(row["record"])
+                if rec["status"] == "error":
+                    _raise_worker_error(rec["error"], rec["reason"])
                 if rec["status"] == "ok":
                     extracted += 1
                     shards.add(rec["shard"])
@@ -392,10 +414,13 @@ class _SetWorker:
     """One Ray actor: an Extractor loaded once; each call runs ``task`` on one set."""
 
     def __init__(self, task: Callable, options: dict, threads: int, out_dir: str) -> None:
-        self.ex = _make_extractor(options, threads)
+        self.ex, self.error = _guarded(_make_extractor, options, threads)
         self.task, self.out = task, Path(out_dir)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.error:   # the model could not be loaded: the whole job stops, in one line
+            return {"name": np.array([""], dtype=object), "ok": np.array([False]),
+                    "text": np.array([json.dumps(self.error)], dtype=object)}
         names, oks, texts = [], [], []
         for name, folder in zip(batch["name"], batch["folder"]):
             ok, text = self.task(self.ex, str(name), Path(str(folder)), self.out / str(name))
@@ -432,6 +457,8 @@ def _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cp
                                                        threads=threads_per_worker or default_threads(num_workers),
                                                        out_dir=os.fspath(out_dir)), **res)
         for row in ds.iter_rows():
+            if not row["name"]:
+                _raise_worker_error(**json.loads(row["text"]))
             yield str(row["name"]), bool(row["ok"]), str(row["text"])
 
 
