@@ -229,7 +229,8 @@ class _ExtractWorker:
                 failures.append({**row, "reason": _reason(d), "params": self.job["params"]})
                 continue
             if self.pca is not None:
-                d.descs = (d.descs.float() - self.pca["mean"]) @ self.pca["components"]
+                mean, comps = (self.pca[k].to(d.descs.device) for k in ("mean", "components"))
+                d.descs = (d.descs.float() - mean) @ comps
             d.params = {**d.params, **self.job["store"]}
             descs.append(d)
             stored.append({**row, "params": d.params})
