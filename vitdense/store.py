@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .errors import ParameterError
+from .export import write_atomic
 from .descriptors import Geometry, ImageDescriptors
 
 SHARDS = "shards"
@@ -57,12 +58,6 @@ def vitdense_version() -> str:
         return metadata.version("vitdense")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def safetensors_offsets(path: Path) -> dict[str, list[int]]:
@@ -97,7 +92,7 @@ def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDesc
             if d.cls is not None:
                 tensors[f"cls_{i}"] = d.cls.detach().to("cpu", torch.float32).contiguous()
         shard = out / SHARDS / f"{name}.safetensors"
-        _write_atomic(shard, save(tensors, metadata={"format": "vitdense-shard-1"}))
+        write_atomic(shard, save(tensors, metadata={"format": "vitdense-shard-1"}))
         offsets = safetensors_offsets(shard)
         for i, (d, rec) in enumerate(zip(descs, records)):
             names = [k for k in (f"descs_{i}", f"saliency_{i}", f"cls_{i}") if k in offsets]
@@ -108,7 +103,7 @@ def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDesc
                             "geometry": dict(d.geometry.__dict__)})
     written.extend({**f, "status": "failed", "shard": None} for f in failures)
     lines = "".join(json.dumps(r, default=str) + "\n" for r in written)
-    _write_atomic(out / MANIFEST / f"{name}.jsonl", lines.encode())
+    write_atomic(out / MANIFEST / f"{name}.jsonl", lines.encode())
     return written
 
 
@@ -131,7 +126,7 @@ def save_pca(out_dir: str | os.PathLike, mean: torch.Tensor, components: torch.T
                  "explained_variance_ratio": explained_variance_ratio.float().contiguous()},
                 metadata={"meta": json.dumps(meta, default=str)})
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    _write_atomic(Path(out_dir) / PCA_FILE, data)
+    write_atomic(Path(out_dir) / PCA_FILE, data)
     return content_hash(data)
 
 
