@@ -135,8 +135,7 @@ def _tree(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("command", ["cosegment"])
-def test_set_jobs_on_two_workers_equal_the_single_process_cli(ray_local, command, tmp_path, capsys):
+def test_set_jobs_on_two_workers_equal_the_single_process_cli(ray_local, tmp_path, capsys):
     root = tmp_path / "root"
     for name, files in {"cats": ["cats/cat_1.jpg", "cats/cat_2.jpg", "cats/cat_4.jpg"],
                         "cups": ["cups/cup_1.jpg", "cups/cup_2.jpg", "cups/cup_3.jpg"],
@@ -147,10 +146,13 @@ def test_set_jobs_on_two_workers_equal_the_single_process_cli(ray_local, command
     (root / "zbroken").mkdir()
     (root / "zbroken" / "bad.png").write_bytes(b"not a png")
     single, ray_out = tmp_path / "single", tmp_path / "ray"
-    assert main([command, str(root), "--out", str(single), *CLI_MODEL]) == 1
+    assert main(["cosegment", str(root), "--out", str(single), *CLI_MODEL]) == 1
     single_err = capsys.readouterr().err
-    assert main([command, str(root), "--out", str(ray_out), *CLI_MODEL, "--workers", "2"]) == 1
+    from vitdense.cli import cosegment_sets            # = vitdense cosegment ROOT --out OUT --workers 2
+    status = cosegment_sets(root, ray_out, num_workers=2, model="dinov2_vits14_imgfocus", device="cpu",
+                            load_size=112)
     ray_err = capsys.readouterr().err
+    assert status["cats"] == "ok" and status["zbroken"].startswith("failed: ")
     a, b = _tree(single), _tree(ray_out)
     assert sorted(a) == sorted(b) and len(a) > 20
     assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]]           # byte for byte
@@ -170,3 +172,8 @@ def test_without_ray_one_line_names_the_install_command(monkeypatch, dataset, tm
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and 'pip install "vitdense[scale]"' in err[0], err
     assert not (tmp_path / "x").exists()
+    from vitdense.cli import part_cosegment_sets
+    from vitdense.scale import RayUnavailableError
+    with pytest.raises(RayUnavailableError, match="requirements-scale.txt"):
+        part_cosegment_sets(REPO / "assets" / "cats", tmp_path / "p", num_workers=2, model="dinov2_vits14_imgfocus",
+                            load_size=112, crf=False)

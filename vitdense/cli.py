@@ -469,6 +469,36 @@ def run_app_set(app_id: str, args: argparse.Namespace, ex, name: str, source: An
     return app.describe(result)
 
 
+def sets_job(command: str, root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """``vitdense COMMAND ROOT --out OUT --workers N [--option value ...]`` from Python: each set of
+    ROOT one task on ``num_workers`` Ray workers, the files written as the command writes them.
+    ``options`` are the command's options by keyword (``load_size=112``, ``refine=False``,
+    ``gpus_per_worker=1``, ``address="auto"``). Returns OUT/summary.json's ``{set: "ok" | "failed: ..."}``;
+    a job-level error raises its :class:`VitdenseError`."""
+    argv = [command, str(root), "--out", str(out), "--workers", str(num_workers), "--quiet"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, "none" if value is None else str(value)]
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return json.loads((Path(out) / "summary.json").read_text())["sets"]
+
+
+def cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """Co-segmentation of every set of ROOT on Ray workers (see :func:`sets_job`)."""
+    return sets_job("cosegment", root, out, num_workers=num_workers, **options)
+
+
+def part_cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """Part co-segmentation of every set of ROOT on Ray workers (see :func:`sets_job`)."""
+    return sets_job("parts", root, out, num_workers=num_workers, **options)
+
+
 COMMANDS.extend(_register_app(app) for app in APPS.values())
 
 def main(argv: Sequence[str] | None = None) -> int:
