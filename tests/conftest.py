@@ -53,3 +53,14 @@ def cat_on_bricks() -> tuple[np.ndarray, np.ndarray]:
     """The chelsea cat's face pasted on a brick wall: (240 x 320 x 3 image, mask of the cat)."""
     from skimage import data
     return paste_object(data.chelsea()[30:280, 100:400], data.brick(), (240, 320), 0.5, (60, 80))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the session (2 CPUs, a small object store, no dashboard); shut down at the end."""
+    ray = pytest.importorskip("ray", reason="Ray is installed by requirements-scale.txt")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=250 * 1024 ** 2, include_dashboard=False,
+                 log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

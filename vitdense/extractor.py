@@ -276,11 +276,16 @@ class Extractor:
         return ForwardOutput(features, cls_attention, grid)
 
     def _cls_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """CLS query against all keys (B x H x 1 x N, never N x N) -> B x T, selected heads averaged."""
+        """CLS query against all keys (B x H x N, never N x N) -> B x T, selected heads averaged.
+
+        A product and a sum over the head dimension rather than a batched matmul: the result of an
+        image then does not depend on the other images of its batch (bit for bit on the CPU).
+        """
         scale = q.shape[-1] ** -0.5
-        attn = torch.softmax((q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1), dim=-1)
+        logits = (q[:, :, :1].float() * scale * k.float()).sum(dim=-1)    # B x H x N
+        attn = torch.softmax(logits, dim=-1)
         heads = list(self.spec.saliency_heads) if self.spec.saliency_heads else slice(None)
-        return attn[:, heads, 0, self.spec.num_prefix_tokens:].mean(dim=1)
+        return attn[:, heads, self.spec.num_prefix_tokens:].mean(dim=1)
 
     # -- the public entry point ---------------------------------------------------------------
     def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
