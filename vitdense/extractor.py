@@ -22,6 +22,7 @@ from torch import nn
 from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
 from .images import ImageLike, as_image_list, load_image
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
+from . import rope as _rope
 
 FACETS = ("key", "query", "value", "token")
 MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
@@ -252,6 +253,9 @@ class Extractor:
         self.model: nn.Module = load_model(name, checkpoint, pretrained).to(self.device, self.dtype)
         self.cache = cache
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._rope_cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        if _rope.has_rope(self.model):  # DINOv3: rotary coordinates of the strided grid
+            _rope.check_supported(self.model)
         self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
 
     @property
@@ -339,10 +343,12 @@ class Extractor:
         proj = m.patch_embed.proj
         x = F.conv2d(images, proj.weight, proj.bias, stride=stride)  # overlapping when stride < patch
         h, w = x.shape[-2:]
-        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2)) + self._patch_pos_embed(h, w)
+        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        if m.pos_embed is not None:  # absolute position embedding (DINOv3 has RoPE instead)
+            x = x + self._patch_pos_embed(h, w)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
         prefix = torch.cat(prefix, dim=1)
-        if not m.no_embed_class:
+        if not m.no_embed_class and m.pos_embed is not None:
             prefix = prefix + m.pos_embed[:, :m.num_prefix_tokens]
         return m.norm_pre(torch.cat([prefix, x], dim=1)), (h, w)
 
@@ -354,6 +360,7 @@ class Extractor:
         self._check_params(layers, facet, stride, None, 2, 1)
         m, spec = self.model, self.spec
         x, grid = self._embed(images.to(self.device, self.dtype), stride)
+        rope = self._rope_table(grid, stride)
         last = max([*layers, spec.depth - 1] if saliency else layers)
         features: dict[int, torch.Tensor] = {}
         cls_attention = None
@@ -361,20 +368,29 @@ class Extractor:
         for i, blk in enumerate(m.blocks[:last + 1]):
             want_qkv = (i in layers and facet != "token") or (saliency and i == spec.depth - 1)
             if not want_qkv:
-                x = blk(x)
+                x = blk(x) if rope is None else blk(x, rope=rope)
             else:
                 attn = blk.attn
                 B, N, C = x.shape
-                qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-                q, k, v = qkv.unbind(0)                                   # each B x H x N x d
-                q, k = attn.q_norm(q), attn.k_norm(k)
+                if rope is None:
+                    qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+                    q, k, v = qkv.unbind(0)                               # each B x H x N x d
+                    q, k = attn.q_norm(q), attn.k_norm(k)
+                    q_rot, k_rot = q, k
+                else:  # facets before the rotation; attention and saliency use the rotated ones
+                    q, k, v, q_rot, k_rot = _rope.qkv(blk, x, rope)
                 if i in layers and facet != "token":
                     chosen = {"query": q, "key": k, "value": v}[facet]
                     features[i] = chosen.transpose(1, 2).reshape(B, N, C)  # heads concatenated
                 if saliency and i == spec.depth - 1:
-                    cls_attention = self._cls_attention(q, k)
+                    cls_attention = self._cls_attention(q_rot, k_rot)
                 if i == last and not (facet == "token" and i in layers):
                     break  # nothing after this block's q, k, v is needed
+                if rope is not None:
+                    x = _rope.finish_block(blk, x, q_rot, k_rot, v)
+                    if i in layers and facet == "token":
+                        features[i] = x
+                    continue
                 out = F.scaled_dot_product_attention(q, k, v)
                 out = attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, C)))
                 x = x + blk.ls1(out)
@@ -382,6 +398,15 @@ class Extractor:
             if i in layers and facet == "token":
                 features[i] = x
         return ForwardOutput(features, cls_attention, grid)
+
+    def _rope_table(self, grid: tuple[int, int], stride: int) -> torch.Tensor | None:
+        """T x 2d rotary table of the strided grid's true patch centres (None without RoPE)."""
+        if not _rope.has_rope(self.model):
+            return None
+        key = (*grid, stride)
+        if key not in self._rope_cache:
+            self._rope_cache[key] = _rope.rope_embed(self.model, grid, stride, self.spec.patch_size)
+        return self._rope_cache[key]
 
     def _cls_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """CLS query against all keys (B x H x 1 x N, never N x N) -> B x T, selected heads averaged."""
