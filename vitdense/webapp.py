@@ -38,6 +38,7 @@ from .cache import DescriptorCache
 from .correspondences import PointMatcher, find_correspondences_descriptors
 from .cosegmentation import cosegment_descriptors, extract_with_saliency
 from .errors import ImageError, OutOfMemoryError, ParameterError, VitdenseError
+from .zerogpu import gpu_task, load_spaces, on_zero_gpu
 from .export import dumps, png_bytes, unique_stems
 from .extractor import Extractor, ImageDescriptors
 from .images import load_image
@@ -68,17 +69,10 @@ CLICK_COLORS = np.array([[255, 0, 255], [0, 255, 255], [255, 255, 0], [0, 255, 0
                          [160, 255, 64], [255, 200, 120], [0, 255, 160], [255, 128, 255]],
                         dtype=np.uint8)
 
-try:  # Hugging Face ZeroGPU Spaces: the GPU is attached only inside functions wrapped by spaces.GPU
-    import spaces  # type: ignore[import-not-found]
-    _gpu: Callable = spaces.GPU(duration=120)
-    ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
-except ImportError:  # everywhere else: a plain call
-    spaces = None
-
-    def _gpu(fn: Callable) -> Callable:
-        return fn
-
-    ON_ZERO_GPU = False
+# Hugging Face ZeroGPU Spaces: spaces.GPU with a duration from the estimated work (vitdense.zerogpu);
+# everywhere else a plain call
+_gpu: Callable = gpu_task()
+ON_ZERO_GPU = on_zero_gpu() and load_spaces() is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,8 +91,20 @@ class ModelPool:
         with self._lock:
             if name not in self._extractors:
                 log.info("loading model %s on %s", name, self.device)
-                self._extractors[name] = Extractor(name, device=self.device, cache=self.cache)
+                self._extractors[name] = Extractor(name, device=self.device, cache=self.cache,
+                                                   cpu_fallback=True)
             return self._extractors[name]
+
+    def new_fallback_notices(self) -> list[str]:
+        """Notices of extractors that moved to the CPU after a GPU out-of-memory, each once."""
+        with self._lock:
+            fresh = [ex for ex in self._extractors.values()
+                     if getattr(ex, "notice", None) and "ran out of memory" in ex.notice
+                     and not getattr(ex, "_notice_shown", False)]
+            for ex in fresh:
+                ex._notice_shown = True
+        return [f"The GPU ran out of memory, so {ex.model_name} now runs on the CPU (slower); a "
+                "smaller load size or a larger stride would have fitted." for ex in fresh]
 
     def put(self, extractor: Extractor) -> None:
         """Register an already built extractor (tests share theirs; its cache is left as it is)."""
@@ -182,6 +188,9 @@ def ui_errors(fn: Callable) -> Callable:
         except Exception:  # noqa: BLE001 - the one place where unexpected errors are caught
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+        finally:  # a GPU out-of-memory that moved a model to the CPU: say so in a sentence
+            for notice in POOL.new_fallback_notices():
+                gr.Warning(notice)
 
     return wrapper
 
