@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -69,7 +68,7 @@ def estimated_seconds(model: str, images: Sequence[Any], settings: dict | None =
         t = max(1, (int(h * scale) - spec.patch_size) // stride + 1) * \
             max(1, (int(w * scale) - spec.patch_size) // stride + 1)
         flops += spec.depth * (24 * t * spec.embed_dim ** 2 + 4 * t * t * spec.embed_dim)
-    return int(min(MAX_SECONDS, MIN_SECONDS + math.ceil(flops / FLOPS_PER_SECOND)))
+    return int(min(MAX_SECONDS, MIN_SECONDS + flops // FLOPS_PER_SECOND))
 
 
 def to_cpu(obj: Any) -> Any:
