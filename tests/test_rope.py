@@ -48,7 +48,7 @@ def test_registry_entries_are_dinov3_with_registers_and_rope():
 
 
 def test_offline_error_says_weights_are_gated(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda *a, **k: False)
     monkeypatch.setattr(models, "_hub_cached_file", lambda spec: None)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(WeightsUnavailableError) as err:
