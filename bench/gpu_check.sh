@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on the GPU machine (about 6-8 minutes on an H200): install what travels, run the CUDA test
+# One call on the GPU machine (at most 9 minutes: GPU_CHECK_BUDGET=540 s): install what travels, run the CUDA test
 # layer, then the benchmarks on CUDA in fp32 and bf16/fp16; every table goes under $OUT.
 #
 #   bash bench/gpu_check.sh             # on the GPU machine (python3 = its Python 3.12 + torch)
@@ -22,9 +22,18 @@ LOG=$OUT/log.txt
 : >"$LOG"
 SUMMARY=$OUT/summary.md
 T0=$(date +%s)
+# the whole call must end inside the device tool's 600 s per command: every step gets at most what
+# is left of this budget (GPU_CHECK_BUDGET seconds), and a step that would start too late is skipped
+DEADLINE=$((T0 + ${GPU_CHECK_BUDGET:-540}))
 step() {  # step NAME TIMEOUT_S OUTFILE CMD...: run, append stdout to OUTFILE, stderr to the log
     local name=$1 limit=$2 out=$3; shift 3
-    echo "== $name ($(($(date +%s) - T0)) s)" | tee -a "$LOG" >&2
+    local left=$((DEADLINE - $(date +%s)))
+    if [ "$left" -lt 20 ]; then
+        echo "- $name: skipped (the time budget is spent)" >>"$SUMMARY"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name ($(($(date +%s) - T0)) s, limit $limit s)" | tee -a "$LOG" >&2
     timeout "$limit" "$@" >>"$out" 2>>"$LOG"
     local rc=$?
     echo "- $name: exit $rc ($(($(date +%s) - T0)) s)" >>"$SUMMARY"
@@ -38,10 +47,6 @@ if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
         .gpu/wheels/*.whl >>"$LOG" 2>&1 && echo "- wheels installed: $(ls .gpu/wheels | tr '\n' ' ')" >>"$SUMMARY"
     export PYTHONPATH=$SITE:$REPO
-    if [ $DRY = 0 ] && compgen -G ".gpu/sdist/pydensecrf2-*.tar.gz" >/dev/null; then
-        step "build pydensecrf2 (CRF)" 180 "$LOG" $PY -m pip install -q --no-index --no-deps \
-            --no-build-isolation --no-cache-dir --target "$SITE" .gpu/sdist/pydensecrf2-*.tar.gz
-    fi
 else
     echo "- no .gpu/wheels (run bench/gpu_prepare.sh here, then carry .gpu): using installed packages" >>"$SUMMARY"
     export PYTHONPATH=$REPO
@@ -83,6 +88,10 @@ if [ $DRY = 1 ]; then
         step "$s.py --help" 60 "$OUT/extract.md" $PY bench/$s.py --help
     done
 else
+    if compgen -G ".gpu/sdist/pydensecrf2-*.tar.gz" >/dev/null; then  # the CRF of part co-segmentation
+        step "build pydensecrf2 (CRF)" 120 "$LOG" $PY -m pip install -q --no-index --no-deps \
+            --no-build-isolation --no-cache-dir --target "$SITE" .gpu/sdist/pydensecrf2-*.tar.gz
+    fi
     step "targets fp32" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp32
     step "extract fp32" 150 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype fp32 \
         --no-baseline --repeats 10 --rows forward,key9bin,saliency,key9bin+sal
