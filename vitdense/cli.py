@@ -26,9 +26,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32; fp16/bf16 on a GPU)")
 
 
-def add_descriptor_options(p: argparse.ArgumentParser, layer: int = 11, bin: bool | None = False) -> None:
-    """The paper's descriptor options: --layer --facet --stride --load-size --bin."""
-    p.add_argument("--layer", type=int, nargs="+", default=[layer], help=f"block index/indices (default {layer})")
+def add_descriptor_options(p: argparse.ArgumentParser, layer: int | str | None = 11, bin: bool | None = False) -> None:
+    """The paper's descriptor options: --layer --facet --stride --load-size --bin (``layer`` may be a help
+    text, the default then being None: the library's table value for the model)."""
+    p.add_argument("--layer", type=int, nargs="+", default=None if isinstance(layer, str) else [layer],
+                   help=f"block index/indices (default {layer})")
     p.add_argument("--facet", default=None, choices=FACETS,
                    help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
     p.add_argument("--stride", type=int, default=None,
@@ -131,6 +133,7 @@ APP_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 # Shared handling lives in the helpers right below (knobs read from the library's signatures, set
 # discovery, the per-set loop with its failure report, JSON); each command only maps a set to files.
 # =================================================================================================
+from .defaults import TASK_DEFAULTS, describe_default  # noqa: E402
 from .errors import ParameterError, check_range  # noqa: E402
 from .export import save_png, to_jsonable, unique_stems, write_json  # noqa: E402
 
@@ -140,6 +143,10 @@ APP_EPILOG = ("Exit status: 0 when every set succeeded; 1 when some set failed (
               "error that stops the whole command (bad option value, missing weights, ROOT not found).")
 SETS_HELP = ("ROOT holds one folder per set (as the official scripts), or is itself one set folder with "
              "the images directly inside")
+
+
+#: library functions whose None defaults come from vitdense.defaults (function name -> task)
+_TABLE_TASKS = {"cosegment": "cosegmentation", "part_cosegment": "parts"}
 
 
 def _signature_default(funcs: Sequence[Callable], name: str):
@@ -158,7 +165,11 @@ def add_knob(p: argparse.ArgumentParser, funcs: Callable | Sequence[Callable], n
     funcs = [funcs] if callable(funcs) else list(funcs)
     default = _signature_default(funcs, name)
     flag = "--" + name.replace("_", "-")
-    if kind is bool:
+    task = _TABLE_TASKS.get(funcs[0].__name__)
+    if default is None and task and name in TASK_DEFAULTS[task]:  # None = the table's value for the model
+        p.add_argument(flag, dest=name, default=None, help=f"{help} (default {describe_default(task, name)})",
+                       **({"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind, **kw}))
+    elif kind is bool:
         p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                        help=f"{help} (default {'on' if default else 'off'})")
     else:
@@ -278,8 +289,7 @@ def _register_cosegment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("root", metavar="ROOT")
     add_app_io(p)
     add_model_options(p)
-    add_descriptor_options(p, layer=_signature_default([cosegment], "layer"),
-                           bin=_signature_default([cosegment], "bin"))
+    add_descriptor_options(p, layer=describe_default("cosegmentation", "layer"), bin=False)
     add_knob(p, cosegment, "elbow", float, "elbow coefficient that sets the number of clusters")
     add_knob(p, cosegment, "thresh", float, "saliency threshold of a foreground vote")
     add_knob(p, cosegment, "votes_percentage", float, "percentage of images that must vote for a salient cluster")
@@ -359,8 +369,7 @@ def _register_parts(sub: argparse._SubParsersAction) -> None:
     p.add_argument("root", metavar="ROOT")
     add_app_io(p)
     add_model_options(p)
-    add_descriptor_options(p, layer=_signature_default([part_cosegment], "layer"),
-                           bin=_signature_default([part_cosegment], "bin"))
+    add_descriptor_options(p, layer=describe_default("parts", "layer"), bin=False)
     _add_part_knobs(p, [part_cosegment])
     p.set_defaults(func=cmd_parts)
 

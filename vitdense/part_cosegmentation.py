@@ -29,7 +29,7 @@ from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sa
                          squared_distances)
 from .cosegmentation import (CosegResult, _check_descs, _saliency_maps, assemble_result,
                              extract_with_saliency, foreground_clusters, grid_to_size, resized_rgb,
-                             validate_coseg_params)
+                             resolve_knobs, validate_coseg_params, validate_vote_modes)
 from .crf import CRF_DEFAULTS, dense_crf
 from .errors import ParameterError, check_bool, check_range
 from .images import ImageLike, as_image_list, load_image
@@ -178,10 +178,12 @@ def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
 
 def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                                saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
-                               images: Sequence[ImageLike] | None = None, *, num_parts: int = 4,
-                               elbow: float = 0.975, thresh: float = 0.065, votes_percentage: float = 75,
-                               sample_interval: int = 100, three_stages: bool = False,
-                               elbow_second_stage: float = 0.94, crf: bool = True, crf_params: dict | None = None,
+                               images: Sequence[ImageLike] | None = None, *, num_parts: int | None = None,
+                               elbow: float | None = None, thresh: float | None = None,
+                               votes_percentage: float | None = None, sample_interval: int | None = None,
+                               three_stages: bool = False, elbow_second_stage: float = 0.94, crf: bool | None = None,
+                               crf_params: dict | None = None, thresh_mode: str | None = None,
+                               vote_mode: str | None = None, fallback: bool | None = None,
                                extra_descs: Sequence["ImageDescriptors"] | None = None,
                                extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
                                n_init: int = 10, max_iter: int = 300, seed: int = 0,
@@ -193,8 +195,16 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     descriptors that join every clustering but do not vote and are not returned (crop
     augmentations); extra_images: their pixels (optional; only the three-stage CRF uses them, without
     them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
-    :data:`vitdense.crf.CRF_DEFAULTS`. See :class:`PartsResult`.
+    :data:`vitdense.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
+    ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.voting`. See
+    :class:`PartsResult`.
     """
+    _model = descs[0].params.get("model") if len(descs) else None
+    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback = \
+        resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, 0)
     check_bool("three_stages", three_stages)
@@ -214,7 +224,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     sal = _saliency_maps(descs, saliency)
     params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
                   sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-                  crf=crf, crf_params=cparams, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
+                  crf=crf, crf_params=cparams, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                  num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
                   max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
     geoms = [d.geometry for d in all_descs]
     normed = [l2_normalize(d.descs.detach()) for d in all_descs]
@@ -222,14 +233,17 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # stage 1: foreground clusters (augmentations are clustered but do not vote)
     st = foreground_clusters(normed, sal, n, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                             sample_interval=sample_interval, max_clusters=max_clusters, **kw)
+                             sample_interval=sample_interval, max_clusters=max_clusters, thresh_mode=thresh_mode,
+                             vote_mode=vote_mode, fallback=fallback, **kw)
     stage1 = assemble_result(descs, sal, np.arange(n), st, np.ones(n, bool), None, None,
                              {k: v for k, v in params.items() if k not in ("num_parts", "three_stages",
                                                                           "elbow_second_stage", "crf",
                                                                           "crf_params")})
     centroids1 = st.elbow.centroids
-    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), st.salient)]
-    fg_cells = [np.isin(lab, st.salient) for lab in st.labels]
+    fg_cells = st.fg_cells
+    # background = the clusters no image took as foreground (a fallback image's own clusters are not)
+    fg_ids = np.unique(np.concatenate([lab[f] for lab, f in zip(st.labels, fg_cells)] + [st.salient]))
+    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), fg_ids)]
     notes: list[str] = []
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
@@ -240,7 +254,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                            [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
                            none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
 
-    if st.salient.size == 0:
+    if not any(f.any() for f in fg_cells[:n]):
         return empty(stage1.reason or "no foreground cluster")
     imgs = list(images) if (crf and images is not None) else None
     aug_imgs = list(extra_images) if (crf and extra_images is not None) else None
@@ -326,19 +340,29 @@ def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int |
     return out
 
 
-def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int = 4,
-                   elbow: float = 0.975, load_size: int | None = 224, layer: int = 11, facet: str | None = None,
-                   bin: bool = False, thresh: float = 0.065, stride: int | None = None,
-                   votes_percentage: float = 75, sample_interval: int = 100, low_res_saliency_maps: bool = False,
+def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int | None = None,
+                   elbow: float | None = None, load_size: int | None = 224, layer: int | Sequence[int] | None = None,
+                   facet: str | None = None, bin: bool | None = None, thresh: float | None = None,
+                   stride: int | None = None, votes_percentage: float | None = None,
+                   sample_interval: int | None = None, low_res_saliency_maps: bool = False,
                    num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,
-                   crf: bool = True, crf_params: dict | None = None, max_clusters: int = 14, n_init: int = 10,
-                   max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> PartsResult:
+                   crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
+                   vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
+                   n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
-    Defaults are the official code's (``stride=None``: the model's default stride), except
-    ``low_res_saliency_maps`` (see :func:`vitdense.cosegmentation.cosegment`). Returns a
-    :class:`PartsResult` with part maps at each original image's resolution.
+    ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
+    official code's for DINO v1, the values measured on real sets for DINOv2 (README); ``facet=None``
+    left None by the table is the model's default facet. ``low_res_saliency_maps`` defaults to False
+    (see :func:`vitdense.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at
+    each original image's resolution.
     """
+    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
+        fallback = resolve_knobs("parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer,
+                                 facet=facet, bin=bin, thresh=thresh, votes_percentage=votes_percentage,
+                                 sample_interval=sample_interval, crf=crf, thresh_mode=thresh_mode,
+                                 vote_mode=vote_mode, fallback=fallback).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
     for name, value in (("bin", bin), ("low_res_saliency_maps", low_res_saliency_maps),
@@ -357,6 +381,7 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     return part_cosegment_descriptors(
         descs, sal, pils, num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
         sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-        crf=crf, crf_params=crf_params, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
+        crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+        extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
         n_init=n_init, max_iter=max_iter, seed=seed,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))
