@@ -27,6 +27,7 @@ from PIL import Image  # noqa: E402
 
 DATA = REPO / "bench" / "data" / "coseg_sets"
 DESC_KEYS = ("layer", "facet", "bin", "load_size", "stride")
+PARTS_ONLY = ("num_parts", "balanced_parts", "crf", "three_stages")
 #: the defaults before this benchmark existed (the paper's knobs; the model's default facet, token)
 BEFORE = dict(layer=11, facet="token", elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100,
               refine=True, thresh_mode="absolute", vote_mode="all", fallback=False)
@@ -80,7 +81,7 @@ def score_parts(maps, parts_gt) -> dict:
 def run_coseg(ex, imgs, cfg: dict):
     from vitdense.cosegmentation import cosegment_descriptors
     descs = descriptors(ex, imgs, cfg)
-    knobs = {k: v for k, v in cfg.items() if k not in DESC_KEYS}
+    knobs = {k: v for k, v in cfg.items() if k not in DESC_KEYS and k not in PARTS_ONLY}
     return cosegment_descriptors(descs, None, imgs, **knobs)
 
 
@@ -132,8 +133,9 @@ def main(argv=None) -> int:
 
 def _parse(spec: str) -> dict:
     import ast
+    import re
     out = {}
-    for part in spec.split(","):
+    for part in re.split(r",(?![^\[]*\])", spec):  # commas inside [..] belong to a list
         k, v = part.split("=", 1)
         try:
             out[k.strip()] = ast.literal_eval(v.strip())

@@ -298,6 +298,7 @@ def _register_cosegment(sub: argparse._SubParsersAction) -> None:
     add_knob(p, cosegment, "outliers_thresh", float, "CLS cosine similarity below which an image is an outlier")
     add_knob(p, cosegment, "low_res_saliency_maps", bool, "saliency from a half-size, stride-patch pass")
     add_knob(p, cosegment, "refine", bool, "GrabCut refinement of the masks")
+    _add_vote_knobs(p, cosegment)
     add_knob(p, cosegment, "max_clusters", int, "largest k tried by the elbow rule")
     add_knob(p, cosegment, "n_init", int, "k-means restarts")
     add_knob(p, cosegment, "max_iter", int, "k-means iterations")
@@ -340,6 +341,16 @@ def cmd_cosegment(args: argparse.Namespace) -> int:
 
 
 # -- vitdense parts --------------------------------------------------------------------------------
+def _add_vote_knobs(p: argparse.ArgumentParser, func: Callable) -> None:
+    """The robust-vote knobs of vitdense.voting (defaults: vitdense/defaults.py, per model)."""
+    from .voting import THRESH_MODES, VOTE_MODES
+    add_knob(p, func, "thresh_mode", str, "vote threshold: absolute (paper) or relative (each image's Otsu)",
+             choices=THRESH_MODES)
+    add_knob(p, func, "vote_mode", str, "votes counted over all images (paper) or those where a cluster is present",
+             choices=VOTE_MODES)
+    add_knob(p, func, "fallback", bool, "an image left empty gets its own salient clusters unless an outlier")
+
+
 def _add_part_knobs(p: argparse.ArgumentParser, funcs: Sequence[Callable]) -> None:
     for name, kind, text in [
             ("num_parts", int, "number of parts"),
@@ -352,6 +363,7 @@ def _add_part_knobs(p: argparse.ArgumentParser, funcs: Sequence[Callable]) -> No
             ("three_stages", bool, "third clustering stage that drops parts absent from some image"),
             ("elbow_second_stage", float, "elbow coefficient of the second stage (three stages)"),
             ("crf", bool, "dense CRF smoothing of the part maps"),
+            ("balanced_parts", bool, "every image weighs the same in the part clustering"),
             ("max_clusters", int, "largest k tried by the elbow rule"),
             ("n_init", int, "k-means restarts"), ("max_iter", int, "k-means iterations"),
             ("seed", int, "k-means and augmentation seed"), ("batch_size", int, "images per network batch")]:
@@ -371,6 +383,7 @@ def _register_parts(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     add_descriptor_options(p, layer=describe_default("parts", "layer"), bin=False)
     _add_part_knobs(p, [part_cosegment])
+    _add_vote_knobs(p, part_cosegment)
     p.set_defaults(func=cmd_parts)
 
 

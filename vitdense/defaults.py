@@ -22,14 +22,19 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                            refine=True, thresh_mode="absolute", vote_mode="all", fallback=False),
     "parts": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
                   elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4,
-                  crf=True, thresh_mode="absolute", vote_mode="all", fallback=False),
+                  crf=True, thresh_mode="absolute", vote_mode="all", fallback=False, balanced_parts=False),
     "similarity": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "pca": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
 }
 
 #: measured per-family overrides: (task, family) -> {knob: value}
-FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {}
+#: (co-segmentation / parts on DINOv2: bench/bench_coseg_sets.py on the real sets of bench/data/coseg_sets,
+#: README "Co-segmentation on real sets"; the paper's values stay for DINO v1, which cannot be measured here)
+FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("cosegmentation", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
+    ("parts", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
+}
 
 
 def model_family(model_name: str | None) -> str:

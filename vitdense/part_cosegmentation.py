@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, small_work_threads,
-                         squared_distances)
+from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, sample_rows_balanced,
+                         small_work_threads, squared_distances)
 from .cosegmentation import (CosegResult, _check_descs, _saliency_maps, assemble_result,
                              extract_with_saliency, foreground_clusters, grid_to_size, resized_rgb,
                              resolve_knobs, validate_coseg_params, validate_vote_modes)
@@ -117,13 +117,14 @@ def _check_crf_params(crf_params: dict | None) -> dict:
 
 def _cluster_parts(blocks: list[torch.Tensor], k: int | None, elbow: float, sample_interval: int,
                    max_clusters: int, n_init: int, max_iter: int, seed: int,
-                   notes: list[str]) -> torch.Tensor:
+                   notes: list[str], balanced: bool = False) -> torch.Tensor:
     """k-means (fixed ``k``, or elbow when ``k`` is None) of the rows of ``blocks`` -> centroids K x D.
 
-    Trained on every ``sample_interval``-th row of each block (all rows when that is fewer than k).
+    Trained on every ``sample_interval``-th row of each block (all rows when that is fewer than k), or
+    with ``balanced`` on the same number of rows from every block (:func:`sample_rows_balanced`).
     """
     full = torch.cat(blocks, dim=0)
-    train = sample_rows(blocks, sample_interval)
+    train = sample_rows_balanced(blocks, sample_interval) if balanced else sample_rows(blocks, sample_interval)
     if k is None:
         return elbow_kmeans(train, full, elbow=elbow, max_clusters=max_clusters, n_init=n_init,
                             max_iter=max_iter, seed=seed).centroids
@@ -184,7 +185,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                                three_stages: bool = False, elbow_second_stage: float = 0.94, crf: bool | None = None,
                                crf_params: dict | None = None, thresh_mode: str | None = None,
                                vote_mode: str | None = None, fallback: bool | None = None,
-                               extra_descs: Sequence["ImageDescriptors"] | None = None,
+                               balanced_parts: bool | None = None, extra_descs: Sequence["ImageDescriptors"] | None = None,
                                extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
                                n_init: int = 10, max_iter: int = 300, seed: int = 0,
                                extra_params: dict | None = None) -> PartsResult:
@@ -200,11 +201,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     :class:`PartsResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback = \
-        resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
-                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback).values()
+    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
+        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                                       balanced_parts=balanced_parts).values()
     validate_vote_modes(thresh_mode, vote_mode, fallback)
+    check_bool("balanced_parts", balanced_parts)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, 0)
     check_bool("three_stages", three_stages)
@@ -225,7 +228,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
                   sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
                   crf=crf, crf_params=cparams, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                  num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
+                  balanced_parts=balanced_parts, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
                   max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
     geoms = [d.geometry for d in all_descs]
     normed = [l2_normalize(d.descs.detach()) for d in all_descs]
@@ -271,7 +274,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     # stage 2: parts of the foreground descriptors
     fg_blocks = [x[torch.from_numpy(f).to(x.device)] for x, f in zip(normed, fg_cells)]
     parts2 = _cluster_parts(fg_blocks, None if three_stages else int(num_parts), elbow_second_stage,
-                            sample_interval, max_clusters, notes=notes, **kw)
+                            sample_interval, max_clusters, notes=notes, balanced=balanced_parts, **kw)
     k2 = int(parts2.shape[0])
     final_parts, final_bg = parts2, bg1
     common = None
@@ -290,7 +293,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         common_blocks = [x[torch.from_numpy(np.isin(lab.ravel(), common + 1)).to(x.device)]
                          for x, lab in zip(normed, smoothed)]
         final_parts = _cluster_parts(common_blocks, int(num_parts), elbow_second_stage, sample_interval,
-                                     max_clusters, notes=notes, **kw)
+                                     max_clusters, notes=notes, balanced=balanced_parts, **kw)
         final_bg = torch.cat([bg1, parts2[np.setdiff1d(np.arange(k2), common)]], dim=0)
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
@@ -347,8 +350,9 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
                    sample_interval: int | None = None, low_res_saliency_maps: bool = False,
                    num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,
                    crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
-                   vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
-                   n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> PartsResult:
+                   vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
+                   max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
+                   batch_size: int = 8) -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
@@ -382,6 +386,6 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
         descs, sal, pils, num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
         sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
         crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-        extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
+        balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
         n_init=n_init, max_iter=max_iter, seed=seed,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))

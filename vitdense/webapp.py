@@ -37,6 +37,7 @@ from . import draw
 from .cache import DescriptorCache
 from .correspondences import PointMatcher, find_correspondences_descriptors
 from .cosegmentation import cosegment_descriptors, extract_with_saliency
+from .defaults import task_defaults
 from .errors import ImageError, OutOfMemoryError, ParameterError, VitdenseError
 from .export import dumps, png_bytes, unique_stems
 from .extractor import Extractor, ImageDescriptors
@@ -279,8 +280,9 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
     DINO v1 as in the paper, off for DINOv2), off otherwise.
     """
     spec = get_spec(model)
-    layer = TASK_LAYER[task] if _choice(layer) is None else _int_setting("layer", layer)
-    facet = _choice(facet) or spec.default_facet
+    table = task_defaults(task, model)  # the measured per-model defaults (vitdense/defaults.py)
+    layer = table.get("layer", TASK_LAYER[task]) if _choice(layer) is None else _int_setting("layer", layer)
+    facet = _choice(facet) or table.get("facet") or spec.default_facet
     stride = spec.default_stride if _choice(stride) is None else _int_setting("stride", stride)
     load_size = _int_setting("load_size", load_size)
     if _choice(bin) is None:
