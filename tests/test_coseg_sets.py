@@ -40,9 +40,17 @@ def outlier_set():
 
 
 @pytest.fixture(scope="module")
-def felines5_result(bundled_extractor, felines5):
+def cached_extractor():
+    """The bundled model with an in-memory cache: the sets share photos, each is extracted once."""
+    from vitdense.cache import DescriptorCache
+    from vitdense.extractor import Extractor
+    return Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
+
+
+@pytest.fixture(scope="module")
+def felines5_result(cached_extractor, felines5):
     """The library's defaults end to end (network included) on five different felines."""
-    return cosegment(bundled_extractor, felines5[1])
+    return cosegment(cached_extractor, felines5[1])
 
 
 def test_defaults_for_dinov2_are_the_measured_ones():
@@ -55,30 +63,20 @@ def test_defaults_for_dinov2_are_the_measured_ones():
 def test_different_instances_get_no_empty_mask(felines5, felines5_result):
     stems, _, masks, _ = felines5
     res = felines5_result
-    assert res.params["descriptors"]["layer"] == 9 and res.params["vote_mode"] == "present"
+    assert res.params["descriptors"]["layer"] in (9, [9]) and res.params["vote_mode"] == "present"
     scores = {s: jaccard(m, g) for s, m, g in zip(stems, res.masks, masks)}
     assert all(m.any() for m in res.masks), scores
-    # measured: mean 0.884 (cheetah_cub 0.95, cheetah_face 0.94, cheetah_run 0.81, chelsea 0.94,
-    # lion 0.78); the paper's rule gave 0.672 with the running cheetah empty
+    # measured: mean 0.884 (cheetah_cub 0.95, cheetah_face 0.94, cheetah_run 0.80, chelsea 0.93,
+    # lion 0.79); the paper's rule (layer 11, votes over all images) gave 0.672 with the running
+    # cheetah empty (bench/bench_coseg_sets.py)
     assert np.mean(list(scores.values())) > 0.8, scores
     assert min(scores.values()) > 0.6, scores
 
 
-def test_paper_rule_leaves_the_small_cheetah_empty(bundled_extractor, felines5):
-    """The failure the new defaults fix, on the same photos (layer 11, votes over all images)."""
-    stems, imgs, masks, _ = felines5
-    descs, sal = extract_with_saliency(bundled_extractor, imgs, load_size=224, layer=11, facet="token", bin=False,
-                                       stride=None, include_cls=False, low_res_saliency_maps=False)
-    paper = cosegment_descriptors(descs, sal, None, refine=False, vote_mode="all", fallback=False)
-    assert not paper.masks[stems.index("cheetah_run")].any()
-    robust = cosegment_descriptors(descs, sal, None, refine=False, vote_mode="present", fallback=True)
-    assert all(m.any() for m in robust.masks)
-
-
-def test_outlier_gets_an_empty_mask_the_felines_do_not(bundled_extractor, outlier_set):
+def test_outlier_gets_an_empty_mask_the_felines_do_not(cached_extractor, outlier_set, felines5_result):
     stems, imgs, masks, _ = outlier_set
-    d = task_defaults("cosegmentation", bundled_extractor.model_name)
-    descs, sal = extract_with_saliency(bundled_extractor, imgs, load_size=224, layer=d["layer"], facet=None,
+    d = task_defaults("cosegmentation", cached_extractor.model_name)
+    descs, sal = extract_with_saliency(cached_extractor, imgs, load_size=224, layer=d["layer"], facet=None,
                                        bin=False, stride=None, include_cls=False, low_res_saliency_maps=False)
     res = cosegment_descriptors(descs, sal, imgs)
     for s, m, g in zip(stems, res.masks, masks):
@@ -89,19 +87,20 @@ def test_outlier_gets_an_empty_mask_the_felines_do_not(bundled_extractor, outlie
     assert not res.fallback.any()
 
 
-def test_parts_of_different_instances(bundled_extractor, felines5):
+def test_parts_of_different_instances(cached_extractor, felines5, felines5_result):
     """Part co-segmentation with the defaults: head / body labels drawn by hand, NMI / ARI over the
-    animals' pixels (measured NMI 0.xx, ARI 0.xx)."""
+    animals' pixels (measured NMI 0.370, ARI 0.334 with balanced part sampling; 0.287 / 0.245 without;
+    the paper's rule 0.283 / 0.273 with the running cheetah empty)."""
     stems, imgs, masks, parts = felines5
-    d = task_defaults("parts", bundled_extractor.model_name)
-    descs, sal = extract_with_saliency(bundled_extractor, imgs, load_size=224, layer=d["layer"], facet=None,
+    d = task_defaults("parts", cached_extractor.model_name)
+    descs, sal = extract_with_saliency(cached_extractor, imgs, load_size=224, layer=d["layer"], facet=None,
                                        bin=False, stride=None, include_cls=False, low_res_saliency_maps=False)
     res = part_cosegment_descriptors(descs, sal, imgs)
-    assert all(m.any() for m in res.fg_masks)
+    assert res.params["balanced_parts"] is True and all(m.any() for m in res.fg_masks)
     scored = [i for i, p in enumerate(parts) if len(np.unique(p[p > 0])) == 2]
     n = np.mean([nmi(res.part_maps[i], parts[i], mask=parts[i] > 0) for i in scored])
     a = np.mean([ari(res.part_maps[i], parts[i], mask=parts[i] > 0) for i in scored])
     assert n > NMI_FLOOR and a > ARI_FLOOR, (n, a)
 
 
-NMI_FLOOR, ARI_FLOOR = 0.2, 0.15
+NMI_FLOOR, ARI_FLOOR = 0.3, 0.25
