@@ -4,7 +4,7 @@
     python app.py --host 0.0.0.0 --port 8080 --share
 
 Host and port also come from the usual Gradio variables GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
-(flags win). The handlers and the layout live in vitdense/webapp.py.
+(flags win). The handlers and the layout live in vitdense/web.py.
 """
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vitdense import webapp
+    from vitdense import web
 
-    webapp.launch(server_name=args.host, server_port=args.port, share=args.share,
+    web.launch(server_name=args.host, server_port=args.port, share=args.share,
                   concurrency=args.concurrency, device=args.device,
                   online=False if args.offline else None, preload=not args.no_preload)
 

@@ -10,16 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import ImageDescriptors
+from .descriptors import Geometry, ImageDescriptors
+from .export import write_atomic  # noqa: F401 (re-exported: its old home)
 
 
 class DescriptorCache:
@@ -101,7 +98,6 @@ class DescriptorCache:
 
     def _read(self, key: str) -> ImageDescriptors | None:
         from safetensors.torch import load_file
-        from .extractor import Geometry, ImageDescriptors
         tensors_path, meta_path = self._paths(key)
         if not (tensors_path.is_file() and meta_path.is_file()):
             return None
@@ -114,21 +110,3 @@ class DescriptorCache:
         return ImageDescriptors(tensors["descs"], Geometry(**geo),
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
-    readers and concurrent writers (threads or processes) never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
