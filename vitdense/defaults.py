@@ -33,7 +33,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 #: README "Co-segmentation on real sets"; the paper's values stay for DINO v1, which cannot be measured here)
 FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("cosegmentation", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
-    ("parts", "dinov2"): dict(layer=9, vote_mode="present", fallback=True, balanced_parts=True),
+    ("parts", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
 }
 
 
