@@ -13,6 +13,9 @@ from ..errors import OutOfMemoryError, VitdenseError
 
 log = logging.getLogger("vitdense.web")
 
+#: callables returning sentences for the visitor after a handler (the pool's GPU -> CPU fallbacks)
+NOTICE_SOURCES: list[Callable[[], list[str]]] = []
+
 GENERIC_ERROR = ("Something went wrong on the server (the details were logged). "
                  "Try again with other images or settings.")
 
@@ -39,5 +42,9 @@ def ui_errors(fn: Callable) -> Callable:
         except Exception:  # noqa: BLE001 - the one place where unexpected errors are caught
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+        finally:  # e.g. a GPU out-of-memory that moved a model to the CPU: say so in a sentence
+            for source in NOTICE_SOURCES:
+                for notice in source():
+                    gr.Warning(notice)
 
     return wrapper

@@ -18,7 +18,7 @@ from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, image_inpu
 from ..pool import POOL, extract
 from ..sessions import session_state
 
-ID, TITLE, APP = "similarity", "Similarity inspector", "similarity"
+ID, TITLE, APP, ORDER = "similarity", "Similarity inspector", "similarity", 40
 
 
 @dataclass

@@ -12,14 +12,14 @@ from ...apps import get_app
 from ...errors import ImageError, ParameterError
 from ...models import BUNDLED_MODEL
 from ...registry import Inputs
-from ..controls import Page, knob_component, knob_value
+from ..controls import Page, knob_components, knob_value
 from ..errors import ui_errors
 from ..inputs import AUTO, assets, descriptor_settings
 from ..pool import POOL, run_on_gpu
 from ..zips import output_folder, write_zip
 from .parts import legend_html
 
-ID, TITLE, APP = "video", "Video", "video"
+ID, TITLE, APP, ORDER = "video", "Video", "video", 60
 MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
 VIDEO_MAX_SIDE = 320       # video frames are downscaled to this longer side
 KNOBS = ("num_parts", "num_sampled_frames", "thresh", "elbow", "votes_percentage")
@@ -87,12 +87,7 @@ def build(page: Page) -> None:
     if clips:
         gr.Examples([[c] for c in clips], [clip], label="Example clip",
                     example_labels=[Path(c).stem.replace("_", " ") for c in clips])
-    with gr.Row():
-        num_parts = knob_component(APP, "num_parts", page.default_model, label="Number of parts")
-        frames = knob_component(APP, "num_sampled_frames", page.default_model, label="Frames to co-segment")
-        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
-        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
-        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
+    num_parts, frames, thresh, elbow, votes = knob_components(APP, KNOBS, page.default_model)
     run_btn = gr.Button("Segment parts", variant="primary")
     md = gr.HTML()
     zip_out = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
