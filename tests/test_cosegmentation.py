@@ -58,6 +58,9 @@ def _paste(background: np.ndarray, scale: float, rng: np.random.Generator, flip:
     return canvas, gt
 
 
+#: the paper's vote rule (DINOv2's measured defaults count votes where a cluster is present)
+PAPER_VOTES = dict(thresh_mode="absolute", vote_mode="all", fallback=False)
+
 @pytest.fixture(scope="module")
 def cat_set() -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Six composites (images, ground-truth masks) on grass, coffee, rocket, astronaut, Hubble, motorcycle."""
@@ -88,7 +91,7 @@ def coseg_runs(extracted) -> dict[tuple[int, bool], CosegResult]:
     """Co-segmentation of the six cats with k-means seeds 0, 1, 2, GrabCut on and off (no network)."""
     descs, sal, images = extracted
     return {(seed, refine): cosegment_descriptors(descs[:6], sal[:6], images[:6] if refine else None,
-                                                  refine=refine, seed=seed)
+                                                  refine=refine, seed=seed, **PAPER_VOTES)
             for seed in (0, 1, 2) for refine in (True, False)}
 
 
@@ -236,7 +239,8 @@ def test_outlier_image_gets_empty_mask(bundled_extractor, extracted, coseg):
     descs, sal, images = extracted
     token = bundled_extractor.extract(images, layer=11, facet="token", stride=14, include_cls=True)
     with_token_cls = [dataclasses.replace(d, cls=t.cls) for d, t in zip(descs, token)]
-    res = cosegment_descriptors(with_token_cls, sal, images, remove_outliers=True, outliers_thresh=0.7)
+    res = cosegment_descriptors(with_token_cls, sal, images, remove_outliers=True, outliers_thresh=0.7,
+                                **PAPER_VOTES)
     # measured similarities to the mean: cats 0.84-0.96, brick wall 0.59
     assert res.inliers.tolist() == [True] * 6 + [False]
     assert int(np.argmin(res.cls_similarity)) == 6
@@ -256,8 +260,9 @@ def test_reclustering_reuses_descriptors(bundled_extractor, extracted):
     """Changing elbow / votes only re-clusters: no network pass."""
     descs, sal, images = extracted
     before = bundled_extractor.num_forward_calls
-    a = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.9, refine=False)
-    b = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.99, votes_percentage=100, refine=False)
+    a = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.9, refine=False, **PAPER_VOTES)
+    b = cosegment_descriptors(descs[:6], sal[:6], None, elbow=0.99, votes_percentage=100, refine=False,
+                              **PAPER_VOTES)
     assert bundled_extractor.num_forward_calls == before
     assert a.num_clusters <= b.num_clusters
     assert b.votes_needed == 6

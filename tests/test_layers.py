@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # 1: data types and reading images
     "descriptors": 1, "images": 1, "benchmarks": 1,
     # 2: numerics and weights
-    "clustering": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
+    "clustering": 2, "voting": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
     "upsample": 2,
     # 3: the network
     "extractor": 3, "rope": 3,

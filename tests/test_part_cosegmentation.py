@@ -254,3 +254,15 @@ def test_part_cosegment_end_to_end_with_augmentations(bundled_extractor, part_se
     assert res.params["descriptors"]["stride"] == 7 and res.params["descriptors"]["load_size"] == 112
     assert [m.shape for m in res.part_maps] == [t.shape for t in part_set[1][:2]]
     assert res.reason is not None or res.num_parts == 3
+
+
+def test_balanced_sampling_weighs_every_image_the_same():
+    """A small object (10 foreground cells) and a close-up (1000) give as many training rows each."""
+    from vitdense.clustering import sample_rows, sample_rows_balanced
+    small = torch.arange(10, dtype=torch.float32)[:, None].repeat(1, 3)
+    big = 100 + torch.arange(1000, dtype=torch.float32)[:, None].repeat(1, 3)
+    plain = sample_rows([small, big], 100)
+    assert plain.shape[0] == 11 and (plain[:, 0] < 100).sum() == 1
+    bal = sample_rows_balanced([small, big, big[:0]], 100)
+    assert bal.shape[0] == 12 and (bal[:, 0] < 100).sum() == 6  # m = ceil((1 + 10) / 2) per non-empty block
+    assert bal[0, 0] == 0 and bal[5, 0] == 9 and bal[6, 0] == 100 and bal[11, 0] == 1099  # evenly spaced, ends kept

@@ -27,6 +27,7 @@ from .registry import APPS, App, Inputs, Knob, get_app, register_app  # noqa: F4
 from .similarity import inspect_similarity, inspect_similarity_descriptors
 from .transfer import transfer_points, transfer_points_descriptors
 from .video import read_video, video_parts, video_parts_descriptors, write_video
+from .voting import THRESH_MODES, VOTE_MODES
 
 # -- knobs shared by several applications (described once) ----------------------------------------
 ELBOW = Knob("elbow", float, "elbow coefficient that sets the number of clusters: k-means stops adding "
@@ -52,6 +53,15 @@ PART_KNOBS = (NUM_PARTS, ELBOW, THRESH, VOTES, SAMPLE_INTERVAL, LOW_RES,
               Knob("three_stages", bool, "third clustering stage that drops parts absent from some image"),
               Knob("elbow_second_stage", float, "elbow coefficient of the second stage (three stages)", 0, 1),
               CRF, *KMEANS, CRF_PARAMS)
+#: the robust votes of vitdense.voting (defaults per model in vitdense/defaults.py)
+VOTE_KNOBS = (Knob("thresh_mode", "choice", "vote threshold: absolute (the paper's) or relative (each image's "
+                   "Otsu threshold of its saliency)", choices=THRESH_MODES),
+              Knob("vote_mode", "choice", "votes counted over all images (the paper's) or over the images where "
+                   "a cluster is present", choices=VOTE_MODES),
+              Knob("fallback", bool, "an image left empty gets its own salient clusters unless the set's "
+                   "measure calls it an outlier"))
+BALANCED_PARTS = Knob("balanced_parts", bool, "every image gives the part clustering as many descriptors "
+                      "(a small object weighs as much as a close-up)")
 
 
 def _fraction(mask: np.ndarray) -> float:
@@ -103,7 +113,7 @@ register_app(App(
            Knob("remove_outliers", bool, "drop images whose CLS descriptor is far from the set's mean"),
            Knob("outliers_thresh", float, "CLS cosine similarity below which an image is an outlier", -1, 1),
            LOW_RES, Knob("refine", bool, "GrabCut refinement of the masks along image edges", web=True),
-           *KMEANS)))
+           *VOTE_KNOBS, *KMEANS)))
 
 
 # -- part co-segmentation -------------------------------------------------------------------------
@@ -145,7 +155,8 @@ register_app(App(
                 "label in every image.",
     input="set", run=part_cosegment, run_descriptors=part_cosegment_descriptors,
     export=export_parts, describe=describe_parts, min_images=2,
-    api_names=("part_cosegmentation", "recluster_parts", "part_view", "part_display"), knobs=PART_KNOBS))
+    api_names=("part_cosegmentation", "recluster_parts", "part_view", "part_display"),
+    knobs=(*PART_KNOBS, *VOTE_KNOBS, BALANCED_PARTS)))
 
 
 # -- correspondences ------------------------------------------------------------------------------

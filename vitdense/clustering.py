@@ -233,3 +233,20 @@ def relabel_by_size(labels: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     perm = np.empty(k, dtype=np.int64)
     perm[order] = np.arange(k)
     return perm
+
+
+def sample_rows_balanced(blocks: list[torch.Tensor], interval: int) -> torch.Tensor:
+    """As many rows from every non-empty ``T_i x D`` block: ``m = ceil(sum_i ceil(T_i / interval) / n)``
+    evenly spaced rows each (repeated when a block has fewer), concatenated (n * m x D).
+
+    Gives every image the same weight in k-means whatever its object's size on the grid: a whole
+    animal small in the frame counts as much as a close-up of its head.
+    """
+    if int(interval) < 1:
+        raise ParameterError(f"sample_interval={interval!r} is out of range: expected an integer >= 1")
+    blocks = [b for b in blocks if b.shape[0] > 0]
+    if not blocks:
+        raise ParameterError("no rows to sample: every block is empty")
+    m = max(1, -(-sum(-(-b.shape[0] // int(interval)) for b in blocks) // len(blocks)))
+    picks = [b[torch.linspace(0, b.shape[0] - 1, m, device=b.device).round().long()] for b in blocks]
+    return torch.cat(picks, dim=0)

@@ -27,11 +27,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .clustering import l2_normalize
+from .defaults import task_defaults
 from .descriptors import FACETS, check_descriptor_set
 from .errors import ParameterError, check_bool, check_range
 from .foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
                          foreground_clusters, saliency_maps, votes_needed)
 from .images import ImageLike, as_image_list, load_image
+from .voting import THRESH_MODES, VOTE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .descriptors import Geometry, ImageDescriptors
@@ -80,6 +82,7 @@ class CosegResult:
     centroids: np.ndarray
     reason: str | None = None
     params: dict = field(default_factory=dict)
+    fallback: np.ndarray | None = None  # N bool: the image's mask came from the per-image fallback
 
     @property
     def num_images(self) -> int:
@@ -170,6 +173,21 @@ def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, 
         raise ParameterError(f"max_clusters={max_clusters!r} is out of range: expected an integer >= 1")
 
 
+def resolve_knobs(task: str, model: str | None, **given) -> dict:
+    """``given`` knobs with every None replaced by the task's default for ``model`` (same order)."""
+    table = task_defaults(task, model)
+    return {k: (table[k] if v is None and k in table else v) for k, v in given.items()}
+
+
+def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> None:
+    """Raise :class:`ParameterError` for an unknown vote mode (see :mod:`vitdense.voting`)."""
+    if thresh_mode not in THRESH_MODES:
+        raise ParameterError(f"thresh_mode={thresh_mode!r} is unknown: expected one of {', '.join(THRESH_MODES)}")
+    if vote_mode not in VOTE_MODES:
+        raise ParameterError(f"vote_mode={vote_mode!r} is unknown: expected one of {', '.join(VOTE_MODES)}")
+    check_bool("fallback", fallback)
+
+
 def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -> tuple[np.ndarray, np.ndarray]:
     """Inlier flags (N bool) and cosine similarities (N) of each CLS descriptor to the mean CLS."""
     if any(d.cls is None for d in descs):
@@ -184,18 +202,28 @@ def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -
 # ---------------------------------------------------------------------------------------------
 def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                           saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
-                          images: Sequence[ImageLike] | None = None, *, elbow: float = 0.975,
-                          thresh: float = 0.065, votes_percentage: float = 75, sample_interval: int = 100,
-                          remove_outliers: bool = False, outliers_thresh: float = 0.7, refine: bool = True,
-                          max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
+                          images: Sequence[ImageLike] | None = None, *, elbow: float | None = None,
+                          thresh: float | None = None, votes_percentage: float | None = None,
+                          sample_interval: int | None = None, remove_outliers: bool = False,
+                          outliers_thresh: float = 0.7, refine: bool | None = None, thresh_mode: str | None = None,
+                          vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
+                          n_init: int = 10, max_iter: int = 300, seed: int = 0,
                           extra_params: dict | None = None) -> CosegResult:
     """Co-segment a set from already-extracted descriptors (no network pass).
 
     descs: one :class:`ImageDescriptors` per image (T_i x D, same D). saliency: per image an h x w map
     in [0, 1] (any grid size: resized to the descriptor grid with nearest neighbour); None uses
     ``descs[i].saliency``. images: the original images (needed when ``refine``; used for GrabCut).
-    ``remove_outliers`` needs ``descs[i].cls``. See :class:`CosegResult`.
+    ``remove_outliers`` needs ``descs[i].cls``. ``None`` knobs take the value of
+    :func:`vitdense.defaults.task_defaults` for the descriptors' model; ``thresh_mode``, ``vote_mode``
+    and ``fallback`` are the robust votes of :mod:`vitdense.voting`. See :class:`CosegResult`.
     """
+    _model = descs[0].params.get("model") if len(descs) else None
+    elbow, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, fallback = resolve_knobs(
+        "cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+        sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
+        fallback=fallback).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     check_descriptor_set(descs)
     if refine and images is None:
@@ -211,7 +239,7 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         inliers, sims = np.ones(n, bool), None
     params = dict(elbow=elbow, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
                   remove_outliers=remove_outliers, outliers_thresh=outliers_thresh, refine=refine,
-                  max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
+                  thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
                   descriptors=dict(descs[0].params), **(extra_params or {}))
     idx = np.flatnonzero(inliers)
     empty_grid = [np.zeros(d.grid, bool) for d in descs]
@@ -225,7 +253,8 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     normed = [l2_normalize(descs[i].descs.detach()) for i in idx]
     st = foreground_clusters(normed, [sal[i] for i in idx], len(idx), elbow=elbow, thresh=thresh,
                              votes_percentage=votes_percentage, sample_interval=sample_interval,
-                             max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed)
+                             max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
+                             thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
     return assemble_result(descs, sal, idx, st, inliers, sims, images if refine else None, params)
 
 
@@ -237,9 +266,11 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
     labels = [np.full(d.grid, -1, np.int64) for d in descs]
     for j, i in enumerate(idx):
         labels[i] = st.labels[j].reshape(descs[i].grid)
-    grid_masks = [np.isin(lab, st.salient) & (lab >= 0) for lab in labels]
+    grid_masks = [np.zeros(d.grid, bool) for d in descs]
+    for j, i in enumerate(idx):
+        grid_masks[i] = st.fg_cells[j].reshape(descs[i].grid)
     reason = None
-    if st.salient.size == 0:
+    if not any(g.any() for g in grid_masks):
         reason = (f"no cluster is salient in enough images: the best has {int(st.votes.max())} of the "
                   f"{st.votes_needed} votes needed; lower thresh={params.get('thresh')} or "
                   f"votes_percentage={params.get('votes_percentage')}")
@@ -259,31 +290,50 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
         refined.append(ok)
     return CosegResult(masks, grid_masks, labels, sal, geoms, refined, st.elbow.k, st.salient, st.votes,
                        st.votes_needed, inliers, sims, list(st.elbow.objectives),
-                       st.elbow.centroids.detach().cpu().numpy(), reason=reason, params=params)
+                       st.elbow.centroids.detach().cpu().numpy(), reason=reason, params=params,
+                       fallback=_per_image(st.fallback, idx, len(descs)))
+
+
+def _per_image(flags: np.ndarray | None, idx: np.ndarray, n: int) -> np.ndarray | None:
+    if flags is None:
+        return None
+    out = np.zeros(n, bool)
+    out[idx[: len(flags)]] = flags
+    return out
 
 
 
 
-def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: float = 0.975,
-              load_size: int | None = 224, layer: int = 11, facet: str | None = None, bin: bool = False,
-              thresh: float = 0.065, stride: int | None = None, votes_percentage: float = 75,
-              sample_interval: int = 100, remove_outliers: bool = False, outliers_thresh: float = 0.7,
-              outliers_facet: str | None = None, low_res_saliency_maps: bool = False, refine: bool = True,
-              max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
-              batch_size: int = 8) -> CosegResult:
+def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: float | None = None,
+              load_size: int | None = 224, layer: int | Sequence[int] | None = None, facet: str | None = None,
+              bin: bool | None = None, thresh: float | None = None, stride: int | None = None,
+              votes_percentage: float | None = None, sample_interval: int | None = None,
+              remove_outliers: bool = False, outliers_thresh: float = 0.7, outliers_facet: str | None = None,
+              low_res_saliency_maps: bool = False, refine: bool | None = None, thresh_mode: str | None = None,
+              vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
+              n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> CosegResult:
     """Co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
-    Defaults are the official code's (``stride=None`` is the model's default stride) except
-    ``low_res_saliency_maps=False``: the official low-resolution pass only saved GPU memory, here the
-    full-resolution saliency comes free with the descriptor pass, and on the bundled DINOv2 ViT-S/14
-    the low-resolution maps (an 8 x 8 grid at 112 px) cut the mean Jaccard of a 10-image test set
-    from 0.82 to 0.70.
+    ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("cosegmentation") for the extractor's
+    model: the official code's for DINO v1, the values measured on real sets of different instances,
+    scales and poses for DINOv2 (README); ``stride=None`` is the model's default stride, and a facet
+    the table leaves None the model's default facet. ``low_res_saliency_maps`` defaults to False:
+    the official low-resolution pass only saved GPU memory, here the full-resolution saliency comes
+    free with the descriptor pass, and on the bundled DINOv2 ViT-S/14 the low-resolution maps (an
+    8 x 8 grid at 112 px) cut the mean Jaccard of a 10-image test set from 0.82 to 0.70.
+    ``thresh_mode`` / ``vote_mode`` / ``fallback``: the robust votes of :mod:`vitdense.voting`.
 
     ``outliers_facet``: None compares the CLS descriptors of the descriptor pass (official); a facet
     name takes them from an extra pass of that facet at the last layer instead (on the bundled model
     the key CLS of every image is ~0.99 similar to the mean, while "token" separates outliers).
     Returns a :class:`CosegResult` with masks at each original image's resolution.
     """
+    elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, \
+        fallback = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet,
+                                 bin=bin, thresh=thresh, votes_percentage=votes_percentage,
+                                 sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode,
+                                 vote_mode=vote_mode, fallback=fallback).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     for name, value in (("bin", bin), ("remove_outliers", remove_outliers),
                         ("low_res_saliency_maps", low_res_saliency_maps), ("refine", refine)):
@@ -302,7 +352,8 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
         descs = [dataclasses.replace(d, cls=c.cls) for d, c in zip(descs, cls_descs)]
     return cosegment_descriptors(descs, sal, pils, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
                                  sample_interval=sample_interval, remove_outliers=remove_outliers,
-                                 outliers_thresh=outliers_thresh, refine=refine, max_clusters=max_clusters,
+                                 outliers_thresh=outliers_thresh, refine=refine, thresh_mode=thresh_mode,
+                                 vote_mode=vote_mode, fallback=fallback, max_clusters=max_clusters,
                                  n_init=n_init, max_iter=max_iter, seed=seed,
                                  extra_params=dict(low_res_saliency_maps=low_res_saliency_maps,
                                                    outliers_facet=outliers_facet))

@@ -19,9 +19,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "correspondences": dict(layer=9, facet=None, stride=None, load_size=224, bin=None,
                             num_pairs=10, thresh=0.05, refine=True),
     "cosegmentation": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
-                           elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100),
+                           elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100,
+                           refine=True, thresh_mode="absolute", vote_mode="all", fallback=False),
     "parts": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
-                  elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4),
+                  elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4,
+                  crf=True, thresh_mode="absolute", vote_mode="all", fallback=False, balanced_parts=False),
     "similarity": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "pca": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
@@ -35,6 +37,11 @@ FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # 0.661 @0.1), left/right eye or ear swaps 3 vs 7 of 32. Binning stays off: it won on
     # unmirrored pairs but halved PCK on mirrored ones (0.201 vs 0.385).
     ("correspondences", "dinov2"): dict(layer=7),
+    # co-segmentation / parts on DINOv2: bench/bench_coseg_sets.py on the real sets of
+    # bench/data/coseg_sets (README "Co-segmentation and parts on real sets"); DINO v1 keeps the paper's
+    # values (not measurable here)
+    ("cosegmentation", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
+    ("parts", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
 }
 
 
@@ -52,3 +59,11 @@ def task_defaults(task: str, model_name: str | None = None) -> dict[str, Any]:
     if task not in TASK_DEFAULTS:
         raise KeyError(f"unknown task {task!r}: expected one of {', '.join(TASK_DEFAULTS)}")
     return {**TASK_DEFAULTS[task], **FAMILY_DEFAULTS.get((task, model_family(model_name)), {})}
+
+
+def describe_default(task: str, knob: str) -> str:
+    """The default of ``knob`` as help text: the paper's value and each family's override,
+    e.g. ``"11 (dinov2: 9)"``."""
+    base = TASK_DEFAULTS[task].get(knob)
+    over = [f"{fam}: {vals[knob]}" for (t, fam), vals in FAMILY_DEFAULTS.items() if t == task and knob in vals]
+    return f"{base}" + (f" ({', '.join(over)})" if over else "")

@@ -9,7 +9,7 @@ build on one implementation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -19,6 +19,7 @@ from PIL import Image
 
 from .clustering import ElbowResult, elbow_kmeans, sample_rows, small_work_threads, squared_distances
 from .errors import ParameterError
+from .voting import count_votes, fallback_cells
 
 if TYPE_CHECKING:  # pragma: no cover
     from .descriptors import ImageDescriptors
@@ -79,14 +80,19 @@ class ForegroundClusters:
     votes: np.ndarray
     votes_needed: int
     salient: np.ndarray
+    fg_cells: list[np.ndarray] = field(default_factory=list)  # per clustered image, T bool foreground cells
+    fallback: np.ndarray | None = None                          # per voter: the per-image fallback applied
 
 
 def foreground_clusters(normed: Sequence[torch.Tensor], saliency: Sequence[np.ndarray], num_voters: int, *,
                         elbow: float, thresh: float, votes_percentage: float, sample_interval: int,
-                        max_clusters: int, n_init: int, max_iter: int, seed: int) -> ForegroundClusters:
+                        max_clusters: int, n_init: int, max_iter: int, seed: int, thresh_mode: str = "absolute",
+                        vote_mode: str = "all", fallback: bool = False) -> ForegroundClusters:
     """Elbow k-means of all images' L2-normalised descriptors (``T_i x D`` each) and saliency votes.
 
     Only the first ``num_voters`` images vote (the rest, e.g. crop augmentations, are clustered only).
+    ``thresh_mode`` / ``vote_mode`` / ``fallback``: see :mod:`vitdense.voting` (the defaults are the
+    paper's rule).
     """
     full = torch.cat(list(normed), dim=0)
     train = sample_rows(list(normed), sample_interval)
@@ -94,14 +100,20 @@ def foreground_clusters(normed: Sequence[torch.Tensor], saliency: Sequence[np.nd
                       seed=seed)
     sizes = [int(t.shape[0]) for t in normed]
     labels = [x.cpu().numpy() for x in torch.split(el.labels, sizes)]
-    votes = cluster_votes(labels[:num_voters], [s.ravel() for s in saliency[:num_voters]], el.k, thresh)
-    need = votes_needed(num_voters, votes_percentage)
-    salient = np.flatnonzero(votes >= need).astype(np.int64)
-    return ForegroundClusters(el, labels, votes, need, salient)
+    voters = [s.ravel() for s in saliency[:num_voters]]
+    v = count_votes(labels[:num_voters], voters, el.k, thresh=thresh, votes_percentage=votes_percentage,
+                    thresh_mode=thresh_mode, vote_mode=vote_mode)
+    fg = [np.isin(lab, v.salient) for lab in labels]
+    applied = None
+    if fallback:
+        fg[:num_voters], applied, _ = fallback_cells(normed[:num_voters], labels[:num_voters], voters,
+                                                     fg[:num_voters], el.k, thresh=thresh)
+    need = int(v.needed.min()) if v.needed.size else votes_needed(num_voters, votes_percentage)
+    return ForegroundClusters(el, labels, v.votes, need, v.salient, fg, applied)
 
 
 def extract_with_saliency(extractor: "Extractor", images: Sequence[Image.Image], *, load_size: int | None,
-                          layer: int, facet: str, bin: bool, stride: int | None, include_cls: bool,
+                          layer: int | Sequence[int], facet: str, bin: bool, stride: int | None, include_cls: bool,
                           low_res_saliency_maps: bool, batch_size: int = 8
                           ) -> tuple[list["ImageDescriptors"], list[np.ndarray]]:
     """Descriptors plus the saliency maps that vote, as the official code computes them.

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows
-from .cosegmentation import CosegResult, assemble_result, grid_to_size, resized_rgb, validate_coseg_params
+from .clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, sample_rows_balanced
+from .cosegmentation import (CosegResult, assemble_result, grid_to_size, resized_rgb, resolve_knobs,
+                             validate_coseg_params, validate_vote_modes)
 from .descriptors import check_descriptor_set
 from .foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
 from .crf import CRF_DEFAULTS, dense_crf
@@ -115,13 +116,14 @@ def _check_crf_params(crf_params: dict | None) -> dict:
 
 def _cluster_parts(blocks: list[torch.Tensor], k: int | None, elbow: float, sample_interval: int,
                    max_clusters: int, n_init: int, max_iter: int, seed: int,
-                   notes: list[str]) -> torch.Tensor:
+                   notes: list[str], balanced: bool = False) -> torch.Tensor:
     """k-means (fixed ``k``, or elbow when ``k`` is None) of the rows of ``blocks`` -> centroids K x D.
 
-    Trained on every ``sample_interval``-th row of each block (all rows when that is fewer than k).
+    Trained on every ``sample_interval``-th row of each block (all rows when that is fewer than k), or
+    with ``balanced`` on the same number of rows from every block (:func:`sample_rows_balanced`).
     """
     full = torch.cat(blocks, dim=0)
-    train = sample_rows(blocks, sample_interval)
+    train = sample_rows_balanced(blocks, sample_interval) if balanced else sample_rows(blocks, sample_interval)
     if k is None:
         return elbow_kmeans(train, full, elbow=elbow, max_clusters=max_clusters, n_init=n_init,
                             max_iter=max_iter, seed=seed).centroids
@@ -164,10 +166,13 @@ def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
 
 def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                                saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
-                               images: Sequence[ImageLike] | None = None, *, num_parts: int = 4,
-                               elbow: float = 0.975, thresh: float = 0.065, votes_percentage: float = 75,
-                               sample_interval: int = 100, three_stages: bool = False,
-                               elbow_second_stage: float = 0.94, crf: bool = True, crf_params: dict | None = None,
+                               images: Sequence[ImageLike] | None = None, *, num_parts: int | None = None,
+                               elbow: float | None = None, thresh: float | None = None,
+                               votes_percentage: float | None = None, sample_interval: int | None = None,
+                               three_stages: bool = False, elbow_second_stage: float = 0.94, crf: bool | None = None,
+                               crf_params: dict | None = None, thresh_mode: str | None = None,
+                               vote_mode: str | None = None, fallback: bool | None = None,
+                               balanced_parts: bool | None = None,
                                extra_descs: Sequence["ImageDescriptors"] | None = None,
                                extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
                                n_init: int = 10, max_iter: int = 300, seed: int = 0,
@@ -179,8 +184,18 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     descriptors that join every clustering but do not vote and are not returned (crop
     augmentations); extra_images: their pixels (optional; only the three-stage CRF uses them, without
     them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
-    :data:`vitdense.crf.CRF_DEFAULTS`. See :class:`PartsResult`.
+    :data:`vitdense.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
+    ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.voting`;
+    ``balanced_parts``: every image gives the part k-means as many rows. See :class:`PartsResult`.
     """
+    _model = descs[0].params.get("model") if len(descs) else None
+    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
+        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                                       balanced_parts=balanced_parts).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
+    check_bool("balanced_parts", balanced_parts)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, 0)
     check_bool("three_stages", three_stages)
@@ -200,7 +215,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     sal = saliency_maps(descs, saliency)
     params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
                   sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-                  crf=crf, crf_params=cparams, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
+                  crf=crf, crf_params=cparams, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                  balanced_parts=balanced_parts, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
                   max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
     geoms = [d.geometry for d in all_descs]
     normed = [l2_normalize(d.descs.detach()) for d in all_descs]
@@ -208,14 +224,17 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # stage 1: foreground clusters (augmentations are clustered but do not vote)
     st = foreground_clusters(normed, sal, n, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                             sample_interval=sample_interval, max_clusters=max_clusters, **kw)
+                             sample_interval=sample_interval, max_clusters=max_clusters, thresh_mode=thresh_mode,
+                             vote_mode=vote_mode, fallback=fallback, **kw)
     stage1 = assemble_result(descs, sal, np.arange(n), st, np.ones(n, bool), None, None,
                              {k: v for k, v in params.items() if k not in ("num_parts", "three_stages",
                                                                           "elbow_second_stage", "crf",
-                                                                          "crf_params")})
+                                                                          "crf_params", "balanced_parts")})
     centroids1 = st.elbow.centroids
-    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), st.salient)]
-    fg_cells = [np.isin(lab, st.salient) for lab in st.labels]
+    fg_cells = st.fg_cells
+    # background = the clusters no image took as foreground (a fallback image's own clusters are not)
+    fg_ids = np.unique(np.concatenate([lab[f] for lab, f in zip(st.labels, fg_cells)] + [st.salient]))
+    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), fg_ids)]
     notes: list[str] = []
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
@@ -226,7 +245,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                            [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
                            none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
 
-    if st.salient.size == 0:
+    if not any(f.any() for f in fg_cells[:n]):
         return empty(stage1.reason or "no foreground cluster")
     imgs = list(images) if (crf and images is not None) else None
     aug_imgs = list(extra_images) if (crf and extra_images is not None) else None
@@ -243,7 +262,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     # stage 2: parts of the foreground descriptors
     fg_blocks = [x[torch.from_numpy(f).to(x.device)] for x, f in zip(normed, fg_cells)]
     parts2 = _cluster_parts(fg_blocks, None if three_stages else int(num_parts), elbow_second_stage,
-                            sample_interval, max_clusters, notes=notes, **kw)
+                            sample_interval, max_clusters, notes=notes, balanced=balanced_parts, **kw)
     k2 = int(parts2.shape[0])
     final_parts, final_bg = parts2, bg1
     common = None
@@ -262,7 +281,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         common_blocks = [x[torch.from_numpy(np.isin(lab.ravel(), common + 1)).to(x.device)]
                          for x, lab in zip(normed, smoothed)]
         final_parts = _cluster_parts(common_blocks, int(num_parts), elbow_second_stage, sample_interval,
-                                     max_clusters, notes=notes, **kw)
+                                     max_clusters, notes=notes, balanced=balanced_parts, **kw)
         final_bg = torch.cat([bg1, parts2[np.setdiff1d(np.arange(k2), common)]], dim=0)
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
@@ -312,23 +331,34 @@ def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int |
     return out
 
 
-def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int = 4,
-                   elbow: float = 0.975, load_size: int | None = 224, layer: int = 11, facet: str | None = None,
-                   bin: bool = False, thresh: float = 0.065, stride: int | None = None,
-                   votes_percentage: float = 75, sample_interval: int = 100, low_res_saliency_maps: bool = False,
+def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int | None = None,
+                   elbow: float | None = None, load_size: int | None = 224, layer: int | Sequence[int] | None = None,
+                   facet: str | None = None, bin: bool | None = None, thresh: float | None = None,
+                   stride: int | None = None, votes_percentage: float | None = None,
+                   sample_interval: int | None = None, low_res_saliency_maps: bool = False,
                    num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,
-                   crf: bool = True, crf_params: dict | None = None, max_clusters: int = 14, n_init: int = 10,
-                   max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> PartsResult:
+                   crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
+                   vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
+                   max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
+                   batch_size: int = 8) -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
-    Defaults are the official code's (``stride=None``: the model's default stride), except
-    ``low_res_saliency_maps`` (see :func:`vitdense.cosegmentation.cosegment`). Returns a
-    :class:`PartsResult` with part maps at each original image's resolution.
+    ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
+    official code's for DINO v1, the values measured on real sets for DINOv2 (README); a facet the
+    table leaves None is the model's default facet. ``low_res_saliency_maps`` defaults to False (see
+    :func:`vitdense.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
+    original image's resolution.
     """
+    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
+        fallback, balanced_parts = resolve_knobs(
+            "parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet, bin=bin,
+            thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+            thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
     for name, value in (("bin", bin), ("low_res_saliency_maps", low_res_saliency_maps),
-                        ("three_stages", three_stages), ("crf", crf)):
+                        ("three_stages", three_stages), ("crf", crf), ("balanced_parts", balanced_parts)):
         check_bool(name, value)
     _check_crf_params(crf_params)
     images = as_image_list(images)
@@ -343,6 +373,7 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     return part_cosegment_descriptors(
         descs, sal, pils, num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
         sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-        crf=crf, crf_params=crf_params, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
+        crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+        balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
         n_init=n_init, max_iter=max_iter, seed=seed,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))
