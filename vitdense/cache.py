@@ -115,6 +115,18 @@ class DescriptorCache:
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux); 0o022 when it cannot be read."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
     readers and concurrent writers (threads or processes) never see a partial file."""
@@ -125,6 +137,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would stay on the result
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import VitdenseError
+from .version import __version__
 from .extractor import FACETS
 
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitdense", description="Dense descriptors from self-supervised ViTs and zero-shot "
         "applications (co-segmentation, parts, correspondences, PCA, similarity, video).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("extract", help="extract descriptors of images into a safetensors file")
