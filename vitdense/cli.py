@@ -62,7 +62,9 @@ def make_extractor(args: argparse.Namespace):
 
 # -- vitdense extract -------------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .cache import write_atomic
     ex = make_extractor(args)
     results = ex.extract(args.images, layer=args.layer, facet=args.facet, stride=args.stride,
                          load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy,
@@ -79,7 +81,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         meta[f"geometry_{i}"] = json.dumps(r.geometry.__dict__)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata=meta)
+    write_atomic(out, save(tensors, metadata=meta))  # safetensors' save_file leaves mode 0600
     for path, r in zip(args.images, results):
         print(f"{path}: grid {r.grid[0]} x {r.grid[1]}, descriptors {tuple(r.descs.shape)}")
     print(f"wrote {out}")

@@ -99,7 +99,8 @@ def estimate(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, patch: 
     return Work(tokens, int(blocks), float(sum(t * t for t in tokens)) * int(blocks))
 
 
-def check(work: Work, limit: float, stride: int, load_size: int | None) -> None:
+def check(work: Work, limit: float, stride: int, load_size: int | None,
+          patch: int | None = None) -> None:
     """Raise :class:`WorkRefused` when ``work`` is above ``limit``, naming the knob to lower."""
     if work.units <= limit:
         return
@@ -108,7 +109,7 @@ def check(work: Work, limit: float, stride: int, load_size: int | None) -> None:
     ratio = work.units / limit
     # the knob with the biggest effect first: stride (square), then load size (fourth power),
     # then the number of images (linear)
-    if stride > 1 and ratio <= (2 ** 4) * 4:
+    if (patch is None or stride < patch) and ratio <= 64:   # one stride step is ~16x less
         knob = f"use a larger stride than {stride}"
     elif load_size:
         knob = (f"use a smaller load size than {load_size} (work grows with its fourth power) "
