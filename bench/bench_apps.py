@@ -63,7 +63,7 @@ STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
                                       ("vitdense.part_cosegmentation", "elbow_kmeans"),
                                       ("vitdense.part_cosegmentation", "kmeans")],
         "selection": [("vitdense.cosegmentation", "cluster_votes"),
-                      ("vitdense.part_cosegmentation", "_unaries")],
+                      ("vitdense.foreground", "part_unaries")],
         "refinement": [("vitdense.part_cosegmentation", "dense_crf")],
     },
 }

@@ -40,7 +40,7 @@ def test_extract_writes_descriptors(cat_jpg, tmp_path, capsys):
 
 
 def _umask() -> int:
-    from vitdense.cache import current_umask
+    from vitdense.export import current_umask
     return current_umask()
 
 

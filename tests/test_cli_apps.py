@@ -176,7 +176,7 @@ def test_video_command(roots, tmp_path, capsys):
     assert res["num_frames"] == 8 and res["sampled_indices"] == [0, 4, 7] and res["fps"] == pytest.approx(8.0)
     assert res["params"]["temporal_smoothing"] == 0.5 and res["params"]["parts"]["num_parts"] == 2
     assert len(res["labels"]) == 8
-    lab = np.asarray(Image.open(out / "clip" / "labels" / res["labels"][3]))
+    lab = np.asarray(Image.open(out / "clip" / res["labels"][3]))
     assert lab.shape == (106, 160) and lab.max() <= res["num_parts"]
     from vitdense.video import read_video
     frames, fps = read_video(out / "clip" / res["video"])

@@ -17,7 +17,7 @@ from skimage import data
 from vitdense.clustering import l2_normalize
 from vitdense.cosegmentation import extract_with_saliency
 from vitdense.errors import ParameterError
-from vitdense.part_cosegmentation import (PartsResult, _unaries, crop_augmentations, part_cosegment,
+from vitdense.part_cosegmentation import (PartsResult, part_unaries, crop_augmentations, part_cosegment,
                                           part_cosegment_descriptors)
 from vitdense.metrics import jaccard
 
@@ -175,7 +175,7 @@ def test_three_stages_drop_the_cup(part_descs, part_set, parts_by_seed):
         assert res.bg_centroids.shape == (n_bg1 + res.num_stage2_clusters - res.common_parts.size,
                                           res.part_centroids.shape[1])
         for d, grid_map in zip(descs, res.grid_part_maps):
-            u = _unaries(l2_normalize(d.descs.detach().float().cpu()), torch.from_numpy(res.part_centroids),
+            u = part_unaries(l2_normalize(d.descs.detach().float().cpu()), torch.from_numpy(res.part_centroids),
                          torch.from_numpy(res.bg_centroids))
             assert np.array_equal(u.argmin(dim=1).numpy().reshape(d.grid), grid_map)
         three.append(jaccard(res.fg_masks[3], truth))

@@ -3,6 +3,7 @@
 Implements "Deep ViT Features as Dense Visual Descriptors" (Amir, Gandelsman, Bagon, Dekel, 2021).
 """
 from .cache import DescriptorCache
+from .descriptors import DescriptorSettings
 from .errors import (ImageError, OutOfMemoryError, ParameterError, UnknownModelError,
                      VitdenseError, WeightsUnavailableError)
 from .extractor import FACETS, Extractor, Geometry, ImageDescriptors, log_bin
@@ -12,7 +13,7 @@ from .models import BUNDLED_MODEL, MODELS, ModelSpec, get_spec, load_model, weig
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    "BUNDLED_MODEL", "DescriptorCache", "Extractor", "FACETS", "Geometry", "ImageDescriptors",
+    "BUNDLED_MODEL", "DescriptorCache", "DescriptorSettings", "Extractor", "FACETS", "Geometry", "ImageDescriptors",
     "ImageError", "MODELS", "ModelSpec", "OutOfMemoryError", "ParameterError", "UnknownModelError",
     "VitdenseError", "WeightsUnavailableError", "get_spec", "load_image", "load_model", "log_bin",
     "weights_status", "__version__",

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from vitdense.cache import write_atomic
 from vitdense.errors import VitdenseError, WeightsUnavailableError
+from vitdense.export import write_atomic
 
 __all__ = [
     "BUNDLED_MODEL_NAME",

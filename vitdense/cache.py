@@ -10,16 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import ImageDescriptors
+from .descriptors import Geometry, ImageDescriptors
+from .export import write_atomic  # noqa: F401 (re-exported: its old home)
 
 
 class DescriptorCache:
@@ -101,7 +98,6 @@ class DescriptorCache:
 
     def _read(self, key: str) -> ImageDescriptors | None:
         from safetensors.torch import load_file
-        from .extractor import Geometry, ImageDescriptors
         tensors_path, meta_path = self._paths(key)
         if not (tensors_path.is_file() and meta_path.is_file()):
             return None
@@ -114,34 +110,3 @@ class DescriptorCache:
         return ImageDescriptors(tensors["descs"], Geometry(**geo),
                                 tensors.get("saliency"), tensors.get("cls"), meta["params"])
 
-
-def current_umask() -> int:
-    """The process umask, read without changing it (Linux); 0o022 when it cannot be read."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
-    readers and concurrent writers (threads or processes) never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would stay on the result
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

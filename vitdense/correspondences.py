@@ -34,10 +34,12 @@ import numpy as np
 import torch
 
 from .clustering import l2_normalize
+from .descriptors import check_descriptor_set
 from .errors import ParameterError, check_int, check_range
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
 __all__ = [
     "Correspondences", "PointMatch", "PointMatcher", "best_buddies", "extract_pair",
@@ -133,17 +135,6 @@ class PointMatch:
 
 
 # --------------------------------------------------------------------------- validation helpers
-
-def _check_descriptors(name: str, d: Any) -> torch.Tensor:
-    """The ``T x D`` descriptor tensor of an ImageDescriptors, validated."""
-    descs = getattr(d, "descs", None)
-    if not isinstance(descs, torch.Tensor) or descs.ndim != 2:
-        raise ParameterError(f"{name} must be ImageDescriptors with a T x D descs tensor")
-    h, w = d.grid
-    if descs.shape[0] != h * w:
-        raise ParameterError(f"{name}: descs has {descs.shape[0]} rows but grid {h}x{w} needs {h * w}")
-    return descs
-
 
 def _resolve_chunk(chunk: int | None, t2: int) -> int:
     if chunk is None:
@@ -363,8 +354,8 @@ class PointMatcher:
     """
 
     def __init__(self, d1: "ImageDescriptors", d2: "ImageDescriptors", chunk: int | None = None):
-        desc1 = _check_descriptors("d1", d1)
-        desc2 = _check_descriptors("d2", d2)
+        desc1 = check_descriptor_set(d1, "d1", same_dim=False)[0]
+        desc2 = check_descriptor_set(d2, "d2", same_dim=False)[0]
         if desc1.shape[1] != desc2.shape[1]:
             raise ParameterError(f"d1 and d2 differ in descriptor dimension: {desc1.shape[1]} vs "
                                  f"{desc2.shape[1]} (extract both with the same layer/facet/bin)")

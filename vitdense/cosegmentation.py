@@ -17,7 +17,6 @@ descriptors (e.g. from a cache) without it.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -27,13 +26,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .clustering import ElbowResult, elbow_kmeans, l2_normalize, sample_rows
+from .clustering import l2_normalize
+from .descriptors import FACETS, check_descriptor_set
 from .errors import ParameterError, check_bool, check_range
-from .extractor import FACETS
+from .foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
+                         foreground_clusters, saliency_maps, votes_needed)
 from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
 
 @dataclass
@@ -155,40 +157,6 @@ def grabcut_refine(image: np.ndarray, mask: np.ndarray, *, iterations: int = 5,
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), True
 
 
-def _check_descs(descs: Sequence["ImageDescriptors"]) -> None:
-    if len(descs) == 0:
-        raise ParameterError("descs is empty: give the descriptors of at least one image")
-    dims = {int(d.descs.shape[1]) for d in descs}
-    if len(dims) != 1:
-        raise ParameterError(f"descriptors have different dimensions {sorted(dims)}: extract all images "
-                             "with the same layer/facet/bin settings")
-    for i, d in enumerate(descs):
-        h, w = d.grid
-        if d.descs.shape[0] != h * w:
-            raise ParameterError(f"descs[{i}] has {d.descs.shape[0]} rows but its grid is {h} x {w}")
-
-
-def _saliency_maps(descs: Sequence["ImageDescriptors"],
-                   saliency: Sequence[np.ndarray | torch.Tensor] | None) -> list[np.ndarray]:
-    """Per image h x w float32 saliency (given, or ``descs[i].saliency``), resized to the grid."""
-    if saliency is not None and len(saliency) != len(descs):
-        raise ParameterError(f"saliency has {len(saliency)} maps for {len(descs)} images: give one per image")
-    out = []
-    for i, d in enumerate(descs):
-        s = d.saliency if saliency is None else saliency[i]
-        if s is None:
-            raise ParameterError(f"image {i} has no saliency map: extract with saliency=True or pass saliency=")
-        t = torch.as_tensor(s).detach().float().cpu()
-        if t.ndim == 1 and t.numel() == d.grid[0] * d.grid[1]:
-            t = t.reshape(d.grid)
-        if t.ndim != 2:
-            raise ParameterError(f"saliency[{i}] has shape {tuple(t.shape)}: expected an h x w map")
-        if tuple(t.shape) != tuple(d.grid):
-            t = F.interpolate(t[None, None], size=tuple(d.grid), mode="nearest-exact")[0, 0]
-        out.append(t.numpy().astype(np.float32))
-    return out
-
-
 def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, sample_interval: int,
                           outliers_thresh: float, max_clusters: int) -> None:
     """Raise :class:`ParameterError` for any co-segmentation knob out of range."""
@@ -200,54 +168,6 @@ def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, 
     check_range("outliers_thresh", outliers_thresh, -1.0, 1.0)
     if not isinstance(max_clusters, (int, np.integer)) or max_clusters < 1:
         raise ParameterError(f"max_clusters={max_clusters!r} is out of range: expected an integer >= 1")
-
-
-def votes_needed(num_voters: int, votes_percentage: float) -> int:
-    """``ceil(num_voters * votes_percentage / 100)`` (robust to float round-off)."""
-    return int(math.ceil(num_voters * float(votes_percentage) / 100.0 - 1e-9))
-
-
-def cluster_votes(labels: Sequence[np.ndarray], saliency: Sequence[np.ndarray], k: int,
-                  thresh: float) -> np.ndarray:
-    """Votes per cluster: image i votes for cluster c when the mean saliency of its cells labelled c
-    exceeds ``thresh`` (clusters absent from the image get no vote). Returns k ints."""
-    votes = np.zeros(k, np.int64)
-    for lab, sal in zip(labels, saliency):  # one bincount per image, vectorised over cells
-        lab = np.asarray(lab).ravel()
-        counts = np.bincount(lab, minlength=k)
-        sums = np.bincount(lab, weights=np.asarray(sal, np.float64).ravel(), minlength=k)
-        mean = np.divide(sums, counts, out=np.zeros(k), where=counts > 0)
-        votes += (counts > 0) & (mean > thresh)
-    return votes
-
-
-@dataclass
-class _Stage1:
-    """Foreground clustering of a set (internal; shared with part co-segmentation)."""
-    elbow: ElbowResult
-    labels: list[np.ndarray]      # per clustered image, T int64
-    votes: np.ndarray
-    votes_needed: int
-    salient: np.ndarray
-
-
-def foreground_clusters(normed: Sequence[torch.Tensor], saliency: Sequence[np.ndarray], num_voters: int, *,
-                        elbow: float, thresh: float, votes_percentage: float, sample_interval: int,
-                        max_clusters: int, n_init: int, max_iter: int, seed: int) -> _Stage1:
-    """Elbow k-means of all images' L2-normalised descriptors (``T_i x D`` each) and saliency votes.
-
-    Only the first ``num_voters`` images vote (the rest, e.g. crop augmentations, are clustered only).
-    """
-    full = torch.cat(list(normed), dim=0)
-    train = sample_rows(list(normed), sample_interval)
-    el = elbow_kmeans(train, full, elbow=elbow, max_clusters=max_clusters, n_init=n_init, max_iter=max_iter,
-                      seed=seed)
-    sizes = [int(t.shape[0]) for t in normed]
-    labels = [x.cpu().numpy() for x in torch.split(el.labels, sizes)]
-    votes = cluster_votes(labels[:num_voters], [s.ravel() for s in saliency[:num_voters]], el.k, thresh)
-    need = votes_needed(num_voters, votes_percentage)
-    salient = np.flatnonzero(votes >= need).astype(np.int64)
-    return _Stage1(el, labels, votes, need, salient)
 
 
 def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -> tuple[np.ndarray, np.ndarray]:
@@ -277,12 +197,12 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     ``remove_outliers`` needs ``descs[i].cls``. See :class:`CosegResult`.
     """
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
-    _check_descs(descs)
+    check_descriptor_set(descs)
     if refine and images is None:
         raise ParameterError("refine=True needs the original images: pass images= or set refine=False")
     if images is not None and len(images) != len(descs):
         raise ParameterError(f"images has {len(images)} entries for {len(descs)} descriptor sets: give one per image")
-    sal = _saliency_maps(descs, saliency)
+    sal = saliency_maps(descs, saliency)
     n = len(descs)
     geoms = [d.geometry for d in descs]
     if remove_outliers:
@@ -309,7 +229,7 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     return assemble_result(descs, sal, idx, st, inliers, sims, images if refine else None, params)
 
 
-def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], idx: np.ndarray, st: _Stage1,
+def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], idx: np.ndarray, st: ForegroundClusters,
                     inliers: np.ndarray, sims: np.ndarray | None, images: Sequence[ImageLike] | None,
                     params: dict) -> CosegResult:
     """Stage-1 clustering of the images ``idx`` -> :class:`CosegResult` (GrabCut when ``images``)."""
@@ -341,31 +261,6 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
                        st.votes_needed, inliers, sims, list(st.elbow.objectives),
                        st.elbow.centroids.detach().cpu().numpy(), reason=reason, params=params)
 
-
-
-
-def extract_with_saliency(extractor: "Extractor", images: Sequence[Image.Image], *, load_size: int | None,
-                          layer: int, facet: str, bin: bool, stride: int | None, include_cls: bool,
-                          low_res_saliency_maps: bool, batch_size: int = 8
-                          ) -> tuple[list["ImageDescriptors"], list[np.ndarray]]:
-    """Descriptors plus the saliency maps that vote, as the official code computes them.
-
-    ``low_res_saliency_maps``: saliency from a second pass at stride = patch size and half the load
-    size (the official low-resolution maps), resized to the descriptor grid with nearest neighbour;
-    otherwise the saliency of the descriptor pass itself. Returns (descs, h x w saliency maps).
-    """
-    descs = extractor.extract(images, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
-                              include_cls=include_cls, saliency=not low_res_saliency_maps,
-                              batch_size=batch_size)
-    if low_res_saliency_maps:
-        low = None if load_size is None else max(extractor.spec.patch_size, int(load_size) // 2)
-        sal_descs = extractor.extract(images, layer=extractor.spec.depth - 1, facet="key",
-                                      stride=extractor.spec.patch_size, load_size=low, saliency=True,
-                                      batch_size=batch_size)
-        sal = [s.saliency for s in sal_descs]
-    else:
-        sal = [d.saliency for d in descs]
-    return descs, _saliency_maps(descs, sal)
 
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -19,122 +19,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .cache import DescriptorCache
+from .descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
 from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
 from .images import ImageLike, as_image_list, load_image
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
 
-FACETS = ("key", "query", "value", "token")
 MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
 MAX_LOAD_SIZE = 2048   # largest accepted ``load_size`` (smaller image side after resize, px)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How the patch grid of one image sits on the caller's original image.
-
-    Coordinates are continuous pixel positions ``(y, x)``: pixel ``k`` covers ``[k, k + 1)``.
-    The grid covers the top-left ``patch + (h - 1) * stride`` pixels of the resized image.
-    """
-
-    orig_size: tuple[int, int]      # (H0, W0) of the original image (EXIF applied)
-    resized_size: tuple[int, int]   # (H1, W1) after resizing to ``load_size``
-    grid: tuple[int, int]           # (h, w)
-    patch: int
-    stride: int
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """Original pixels per resized pixel, (y, x)."""
-        return (self.orig_size[0] / self.resized_size[0], self.orig_size[1] / self.resized_size[1])
-
-    def cell_centers(self) -> np.ndarray:
-        """T x 2 centres ``(y, x)`` of every cell in original pixels, row-major over the grid."""
-        return self.cell_to_pixel(np.arange(self.grid[0] * self.grid[1]))
-
-    def cell_to_pixel(self, index: int | np.ndarray) -> np.ndarray:
-        """Centre(s) ``(y, x)`` in original pixels of flat cell index/indices (... x 2)."""
-        index = np.asarray(index)
-        i, j = np.divmod(index, self.grid[1])
-        y = (i * self.stride + self.patch / 2) * self.scale[0]
-        x = (j * self.stride + self.patch / 2) * self.scale[1]
-        return np.stack([y, x], axis=-1)
-
-    def contains(self, y: float, x: float) -> bool:
-        """Whether ``(y, x)`` (original pixels) lies inside the original image."""
-        return 0 <= y < self.orig_size[0] and 0 <= x < self.orig_size[1]
-
-    def pixel_to_cell(self, y: float, x: float) -> int:
-        """Flat index of the cell whose centre is nearest to pixel ``(y, x)`` (clamped)."""
-        if not self.contains(y, x):
-            raise ParameterError(f"point (y={y}, x={x}) is outside the image of "
-                                 f"{self.orig_size[0]} x {self.orig_size[1]} pixels")
-        gy, gx = self._grid_coords(np.array([int(y) + 0.5]), np.array([int(x) + 0.5]))
-        i = int(np.clip(np.rint(gy[0]), 0, self.grid[0] - 1))
-        j = int(np.clip(np.rint(gx[0]), 0, self.grid[1] - 1))
-        return i * self.grid[1] + j
-
-    def _grid_coords(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Original-pixel positions -> fractional grid coordinates (cell centres are integers)."""
-        gy = (ys / self.scale[0] - self.patch / 2) / self.stride
-        gx = (xs / self.scale[1] - self.patch / 2) / self.stride
-        return gy, gx
-
-    def upsample(self, grid_map: np.ndarray | torch.Tensor, mode: str = "bilinear") -> np.ndarray:
-        """``h x w`` (or ``h x w x C``) map -> ``H0 x W0`` (x C) at the original resolution.
-
-        Every original pixel samples the map at its own grid position (``"nearest"`` or
-        ``"bilinear"``), so values stay aligned with the patch centres.
-        """
-        if mode not in ("nearest", "bilinear"):
-            raise ParameterError(f"mode={mode!r}: expected 'nearest' or 'bilinear'")
-        t = torch.as_tensor(grid_map).detach().to("cpu")
-        squeeze = t.ndim == 2
-        if squeeze:
-            t = t[..., None]
-        dtype = t.dtype
-        t = t.permute(2, 0, 1)[None].float()  # 1 x C x h x w
-        H0, W0 = self.orig_size
-        h, w = self.grid
-        gy, gx = self._grid_coords(np.arange(H0) + 0.5, np.arange(W0) + 0.5)
-        gy = torch.from_numpy(np.clip(gy, 0, h - 1)).float()
-        gx = torch.from_numpy(np.clip(gx, 0, w - 1)).float()
-        if mode == "nearest":
-            out = t[0][:, gy.round().long()][:, :, gx.round().long()]
-        else:  # separable bilinear: rows then columns, never an H0 x W0 x 2 sampling grid
-            y0 = gy.floor().long().clamp(max=h - 1)
-            y1 = (y0 + 1).clamp(max=h - 1)
-            fy = (gy - y0.float())[None, :, None]
-            rows = t[0][:, y0] * (1 - fy) + t[0][:, y1] * fy            # C x H0 x w
-            x0 = gx.floor().long().clamp(max=w - 1)
-            x1 = (x0 + 1).clamp(max=w - 1)
-            fx = (gx - x0.float())[None, None, :]
-            out = rows[:, :, x0] * (1 - fx) + rows[:, :, x1] * fx       # C x H0 x W0
-        out = out.permute(1, 2, 0)
-        if mode == "nearest":
-            out = out.to(dtype)
-        out = out.numpy()
-        return out[..., 0] if squeeze else out
-
-
-@dataclass
-class ImageDescriptors:
-    """Descriptors of one image (tensors live on the extractor's device)."""
-
-    descs: torch.Tensor            # T x D patch descriptors, row-major over the grid
-    geometry: Geometry
-    saliency: torch.Tensor | None  # h x w in [0, 1] (min-max per image), or None
-    cls: torch.Tensor | None       # D, the CLS token's descriptor (never binned), or None
-    params: dict = field(default_factory=dict)  # everything that produced it
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """(h, w), T = h * w."""
-        return self.geometry.grid
-
-    @property
-    def num_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.descs, self.saliency, self.cls)
-                   if t is not None)
 
 
 @dataclass
@@ -242,7 +134,7 @@ class Extractor:
 
     def __init__(self, model: str | None = "auto", device: str | torch.device | None = "auto",
                  dtype: str | torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
-                 cache: "DescriptorCache | None" = None, pretrained: bool = True) -> None:
+                 cache: DescriptorCache | None = None, pretrained: bool = True) -> None:
         name, self.notice = resolve_model_name(model)
         self.spec: ModelSpec = get_spec(name)
         self.device = resolve_device(device)
@@ -471,5 +363,3 @@ def _batches(indices: list[int], shapes: list[tuple], batch_size: int) -> Iterab
         for start in range(0, len(group), batch_size):
             yield group[start:start + batch_size]
 
-
-from .cache import DescriptorCache  # noqa: E402  (type of Extractor.cache; cache imports nothing back)

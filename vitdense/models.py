@@ -182,7 +182,7 @@ def resolve_model_name(name: str | None) -> tuple[str, str | None]:
     return get_spec(name).name, None
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     """A quick connectivity probe, so that an offline machine fails in seconds, not minutes."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
@@ -281,7 +281,7 @@ def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
         load_state_dict_into(model, state, f"cached weights {path}")
         return
     tried.append("download from huggingface.co")
-    if _hub_reachable():
+    if hub_reachable():
         try:
             from huggingface_hub import hf_hub_download
             file = hf_hub_download(spec.hf_hub_id, "model.safetensors")

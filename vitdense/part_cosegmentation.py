@@ -25,20 +25,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .clustering import (elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, small_work_threads,
-                         squared_distances)
-from .cosegmentation import (CosegResult, _check_descs, _saliency_maps, assemble_result,
-                             extract_with_saliency, foreground_clusters, grid_to_size, resized_rgb,
-                             validate_coseg_params)
+from .clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows
+from .cosegmentation import CosegResult, assemble_result, grid_to_size, resized_rgb, validate_coseg_params
+from .descriptors import check_descriptor_set
+from .foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
 from .crf import CRF_DEFAULTS, dense_crf
 from .errors import ParameterError, check_bool, check_range
 from .images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
-#: squared distance used for "background" when every stage-1 cluster is foreground (unit vectors: max 4)
-_FAR = 4.0
 #: largest accepted ``num_parts`` (the CRF's cost grows with the number of labels)
 MAX_PARTS = 64
 #: how the grid unaries are brought to the load size before the CRF ("nearest" as the official code)
@@ -135,18 +133,6 @@ def _cluster_parts(blocks: list[torch.Tensor], k: int | None, elbow: float, samp
     return kmeans(train, k, n_init=n_init, max_iter=max_iter, seed=seed).centroids
 
 
-def _unaries(x: torch.Tensor, parts: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """T x (1 + K) squared distances of the rows of ``x`` to [nearest background centroid, parts]
-    (on ``x``'s device; ``_FAR`` for background when there is no background centroid)."""
-    with small_work_threads(x):
-        d_parts = squared_distances(x, parts)
-        if background.shape[0] == 0:
-            d_bg = torch.full((x.shape[0], 1), _FAR, dtype=x.dtype, device=x.device)
-        else:
-            d_bg = squared_distances(x, background).min(dim=1, keepdim=True).values
-    return torch.cat([d_bg, d_parts], dim=1)
-
-
 def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf_params: dict,
             size: tuple[int, int] | None = None) -> np.ndarray:
     """T x C grid unaries -> labels: with ``rgb`` (the image at the load size, :func:`resized_rgb`), the
@@ -202,7 +188,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     cparams = _check_crf_params(crf_params)
     extra = list(extra_descs or [])
     all_descs = list(descs) + extra
-    _check_descs(all_descs if len(descs) else [])  # extras alone are no image set
+    check_descriptor_set(all_descs if len(descs) else [])  # extras alone are no image set
     if crf and images is None:
         raise ParameterError("crf=True needs the original images: pass images= or set crf=False")
     if images is not None and len(images) != len(descs):
@@ -211,7 +197,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         raise ParameterError(f"extra_images has {len(extra_images)} entries for {len(extra)} extra_descs: "
                              "give one per extra descriptor set")
     n = len(descs)
-    sal = _saliency_maps(descs, saliency)
+    sal = saliency_maps(descs, saliency)
     params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
                   sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
                   crf=crf, crf_params=cparams, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
@@ -265,7 +251,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
         # stage 3: keep the stage-2 parts present in every original image after smoothing
         smoothed = []
         for i, x in enumerate(normed):
-            smoothed.append(_smooth(_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
+            smoothed.append(_smooth(part_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
         votes = np.zeros(k2 + 1, np.int64)
         for lab in smoothed[:n]:
             votes[np.unique(lab)] += 1
@@ -281,7 +267,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
-    unaries = [_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
+    unaries = [part_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]

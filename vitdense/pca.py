@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from .correspondences import _check_descriptors
+from .descriptors import check_descriptor_set
 from .errors import ParameterError, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
 __all__ = ["PCAResult", "pca", "pca_descriptors", "pca_rgb"]
 
@@ -114,11 +115,7 @@ def pca_descriptors(descs: "ImageDescriptors | Sequence[ImageDescriptors]",
                     n_components: int = 4) -> PCAResult:
     """Joint PCA of one or several images' descriptors (``T_i x D`` each, same D)."""
     ds = [descs] if hasattr(descs, "descs") else list(descs)
-    if not ds:
-        raise ParameterError("descs must hold at least one ImageDescriptors")
-    mats = [_check_descriptors(f"descs[{i}]", d) for i, d in enumerate(ds)]
-    if len({m.shape[1] for m in mats}) != 1:
-        raise ParameterError("all descriptors must have the same dimension D (same layer/facet/bin)")
+    mats = check_descriptor_set(ds)
     dev = mats[0].device
     x = torch.cat([m.to(dev).float() for m in mats], dim=0)     # sum(T) x D
     t, d = x.shape

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from .clustering import l2_normalize
-from .correspondences import _check_descriptors
+from .descriptors import check_descriptor_set
 from .errors import ParameterError, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
 __all__ = ["SimilarityResult", "inspect_similarity", "inspect_similarity_descriptors"]
 
@@ -98,9 +99,9 @@ def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors
         point: ``(y, x)`` in A's original pixels; None queries the CLS token.
         top_n: number of most similar patches reported per image (>= 1; capped at T).
     """
-    descs_a = _check_descriptors("da", da)
+    descs_a = check_descriptor_set(da, "da")[0]
     db = da if db is None else db
-    descs_b = _check_descriptors("db", db)
+    descs_b = check_descriptor_set(db, "db")[0]
     if descs_a.shape[1] != descs_b.shape[1]:
         raise ParameterError(f"da and db differ in descriptor dimension: {descs_a.shape[1]} vs "
                              f"{descs_b.shape[1]} (extract both with the same layer/facet/bin)")

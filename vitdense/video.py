@@ -30,10 +30,12 @@ from PIL import Image
 
 from .clustering import l2_normalize
 from .errors import ImageError, ParameterError, check_range
+from .foreground import extract_with_saliency, part_unaries
 from .images import IMAGE_SUFFIXES, list_images, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import Extractor, Geometry, ImageDescriptors
+    from .descriptors import Geometry, ImageDescriptors
+    from .extractor import Extractor
 
 __all__ = ["VIDEO_SUFFIXES", "VideoPartsResult", "read_video", "write_video", "video_parts",
            "video_parts_descriptors", "sample_indices", "label_flicker", "temporal_ema"]
@@ -299,9 +301,7 @@ class VideoPartsResult:
 def _frame_scores(d: "ImageDescriptors", parts: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
     """T x (1 + K) similarities ``-|x - c|^2`` of a frame's L2-normalised descriptors ``x``:
     [nearest background centroid, each part] (the part co-segmentation's own unaries, negated)."""
-    from .part_cosegmentation import _unaries
-
-    return -_unaries(l2_normalize(d.descs.detach().float().cpu()), parts, bg)
+    return -part_unaries(l2_normalize(d.descs.detach().float().cpu()), parts, bg)
 
 
 def _centroids(parts_result: Any, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -386,8 +386,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     are extracted ``batch_size`` at a time; only their score maps are kept.
     """
     from . import part_cosegmentation as pcs
-    from .cosegmentation import extract_with_saliency
-
+    
     if isinstance(frames, (str, os.PathLike)):
         raise ParameterError("frames must be a sequence of frames: read a video with read_video first")
     if len(frames) == 0:

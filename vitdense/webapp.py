@@ -41,7 +41,7 @@ from .errors import ImageError, OutOfMemoryError, ParameterError, VitdenseError
 from .export import dumps, png_bytes, unique_stems
 from .extractor import Extractor, ImageDescriptors
 from .images import load_image
-from .models import BUNDLED_MODEL, MODELS, _hub_reachable, get_spec, weights_status
+from .models import BUNDLED_MODEL, MODELS, hub_reachable, get_spec, weights_status
 from .part_cosegmentation import part_cosegment_descriptors
 from .pca import pca_descriptors
 from .similarity import inspect_similarity_descriptors
@@ -120,7 +120,7 @@ def model_choices(online: bool | None = None) -> list[tuple[str, str]]:
     """(label, name) of the models a visitor can pick: the bundled one always; the others when
     their weights are cached, or when the Hugging Face hub is reachable (downloaded on first use)."""
     if online is None:
-        online = _hub_reachable()
+        online = hub_reachable()
     out = []
     for name, spec in MODELS.items():
         status = weights_status(name)

@@ -1,0 +1,149 @@
+"""The package's layers (docs/ARCHITECTURE.md): every module imports only from its own layer or
+below, the import graph has no cycle, and no module imports another module's private names.
+
+Imports are read from the source (every ``import`` statement, also inside functions and under
+``TYPE_CHECKING``), so a lazy import cannot hide a cycle.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vitdense"
+
+#: layer of every module, bottom (0) to top; a new module must be placed here
+LAYERS: dict[str, int] = {
+    # 0: leaves: errors, the defaults table, writing files
+    "errors": 0, "defaults": 0, "export": 0, "version": 0, "workbudget": 0, "tempfiles": 0,
+    # 1: data types and reading images
+    "descriptors": 1, "images": 1, "validate": 1, "sessions": 1,
+    # 2: numerics and weights
+    "clustering": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2,
+    # 3: the network
+    "extractor": 3,
+    # 4: applications (pure functions -> result dataclasses)
+    "foreground": 4, "cosegmentation": 4, "part_cosegmentation": 4, "correspondences": 4, "pca": 4,
+    "similarity": 4, "video": 4, "transfer": 4, "upsample": 4, "evaluation": 4, "scale": 4,
+    # 5: drawing results
+    "draw": 5,
+    # 6: the application registry (descriptions the interfaces derive from)
+    "registry": 6, "apps": 6,
+    # 7: interfaces
+    "cli": 7, "web": 7, "webapp": 7, "webguard": 7, "__main__": 7, "__init__": 7,
+}
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    rel = path.relative_to(package).with_suffix("")
+    return ".".join(rel.parts)
+
+
+def layer_of(name: str) -> int:
+    top = name.split(".")[0]
+    if top not in LAYERS and top.startswith("evaluation"):
+        top = "evaluation"
+    if top not in LAYERS:
+        pytest.fail(f"vitdense.{name} has no layer: add it to LAYERS in tests/test_layers.py "
+                    "and to docs/ARCHITECTURE.md")
+    return LAYERS[top]
+
+
+def package_imports(path: Path, root: Path = PACKAGE) -> list[tuple[str, list[str]]]:
+    """(imported vitdense module, imported names) of every import statement of ``path``."""
+    package = module_name(path, root).split(".")[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "vitdense":
+                target = node.module[len("vitdense."):] if node.module != "vitdense" else ""
+            else:
+                continue
+            names = [a.name for a in node.names]
+            if not target:   # "from . import draw" / "from vitdense import webapp"
+                out.extend((n, []) for n in names)
+            else:
+                # "from .web import common" imports the module web.common
+                for n in names:
+                    sub = root / Path(*target.split("."), n)
+                    if sub.with_suffix(".py").is_file() or (sub / "__init__.py").is_file():
+                        out.append((f"{target}.{n}", []))
+                    else:
+                        out.append((target, [n]))
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("vitdense."):
+                    out.append((a.name[len("vitdense."):], []))
+    return out
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    g: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(path, root).removesuffix(".__init__")
+        g[name] = {t for t, _ in package_imports(path, root) if t and t != name}
+    return g
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``g`` (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}   # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(g.get(node, ())):
+            if nxt not in g:
+                continue
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for node in sorted(g):
+        if node not in state and node != "__init__" and (found := visit(node, [node])):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_imports_go_down_or_sideways_only(path):
+    name = module_name(path)
+    own = layer_of(name)
+    for target, _ in package_imports(path):
+        if target:
+            assert layer_of(target) <= own, (f"vitdense.{name} (layer {own}) imports vitdense.{target} "
+                                             f"(layer {layer_of(target)}): an upward import")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_no_private_names_across_modules(path):
+    name = module_name(path)
+    for target, names in package_imports(path):
+        private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        assert not private, f"vitdense.{name} imports private {private} from vitdense.{target}"
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
+    """The checks above can fail: a lazy cycle and an upward import in a scratch package are found."""
+    pkg = tmp_path / "vitdense"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "errors.py").write_text("from .cache import _X\n")          # layer 0 -> layer 2, private
+    (pkg / "cache.py").write_text("def f():\n    from vitdense.errors import Y\n")
+    assert package_imports(pkg / "errors.py", pkg) == [("cache", ["_X"])]
+    assert layer_of("cache") > layer_of("errors")
+    assert find_cycle(graph(pkg)) == ["cache", "errors", "cache"]

@@ -1,0 +1,79 @@
+"""The application registry (vitdense/registry.py, entries in vitdense/apps.py): its knobs are the
+library's keywords, its defaults are the defaults table's (the CLI follows a change of the table),
+the CLI's commands are the registry's, and one export is written alike as a folder and as a zip."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import zipfile
+
+import numpy as np
+import pytest
+
+from vitdense import defaults
+from vitdense.apps import APPS
+from vitdense.cli import app_options, build_parser
+from vitdense.export import write_entries, zip_entries
+
+
+def test_every_knob_is_a_keyword_of_the_function_it_goes_to():
+    for app in APPS.values():
+        for knob in app.knobs:
+            funcs = {"run": [app.run, *app.delegates], "read": [app.reader], "export": [app.export]}[knob.stage]
+            assert any(f is not None and knob.name in inspect.signature(f).parameters for f in funcs), \
+                (app.id, knob.name)
+            app.default(knob.name)                      # every knob has a default somewhere
+        assert app.task in defaults.TASK_DEFAULTS, app.id
+
+
+def test_cli_commands_are_the_registry():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(APPS) <= set(sub.choices) and {"extract", "models"} <= set(sub.choices)
+    for app_id, app in APPS.items():
+        flags = {o for a in sub.choices[app_id]._actions for o in a.option_strings}
+        assert {k.flag for k in app.knobs if k.kind != "crf"} <= flags, app_id
+
+
+def test_defaults_follow_the_table_per_model(monkeypatch, tmp_path):
+    """Changing vitdense/defaults.py changes what the command line runs with, per model family."""
+    app = APPS["cosegment"]
+    parse = build_parser().parse_args
+    args = parse(["cosegment", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert app_options(app, args, "dinov2_vits14_imgfocus", "run")["elbow"] == \
+        defaults.TASK_DEFAULTS["cosegmentation"]["elbow"]
+    monkeypatch.setitem(defaults.TASK_DEFAULTS["cosegmentation"], "elbow", 0.91)
+    monkeypatch.setitem(defaults.FAMILY_DEFAULTS, ("cosegmentation", "dinov2"), {"thresh": 0.2, "layer": 10})
+    dinov2 = app_options(app, args, "dinov2_vits14_imgfocus", "run")
+    dino = app_options(app, args, "dino_vits8", "run")
+    assert dinov2["elbow"] == dino["elbow"] == 0.91
+    assert (dinov2["thresh"], dinov2["layer"]) == (0.2, 10)
+    assert (dino["thresh"], dino["layer"]) == (0.065, 11)
+    given = parse(["cosegment", str(tmp_path), "--out", "o", "--thresh", "0.3", "--layer", "8", "--no-refine"])
+    opts = app_options(app, given, "dinov2_vits14_imgfocus", "run")
+    assert (opts["thresh"], opts["layer"], opts["refine"]) == (0.3, 8, False)   # given options win
+    # a knob outside the table takes the library's signature default
+    assert opts["max_clusters"] == inspect.signature(app.run).parameters["max_clusters"].default
+
+
+def test_hierarchy_only_where_it_is_used(tmp_path):
+    args = build_parser().parse_args(["parts", str(tmp_path), "--out", "o", "--hierarchy", "3"])
+    with pytest.raises(Exception, match="--hierarchy is not used"):
+        app_options(APPS["parts"], args, None, "run")
+
+
+def test_one_layout_for_folders_and_zips(tmp_path):
+    """The same export entries become the same files in an output folder and in a zip."""
+    rng = np.random.default_rng(0)
+    entries = {"masks/a.png": rng.integers(0, 255, (5, 7), dtype=np.uint8), "result.json": {"x": np.nan},
+               "parts.mp4": b"\x00\x01"}
+    paths = write_entries(entries, tmp_path / "out")
+    z = zip_entries(entries, tmp_path / "r.zip")
+    with zipfile.ZipFile(z) as zf:
+        names = sorted(zf.namelist())
+        assert names == sorted(str(p.relative_to(tmp_path / "out")) for p in paths)
+        assert zf.read("result.json") == (tmp_path / "out/result.json").read_bytes() == b'{\n  "x": null\n}\n'
+        from PIL import Image
+        import io
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(zf.read("masks/a.png")))),
+                                      entries["masks/a.png"])
+
