@@ -60,7 +60,8 @@ def test_idle_expiry_release_and_replace():
         store.get(k1, "press Co-segment")
     k3 = store.put("b", blob(2), replace=k2)    # a new run in the same tab frees the old result
     assert store.used == nbytes(blob(2))
-    store.put("b", blob(1))
+    store.put("b", blob(1), slot="pca")
+    store.put("b", blob(1), slot="pca")         # one result per tab: the previous one is freed
     assert store.release_owner("b") == 2 and store.used == 0
     with pytest.raises(SessionCleared, match="no longer on the server"):
         store.get(k3)

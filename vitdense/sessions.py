@@ -144,6 +144,7 @@ def expand_descriptors(d: Any) -> Any:
 @dataclasses.dataclass
 class _Entry:
     owner: str
+    slot: str
     value: Any
     size: int
     last_used: float
@@ -171,11 +172,13 @@ class SessionStore:
         self.evictions = 0
 
     # -- writing ---------------------------------------------------------------------------------
-    def put(self, owner: str, value: Any, replace: str | None = None) -> str:
+    def put(self, owner: str, value: Any, replace: str | None = None, slot: str = "") -> str:
         """Store ``value`` for ``owner`` (a session id); returns its new key.
 
-        ``replace``: the key this value supersedes (the visitor's previous result in the same tab),
-        freed first. A value larger than the whole budget is refused with :class:`ParameterError`.
+        ``replace``: the key this value supersedes, freed first; ``slot`` (a tab's name): the
+        owner's previous value in the same slot is freed first (a visitor keeps one result per
+        tab; an empty owner or slot replaces nothing). A value larger than the whole budget is
+        refused with :class:`ParameterError`.
         """
         size = nbytes(value)
         if size > self.budget:
@@ -186,12 +189,15 @@ class SessionStore:
         with self._lock:
             if replace is not None:
                 self._drop(replace, None)
+            if owner and slot:
+                for k in [k for k, e in self._entries.items() if e.owner == owner and e.slot == slot]:
+                    self._drop(k, None)
             self._expire_locked()
             while self.used + size > self.budget and self._entries:
                 old, _ = next(iter(self._entries.items()))
                 self._drop(old, EVICTED)
                 self.evictions += 1
-            self._entries[key] = _Entry(owner, value, size, self._clock())
+            self._entries[key] = _Entry(owner, slot, value, size, self._clock())
             self.used += size
         return key
 

@@ -17,6 +17,7 @@ Limits (documented in the page and in README "Web demo"): images are downscaled 
 import dataclasses
 import functools
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -33,7 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import draw
+from . import draw, validate
+from . import webguard as guard
 from .cache import DescriptorCache
 from .correspondences import PointMatcher, find_correspondences_descriptors
 from .cosegmentation import cosegment_descriptors, extract_with_saliency
@@ -44,6 +46,7 @@ from .images import load_image
 from .models import BUNDLED_MODEL, MODELS, hub_reachable, get_spec, weights_status
 from .part_cosegmentation import part_cosegment_descriptors
 from .pca import pca_descriptors
+from .sessions import compact_descriptors, expand_descriptors
 from .similarity import inspect_similarity_descriptors
 
 log = logging.getLogger("vitdense.webapp")
@@ -55,7 +58,9 @@ MAX_SET_IMAGES = 30
 MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
 VIDEO_MAX_SIDE = 320       # video frames are downscaled to this longer side
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
-STATE_TTL_S = 3600         # a session's cached descriptors live this long after its last use
+MIN_LOAD_SIZE, MAX_LOAD_SIZE = 56, 1024   # what the API accepts (the page offers 112-448)
+LOAD_SIZES = list(range(112, 449, 14))    # the load size slider's steps
+STATE_TTL_S = guard.DEFAULT_IDLE_S  # a session's results are dropped this long after their last use
 OUTPUT_TTL_S = 2 * 3600    # downloadable zips are deleted after this long
 AUTO = "auto"
 
@@ -137,9 +142,10 @@ def model_choices(online: bool | None = None) -> list[tuple[str, str]]:
 
 
 def stride_choices(model: str) -> list[str]:
-    """"auto" and every divisor of the model's patch size."""
-    patch = get_spec(model).patch_size
-    return [AUTO] + [str(d) for d in range(1, patch + 1) if patch % d == 0]
+    """"auto" and the divisors of the model's patch size that the work limit accepts for a pair
+    at some offered load size (stride 1 only where the hardware allows it)."""
+    spec = get_spec(model)
+    return guard.offered_strides(spec.patch_size, spec.depth, LOAD_SIZES)
 
 
 def update_stride_choices(model: str) -> Any:
@@ -213,7 +219,12 @@ def prepare_image(src: Any, default_name: str = "image") -> InputImage:
     Larger images are downscaled with a notice (gr.Warning); unreadable files raise ImageError.
     """
     name = _source_name(src, default_name)
+    if isinstance(src, (str, os.PathLike)):
+        validate.check_upload(src, name)   # not an image / too small / too large, from the header
     img = load_image(src)
+    if min(img.size) < validate.MIN_SIDE:
+        raise ImageError(f"{name}: {img.width} x {img.height} pixels is too small (the shorter side "
+                         f"must be at least {validate.MIN_SIDE} pixels)")
     original = img.size
     if max(img.size) > MAX_SIDE:
         s = MAX_SIDE / max(img.size)
@@ -259,14 +270,16 @@ def _choice(value: Any) -> Any:
     return None if value in (None, "", AUTO) else value
 
 
-def _int_setting(name: str, value: Any) -> int:
+def _int_setting(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """A whole-number setting (numbers or numeric text) within ``[low, high]``, else one sentence."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}={value!r}: expected auto or a whole number") from None
-    if not number.is_integer():
-        raise ParameterError(f"{name}={value!r}: expected auto or a whole number")
-    return int(number)
+        whole = math.isfinite(number) and number.is_integer()
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or isinstance(value, bool):
+        raise ParameterError(f"{name}={validate.shown(value)!r}: expected auto or a whole number")
+    return validate.number(name, int(number), low, high, integer=True)
 
 
 def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = AUTO,
@@ -278,11 +291,18 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
     half the patch; bin = the model's default for correspondences (``spec.default_bin``: on for
     DINO v1 as in the paper, off for DINOv2), off otherwise.
     """
-    spec = get_spec(model)
-    layer = TASK_LAYER[task] if _choice(layer) is None else _int_setting("layer", layer)
+    spec = get_spec(model if isinstance(model, str) else validate.shown(model))
+    layer = TASK_LAYER[task] if _choice(layer) is None else _int_setting("layer", layer, 0, spec.depth - 1)
     facet = _choice(facet) or spec.default_facet
-    stride = spec.default_stride if _choice(stride) is None else _int_setting("stride", stride)
-    load_size = _int_setting("load_size", load_size)
+    if facet not in ("key", "query", "value", "token"):
+        raise ParameterError(f"facet={validate.shown(facet)!r} is unknown: expected one of key, "
+                             "query, value, token")
+    stride = spec.default_stride if _choice(stride) is None else _int_setting("stride", stride, 1)
+    if spec.patch_size % stride:
+        divisors = [d for d in range(1, spec.patch_size + 1) if spec.patch_size % d == 0]
+        raise ParameterError(f"stride={stride} must divide the patch size {spec.patch_size} of "
+                             f"{spec.name}: choose one of {divisors}")
+    load_size = _int_setting("load_size", load_size, MIN_LOAD_SIZE, MAX_LOAD_SIZE)
     if _choice(bin) is None:
         binned = task == "correspondences" and spec.default_bin
     elif bin in (True, False):
@@ -294,6 +314,14 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
     else:
         raise ParameterError(f"bin={bin!r}: expected auto, on or off")
     return dict(layer=layer, facet=facet, stride=stride, load_size=load_size, bin=binned)
+
+
+def admit(model: str, images: Sequence[InputImage], settings: dict, saliency: bool,
+          progress: Any = None) -> None:
+    """The work budget: refuse a request above the limit at once, then wait for the gate."""
+    spec = get_spec(model)
+    guard.admit([im.image.size for im in images], settings["load_size"], spec.patch_size,
+                settings["stride"], guard.blocks_run(spec.depth, settings["layer"], saliency), progress)
 
 
 def _cpu(d: ImageDescriptors) -> ImageDescriptors:
@@ -321,6 +349,7 @@ def _extract_with_saliency(model: str, images: list[Image.Image],
 def extract_set(model: str, images: Sequence[InputImage], settings: dict, progress: Any,
                 with_saliency: bool = True, chunk: int = 4) -> tuple[list[ImageDescriptors], list]:
     """Extract a set in chunks so that the progress bar moves; returns (descs, saliency maps)."""
+    admit(model, images, settings, with_saliency, progress)
     progress(0.02, desc=f"Loading {model}")
     POOL.get(model)
     descs: list[ImageDescriptors] = []
@@ -486,11 +515,34 @@ def _pair_zip(s: PairSession, points: dict, a: np.ndarray, b: np.ndarray) -> str
         f"A_{_stem(s.images[0].name)}_points.png": a, f"B_{_stem(s.images[1].name)}_points.png": b})
 
 
-def _pair_outputs(s: PairSession) -> tuple:
-    """(A, B, heat map, summary markdown, points JSON, zip, session): the outputs of every pair event."""
+def _pair_outputs(s: PairSession, key: str) -> tuple:
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs."""
     a, b, heat = _render_pair(s)
     points = _pairs_json(s)
-    return a, b, heat, _clicks_markdown(s), points, _pair_zip(s, points, a, b), s
+    return a, b, heat, _clicks_markdown(s), points, _pair_zip(s, points, a, b), key
+
+
+def _pair_cleared(msg: str) -> tuple:
+    """A cleared session: the sentence in the summary, every other output left as it is."""
+    return gr.skip(), gr.skip(), gr.skip(), f"**{msg}**", gr.skip(), gr.skip(), gr.skip()
+
+
+def _point_on_a(size: tuple[int, int], x: Any, y: Any) -> tuple[float, float]:
+    """Validated pixel coordinates on image A (``size`` = (W, H))."""
+    x, y = validate.number("x", x), validate.number("y", y)
+    w, h = size
+    if not (0 <= x < w and 0 <= y < h):
+        raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside "
+                             f"image A ({w} x {h} pixels)")
+    return x, y
+
+
+def _pair_session(key: Any) -> PairSession:
+    session = guard.STORE.get(key, "press Find correspondences")
+    if session is None:
+        raise ParameterError("run correspondences first (button 'Find correspondences'), "
+                             "then click on image A")
+    return session
 
 
 def _extract_pair(image_a: Any, image_b: Any, model: str, task: str, progress: gr.Progress,
@@ -500,13 +552,14 @@ def _extract_pair(image_a: Any, image_b: Any, model: str, task: str, progress: g
         raise ParameterError("upload two images (A and B) or pick an example first")
     images = [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
     settings = descriptor_settings(model, task, *settings_args)
+    admit(model, images, settings, saliency, progress)
     progress(0.05, desc=f"Loading {model}")
     POOL.get(model)
     progress(0.2, desc="Extracting descriptors")
     return images, settings, _extract(model, [im.image for im in images], dict(settings, saliency=saliency))
 
 
-@ui_errors
+@guard.guarded("correspondences")
 def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
                         model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                         stride: Any = AUTO, load_size: float = 224, bin: Any = AUTO,
@@ -516,6 +569,8 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
     Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
     zip path, session).
     """
+    num_pairs = validate.number("num_pairs", num_pairs, 1, 50, integer=True, default=10)
+    corr_thresh = validate.number("corr_thresh", corr_thresh, 0.0, 1.0, default=0.05)
     images, settings, (d1, d2) = _extract_pair(image_a, image_b, model, "correspondences", progress,
                                                layer, facet, stride, load_size, bin, saliency=True)
     progress(0.75, desc="Finding best buddies")
@@ -527,43 +582,44 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float = 10,
     base = draw.draw_correspondence_result(images[0].array, images[1].array, corr, separate=True)
     params = dict(task="correspondences", model=model, **settings, num_pairs=int(num_pairs),
                   thresh=float(corr_thresh), max_side=MAX_SIDE)
-    s = PairSession(images, [d1, d2], matcher, corr, list(base), params,
+    matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
+    s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
                     base_png=tuple(Png(png_bytes(x)) for x in base))
-    return _pair_outputs(s)
+    key = guard.STORE.put(guard.session_id(), s, slot="correspondences")
+    return _pair_outputs(s, key) + (guard.Done(f"Found {len(corr)} pairs."),)
 
 
-@ui_errors
-def match_point(session: Optional[PairSession], x: float, y: float) -> tuple:
+@guard.guarded("correspondences", cleared=_pair_cleared)
+def match_point(key: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of image A -> its match on B; adds a click (kept per session)."""
-    if session is None:
-        raise ParameterError("run correspondences first (button 'Find correspondences'), "
-                             "then click on image A")
-    if x is None or y is None:
-        raise ParameterError("give both x and y")
-    w, h = session.images[0].image.size
-    if not (0 <= float(x) < w and 0 <= float(y) < h):
-        raise ParameterError(f"the point (x={x:.0f}, y={y:.0f}) is outside image A "
-                             f"({w} x {h} pixels)")
+    session = _pair_session(key)
+    x, y = _point_on_a(session.images[0].image.size, x, y)
     m = session.matcher.query(float(y), float(x))
     click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point,
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
     s = dataclasses.replace(session, clicks=clicks, last_map=m.similarity_map)
-    return _pair_outputs(s)
+    guard.STORE.update(key, s)
+    return _pair_outputs(s, key) + (guard.Done(f"Click {chr(ord('a') + len(clicks) - 1)}: "
+                                               f"(x={x:.0f}, y={y:.0f}) on A matches "
+                                               f"(x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
 
 
-def click_correspondence(session: Optional[PairSession], evt: gr.SelectData) -> tuple:
+def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
     """A click on image A (gr.SelectData.index = [x, y] in the image's pixels)."""
     x, y = evt.index[0], evt.index[1]
     return match_point(session, x, y)
 
 
-@ui_errors
-def clear_points(session: Optional[PairSession]) -> tuple:
+@guard.guarded("correspondences", cleared=_pair_cleared)
+def clear_points(key: Any) -> tuple:
     """Forget the clicks (the automatic pairs stay)."""
+    session = guard.STORE.get(key, "press Find correspondences")
     if session is None:
         return None, None, None, "", None, None, None
-    return _pair_outputs(dataclasses.replace(session, clicks=[], last_map=None))
+    s = dataclasses.replace(session, clicks=[], last_map=None)
+    guard.STORE.update(key, s)
+    return _pair_outputs(s, key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,7 +652,7 @@ def _coseg_summary(s: SetSession) -> dict:
             "params": s.params}
 
 
-@ui_errors
+@guard.guarded("cosegmentation")
 def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                        stride: Any = AUTO, load_size: float = 224, bin: Any = AUTO,
                        thresh: float = 0.065, elbow: float = 0.975, votes_percentage: float = 75,
@@ -605,6 +661,10 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
 
     Returns (overlays gallery, cut-outs gallery, summary markdown, summary JSON, zip, session).
     """
+    thresh = validate.number("thresh", thresh, 0.0, 1.0, default=0.065)
+    elbow = validate.number("elbow", elbow, 0.5, 1.0, default=0.975)
+    votes_percentage = validate.number("votes_percentage", votes_percentage, 0, 100, default=75)
+    refine = validate.flag("refine", refine)
     ims = prepare_set(images)
     settings = descriptor_settings(model, "cosegmentation", layer, facet, stride, load_size, bin)
     descs, sal = extract_set(model, ims, settings, progress)
@@ -629,12 +689,15 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
     for stem, m, (cut, _) in zip(_unique_stems(ims), result.masks, cutouts):
         entries[f"masks/{stem}.png"] = np.asarray(m, bool).astype(np.uint8) * 255
         entries[f"cutouts/{stem}.png"] = cut
-    return overlays, cutouts, md, summary, write_zip("cosegmentation", entries), s
+    key = guard.STORE.put(guard.session_id(), s, slot="cosegmentation")
+    return (overlays, cutouts, md, summary, write_zip("cosegmentation", entries), key,
+            guard.Done(f"Co-segmented {len(ims)} images."))
 
 
-@ui_errors
-def coseg_maps(session: Optional[SetSession]) -> tuple:
+@guard.guarded("cosegmentation")
+def coseg_maps(key: Any) -> tuple:
     """The intermediate maps of the last co-segmentation: clusters (salient ones listed) and saliency."""
+    session = guard.STORE.get(key, "press Co-segment")
     if session is None or not hasattr(session.result, "salient_clusters"):
         raise ParameterError("run co-segmentation first")
     r = session.result
@@ -688,7 +751,8 @@ def _parts_outputs(s: SetSession, index: int = 0) -> tuple:
         entries[f"overlays/{stem}.png"] = ov
     z = write_zip("part_cosegmentation", entries)
     selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index)
-    return overlays, fig, selector, md, summary, z, s
+    key = guard.STORE.put(guard.session_id(), s, slot="parts")
+    return overlays, fig, selector, md, summary, z, key, guard.Done(f"{k} parts in {len(s.images)} images.")
 
 
 def _parts_figure(s: SetSession, index: int) -> Any:
@@ -700,11 +764,14 @@ def _parts_figure(s: SetSession, index: int) -> Any:
 
 def _part_knobs(num_parts: float, thresh: float, elbow: float, votes_percentage: float,
                 crf: bool) -> dict:
-    return dict(num_parts=int(num_parts), thresh=float(thresh), elbow=float(elbow),
-                votes_percentage=float(votes_percentage), crf=bool(crf))
+    return dict(num_parts=validate.number("num_parts", num_parts, 1, 10, integer=True, default=4),
+                thresh=validate.number("thresh", thresh, 0.0, 1.0, default=0.065),
+                elbow=validate.number("elbow", elbow, 0.5, 1.0, default=0.975),
+                votes_percentage=validate.number("votes_percentage", votes_percentage, 0, 100, default=75),
+                crf=validate.flag("crf", crf))
 
 
-@ui_errors
+@guard.guarded("parts")
 def run_part_cosegmentation(images: Any, num_parts: float = 4, model: str = BUNDLED_MODEL,
                             layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
                             load_size: float = 224, bin: Any = AUTO, thresh: float = 0.065,
@@ -715,28 +782,31 @@ def run_part_cosegmentation(images: Any, num_parts: float = 4, model: str = BUND
     Returns (part overlays gallery, plotly figure of one image, image selector, legend markdown,
     summary JSON, zip, session).
     """
+    knobs = _part_knobs(num_parts, thresh, elbow, votes_percentage, crf)
     ims = prepare_set(images)
     settings = descriptor_settings(model, "parts", layer, facet, stride, load_size, bin)
     descs, sal = extract_set(model, ims, settings, progress)
-    knobs = _part_knobs(num_parts, thresh, elbow, votes_percentage, crf)
     result = part_cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")
     params = dict(task="part_cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
     progress(0.9, desc="Drawing")
-    return _parts_outputs(SetSession(ims, result, params, descs, sal))
+    # the session keeps the descriptors in fp16 for re-clustering
+    return _parts_outputs(SetSession(ims, result, params, [compact_descriptors(d) for d in descs], sal))
 
 
-@ui_errors
-def recluster_parts(session: Optional[SetSession], num_parts: float = 4, thresh: float = 0.065,
+@guard.guarded("parts")
+def recluster_parts(key: Any, num_parts: float = 4, thresh: float = 0.065,
                     elbow: float = 0.975, votes_percentage: float = 75, crf: bool = True,
                     progress: gr.Progress = gr.Progress()) -> tuple:
     """Re-cluster the session's cached descriptors (no network pass) with new part settings."""
+    knobs = _part_knobs(num_parts, thresh, elbow, votes_percentage, crf)
+    session = guard.STORE.get(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first, then change the number of parts")
+    guard.admit([], None, 1, 1, 0, progress)   # no network pass, but CPU work: one at a time
     progress(0.1, desc="Re-clustering the cached descriptors")
-    knobs = _part_knobs(num_parts, thresh, elbow, votes_percentage, crf)
-    result = part_cosegment_descriptors(session.descs, session.saliency,
+    result = part_cosegment_descriptors([expand_descriptors(d) for d in session.descs], session.saliency,
                                         [im.image for im in session.images], **knobs)
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")
@@ -744,14 +814,13 @@ def recluster_parts(session: Optional[SetSession], num_parts: float = 4, thresh:
     return _parts_outputs(dataclasses.replace(session, result=result, params=params))
 
 
-@ui_errors
-def part_view(session: Optional[SetSession], index: Any) -> Any:
+@guard.guarded("parts")
+def part_view(key: Any, index: Any) -> Any:
     """The interactive (hover shows the part) figure of image ``index`` of the last result."""
+    session = guard.STORE.get(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first")
-    index = 0 if index is None else int(index)
-    if not 0 <= index < len(session.images):
-        raise ParameterError(f"image index {index} is out of range: the set has {len(session.images)} images")
+    index = validate.number("index", index, 0, len(session.images) - 1, integer=True, default=0)
     return _parts_figure(session, index)
 
 
@@ -765,7 +834,7 @@ class SimilaritySession:
     params: dict
 
 
-@ui_errors
+@guard.guarded("similarity")
 def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO,
                    facet: Any = AUTO, stride: Any = AUTO, load_size: float = 224, bin: Any = AUTO,
                    progress: gr.Progress = gr.Progress()) -> tuple:
@@ -773,24 +842,25 @@ def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer
     ims, settings, descs = _extract_pair(image_a, image_b, model, "similarity", progress,
                                          layer, facet, stride, load_size, bin)
     params = dict(task="similarity", model=model, **settings, max_side=MAX_SIDE)
-    s = SimilaritySession(ims, descs, params)
-    return ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", s
+    s = SimilaritySession(ims, [compact_descriptors(d) for d in descs], params)
+    key = guard.STORE.put(guard.session_id(), s, slot="similarity")
+    return (ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", key,
+            guard.Done("Descriptors extracted."))
 
 
-@ui_errors
-def similarity_point(session: Optional[SimilaritySession], x: float, y: float,
-                     top_n: float = 5) -> tuple:
+@guard.guarded("similarity")
+def similarity_point(key: Any, x: float, y: float, top_n: float = 5) -> tuple:
     """Pixel (x, y) of A -> similarity maps over A and B with the top-n patches of each.
 
     Returns (map over A, map over B, markdown, JSON).
     """
+    session = guard.STORE.get(key, "press Extract descriptors")
     if session is None:
         raise ParameterError("extract the images first (button 'Extract descriptors'), then click on A")
-    w, h = session.images[0].image.size
-    if x is None or y is None or not (0 <= float(x) < w and 0 <= float(y) < h):
-        raise ParameterError(f"the point (x={x}, y={y}) is outside image A ({w} x {h} pixels)")
-    r = inspect_similarity_descriptors(session.descs[0], session.descs[1], (float(y), float(x)),
-                                       top_n=int(top_n))
+    x, y = _point_on_a(session.images[0].image.size, x, y)
+    top_n = validate.number("top_n", top_n, 1, 20, integer=True, default=5)
+    d1, d2 = (expand_descriptors(d) for d in session.descs)
+    r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=int(top_n))
     maps = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
     def top(points: np.ndarray, sims: np.ndarray) -> list[dict]:
         return [dict(_xy(p), similarity=round(float(v), 4)) for p, v in zip(points, sims)]
@@ -806,14 +876,14 @@ def similarity_point(session: Optional[SimilaritySession], x: float, y: float,
     return maps[0], maps[1], md, info
 
 
-def click_similarity(session: Optional[SimilaritySession], top_n: float, evt: gr.SelectData) -> tuple:
+def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
     return similarity_point(session, evt.index[0], evt.index[1], top_n)
 
 
 # ---------------------------------------------------------------------------------------------
 # PCA
 # ---------------------------------------------------------------------------------------------
-@ui_errors
+@guard.guarded("pca")
 def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
             stride: Any = AUTO, load_size: float = 224, bin: Any = AUTO,
             progress: gr.Progress = gr.Progress()) -> tuple:
@@ -834,7 +904,7 @@ def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: A
         entries[f"pca/{stem}.png"] = img
     gallery = [(img, im.name) for img, im in zip(rgb, ims)]
     md = f"Components 1-3 as R, G, B (joint over {len(ims)} images); explained variance {ratio}."
-    return gallery, md, write_zip("pca", entries)
+    return gallery, md, write_zip("pca", entries), guard.Done(f"PCA of {len(ims)} images.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,13 +924,19 @@ def _video_parts(model: str, frames: list, kwargs: dict) -> Any:
     return video_parts(POOL.get(model), frames, **kwargs)
 
 
-@ui_errors
+@guard.guarded("video")
 def run_video(clip: Any, num_parts: float = 4, num_sampled_frames: float = 8,
               model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
               load_size: float = 224, bin: Any = AUTO, thresh: float = 0.065, elbow: float = 0.975,
               votes_percentage: float = 75, progress: gr.Progress = gr.Progress()) -> tuple:
     """A short clip -> the clip with its parts coloured. Returns (video path, markdown, zip)."""
     from .video import read_video, write_video
+    num_parts = validate.number("num_parts", num_parts, 1, 10, integer=True, default=4)
+    num_sampled_frames = validate.number("num_sampled_frames", num_sampled_frames, 2, 20, integer=True,
+                                         default=8)
+    thresh = validate.number("thresh", thresh, 0.0, 1.0, default=0.065)
+    elbow = validate.number("elbow", elbow, 0.5, 1.0, default=0.975)
+    votes_percentage = validate.number("votes_percentage", votes_percentage, 0, 100, default=75)
     if clip is None:
         raise ParameterError("upload a short video or pick the example first")
     path = clip.get("path") if isinstance(clip, dict) else clip
@@ -874,6 +950,9 @@ def run_video(clip: Any, num_parts: float = 4, num_sampled_frames: float = 8,
         gr.Warning(f"The clip was subsampled to every {step}th frame ({len(frames)} frames; "
                 f"the demo's limit is {MAX_VIDEO_FRAMES}).")
     settings = descriptor_settings(model, "video", layer, facet, stride, load_size, bin)
+    spec = get_spec(model)
+    guard.admit([frames[0].shape[1::-1]] * min(int(num_sampled_frames), len(frames)), settings["load_size"],
+                spec.patch_size, settings["stride"], spec.depth, progress)
     progress(0.1, desc=f"Part co-segmentation of {min(int(num_sampled_frames), len(frames))} frames, "
                        f"then labelling {len(frames)} frames")
     POOL.get(model)
@@ -897,7 +976,7 @@ def run_video(clip: Any, num_parts: float = 4, num_sampled_frames: float = 8,
     md = (f"<b>{k} parts</b> in {len(frames)} frames (part co-segmentation of "
           f"{len(result.sampled_indices)} sampled frames, labels propagated to every frame).<br>"
           + _legend_html(k, []))
-    return str(out), md, write_zip("video_parts", entries)
+    return str(out), md, write_zip("video_parts", entries), guard.Done(f"{k} parts in {len(frames)} frames.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -945,6 +1024,45 @@ def image_input(**kwargs: Any) -> gr.Image:
     return component
 
 
+def _release_key(key: Any) -> None:
+    """gr.State's delete callback (its time to live passed, or the session ended)."""
+    guard.STORE.release(key)
+
+
+def release_session(request: gr.Request) -> None:
+    """The browser tab was closed: free that visitor's results at once."""
+    n = guard.STORE.release_owner(str(getattr(request, "session_hash", "") or ""))
+    if n:
+        log.info("released %d results of a closed tab", n)
+
+
+def status_line(tab: str) -> gr.Markdown:
+    """The tab's status line: what went wrong (or what was done), kept until the next action."""
+    return gr.Markdown("", elem_id=f"{tab}-status", elem_classes=["vitdense-status"])
+
+
+def check_uploads(components: Sequence[Any], tab: str, status: Any) -> None:
+    """Warn as soon as a file is uploaded that a run would refuse (not an image, too small, too
+    large), in a toast and in the tab's status line."""
+    for component in components:
+        def check(value: Any) -> None:
+            guard.check_upload_value(value, tab)
+        guard.wire_status(component.upload(check, component, None, api_visibility="private",
+                                           concurrency_limit=None, show_progress="hidden"), tab, status)
+
+
+def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
+    """Stride changed -> the load size slider ends at the largest size the work limit accepts."""
+    try:
+        spec = get_spec(model)
+        s = spec.default_stride if _choice(stride) is None else int(stride)
+    except (VitdenseError, TypeError, ValueError):
+        return gr.skip()
+    top = guard.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)
+    value = load_size if isinstance(load_size, (int, float)) and load_size <= top else min(224, top)
+    return gr.Slider(maximum=top, value=value)
+
+
 INTRO = f"""
 # Deep ViT features as dense visual descriptors
 Zero-shot correspondences, co-segmentation and part co-segmentation from the descriptors of a
@@ -962,7 +1080,8 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
     pairs, sets = example_pairs(), example_sets()
     set_labels = [f"{name} ({len(paths)} photos)" for name, paths in sets.items()]
 
-    with gr.Blocks(title="vitdense: deep ViT features as dense descriptors") as demo:
+    with gr.Blocks(title="vitdense: deep ViT features as dense descriptors",
+                   delete_cache=guard.delete_cache()) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", scale=3,
@@ -1008,15 +1127,18 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
             gr.Markdown("The number of pairs and of parts are set in their tabs.")
         descriptor_inputs = [model, layer, facet, stride, load_size, bin_]
         model.change(update_stride_choices, model, stride, api_visibility="private")
+        stride.change(update_load_size, [model, stride, load_size], load_size, api_visibility="private")
 
         with gr.Tabs():
             # -- correspondences -----------------------------------------------------------
             with gr.Tab("Correspondences", id="correspondences"):
-                pair_state = gr.State(None, time_to_live=STATE_TTL_S)
+                pair_state = gr.State(None, time_to_live=guard.LIMITS.idle_s, delete_callback=_release_key)
+                corr_status = status_line("correspondences")
                 with gr.Row():
                     corr_a_in = image_input(label="Image A", height=260, elem_id="corr-a-input")
                     corr_b_in = image_input(label="Image B", height=260, elem_id="corr-b-input")
                 gr.Examples(pairs, [corr_a_in, corr_b_in], label="Example pairs")
+                check_uploads([corr_a_in, corr_b_in], "correspondences", corr_status)
                 with gr.Row():
                     num_pairs = gr.Slider(1, 50, value=10, step=1, label="Number of pairs",
                                           info="Best buddies are clustered into this many well-spread pairs.")
@@ -1041,24 +1163,26 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                 with gr.Accordion("Points (JSON)", open=False):
                     corr_json = gr.JSON()
                 pair_outputs = [corr_a_out, corr_b_out, corr_heat, corr_md, corr_json, corr_zip, pair_state]
-                corr_btn.click(run_correspondences,
+                guard.wire_status(corr_btn.click(run_correspondences,
                                [corr_a_in, corr_b_in, num_pairs, *descriptor_inputs, corr_thresh],
-                               pair_outputs, api_name="correspondences", concurrency_id="gpu")
-                corr_a_out.select(click_correspondence, pair_state, pair_outputs, api_visibility="private",
-                                  concurrency_limit=None, show_progress="minimal")
-                match_btn.click(match_point, [pair_state, click_x, click_y], pair_outputs,
-                                api_name="match_point", concurrency_limit=None)
-                clear_btn.click(clear_points, pair_state, pair_outputs, api_name="clear_points",
-                                concurrency_limit=None)
+                               pair_outputs, api_name="correspondences", concurrency_limit=None), 'correspondences', corr_status)
+                guard.wire_status(corr_a_out.select(click_correspondence, pair_state, pair_outputs, api_visibility="private",
+                                  concurrency_limit=None, show_progress="minimal"), 'correspondences', corr_status)
+                guard.wire_status(match_btn.click(match_point, [pair_state, click_x, click_y], pair_outputs,
+                                api_name="match_point", concurrency_limit=None), 'correspondences', corr_status)
+                guard.wire_status(clear_btn.click(clear_points, pair_state, pair_outputs, api_name="clear_points",
+                                concurrency_limit=None), 'correspondences', corr_status)
 
             # -- co-segmentation ------------------------------------------------------------
             with gr.Tab("Co-segmentation", id="cosegmentation"):
-                coseg_state = gr.State(None, time_to_live=STATE_TTL_S)
+                coseg_state = gr.State(None, time_to_live=guard.LIMITS.idle_s, delete_callback=_release_key)
+                coseg_status = status_line("cosegmentation")
                 coseg_in = gr.Gallery(label=f"Image set ({MIN_SET_IMAGES}-{MAX_SET_IMAGES} images)",
                                       type="filepath", interactive=True, file_types=["image"],
                                       columns=6, height=220, elem_id="coseg-input")
                 gr.Examples([[v] for v in sets.values()], [coseg_in], label="Example sets",
                             example_labels=set_labels)
+                check_uploads([coseg_in], "cosegmentation", coseg_status)
                 coseg_btn = gr.Button("Co-segment", variant="primary")
                 coseg_md = gr.Markdown()
                 with gr.Row():
@@ -1072,21 +1196,23 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                         coseg_saliency = gr.Gallery(label="Saliency", columns=4, format="png")
                 with gr.Accordion("Summary (JSON)", open=False):
                     coseg_json = gr.JSON()
-                coseg_btn.click(run_cosegmentation,
+                guard.wire_status(coseg_btn.click(run_cosegmentation,
                                 [coseg_in, *descriptor_inputs, thresh, elbow, votes, refine],
                                 [coseg_overlays, coseg_cutouts, coseg_md, coseg_json, coseg_zip, coseg_state],
-                                api_name="cosegmentation", concurrency_id="gpu")
-                maps_btn.click(coseg_maps, coseg_state, [coseg_clusters, coseg_saliency],
-                               api_name="coseg_maps", concurrency_limit=None)
+                                api_name="cosegmentation", concurrency_limit=None), 'cosegmentation', coseg_status)
+                guard.wire_status(maps_btn.click(coseg_maps, coseg_state, [coseg_clusters, coseg_saliency],
+                               api_name="coseg_maps", concurrency_limit=None), 'cosegmentation', coseg_status)
 
             # -- part co-segmentation -------------------------------------------------------
             with gr.Tab("Part co-segmentation", id="parts"):
-                parts_state = gr.State(None, time_to_live=STATE_TTL_S)
+                parts_state = gr.State(None, time_to_live=guard.LIMITS.idle_s, delete_callback=_release_key)
+                parts_status = status_line("parts")
                 parts_in = gr.Gallery(label=f"Image set ({MIN_SET_IMAGES}-{MAX_SET_IMAGES} images)",
                                       type="filepath", interactive=True, file_types=["image"],
                                       columns=6, height=220)
                 gr.Examples([[v] for v in sets.values()], [parts_in], label="Example sets",
                             example_labels=set_labels)
+                check_uploads([parts_in], "parts", parts_status)
                 with gr.Row():
                     num_parts = gr.Slider(1, 10, value=4, step=1, label="Number of parts",
                                           info="After a run, 'Re-cluster' reuses the cached descriptors "
@@ -1106,21 +1232,23 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                 parts_outputs = [parts_gallery, parts_plot, parts_index, parts_md, parts_json, parts_zip,
                                  parts_state]
                 part_knobs = [num_parts, thresh, elbow, votes, crf]
-                parts_btn.click(run_part_cosegmentation,
+                guard.wire_status(parts_btn.click(run_part_cosegmentation,
                                 [parts_in, num_parts, *descriptor_inputs, thresh, elbow, votes, crf],
-                                parts_outputs, api_name="part_cosegmentation", concurrency_id="gpu")
-                recluster_btn.click(recluster_parts, [parts_state, *part_knobs], parts_outputs,
-                                    api_name="recluster_parts", concurrency_id="gpu")
-                parts_index.input(part_view, [parts_state, parts_index], parts_plot, api_name="part_view",
-                                  concurrency_limit=None)
+                                parts_outputs, api_name="part_cosegmentation", concurrency_limit=None), 'parts', parts_status)
+                guard.wire_status(recluster_btn.click(recluster_parts, [parts_state, *part_knobs], parts_outputs,
+                                    api_name="recluster_parts", concurrency_limit=None), 'parts', parts_status)
+                guard.wire_status(parts_index.input(part_view, [parts_state, parts_index], parts_plot, api_name="part_view",
+                                  concurrency_limit=None), 'parts', parts_status)
 
             # -- similarity -----------------------------------------------------------------
             with gr.Tab("Similarity inspector", id="similarity"):
-                sim_state = gr.State(None, time_to_live=STATE_TTL_S)
+                sim_state = gr.State(None, time_to_live=guard.LIMITS.idle_s, delete_callback=_release_key)
+                sim_status = status_line("similarity")
                 with gr.Row():
                     sim_a_in = image_input(label="Image A", height=260)
                     sim_b_in = image_input(label="Image B", height=260)
                 gr.Examples(pairs, [sim_a_in, sim_b_in], label="Example pairs")
+                check_uploads([sim_a_in, sim_b_in], "similarity", sim_status)
                 with gr.Row():
                     top_n = gr.Slider(1, 20, value=5, step=1, label="Top-n patches")
                     sim_btn = gr.Button("Extract descriptors", variant="primary")
@@ -1136,32 +1264,35 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                     sim_point_btn = gr.Button("Inspect this point")
                 with gr.Accordion("Top patches (JSON)", open=False):
                     sim_json = gr.JSON()
-                sim_btn.click(run_similarity, [sim_a_in, sim_b_in, *descriptor_inputs],
+                guard.wire_status(sim_btn.click(run_similarity, [sim_a_in, sim_b_in, *descriptor_inputs],
                               [sim_a_out, sim_b_out, sim_md, sim_state], api_name="similarity",
-                              concurrency_id="gpu")
-                sim_a_out.select(click_similarity, [sim_state, top_n], [sim_a_out, sim_b_out, sim_md, sim_json],
-                                 api_visibility="private", concurrency_limit=None, show_progress="minimal")
-                sim_point_btn.click(similarity_point, [sim_state, sim_x, sim_y, top_n],
+                              concurrency_limit=None), 'similarity', sim_status)
+                guard.wire_status(sim_a_out.select(click_similarity, [sim_state, top_n], [sim_a_out, sim_b_out, sim_md, sim_json],
+                                 api_visibility="private", concurrency_limit=None, show_progress="minimal"), 'similarity', sim_status)
+                guard.wire_status(sim_point_btn.click(similarity_point, [sim_state, sim_x, sim_y, top_n],
                                     [sim_a_out, sim_b_out, sim_md, sim_json], api_name="similarity_point",
-                                    concurrency_limit=None)
+                                    concurrency_limit=None), 'similarity', sim_status)
 
             # -- PCA ------------------------------------------------------------------------
             with gr.Tab("PCA", id="pca"):
+                pca_status = status_line("pca")
                 pca_in = gr.Gallery(label=f"Images (1-{MAX_SET_IMAGES})", type="filepath", interactive=True,
                                     file_types=["image"], columns=6, height=220)
                 gr.Examples([[v] for v in sets.values()], [pca_in], label="Example sets",
                             example_labels=set_labels)
+                check_uploads([pca_in], "pca", pca_status)
                 pca_btn = gr.Button("Compute PCA", variant="primary")
                 pca_md = gr.Markdown()
                 pca_gallery = gr.Gallery(label="First three components as RGB", columns=5, height=300,
                                          format="png")
                 pca_zip = gr.File(height=90, label="Download (PCA images, parameters)")
-                pca_btn.click(run_pca, [pca_in, *descriptor_inputs], [pca_gallery, pca_md, pca_zip],
-                              api_name="pca", concurrency_id="gpu")
+                guard.wire_status(pca_btn.click(run_pca, [pca_in, *descriptor_inputs], [pca_gallery, pca_md, pca_zip],
+                              api_name="pca", concurrency_limit=None), 'pca', pca_status)
 
             # -- video ----------------------------------------------------------------------
             if video_available():
                 with gr.Tab("Video", id="video"):
+                    video_status = status_line("video")
                     with gr.Row():
                         video_in = gr.Video(label="Clip (short; frames downscaled to "
                                                   f"{VIDEO_MAX_SIDE} px, at most {MAX_VIDEO_FRAMES} frames)",
@@ -1179,22 +1310,30 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                         video_btn = gr.Button("Segment parts", variant="primary")
                     video_md = gr.HTML()
                     video_zip = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
-                    video_btn.click(run_video,
+                    guard.wire_status(video_btn.click(run_video,
                                     [video_in, video_parts_n, video_frames, *descriptor_inputs, thresh,
                                      elbow, votes],
-                                    [video_out, video_md, video_zip], api_name="video", concurrency_id="gpu")
+                                    [video_out, video_md, video_zip], api_name="video", concurrency_limit=None), 'video', video_status)
+        demo.unload(release_session)
+    for block in demo.blocks.values():   # every number / choice reaches our validators as sent
+        if isinstance(block, (gr.Number, gr.Slider, gr.Dropdown, gr.Checkbox)):
+            guard.raw(block)
     return demo
 
 
 def launch(server_name: str | None = None, server_port: int | None = None, share: bool = False,
            concurrency: int = 1, device: str = "auto", online: bool | None = None,
-           preload: bool = True, **kwargs: Any) -> Any:
-    """Build and serve the demo (blocks the caller unless ``prevent_thread_lock=True``)."""
+           preload: bool = True, limits: dict | None = None, **kwargs: Any) -> Any:
+    """Build and serve the demo (blocks the caller unless ``prevent_thread_lock=True``).
+
+    ``limits``: :class:`vitdense.webguard.Limits` fields (session memory, work limit, queue...)."""
     configure(device)
+    guard.configure(concurrency=concurrency, **(limits or {}))
+    guard.start_janitor([OUTPUT_ROOT])
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
-    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.queue(default_concurrency_limit=None, max_size=guard.QUEUE_SIZE)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
                        show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
                        footer_links=["api", "gradio"], **kwargs)

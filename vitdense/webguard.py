@@ -15,10 +15,9 @@ import threading
 import time
 import types
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 import torch
@@ -122,17 +121,17 @@ def wire_status(event: Any, tab: str, status: gr.components.Component) -> Any:
 
 
 def _sentence(text: str) -> str:
-    text = str(text).strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
+    """One line (messages are already sentences; file names keep their case)."""
+    return " ".join(str(text).split())
 
 
 # -- every handler -------------------------------------------------------------------------------
-def guarded(tab: str) -> Callable[[Callable], Callable]:
+def guarded(tab: str, cleared: Callable[[str], Any] | None = None) -> Callable[[Callable], Callable]:
     """Wrap a handler of ``tab``: its result or error becomes the tab's status line.
 
     A VitdenseError -> gr.Error(its sentence) (the toast; the API's error); a cleared session ->
-    no error, every output kept (``gr.skip()``), the sentence in the status line and a warning;
+    no error, every output kept (``gr.skip()``, or ``cleared(sentence)``: the outputs that show
+    it), the sentence in the status line and a warning;
     out of memory -> what to reduce; anything else -> logged with its traceback, a generic sentence.
     A handler may return ``(outputs..., Done("what was done"))`` to set the status of a success.
     """
@@ -146,7 +145,7 @@ def guarded(tab: str) -> Callable[[Callable], Callable]:
                 msg = _sentence(str(err))
                 set_status(tab, msg)
                 gr.Warning(msg)
-                return gr.skip()
+                return gr.skip() if cleared is None else cleared(msg)
             except gr.Error as err:
                 set_status(tab, _sentence(err.message))
                 raise
@@ -169,6 +168,8 @@ def guarded(tab: str) -> Callable[[Callable], Callable]:
                     return out[0] if len(out) == 1 else out
                 set_status(tab, "")
                 return out
+            finally:
+                _release_held()
             set_status(tab, msg)
             raise gr.Error(msg, print_exception=False)
         return wrapper
@@ -224,22 +225,32 @@ def blocks_run(depth: int, layers: int | Sequence[int], saliency: bool) -> int:
     return depth if saliency else deepest + 1
 
 
-@contextmanager
-def heavy_job(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, stride: int,
-              blocks: int, progress: Any = None) -> Iterator[workbudget.Work]:
+_HELD = threading.local()      # the gate slot the running handler holds (released by guarded)
+
+
+def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, stride: int,
+          blocks: int, progress: Any = None) -> workbudget.Work:
     """Refuse above the work limit (at once, one sentence), then wait for a slot of the gate (at
-    most ``max_wait_s``, the position shown in the progress line) and hold it for the body."""
+    most ``max_wait_s``, the position shown in the progress line). The slot is held until the
+    :func:`guarded` handler returns; a second call in the same handler keeps the same slot."""
     work = workbudget.estimate(sizes_wh, load_size, patch, stride, blocks)
     workbudget.check(work, LIMITS.max_work, stride, load_size, patch)
+    if getattr(_HELD, "gate", None) is None:
+        def on_wait(position: int) -> None:
+            if progress is not None:
+                progress(0.0, desc=f"Waiting for the server: {position} job(s) ahead")
+        gate = GATE
+        waited = gate.acquire(on_wait)
+        _HELD.gate = gate
+        log.info("heavy job waited %.2f s (work %.3g units)", waited, work.units)
+    return work
 
-    def on_wait(position: int) -> None:
-        if progress is not None:
-            progress(0.0, desc=f"Waiting for the server: {position} job(s) ahead")
 
-    with GATE.slot(on_wait) as waited:
-        if waited > 0.5:
-            log.info("heavy job waited %.1f s for its turn", waited)
-        yield work
+def _release_held() -> None:
+    gate = getattr(_HELD, "gate", None)
+    if gate is not None:
+        _HELD.gate = None
+        gate.release()
 
 
 def offered_strides(patch: int, depth: int, sizes: Sequence[int]) -> list[str]:

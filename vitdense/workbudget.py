@@ -168,9 +168,8 @@ class WorkGate:
     def waiting(self) -> int:
         return len(self._queue)
 
-    @contextmanager
-    def slot(self, on_wait: Callable[[int], None] | None = None) -> Iterator[float]:
-        """Hold one slot for the ``with`` body; yields the seconds waited."""
+    def acquire(self, on_wait: Callable[[int], None] | None = None) -> float:
+        """Wait for a slot (see the class); returns the seconds waited. Pair with :meth:`release`."""
         ticket = object()
         start = self._clock()
         with self._cond:
@@ -199,9 +198,18 @@ class WorkGate:
         waited = self._clock() - start
         self.waits.append(waited)
         del self.waits[:-1000]
+        return waited
+
+    def release(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    @contextmanager
+    def slot(self, on_wait: Callable[[int], None] | None = None) -> Iterator[float]:
+        """Hold one slot for the ``with`` body; yields the seconds waited."""
+        waited = self.acquire(on_wait)
         try:
             yield waited
         finally:
-            with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
+            self.release()
