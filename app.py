@@ -4,7 +4,7 @@
     python app.py --host 0.0.0.0 --port 8080 --share
 
 Host and port also come from the usual Gradio variables GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
-(flags win). The handlers and the layout live in vitdense/webapp.py.
+(flags win). The handlers and the layout live in vitdense/web.py.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def limits(args: argparse.Namespace) -> dict:
-    """The flags of the limits group -> keyword arguments of vitdense.webguard.Limits."""
+    """The flags of the limits group -> keyword arguments of vitdense.web.guard.Limits."""
     from vitdense.sessions import parse_bytes
     from vitdense.workbudget import parse_work
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
@@ -69,9 +69,9 @@ def limits(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vitdense import webapp
+    from vitdense import web
 
-    webapp.launch(server_name=args.host, server_port=args.port, share=args.share,
+    web.launch(server_name=args.host, server_port=args.port, share=args.share,
                   concurrency=args.concurrency, device=args.device,
                   online=False if args.offline else None, preload=not args.no_preload,
                   limits=limits(args))

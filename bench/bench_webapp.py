@@ -6,12 +6,12 @@
 * correspondences of assets/pairs/cat_a.jpg and cat_b.jpg, then one click-to-correspond query
   (median of repeated clicks on different points).
 
-Each is measured twice: through the handlers in this process (vitdense.webapp, what the server
+Each is measured twice: through the handlers in this process (vitdense.web, what the server
 runs), and through ``python app.py`` served on a free loopback port and called with
 gradio_client (queue, uploads, image encoding and downloads included). Bundled model
 (DINOv2 ViT-S/14, the app's default), CPU, the app's default settings unless --load-size.
 
-Run: ``python bench/bench_webapp.py`` (about 3-5 minutes on an idle 2-core CPU).
+Run: ``python bench/bench_web.py`` (about 3-5 minutes on an idle 2-core CPU).
 """
 from __future__ import annotations
 
@@ -60,20 +60,20 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
 
 def bench_handlers(images: list[str], load_size: int) -> list[tuple[str, float, int]]:
     import torch
-    from vitdense import webapp
+    from vitdense import web
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    webapp.configure("cpu")
-    t_load, _ = timed(webapp.POOL.get, "dinov2_vits14_imgfocus")
+    web.configure("cpu")
+    t_load, _ = timed(web.POOL.get, "dinov2_vits14_imgfocus")
     rows = [("model load (once per server)", t_load, 1)]
-    t, out = timed(webapp.run_part_cosegmentation, images, 4, load_size=load_size)
+    t, out = timed(web.run_part_cosegmentation, images, 4, load_size=load_size)
     rows.append((f"part co-segmentation, {len(images)} images, first run", t, 1))
-    t, _ = timed(webapp.recluster_parts, out[-1], 5)
+    t, _ = timed(web.recluster_parts, out[-1], 5)
     rows.append(("re-cluster into 5 parts (cached descriptors)", t, 1))
-    t, out = timed(webapp.run_correspondences, str(CAT_A), str(CAT_B), 10, load_size=load_size)
+    t, out = timed(web.run_correspondences, str(CAT_A), str(CAT_B), 10, load_size=load_size)
     rows.append(("correspondences, 1 pair", t, 1))
     session, times = out[-1], []
     for x, y in CLICKS:
-        t, res = timed(webapp.match_point, session, x, y)
+        t, res = timed(web.match_point, session, x, y)
         session = res[-1]
         times.append(t)
     rows.append(("click-to-correspond (median)", statistics.median(times), len(times)))

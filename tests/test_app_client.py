@@ -1,5 +1,5 @@
 """The served demo driven by a real client: ``python app.py`` runs as a subprocess on a free
-loopback port and gradio_client calls its documented API names (see vitdense/webapp.py).
+loopback port and gradio_client calls its documented API names (see vitdense/web/).
 
 Ground truth: assets/make_assets.py (the cat pair's exact mapping, the pasted cat heads' boxes).
 """
@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 CAT_A, CAT_B = ASSETS / "pairs/cat_a.jpg", ASSETS / "pairs/cat_b.jpg"
 CATS = sorted((ASSETS / "cats").glob("*.jpg"))
-API_NAMES = ["/correspondences", "/match_point", "/clear_points", "/cosegmentation", "/coseg_maps",
-             "/part_cosegmentation", "/recluster_parts", "/part_view", "/similarity",
-             "/similarity_point", "/pca"]
+from vitdense.apps import APPS  # noqa: E402
+
+#: the documented API names: every registered application's (vitdense/apps.py)
+API_NAMES = [f"/{name}" for app in APPS.values() for name in app.api_names]
 
 _spec = importlib.util.spec_from_file_location("make_assets", ASSETS / "make_assets.py")
 ma = importlib.util.module_from_spec(_spec)

@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     # 6: the application registry (descriptions the interfaces derive from)
     "registry": 6, "apps": 6,
     # 7: interfaces
-    "cli": 7, "web": 7, "webapp": 7, "webguard": 7, "__main__": 7, "__init__": 7,
+    "cli": 7, "web": 7, "__main__": 7, "__init__": 7,
 }
 
 

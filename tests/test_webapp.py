@@ -1,4 +1,4 @@
-"""The web demo's handlers (vitdense/webapp.py), called directly on the bundled model and on the
+"""The web demo's handlers (vitdense/web/), called directly on the bundled model and on the
 example photographs in assets/ (no server; tests/test_app_client.py and test_app_browser.py drive
 the served app).
 
@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitdense import webapp
+from vitdense import web as webapp
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
@@ -370,8 +370,9 @@ def test_out_of_memory_and_unexpected_errors_become_messages(monkeypatch, bundle
     def boom(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(webapp, "find_correspondences_descriptors", boom)
-    with caplog.at_level(logging.ERROR, logger="vitdense.webapp"):
+    from vitdense.web.tabs import correspondences as corr_tab
+    monkeypatch.setattr(corr_tab, "find_correspondences_descriptors", boom)
+    with caplog.at_level(logging.ERROR, logger="vitdense.web"):
         with pytest.raises(gr.Error) as info:
             webapp.run_correspondences(CAT_A, CAT_B, load_size=112)
     assert "secret" not in str(info.value) and "went wrong" in str(info.value)
@@ -384,3 +385,5 @@ def test_layout_builds_with_stable_api_names():
     assert {"correspondences", "match_point", "clear_points", "cosegmentation", "coseg_maps",
             "part_cosegmentation", "recluster_parts", "part_view", "similarity", "similarity_point",
             "pca"} <= names
+    from vitdense.apps import APPS
+    assert {n for app in APPS.values() for n in app.api_names} <= names     # the registry's names

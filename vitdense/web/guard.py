@@ -3,13 +3,11 @@
 One process-wide :class:`~vitdense.sessions.SessionStore` (visitors' results under a byte budget),
 one :class:`~vitdense.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
 queue and wait; clicks never pass through it), a :class:`~vitdense.tempfiles.Janitor` for the demo's
-own zips, the status line of each tab, and :func:`guarded`, the wrapper of every handler: a
-visitor's mistake becomes one sentence (toast, API error and the tab's status line), an evicted
-session one sentence without an error, anything unexpected a generic sentence (logged).
+own zips, the status line of each tab (filled by :func:`vitdense.web.errors.ui_errors`), the raw
+inputs our validators judge, and the upload check.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -22,15 +20,13 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import torch
 
-from . import validate, workbudget
-from .errors import ImageError, OutOfMemoryError, VitdenseError
-from .sessions import DEFAULT_IDLE_S, SessionCleared, SessionStore, budget_from_env
-from .tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
+from .. import validate, workbudget
+from ..errors import ImageError
+from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
+from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
 
 log = logging.getLogger("vitdense.webguard")
 
-GENERIC_ERROR = ("Something went wrong on the server (the details were logged). "
-                 "Try again with other images or settings.")
 STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldest dropped
 QUEUE_SIZE = 64                  # Gradio's queue: events (clicks included) waiting to be served
 
@@ -120,60 +116,9 @@ def wire_status(event: Any, tab: str, status: gr.components.Component) -> Any:
                       concurrency_limit=None, show_progress="hidden", queue=False)
 
 
-def _sentence(text: str) -> str:
+def one_line(text: str) -> str:
     """One line (messages are already sentences; file names keep their case)."""
     return " ".join(str(text).split())
-
-
-# -- every handler -------------------------------------------------------------------------------
-def guarded(tab: str, cleared: Callable[[str], Any] | None = None) -> Callable[[Callable], Callable]:
-    """Wrap a handler of ``tab``: its result or error becomes the tab's status line.
-
-    A VitdenseError -> gr.Error(its sentence) (the toast; the API's error); a cleared session ->
-    no error, every output kept (``gr.skip()``, or ``cleared(sentence)``: the outputs that show
-    it), the sentence in the status line and a warning;
-    out of memory -> what to reduce; anything else -> logged with its traceback, a generic sentence.
-    A handler may return ``(outputs..., Done("what was done"))`` to set the status of a success.
-    """
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.monotonic()
-            try:
-                out = fn(*args, **kwargs)
-            except SessionCleared as err:
-                msg = _sentence(str(err))
-                set_status(tab, msg)
-                gr.Warning(msg)
-                return gr.skip() if cleared is None else cleared(msg)
-            except gr.Error as err:
-                set_status(tab, _sentence(err.message))
-                raise
-            except OutOfMemoryError as err:
-                log.warning("%s: %s", fn.__name__, err)
-                msg = _sentence(f"Out of memory: {err}")
-            except VitdenseError as err:
-                msg = _sentence(str(err))
-            except (torch.OutOfMemoryError, MemoryError):
-                log.warning("%s: out of memory", fn.__name__, exc_info=True)
-                msg = ("Out of memory: use fewer images, a smaller load size or a larger stride "
-                       "(Advanced settings).")
-            except Exception:  # noqa: BLE001 - the one place where unexpected errors are caught
-                log.exception("unexpected error in %s", fn.__name__)
-                msg = GENERIC_ERROR
-            else:
-                if isinstance(out, tuple) and out and isinstance(out[-1], Done):
-                    set_status(tab, f"{out[-1].text} ({time.monotonic() - t0:.1f} s)")
-                    out = out[:-1]
-                    return out[0] if len(out) == 1 else out
-                set_status(tab, "")
-                return out
-            finally:
-                _release_held()
-            set_status(tab, msg)
-            raise gr.Error(msg, print_exception=False)
-        return wrapper
-    return decorate
 
 
 @dataclass(frozen=True)
@@ -210,7 +155,7 @@ def check_upload_value(value: Any, tab: str) -> None:
             try:
                 validate.check_upload(item)
             except ImageError as err:
-                problems.append(_sentence(str(err)))
+                problems.append(one_line(str(err)))
     text = " ".join(problems)
     set_status(tab, text)
     if text:
@@ -232,7 +177,7 @@ def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, strid
           blocks: int, progress: Any = None) -> workbudget.Work:
     """Refuse above the work limit (at once, one sentence), then wait for a slot of the gate (at
     most ``max_wait_s``, the position shown in the progress line). The slot is held until the
-    :func:`guarded` handler returns; a second call in the same handler keeps the same slot."""
+    handler (wrapped by ``ui_errors``) returns; a second call in the same handler keeps the same slot."""
     work = workbudget.estimate(sizes_wh, load_size, patch, stride, blocks)
     workbudget.check(work, LIMITS.max_work, stride, load_size, patch)
     if getattr(_HELD, "gate", None) is None:
@@ -246,7 +191,8 @@ def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, strid
     return work
 
 
-def _release_held() -> None:
+def release_held() -> None:
+    """Free the gate slot this thread's handler holds (ui_errors calls it when the handler ends)."""
     gate = getattr(_HELD, "gate", None)
     if gate is not None:
         _HELD.gate = None

@@ -1,0 +1,69 @@
+"""Page controls derived from the registry: a knob of an application (vitdense.apps) -> the Gradio
+component that sets it, with the knob's range, help and the default for the page's model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from .. import validate
+from ..apps import get_app
+from ..registry import App
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def knob_component(app: App | str, name: str, model: str | None, label: str | None = None,
+                   **kwargs: Any) -> Any:
+    """The control of knob ``name`` of ``app``: a slider (numbers with a range), a checkbox (bool),
+    a dropdown (choices), a number otherwise; its value is the app's default for ``model``."""
+    app = get_app(app) if isinstance(app, str) else app
+    knob = app.knob(name)
+    value = app.default(name, model)
+    info = knob.help[0].upper() + knob.help[1:] + "."
+    label = label or _label(name)
+    if knob.kind is bool:
+        return gr.Checkbox(bool(value), label=label, info=info, **kwargs)
+    if knob.choices:
+        return gr.Dropdown(list(knob.choices), value=value, label=label, info=info, **kwargs)
+    if knob.low is not None and knob.high is not None:
+        step = knob.step or (1 if knob.kind is int else 0.01)
+        return gr.Slider(knob.low, knob.high, value=value, step=step, label=label, info=info, **kwargs)
+    return gr.Number(value, label=label, info=info, precision=0 if knob.kind is int else None, **kwargs)
+
+
+def knob_value(app: App | str, name: str, value: Any, model: str | None, kind: type | None = None) -> Any:
+    """A handler's argument for knob ``name``: None -> the app's default for ``model``; numbers
+    (finite, within the knob's range, whole for int knobs), flags and choices are validated (one
+    sentence each)."""
+    app = get_app(app) if isinstance(app, str) else app
+    if value is None:
+        return app.default(name, model)
+    knob = app.knob(name)
+    kind = kind or knob.kind
+    if knob.choices:
+        return validate.choice(name, value, list(knob.choices))
+    if kind is bool:
+        return validate.flag(name, value)
+    if kind in (int, float, "float_or_none"):   # API values arrive as sent: checked here
+        return validate.number(name, value, knob.low, knob.high, integer=kind is int)
+    return value
+
+
+@dataclass
+class Page:
+    """What every tab's ``build`` receives: the page-wide inputs (model and descriptor settings)."""
+
+    model: Any                     # the model dropdown
+    descriptor_inputs: list        # [model, layer, facet, stride, load_size, bin]
+    default_model: str
+    tab: str = ""                  # the tab being built
+    status: Any = None             # its status line (gr.Markdown)
+
+    def watch(self, event: Any) -> Any:
+        """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
+        from .guard import wire_status
+        return wire_status(event, self.tab, self.status)

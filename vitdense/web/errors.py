@@ -1,0 +1,76 @@
+"""Error handling of the web demo: every handler is wrapped, so a visitor sees one clear line and
+never a traceback (unexpected errors are logged with theirs on the server). The line is also the
+tab's status line (kept until the next action); a session cleared to make room is a sentence, not
+an error; a heavy job's slot of the work gate is released when its handler ends."""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any, Callable
+
+import gradio as gr
+import torch
+
+from ..errors import OutOfMemoryError, VitdenseError
+from ..sessions import SessionCleared
+from . import guard
+
+log = logging.getLogger("vitdense.web")
+
+GENERIC_ERROR = ("Something went wrong on the server (the details were logged). "
+                 "Try again with other images or settings.")
+
+
+def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None) -> Any:
+    """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
+    logged with its traceback on the server and a generic gr.Error for the visitor.
+
+    The message (or, on success, the handler's trailing :class:`~vitdense.web.guard.Done` text) is
+    the status line of the handler's tab (its module's name). A session cleared from the store
+    (:class:`~vitdense.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
+    or ``cleared(sentence)``), the sentence goes to the status line and a warning.
+    ``@ui_errors`` or ``@ui_errors(cleared=...)``.
+    """
+    if fn is None:
+        return lambda f: ui_errors(f, cleared=cleared)
+    tab = fn.__module__.rsplit(".", 1)[-1]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            out = fn(*args, **kwargs)
+        except SessionCleared as err:
+            msg = guard.one_line(str(err))
+            guard.set_status(tab, msg)
+            gr.Warning(msg)
+            return gr.skip() if cleared is None else cleared(msg)
+        except gr.Error as err:
+            guard.set_status(tab, guard.one_line(err.message))
+            raise
+        except OutOfMemoryError as err:
+            log.warning("%s: %s", fn.__name__, err)
+            msg = f"Out of memory: {err}"
+        except VitdenseError as err:
+            msg = str(err)
+        except (torch.OutOfMemoryError, MemoryError):
+            log.warning("%s: out of memory", fn.__name__, exc_info=True)
+            msg = ("Out of memory: use fewer images, a smaller load size or a larger stride "
+                   "(Advanced settings).")
+        except Exception:  # noqa: BLE001 - the one place where unexpected errors are caught
+            log.exception("unexpected error in %s", fn.__name__)
+            msg = GENERIC_ERROR
+        else:
+            if isinstance(out, tuple) and out and isinstance(out[-1], guard.Done):
+                guard.set_status(tab, f"{out[-1].text} ({time.monotonic() - t0:.1f} s)")
+                out = out[:-1]
+                return out[0] if len(out) == 1 else out
+            guard.set_status(tab, "")
+            return out
+        finally:
+            guard.release_held()
+        guard.set_status(tab, guard.one_line(msg))
+        raise gr.Error(msg, print_exception=False) from None
+
+    return wrapper

@@ -1,0 +1,245 @@
+"""Correspondences tab: the K best-buddy pairs of two images, then click-to-correspond on A."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import gradio as gr
+import numpy as np
+
+from ... import draw
+from ...apps import get_app
+from ...correspondences import PointMatcher, find_correspondences_descriptors
+from ...descriptors import ImageDescriptors
+from ...errors import ParameterError
+from ...export import png_bytes, to_jsonable
+from ...models import BUNDLED_MODEL
+from ...registry import Inputs
+from ..controls import Page, knob_component, knob_value
+from ..errors import ui_errors
+from ... import validate
+from ..guard import Done
+from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
+                      prepare_pair)
+from ..pool import POOL, extract
+from ..sessions import keep, load, session_state, store, updated
+from ..zips import Png, write_zip
+
+ID, TITLE, APP = "correspondences", "Correspondences", "correspond"
+MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
+#: colours of clicked points (neon, distinct from the automatic pairs' tab10 palette)
+CLICK_COLORS = np.array([[255, 0, 255], [0, 255, 255], [255, 255, 0], [0, 255, 0],
+                         [255, 96, 0], [160, 64, 255], [255, 0, 112], [0, 160, 255],
+                         [160, 255, 64], [255, 200, 120], [0, 255, 160], [255, 128, 255]],
+                        dtype=np.uint8)
+
+
+@dataclass
+class PairSession:
+    """One visitor's extracted pair (lives in that visitor's gr.State)."""
+
+    images: list[InputImage]
+    descs: list[ImageDescriptors]
+    matcher: PointMatcher
+    corr: Any                       # vitdense.correspondences.Correspondences
+    base: list[np.ndarray]          # A and B with the automatic pairs drawn (drawn once)
+    params: dict
+    clicks: list[dict] = field(default_factory=list)   # {"a": (y, x), "b": (y, x), ...}
+    last_map: Optional[np.ndarray] = None               # h x w similarity of the last click
+    base_png: tuple = ()            # ``base`` encoded as PNG (once; the zip's images without clicks)
+
+
+def click_label(i: int) -> str:
+    return chr(ord("a") + i)
+
+
+def click_color(i: int) -> np.ndarray:
+    return CLICK_COLORS[i % len(CLICK_COLORS)]
+
+
+def _xy(yx: Any) -> dict:
+    return {"x": round(float(yx[1]), 2), "y": round(float(yx[0]), 2)}
+
+
+def _clicks_json(s: PairSession) -> list[dict]:
+    return [{"id": click_label(i), "a": _xy(k["a"]), "a_cell": _xy(k["a_cell"]), "b": _xy(k["b"]),
+             "similarity": round(k["similarity"], 4), "mutual": k["mutual"]} for i, k in enumerate(s.clicks)]
+
+
+def _render_pair(s: PairSession) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """A and B with the automatic pairs and the clicks; the last click's heat map over B."""
+    a, b = s.base
+    if s.clicks:
+        cols = np.stack([click_color(i) for i in range(len(s.clicks))])
+        labels = [click_label(i) for i in range(len(s.clicks))]
+        r = max(7, round(0.024 * max(a.shape[:2] + b.shape[:2])))
+        a = draw.draw_markers(a, [k["a"] for k in s.clicks], cols, labels=labels, radius=r)
+        b = draw.draw_markers(b, [k["b"] for k in s.clicks], cols, labels=labels, radius=r)
+    heat = None
+    if s.clicks and s.last_map is not None:
+        last, i = s.clicks[-1], len(s.clicks) - 1
+        heat = draw.heatmap_overlay(s.images[1].array, s.last_map, geometry=s.descs[1].geometry)
+        heat = draw.draw_markers(heat, [last["b"]], click_color(i)[None], labels=[click_label(i)])
+    return a, b, heat
+
+
+def _clicks_markdown(s: PairSession) -> str:
+    c = s.corr
+    head = (f"**{len(c)} automatic pairs** (numbered) from {c.num_best_buddies} foreground best buddies "
+            f"({c.num_mutual} mutual nearest neighbours in all).")
+    if c.reason:
+        head = f"**No automatic pairs:** {c.reason}."
+    if not s.clicks:
+        return head + "\n\nClick a point on image A to see its match on B."
+    rows = ["| click | A (x, y) | match on B (x, y) | similarity | mutual (best buddies) |",
+            "|---|---|---|---|---|"]
+    for i, k in enumerate(s.clicks):
+        rows.append(f"| {click_label(i)} | {k['a'][1]:.0f}, {k['a'][0]:.0f} | "
+                    f"{k['b'][1]:.0f}, {k['b'][0]:.0f} | {k['similarity']:.3f} | "
+                    f"{'yes' if k['mutual'] else 'no'} |")
+    return head + "\n\n" + "\n".join(rows)
+
+
+def _pair_outputs(s: PairSession, key: str) -> tuple:
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs.
+
+    The zip is the application's export (the command line's layout) with A and B as shown; without
+    clicks, the automatic-pairs pictures whose PNG bytes the session already holds."""
+    a, b, heat = _render_pair(s)
+    pictures = s.base_png if (not s.clicks and s.base_png) else (a, b)
+    inputs = Inputs([im.array for im in s.images], [im.name for im in s.images])
+    stems = ["A_" + _stem(s.images[0].name), "B_" + _stem(s.images[1].name)]
+    entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s))
+    entries["params.json"] = s.params
+    points = to_jsonable(entries["points.json"])
+    return a, b, heat, _clicks_markdown(s), points, write_zip("correspondences", entries), key
+
+
+def _cleared(msg: str) -> tuple:
+    """A cleared session: the sentence in the summary, every other output left as it is."""
+    return gr.skip(), gr.skip(), gr.skip(), f"**{msg}**", gr.skip(), gr.skip(), gr.skip()
+
+
+def _session(key: Any) -> PairSession:
+    session = load(key, "press Find correspondences")
+    if session is None:
+        raise ParameterError("run correspondences first (button 'Find correspondences'), "
+                             "then click on image A")
+    return session
+
+
+def point_on_a(size: tuple[int, int], x: Any, y: Any) -> tuple[float, float]:
+    """Validated pixel coordinates (x, y) on image A of ``size`` (W, H)."""
+    x, y = validate.number("x", x), validate.number("y", y)
+    w, h = size
+    if not (0 <= x < w and 0 <= y < h):
+        raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside "
+                             f"image A ({w} x {h} pixels)")
+    return x, y
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem or "image"
+
+
+@ui_errors
+def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
+                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
+
+    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
+    zip path, session).
+    """
+    images = prepare_pair(image_a, image_b)
+    settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
+    num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
+    thresh = knob_value(APP, "thresh", corr_thresh, model)
+    admit(model, images, settings, True, progress)
+    progress(0.05, desc=f"Loading {model}")
+    POOL.get(model)
+    progress(0.2, desc="Extracting descriptors")
+    d1, d2 = extract(model, [im.image for im in images], dict(settings, saliency=True))
+    progress(0.75, desc="Finding best buddies")
+    matcher = PointMatcher(d1, d2)  # one mutual-NN pass serves the automatic pairs and the clicks
+    corr = find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh, matcher=matcher)
+    if corr.reason:
+        gr.Warning(f"No automatic pairs: {corr.reason}. You can still click points on A.")
+    base = draw.draw_correspondence_result(images[0].array, images[1].array, corr, separate=True)
+    params = dict(task="correspondences", model=model, **settings, num_pairs=num_pairs, thresh=thresh,
+                  max_side=MAX_SIDE)
+    matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
+    s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
+                    base_png=tuple(Png(png_bytes(x)) for x in base))
+    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(corr)} pairs."),)
+
+
+@ui_errors(cleared=_cleared)
+def match_point(key: Any, x: float, y: float) -> tuple:
+    """Pixel (x, y) of image A -> its match on B; adds a click (kept per session)."""
+    session = _session(key)
+    x, y = point_on_a(session.images[0].image.size, x, y)
+    m = session.matcher.query(float(y), float(x))
+    click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point,
+             "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
+    clicks = (session.clicks + [click])[-MAX_CLICKS:]
+    s = updated(session, clicks=clicks, last_map=m.similarity_map)
+    store(key, s)
+    return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
+                                         f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
+
+
+def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
+    """A click on image A (gr.SelectData.index = [x, y] in the image's pixels)."""
+    return match_point(session, evt.index[0], evt.index[1])
+
+
+@ui_errors(cleared=_cleared)
+def clear_points(key: Any) -> tuple:
+    """Forget the clicks (the automatic pairs stay)."""
+    session = load(key, "press Find correspondences")
+    if session is None:
+        return None, None, None, "", None, None, None
+    s = updated(session, clicks=[], last_map=None)
+    store(key, s)
+    return _pair_outputs(s, key)
+
+
+def build(page: Page) -> None:
+    """The tab's layout and wiring (inside ``gr.Tab``)."""
+    state = session_state()
+    with gr.Row():
+        a_in = image_input(label="Image A", height=260, elem_id="corr-a-input")
+        b_in = image_input(label="Image B", height=260, elem_id="corr-b-input")
+    pair_examples(a_in, b_in)
+    with gr.Row():
+        num_pairs = knob_component(APP, "num_pairs", page.default_model, label="Number of pairs")
+        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
+        run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")
+    with gr.Row():
+        a_out = gr.Image(label="A: click a point", format="png", interactive=False, elem_id="corr-a-output")
+        b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id="corr-b-output")
+    with gr.Row():
+        heat = gr.Image(label="Similarity of the last click over B", format="png", interactive=False,
+                        elem_id="corr-heat")
+        with gr.Column():
+            md = gr.Markdown(elem_id="corr-summary")
+            with gr.Row():
+                click_x = gr.Number(None, label="x on A", precision=0, minimum=0)
+                click_y = gr.Number(None, label="y on A", precision=0, minimum=0)
+            with gr.Row():
+                match_btn = gr.Button("Match this point")
+                clear_btn = gr.Button("Clear clicks", elem_id="corr-clear")
+            zip_out = gr.File(height=90, label="Download (points JSON, annotated images, parameters)")
+    with gr.Accordion("Points (JSON)", open=False):
+        points = gr.JSON()
+    outputs = [a_out, b_out, heat, md, points, zip_out, state]
+    page.watch(run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
+                             outputs, api_name="correspondences", concurrency_limit=None))
+    page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
+                            concurrency_limit=None, show_progress="minimal"))
+    page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
+                               concurrency_limit=None))
+    page.watch(clear_btn.click(clear_points, state, outputs, api_name="clear_points", concurrency_limit=None))

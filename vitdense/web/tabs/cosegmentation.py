@@ -1,0 +1,114 @@
+"""Co-segmentation tab: a mask per image of a set, as overlays and cut-outs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import gradio as gr
+
+from ... import draw
+from ...apps import get_app
+from ...cosegmentation import cosegment_descriptors
+from ...errors import ParameterError
+from ...export import to_jsonable
+from ...models import BUNDLED_MODEL
+from ...registry import Inputs
+from ..controls import Page, knob_component, knob_value
+from ..errors import ui_errors
+from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
+from ..pool import extract_set
+from ..guard import Done
+from ..sessions import keep, load, session_state
+from ..zips import write_zip
+
+ID, TITLE, APP = "cosegmentation", "Co-segmentation", "cosegment"
+
+
+@dataclass
+class CosegSession:
+    """One visitor's set and its latest co-segmentation (the descriptors are not kept: nothing
+    re-clusters them)."""
+
+    images: list[InputImage]
+    result: Any                     # CosegResult
+    params: dict
+
+
+@ui_errors
+def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                       stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                       thresh: float | None = None, elbow: float | None = None,
+                       votes_percentage: float | None = None, refine: bool | None = None,
+                       progress: gr.Progress = gr.Progress()) -> tuple:
+    """A set -> each image's foreground mask as overlay and cut-out.
+
+    Returns (overlays gallery, cut-outs gallery, summary markdown, summary JSON, zip, session).
+    """
+    ims = prepare_set(images)
+    settings = descriptor_settings(model, "cosegmentation", layer, facet, stride, load_size, bin)
+    knobs = {name: knob_value(APP, name, value, model) for name, value in
+             (("thresh", thresh), ("elbow", elbow), ("votes_percentage", votes_percentage), ("refine", refine))}
+    descs, sal = extract_set(model, ims, settings, progress)
+    result = cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
+    if result.reason:
+        gr.Warning(f"Empty masks: {result.reason}.")
+    params = dict(task="cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
+    progress(0.9, desc="Drawing")
+    stems = numbered_stems(ims)
+    entries = get_app(APP).export(result, Inputs([im.array for im in ims], [im.name for im in ims]), stems)
+    entries["params.json"] = params
+    names = [im.name for im in ims]
+    overlays = [(entries[f"overlays/{s}.png"], n) for s, n in zip(stems, names)]
+    cutouts = [(entries[f"cutouts/{s}.png"], n) for s, n in zip(stems, names)]
+    summary = to_jsonable(entries["result.json"])
+    md = (f"**{result.num_clusters} clusters**, salient (foreground): "
+          f"{', '.join(str(c) for c in result.salient_clusters) or 'none'} "
+          f"(a cluster needs {result.votes_needed} of {len(ims)} votes). Foreground per image: "
+          + ", ".join(f"{row['file']} {100 * row['foreground_fraction']:.0f}%" for row in summary["images"]))
+    key = keep(CosegSession(ims, result, params), ID)
+    return (overlays, cutouts, md, summary, write_zip("cosegmentation", entries), key,
+            Done(f"Co-segmented {len(ims)} images."))
+
+
+@ui_errors
+def coseg_maps(key: Any) -> tuple:
+    """The intermediate maps of the last co-segmentation: clusters (salient ones listed) and saliency."""
+    session = load(key, "press Co-segment")
+    if session is None or not hasattr(session.result, "salient_clusters"):
+        raise ParameterError("run co-segmentation first")
+    r = session.result
+    salient = ", ".join(str(c) for c in r.salient_clusters) or "none"
+    clusters = [(draw.overlay_labels(im.array, lab, num_labels=r.num_clusters, background="keep", geometry=g),
+                 f"{im.name}: clusters (salient: {salient})")
+                for im, lab, g in zip(session.images, r.labels, r.geometries)]
+    sal = [(draw.saliency_overlay(im.array, m, geometry=g), f"{im.name}: saliency")
+           for im, m, g in zip(session.images, r.saliency, r.geometries)]
+    return clusters, sal
+
+
+def build(page: Page) -> None:
+    state = session_state()
+    images = set_input(elem_id="coseg-input")
+    set_examples(images)
+    with gr.Row():
+        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
+        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
+        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
+        refine = knob_component(APP, "refine", page.default_model, label="GrabCut refinement")
+    run_btn = gr.Button("Co-segment", variant="primary")
+    md = gr.Markdown()
+    with gr.Row():
+        overlays = gr.Gallery(label="Masks", columns=4, format="png")
+        cutouts = gr.Gallery(label="Cut-outs", columns=4, format="png")
+    zip_out = gr.File(height=90, label="Download (masks PNG, overlays, cut-outs, result, parameters)")
+    with gr.Accordion("Intermediate maps: clusters and saliency", open=False):
+        maps_btn = gr.Button("Show clustering and saliency maps")
+        with gr.Row():
+            clusters = gr.Gallery(label="Clusters", columns=4, format="png")
+            saliency = gr.Gallery(label="Saliency", columns=4, format="png")
+    with gr.Accordion("Summary (JSON)", open=False):
+        summary = gr.JSON()
+    page.watch(run_btn.click(run_cosegmentation, [images, *page.descriptor_inputs, thresh, elbow, votes, refine],
+                  [overlays, cutouts, md, summary, zip_out, state], api_name="cosegmentation",
+                  concurrency_limit=None))
+    page.watch(maps_btn.click(coseg_maps, state, [clusters, saliency], api_name="coseg_maps", concurrency_limit=None))

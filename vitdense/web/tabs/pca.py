@@ -1,0 +1,55 @@
+"""PCA tab: the first three principal components of a set's descriptors as RGB."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ... import draw
+from ...apps import get_app
+from ...models import BUNDLED_MODEL
+from ...pca import pca_descriptors
+from ...registry import Inputs
+from ..controls import Page
+from ..errors import ui_errors
+from ..inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
+from ..guard import Done
+from ..pool import extract_set
+from ..zips import write_zip
+
+ID, TITLE, APP = "pca", "PCA", "pca"
+N_COMPONENTS = 3      # the page shows components 1-3 as R, G, B
+
+
+@ui_errors
+def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+            stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+            progress: gr.Progress = gr.Progress()) -> tuple:
+    """The first three principal components (computed jointly over the set) as RGB.
+
+    Returns (gallery, explained-variance markdown, zip).
+    """
+    ims = prepare_set(images, minimum=1)
+    settings = descriptor_settings(model, "pca", layer, facet, stride, load_size, bin)
+    descs, _ = extract_set(model, ims, settings, progress, with_saliency=False)
+    result = pca_descriptors(descs, n_components=N_COMPONENTS)
+    rgb = draw.draw_pca(result, order="bilinear")
+    ratio = ", ".join(f"{100 * v:.1f}%" for v in result.explained_variance_ratio)
+    inputs = Inputs([im.array for im in ims], [im.name for im in ims])
+    entries = get_app(APP).export(result, inputs, numbered_stems(ims), pictures=rgb, components=False)
+    entries["params.json"] = dict(task="pca", model=model, **settings, n_components=N_COMPONENTS,
+                                  max_side=MAX_SIDE)
+    gallery = [(img, im.name) for img, im in zip(rgb, ims)]
+    md = f"Components 1-3 as R, G, B (joint over {len(ims)} images); explained variance {ratio}."
+    return gallery, md, write_zip("pca", entries), Done(f"PCA of {len(ims)} images.")
+
+
+def build(page: Page) -> None:
+    images = set_input(label=f"Images (1-{MAX_SET_IMAGES})")
+    set_examples(images)
+    run_btn = gr.Button("Compute PCA", variant="primary")
+    md = gr.Markdown()
+    gallery = gr.Gallery(label="First three components as RGB", columns=5, height=300, format="png")
+    zip_out = gr.File(height=90, label="Download (PCA images, parameters)")
+    page.watch(run_btn.click(run_pca, [images, *page.descriptor_inputs], [gallery, md, zip_out], api_name="pca",
+                  concurrency_limit=None))

@@ -1,0 +1,113 @@
+"""Similarity inspector tab: click a point of A, see its similarity over A and B."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import gradio as gr
+import numpy as np
+
+from ... import draw
+from ...descriptors import ImageDescriptors
+from ...errors import ParameterError
+from ...models import BUNDLED_MODEL
+from ...similarity import inspect_similarity_descriptors
+from ..controls import Page, knob_component, knob_value
+from ..errors import ui_errors
+from ...sessions import compact_descriptors, expand_descriptors
+from ..guard import Done
+from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
+                      prepare_pair)
+from ..pool import POOL, extract
+from ..sessions import keep, load, session_state
+from .correspondences import point_on_a
+
+ID, TITLE, APP = "similarity", "Similarity inspector", "similarity"
+
+
+@dataclass
+class SimilaritySession:
+    images: list[InputImage]
+    descs: list[ImageDescriptors]
+    params: dict
+
+
+def _xy(yx: Any) -> dict:
+    return {"x": round(float(yx[1]), 2), "y": round(float(yx[0]), 2)}
+
+
+@ui_errors
+def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO,
+                   facet: Any = AUTO, stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                   progress: gr.Progress = gr.Progress()) -> tuple:
+    """Extract A and B for the inspector. Returns (A, B, hint markdown, session)."""
+    ims = prepare_pair(image_a, image_b)
+    settings = descriptor_settings(model, "similarity", layer, facet, stride, load_size, bin)
+    admit(model, ims, settings, False, progress)
+    progress(0.05, desc=f"Loading {model}")
+    POOL.get(model)
+    progress(0.2, desc="Extracting descriptors")
+    descs = extract(model, [im.image for im in ims], dict(settings, saliency=False))
+    params = dict(task="similarity", model=model, **settings, max_side=MAX_SIDE)
+    key = keep(SimilaritySession(ims, [compact_descriptors(d) for d in descs], params), ID)
+    return (ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", key,
+            Done("Descriptors extracted."))
+
+
+@ui_errors
+def similarity_point(key: Any, x: float, y: float, top_n: float | None = None) -> tuple:
+    """Pixel (x, y) of A -> similarity maps over A and B with the top-n patches of each.
+
+    Returns (map over A, map over B, markdown, JSON).
+    """
+    session = load(key, "press Extract descriptors")
+    if session is None:
+        raise ParameterError("extract the images first (button 'Extract descriptors'), then click on A")
+    x, y = point_on_a(session.images[0].image.size, x, y)
+    top_n = knob_value(APP, "top_n", top_n, session.params["model"], int)
+    d1, d2 = (expand_descriptors(d) for d in session.descs)
+    r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=top_n)
+    maps = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
+
+    def top(points: np.ndarray, sims: np.ndarray) -> list[dict]:
+        return [dict(_xy(p), similarity=round(float(v), 4)) for p, v in zip(points, sims)]
+
+    info = {"query": {"x": float(x), "y": float(y)}, "query_cell": _xy(r.query_cell_point),
+            "top_a": top(r.top_a_points, r.top_a_similarity), "top_b": top(r.top_b_points, r.top_b_similarity),
+            "params": dict(session.params, top_n=top_n)}
+    md = (f"Query (x={x:.0f}, y={y:.0f}) -> cell centre ({r.query_cell_point[1]:.0f}, "
+          f"{r.query_cell_point[0]:.0f}). Best on B: " +
+          ", ".join(f"#{i + 1} ({p[1]:.0f}, {p[0]:.0f}) {v:.3f}"
+                    for i, (p, v) in enumerate(zip(r.top_b_points, r.top_b_similarity))))
+    return maps[0], maps[1], md, info
+
+
+def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
+    return similarity_point(session, evt.index[0], evt.index[1], top_n)
+
+
+def build(page: Page) -> None:
+    state = session_state()
+    with gr.Row():
+        a_in = image_input(label="Image A", height=260)
+        b_in = image_input(label="Image B", height=260)
+    pair_examples(a_in, b_in)
+    with gr.Row():
+        top_n = knob_component(APP, "top_n", page.default_model, label="Top-n patches")
+        run_btn = gr.Button("Extract descriptors", variant="primary")
+    md = gr.Markdown()
+    with gr.Row():
+        a_out = gr.Image(label="A: click a point (similarity over A)", format="png", interactive=False)
+        b_out = gr.Image(label="Similarity over B (top-n numbered)", format="png", interactive=False)
+    with gr.Row():
+        x = gr.Number(None, label="x on A", precision=0, minimum=0)
+        y = gr.Number(None, label="y on A", precision=0, minimum=0)
+        point_btn = gr.Button("Inspect this point")
+    with gr.Accordion("Top patches (JSON)", open=False):
+        info = gr.JSON()
+    page.watch(run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
+                  api_name="similarity", concurrency_limit=None))
+    page.watch(a_out.select(click_similarity, [state, top_n], [a_out, b_out, md, info], api_visibility="private",
+                 concurrency_limit=None, show_progress="minimal"))
+    page.watch(point_btn.click(similarity_point, [state, x, y, top_n], [a_out, b_out, md, info],
+                    api_name="similarity_point", concurrency_limit=None))

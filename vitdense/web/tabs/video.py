@@ -1,0 +1,105 @@
+"""Video tab: part co-segmentation of a short clip, parts propagated to every frame."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from ...apps import get_app
+from ...errors import ImageError, ParameterError
+from ...models import BUNDLED_MODEL, get_spec
+from ...registry import Inputs
+from ..controls import Page, knob_component, knob_value
+from .. import guard
+from ..errors import ui_errors
+from ..guard import Done
+from ..inputs import AUTO, assets, descriptor_settings
+from ..pool import POOL, run_on_gpu
+from ..zips import output_folder, write_zip
+from .parts import legend_html
+
+ID, TITLE, APP = "video", "Video", "video"
+MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
+VIDEO_MAX_SIDE = 320       # video frames are downscaled to this longer side
+KNOBS = ("num_parts", "num_sampled_frames", "thresh", "elbow", "votes_percentage")
+
+
+def available() -> bool:
+    """Whether the tab can run here (vitdense.video imports: its dependencies are present)."""
+    return video_available()
+
+
+def video_available() -> bool:
+    try:
+        from ... import video  # noqa: F401
+    except Exception:  # noqa: BLE001 - an optional feature: any import failure hides the tab
+        return False
+    return True
+
+
+@ui_errors
+def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: float | None = None,
+              model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
+              load_size: float | None = None, bin: Any = AUTO, thresh: float | None = None,
+              elbow: float | None = None, votes_percentage: float | None = None,
+              progress: gr.Progress = gr.Progress()) -> tuple:
+    """A short clip -> the clip with its parts coloured. Returns (video path, markdown, zip)."""
+    from ...video import read_video, video_parts
+    if clip is None:
+        raise ParameterError("upload a short video or pick the example first")
+    path = clip.get("path") if isinstance(clip, dict) else clip
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError("the upload is not a video file")
+    progress(0.02, desc="Reading the clip")
+    frames, fps = read_video(path, max_side=VIDEO_MAX_SIDE)
+    if len(frames) > MAX_VIDEO_FRAMES:
+        step = int(np.ceil(len(frames) / MAX_VIDEO_FRAMES))
+        frames, fps = frames[::step], fps / step
+        gr.Warning(f"The clip was subsampled to every {step}th frame ({len(frames)} frames; "
+                   f"the demo's limit is {MAX_VIDEO_FRAMES}).")
+    settings = descriptor_settings(model, "video", layer, facet, stride, load_size, bin)
+    knobs = {n: knob_value(APP, n, v, model) for n, v in
+             zip(KNOBS, (num_parts, num_sampled_frames, thresh, elbow, votes_percentage))}
+    progress(0.1, desc=f"Part co-segmentation of {min(knobs['num_sampled_frames'], len(frames))} frames, "
+                       f"then labelling {len(frames)} frames")
+    spec = get_spec(model)
+    guard.admit([frames[0].shape[1::-1]] * min(knobs["num_sampled_frames"], len(frames)), settings["load_size"],
+                spec.patch_size, settings["stride"], spec.depth, progress)
+    POOL.get(model)
+    result = run_on_gpu(model, video_parts, frames, fps=fps, **settings, **knobs)
+    progress(0.85, desc="Drawing and encoding the clip")
+    inputs = Inputs(frames, [f"frame_{i}" for i in range(len(frames))], {"fps": fps}, source=Path(path).name)
+    entries = get_app(APP).export(result, inputs, [], format="mp4")
+    entries["params.json"] = dict(task="video", model=model, **settings, **knobs, frames=len(frames), fps=fps)
+    out = output_folder("video-") / "parts.mp4"
+    out.write_bytes(entries["parts.mp4"])
+    k = int(result.num_parts)
+    md = (f"<b>{k} parts</b> in {len(frames)} frames (part co-segmentation of "
+          f"{len(result.sampled_indices)} sampled frames, labels propagated to every frame).<br>"
+          + legend_html(k, []))
+    return str(out), md, write_zip("video_parts", entries), Done(f"{k} parts in {len(frames)} frames.")
+
+
+def build(page: Page) -> None:
+    with gr.Row():
+        clip = gr.Video(label=f"Clip (short; frames downscaled to {VIDEO_MAX_SIDE} px, at most "
+                              f"{MAX_VIDEO_FRAMES} frames)", sources=["upload"])
+        out = gr.Video(label="Parts", format="mp4")
+    clips = assets("video/*.mp4")
+    if clips:
+        gr.Examples([[c] for c in clips], [clip], label="Example clip",
+                    example_labels=[Path(c).stem.replace("_", " ") for c in clips])
+    with gr.Row():
+        num_parts = knob_component(APP, "num_parts", page.default_model, label="Number of parts")
+        frames = knob_component(APP, "num_sampled_frames", page.default_model, label="Frames to co-segment")
+        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
+        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
+        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
+    run_btn = gr.Button("Segment parts", variant="primary")
+    md = gr.HTML()
+    zip_out = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
+    page.watch(run_btn.click(run_video, [clip, num_parts, frames, *page.descriptor_inputs, thresh, elbow, votes],
+                  [out, md, zip_out], api_name="video", concurrency_limit=None))
