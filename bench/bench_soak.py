@@ -56,6 +56,7 @@ MODEL = "dinov2_vits14_imgfocus"
 
 #: one sentence per kind of message (regex on the error text or the summary) -> its type
 KINDS = [
+    ("accepted (no error)", r"^accepted$"),
     ("refused: too much work", r"too much work for this server"),
     ("refused: busy", r"the demo (is|stayed) busy"),
     ("bad file", r"not a readable image|too small|too large \(\d+ megapixels"),
@@ -299,7 +300,7 @@ def main() -> None:
             t_start = time.monotonic()
             deadline = t_start + 60 * args.minutes
             samples.append((0.0, rss_mib(proc.pid), dir_mib(tmp), 0, 0))
-            threads = [threading.Thread(target=visitor, args=(url, f"visitor", deadline, stats, i), daemon=True)
+            threads = [threading.Thread(target=visitor, args=(url, "visitor", deadline, stats, i), daemon=True)
                        for i in range(args.visitors)]
             threads += [threading.Thread(target=hostile, args=(url, "hostile", deadline, stats, folder, 100 + i),
                                          daemon=True) for i in range(args.hostile)]
@@ -338,9 +339,10 @@ def main() -> None:
     print("|---|---|--:|---|")
     for (who, kind), n in sorted(stats.errors.items()):
         print(f"| {who} | {kind} | {n} | {stats.examples[(who, kind)]} |")
-    evicted = len(re.findall(r"evicted", log_text))
+    evicted = len(re.findall(r"evicted a result", log_text))
     tracebacks = log_text.count("Traceback")
     print(f"\nserver alive at the end: {alive}; tracebacks in its log: {tracebacks}; "
+          f"results evicted (LRU): {evicted}; "
           f"RSS max {max(s[1] for s in samples):.0f} MiB; temp folder max {max(s[2] for s in samples):.1f} MiB, "
           f"at the end {samples[-1][2]:.1f} MiB")
 

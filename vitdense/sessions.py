@@ -11,6 +11,7 @@ Nothing here imports Gradio: the store is unit-tested without a server.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ import torch
 from PIL import Image
 
 from .errors import ParameterError, VitdenseError
+
+log = logging.getLogger("vitdense.sessions")
 
 GIB = 1 << 30
 #: default budget: a 16 GB machine (a free Hugging Face CPU Space) keeps ~1.2 GB for torch and the
@@ -195,6 +198,8 @@ class SessionStore:
             self._expire_locked()
             while self.used + size > self.budget and self._entries:
                 old, _ = next(iter(self._entries.items()))
+                log.info("evicted a result of %.1f MiB (least recently used) to make room",
+                         self._entries[old].size / 2**20)
                 self._drop(old, EVICTED)
                 self.evictions += 1
             self._entries[key] = _Entry(owner, slot, value, size, self._clock())

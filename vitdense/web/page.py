@@ -2,6 +2,7 @@
 :data:`vitdense.web.tabs.TABS` (a short loop, as Gradio's ``blocks_plug`` / ``all_demos`` demos)."""
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import gradio as gr
@@ -74,10 +75,20 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                         tab.build(page)
                         check_uploads([demo.blocks[i] for i in demo.blocks if i not in before], page)
         demo.unload(release_session)
+    demo.validate_inputs = types.MethodType(validate_inputs, demo)
     for block in demo.blocks.values():   # every number / choice reaches our validators as sent
         if isinstance(block, (gr.Number, gr.Slider, gr.Dropdown, gr.Checkbox)):
             guard.raw(block)
     return demo
+
+
+def validate_inputs(self: gr.Blocks, block_fn: Any, inputs: list) -> None:
+    """An API call with too few values: one sentence (Gradio's own text lists component objects)."""
+    if len(inputs) < len(block_fn.inputs):
+        name = f"/{block_fn.api_name}" if block_fn.api_name else "this event"
+        raise gr.Error(f"this call is missing inputs: {name} takes {len(block_fn.inputs)} values "
+                       f"(a session's state counted), {len(inputs)} were given; see the page's "
+                       "'Use via API' for them", print_exception=False)
 
 
 def status_line(tab: str) -> gr.Markdown:
@@ -105,7 +116,7 @@ def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
         return gr.skip()
     top = guard.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)
     value = load_size if isinstance(load_size, (int, float)) and load_size <= top else min(224, top)
-    return gr.Slider(maximum=top, value=value)
+    return guard.raw(gr.Slider(maximum=top, value=value))
 
 
 def launch(server_name: str | None = None, server_port: int | None = None, share: bool = False,

@@ -108,12 +108,13 @@ def layer_choices(model: str) -> list[str]:
 
 def update_stride_choices(model: str) -> Any:
     """Model dropdown changed -> the stride dropdown offers that model's divisors."""
-    return gr.Dropdown(choices=stride_choices(model), value=AUTO)
+    return gr.Dropdown(choices=stride_choices(model), value=AUTO, allow_custom_value=True)  # checked by us
 
 
 def update_model_choices(model: str) -> tuple[Any, Any]:
     """Model dropdown changed -> (layer, stride) dropdowns with that model's blocks and divisors."""
-    return gr.Dropdown(choices=layer_choices(model), value=AUTO), update_stride_choices(model)
+    return (gr.Dropdown(choices=layer_choices(model), value=AUTO, allow_custom_value=True),
+            update_stride_choices(model))
 
 
 def device_note() -> str:

@@ -72,7 +72,9 @@ def _outputs(s: PartsSession, index: int = 0) -> tuple:
           + legend_html(k, r.part_fractions))
     if r.reason:
         md = f"<b>No parts:</b> {r.reason}."
-    selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index)
+    # allow_custom_value: Gradio rebuilds an updated dropdown per session, with its own choice check;
+    # this way the value reaches part_view as sent, and the range check (one sentence) is ours
+    selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index, allow_custom_value=True)
     return (overlays, _figure(s, index), selector, md, to_jsonable(entries["result.json"]),
             write_zip("part_cosegmentation", entries), keep(s, ID), Done(f"{k} parts in {len(s.images)} images."))
 
