@@ -57,11 +57,12 @@ MODEL = "dinov2_vits14_imgfocus"
 #: one sentence per kind of message (regex on the error text or the summary) -> its type
 KINDS = [
     ("accepted (no error)", r"^accepted$"),
+    ("refused by gradio_client (never sent)", r"No value provided for required argument|not JSON compliant"),
     ("refused: too much work", r"too much work for this server"),
     ("refused: busy", r"the demo (is|stayed) busy"),
     ("bad file", r"not a readable image|too small|too large \(\d+ megapixels"),
-    ("bad number", r"finite number|out of range|not a number|is missing|whole number|not one of"),
-    ("missing inputs", r"missing its inputs|missing .* input"),
+    ("missing inputs", r"missing its inputs|missing inputs"),
+    ("bad number", r"finite number|out of range|not a number|is missing|whole number|not one of|outside image"),
     ("session cleared", r"results were cleared|results expired|no longer on the server"),
     ("no run yet", r"first"),
 ]
@@ -175,7 +176,8 @@ def visitor(url: str, who: str, deadline: float, stats: Stats, seed: int) -> Non
         if rng.random() < 0.25 and time.monotonic() < deadline:
             try:
                 with stats.heavy():
-                    client.predict([handle_file(str(p)) for p in CATS], api_name="/cosegmentation")
+                    client.predict([{"image": handle_file(str(p))} for p in CATS], load_size=112,
+                                   api_name="/cosegmentation")
             except Exception as err:  # noqa: BLE001
                 stats.error(who, message(err))
         time.sleep(rng.uniform(1.0, 3.0))
@@ -208,7 +210,12 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
             call(handle_file(str(bad)), handle_file(b), api_name="/correspondences")
         for x, y in ((math.nan, 10), (math.inf, 5), (1e308, 3), (10 ** 400, 1), (-5, 2)):
             call(x, y, api_name="/match_point")
-        call(api_name="/match_point")                          # no inputs at all
+        call(api_name="/match_point")                          # no inputs (the client refuses)
+        for body in ('{"data": [NaN, 10]}', '{"data": []}'):   # what gradio_client will not send
+            try:
+                stats.error(who, raw_error(url, "match_point", body))
+            except Exception as err:  # noqa: BLE001
+                stats.error(who, message(err))
         if step % 2 == 1:                                      # a real session, then a burst
             try:
                 with stats.heavy():
@@ -236,6 +243,18 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
                 except Exception as err:  # noqa: BLE001
                     stats.error(who, message(err))
         time.sleep(1.0)
+
+
+def raw_error(url: str, api: str, body: str) -> str:
+    """POST ``body`` as it is (NaN, missing values) and return the event's error text."""
+    import json
+    req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    text = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=120).read().decode()
+    data = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    last = data[-1] if data else None
+    return last.get("error") or "accepted" if isinstance(last, dict) else "accepted"
 
 
 # --------------------------------------------------------------------------- server
@@ -284,7 +303,9 @@ def main() -> None:
     p.add_argument("--visitors", type=int, default=4)
     p.add_argument("--hostile", type=int, default=1)
     p.add_argument("--minutes", type=float, default=4.0)
-    p.add_argument("--session-memory", default="512MiB", help="the server's session budget")
+    p.add_argument("--session-memory", default="128MiB",
+                   help="the server's session budget (small: the soak shows eviction)")
+    p.add_argument("--log", default=None, help="keep the server's log in this file")
     p.add_argument("--temp-max-age", type=float, default=60.0,
                    help="seconds before temporary files are deleted (short: the soak shows it)")
     p.add_argument("--every", type=float, default=10.0, help="seconds between RSS / disk samples")
@@ -314,6 +335,8 @@ def main() -> None:
                     break
             alive = proc.poll() is None
             log_text = (folder / "server.log").read_text()
+            if args.log:
+                Path(args.log).write_text(log_text)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -13,12 +13,15 @@ def test_prune_by_age(tmp_path):
     (old / "a.zip").write_bytes(b"x" * 1000)
     (new / "b.zip").write_bytes(b"y" * 500)
     (tmp_path / "loose.mp4").write_bytes(b"z" * 10)
+    kept = tmp_path / "example"                      # Gradio's cached copy of an example file
+    kept.mkdir()
+    (kept / "cat_a.jpg").write_bytes(b"c" * 7)
     past = time.time() - 3600
-    os.utime(old, (past, past))
-    os.utime(tmp_path / "loose.mp4", (past, past))
-    assert folder_bytes(tmp_path) == 1510
-    assert prune(tmp_path, max_age_s=600) == (2, 1010)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-new"]
+    for p in (old, old / "a.zip", tmp_path / "loose.mp4", kept, kept / "cat_a.jpg"):
+        os.utime(p, (past, past))
+    assert folder_bytes(tmp_path) == 1517
+    assert prune(tmp_path, max_age_s=600, keep=frozenset({("cat_a.jpg", 7)})) == (2, 1010)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example", "run-new"]
     assert prune(tmp_path / "missing", 1) == (0, 0)
 
 

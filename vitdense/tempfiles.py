@@ -1,12 +1,14 @@
 """Keeping the web demo's temporary folders bounded: old files are deleted on a schedule.
 
 Gradio's cache of uploads and outputs is cleaned by Gradio itself (``gr.Blocks(delete_cache=
-(every_s, max_age_s))``, see :func:`gradio_delete_cache`); the demo's own zips and clips live under
-their own folder and are pruned by :class:`Janitor` with the same age. :func:`folder_bytes` is what
-the soak benchmark reports.
+(every_s, max_age_s))``, see :func:`gradio_delete_cache`), and by :class:`Janitor` too: under many
+concurrent visitors Gradio's cleanup task stopped (the soak benchmark saw its temporary folder grow
+by 1.4 MiB per click). The janitor prunes the demo's own zips and Gradio's cache by age, keeping
+Gradio's cached copies of the example files. :func:`folder_bytes` is what the soak benchmark reports.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -26,9 +28,13 @@ def gradio_delete_cache(max_age_s: float = DEFAULT_MAX_AGE_S,
     return max(1, int(round(every_s))), max(1, int(round(max_age_s)))
 
 
-def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None) -> tuple[int, int]:
+def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None,
+          keep: frozenset = frozenset()) -> tuple[int, int]:
     """Delete the entries directly under ``root`` (files or folders) last modified more than
-    ``max_age_s`` seconds ago; returns (entries removed, bytes freed). A missing root is empty."""
+    ``max_age_s`` seconds ago; returns (entries removed, bytes freed). A missing root is empty.
+
+    ``keep``: (file name, size) pairs never deleted, nor the folders holding them (Gradio's cached
+    copies of the page's example files, which the page links to)."""
     root = Path(root)
     now = time.time() if now is None else now
     removed = freed = 0
@@ -38,7 +44,7 @@ def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None) -
         return 0, 0
     for entry in entries:
         try:
-            if now - entry.lstat().st_mtime <= max_age_s:
+            if now - _newest_mtime(entry) <= max_age_s or (keep and _holds(entry, keep)):
                 continue
             size = folder_bytes(entry)
             if entry.is_dir() and not entry.is_symlink():
@@ -50,6 +56,26 @@ def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None) -
         except OSError:
             continue
     return removed, freed
+
+
+def _newest_mtime(entry: Path) -> float:
+    """The latest modification time of ``entry`` and, for a folder, of the files directly in it."""
+    t = entry.lstat().st_mtime
+    if entry.is_dir() and not entry.is_symlink():
+        for f in entry.iterdir():
+            with contextlib.suppress(OSError):
+                t = max(t, f.lstat().st_mtime)
+    return t
+
+
+def _holds(entry: Path, keep: frozenset) -> bool:
+    files = [entry] if not entry.is_dir() else [f for f in entry.iterdir() if f.is_file()]
+    return any((f.name, f.lstat().st_size) in keep for f in files)
+
+
+def keep_set(folder: str | os.PathLike) -> frozenset:
+    """(name, size) of every file under ``folder`` (the demo's example assets)."""
+    return frozenset((p.name, p.stat().st_size) for p in Path(folder).rglob("*") if p.is_file())
 
 
 def folder_bytes(path: str | os.PathLike) -> int:
@@ -75,8 +101,9 @@ class Janitor:
     ``max_age_s``). ``start()`` is idempotent; ``stop()`` ends it."""
 
     def __init__(self, roots: list[str | os.PathLike], max_age_s: float = DEFAULT_MAX_AGE_S,
-                 every_s: float = DEFAULT_EVERY_S) -> None:
+                 every_s: float = DEFAULT_EVERY_S, keep: frozenset = frozenset()) -> None:
         self.roots = [Path(r) for r in roots]
+        self.keep = keep
         self.max_age_s, self.every_s = float(max_age_s), float(every_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,7 +112,7 @@ class Janitor:
     def run_once(self) -> int:
         n = 0
         for root in self.roots:
-            removed, freed = prune(root, self.max_age_s)
+            removed, freed = prune(root, self.max_age_s, keep=self.keep)
             if removed:
                 log.info("deleted %d old entries (%.1f MiB) under %s", removed, freed / 2**20, root)
             n += removed

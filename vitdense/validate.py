@@ -96,6 +96,9 @@ def check_upload(path: str | os.PathLike, name: str | None = None, max_pixels: i
     """An uploaded file's (W, H), read from its header only; :class:`ImageError` for a non-image,
     an image with a side below ``min_side`` pixels, or one above ``max_pixels`` (a bomb)."""
     name = name or Path(path).name
+    if not Path(path).exists():
+        raise ImageError(f"{name}: the uploaded file is no longer on the server (old uploads are "
+                         "deleted): upload it again")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -53,20 +53,25 @@ JANITOR: Janitor | None = None
 
 
 def configure(**changes: Any) -> Limits:
-    """Replace the limits (``app.py`` flags); a new store and gate are built from them."""
+    """Replace the limits (``app.py`` flags); the store and the gate are rebuilt when theirs change."""
     global LIMITS, STORE, GATE
+    old = LIMITS
     LIMITS = Limits(**{**LIMITS.__dict__, **{k: v for k, v in changes.items() if v is not None}})
-    STORE = SessionStore(LIMITS.session_bytes, LIMITS.idle_s)
-    GATE = workbudget.WorkGate(LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s)
+    if (LIMITS.session_bytes, LIMITS.idle_s) != (old.session_bytes, old.idle_s):
+        STORE = SessionStore(LIMITS.session_bytes, LIMITS.idle_s)
+    if (LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s) != \
+            (old.concurrency, old.max_waiting, old.max_wait_s):
+        GATE = workbudget.WorkGate(LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s)
     return LIMITS
 
 
-def start_janitor(roots: Sequence[str | Path]) -> Janitor:
-    """Prune the demo's own output folders on the same schedule as Gradio's cache."""
+def start_janitor(roots: Sequence[str | Path], keep: frozenset = frozenset()) -> Janitor:
+    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup;
+    ``keep``: (name, size) of files never deleted (the examples Gradio caches)."""
     global JANITOR
     if JANITOR is not None:
         JANITOR.stop()
-    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s).start()
+    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep).start()
     return JANITOR
 
 

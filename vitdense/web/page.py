@@ -15,6 +15,7 @@ from .controls import Page
 from .inputs import ASSETS, AUTO, LOAD_SIZES, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, choice
 from .pool import ON_ZERO_GPU, POOL, configure, device_note, layer_choices, model_choices, stride_choices, \
     update_model_choices
+from ..tempfiles import keep_set
 from .sessions import release_session
 from .tabs import TABS
 from .zips import OUTPUT_ROOT
@@ -129,7 +130,8 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     wait for them."""
     configure(device)
     guard.configure(concurrency=concurrency, **(limits or {}))
-    guard.start_janitor([OUTPUT_ROOT])
+    from gradio.utils import get_upload_folder
+    guard.start_janitor([OUTPUT_ROOT, get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
