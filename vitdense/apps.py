@@ -25,6 +25,7 @@ from .part_cosegmentation import part_cosegment, part_cosegment_descriptors
 from .pca import pca, pca_descriptors
 from .registry import APPS, App, Inputs, Knob, get_app, register_app  # noqa: F401 (APPS, get_app re-exported)
 from .similarity import inspect_similarity, inspect_similarity_descriptors
+from .transfer import transfer_points, transfer_points_descriptors
 from .video import read_video, video_parts, video_parts_descriptors, write_video
 
 # -- knobs shared by several applications (described once) ----------------------------------------
@@ -355,3 +356,47 @@ register_app(App(
            Knob("alpha", float, "opacity of the part colours", 0, 1, stage="export"),
            Knob("save_labels", bool, "save every frame's label map as PNG", stage="export"),
            Knob("quality", int, "mp4 quality 0..10", 0, 10, stage="export"))))
+
+
+# -- keypoint transfer across a set ---------------------------------------------------------------
+def export_transfer(result: Any, inputs: Inputs, stems: Sequence[str], meta: dict | None = None,
+                    pictures: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """points/<stem>.png (every image with the points: clicked on the source, matched on the others)
+    and points.json."""
+    if pictures is None:
+        pictures = draw.draw_transfer(inputs.images, result)
+    entries: dict[str, Any] = {f"points/{stem}.png": pic for stem, pic in zip(stems, pictures)}
+    entries["points.json"] = {**(meta or {}), **result.to_json(inputs.names), "params": result.params,
+                              "files": [f"points/{stem}.png" for stem in stems]}
+    return entries
+
+
+def describe_transfer(result: Any) -> str:
+    mutual = float(np.mean(result.mutual)) if result.mutual.size else 0.0
+    return (f"{result.num_points} point(s) of image #{result.source_index + 1} transferred to "
+            f"{result.num_images - 1} image(s), {mutual:.0%} mutual")
+
+
+def _transfer_options(p: Any) -> None:
+    p.add_argument("--source", required=True, metavar="IMAGE",
+                   help="file name (or stem) of the source image inside each set")
+    p.add_argument("--point", type=float, nargs=2, action="append", required=True, metavar=("X", "Y"),
+                   help="a point on the source image in its pixels (x right, y down); repeat for more")
+
+
+def _transfer_prepare(inputs: Inputs, options: Any) -> dict:
+    from .transfer import source_index
+    return {"source_index": source_index(inputs.names, options.source),
+            "points": [(y, x) for x, y in options.point]}
+
+
+register_app(App(
+    id="transfer", task="correspondences", title="Keypoint transfer",
+    summary="points clicked on one image, matched on every other image of the set",
+    description="Keypoint transfer across a set: each --point X Y on the --source image is matched on "
+                "every other image (best match, refined like the pair matcher; its similarity, whether "
+                "it is mutual, and a heat map). Writes OUT/<set>/points.json and points/<image>.png.",
+    input="set", run=transfer_points, run_descriptors=transfer_points_descriptors,
+    export=export_transfer, describe=describe_transfer, min_images=2,
+    api_names=("transfer_extract", "transfer_point", "transfer_clear"),
+    prepare=_transfer_prepare, cli_options=_transfer_options))

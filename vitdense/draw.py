@@ -674,6 +674,24 @@ def draw_point_match(image1: Any, image2: Any, matches: Sequence[Any], heatmap: 
     return draw_markers(a, pa, cols, radius=r), draw_markers(b, pb, cols, radius=r)
 
 
+def draw_transfer(images: Sequence[Any], result: Any, colors: Any = None, radius: int | None = None,
+                  heat_point: int | None = None, alpha: float = 0.5) -> list[np.ndarray]:
+    """A :class:`~vitdense.transfer.TransferResult` -> every image with the points: the clicked
+    cells on the source, their matches on the others (point ``p`` in colour ``p``, numbered from 1).
+    ``heat_point``: also blend that point's similarity heat map under the markers."""
+    if len(images) != result.num_images:
+        raise ParameterError(f"{len(images)} images for a result of {result.num_images}")
+    cols = point_colors(result.num_points) if colors is None else colors
+    out = []
+    for n, img in enumerate(images):
+        base = as_rgb(img)
+        if heat_point is not None:
+            base = heatmap_overlay(base, result.heatmaps[n][heat_point], alpha=alpha,
+                                   geometry=result.geometries[n])
+        out.append(draw_markers(base, result.matches[n], cols, radius=radius))
+    return out
+
+
 def draw_similarity(image_a: Any, image_b: Any, result: Any, alpha: float = 0.55,
                     cmap: str = "inferno", shared_scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A :class:`~vitdense.similarity.SimilarityResult` -> (A, B) with the similarity maps blended

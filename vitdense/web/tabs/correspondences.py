@@ -26,7 +26,7 @@ from ..pool import POOL, extract
 from ..sessions import keep, load, session_state, store, updated
 from ..zips import Png, write_zip
 
-ID, TITLE, APP = "correspondences", "Correspondences", "correspond"
+ID, TITLE, APP, ORDER = "correspondences", "Correspondences", "correspond", 10
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
 #: colours of clicked points (neon, distinct from the automatic pairs' tab10 palette)
 CLICK_COLORS = np.array([[255, 0, 255], [0, 255, 255], [255, 255, 0], [0, 255, 0],

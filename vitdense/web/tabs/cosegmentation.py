@@ -21,7 +21,7 @@ from ..guard import Done
 from ..sessions import keep, load, session_state
 from ..zips import write_zip
 
-ID, TITLE, APP = "cosegmentation", "Co-segmentation", "cosegment"
+ID, TITLE, APP, ORDER = "cosegmentation", "Co-segmentation", "cosegment", 20
 
 
 @dataclass

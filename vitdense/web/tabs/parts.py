@@ -25,7 +25,7 @@ from ..guard import Done
 from ..sessions import keep, load, session_state, updated
 from ..zips import write_zip
 
-ID, TITLE, APP = "parts", "Part co-segmentation", "parts"
+ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
 KNOBS = ("num_parts", "thresh", "elbow", "votes_percentage", "crf")
 
 

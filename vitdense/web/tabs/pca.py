@@ -17,7 +17,7 @@ from ..guard import Done
 from ..pool import extract_set
 from ..zips import write_zip
 
-ID, TITLE, APP = "pca", "PCA", "pca"
+ID, TITLE, APP, ORDER = "pca", "PCA", "pca", 50
 N_COMPONENTS = 3      # the page shows components 1-3 as R, G, B
 
 

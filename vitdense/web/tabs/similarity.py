@@ -22,7 +22,7 @@ from ..pool import POOL, extract
 from ..sessions import keep, load, session_state
 from .correspondences import point_on_a
 
-ID, TITLE, APP = "similarity", "Similarity inspector", "similarity"
+ID, TITLE, APP, ORDER = "similarity", "Similarity inspector", "similarity", 40
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ..pool import POOL, run_on_gpu
 from ..zips import output_folder, write_zip
 from .parts import legend_html
 
-ID, TITLE, APP = "video", "Video", "video"
+ID, TITLE, APP, ORDER = "video", "Video", "video", 60
 MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
 VIDEO_MAX_SIDE = 320       # video frames are downscaled to this longer side
 KNOBS = ("num_parts", "num_sampled_frames", "thresh", "elbow", "votes_percentage")

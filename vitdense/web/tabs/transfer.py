@@ -1,0 +1,169 @@
+"""Keypoint transfer tab: extract a set once, pick the source image, click points on it; every
+other image shows each point's match and the last point's heat map (no network pass per click)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import gradio as gr
+
+from ... import draw
+from ...apps import get_app
+from ...errors import ParameterError
+from ...export import to_jsonable
+from ...models import BUNDLED_MODEL
+from ...registry import Inputs
+from ...transfer import SetMatcher, TransferResult, transfer_points_descriptors
+from ..controls import Page
+from ..errors import ui_errors
+from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
+from ..pool import extract_set
+from ..sessions import session_state, updated
+from ..zips import output_folder
+
+ID, TITLE, APP, ORDER = "transfer", "Keypoint transfer", "transfer", 15
+MAX_POINTS = 20
+
+
+@dataclass
+class TransferSession:
+    """One visitor's set, its descriptors, the source's matchers and the clicked points."""
+
+    images: list[InputImage]
+    descs: list
+    matcher: SetMatcher
+    params: dict
+    points: list[tuple[float, float]] = field(default_factory=list)   # (y, x) on the source
+
+
+def _source_choices(s: TransferSession) -> Any:
+    return gr.Dropdown(choices=[(im.name, i) for i, im in enumerate(s.images)], value=s.matcher.source_index)
+
+
+def _outputs(s: TransferSession) -> tuple:
+    """(source with points, targets gallery, summary markdown, points JSON, JSON file, session)."""
+    src = s.matcher.source_index
+    names = [im.name for im in s.images]
+    if not s.points:
+        source = s.images[src].array
+        targets = [(im.array, im.name) for i, im in enumerate(s.images) if i != src]
+        md = (f"Descriptors of {len(s.images)} images ready. Click a point on **{names[src]}**: "
+              "its match appears on every other image.")
+        return source, targets, md, None, None, s
+    result: TransferResult = transfer_points_descriptors(s.descs, src, s.points, matcher=s.matcher)
+    pictures = draw.draw_transfer([im.array for im in s.images], result)
+    last = len(s.points) - 1
+    targets = []
+    for i, im in enumerate(s.images):
+        if i == src:
+            continue
+        heat = draw.heatmap_overlay(im.array, result.heatmaps[i][last], alpha=0.45,
+                                    geometry=result.geometries[i])
+        targets.append((draw.draw_markers(heat, result.matches[i], draw.point_colors(result.num_points)),
+                        f"{im.name}: point {last + 1} {result.similarity[i, last]:.2f}"
+                        + (" (mutual)" if result.mutual[i, last] else "")))
+    rows = ["| point | image | match (x, y) | similarity | mutual |", "|---|---|---|---|---|"]
+    for p in range(result.num_points):
+        for i in range(len(s.images)):
+            if i != src:
+                y, x = result.matches[i, p]
+                rows.append(f"| {p + 1} | {names[i]} | {x:.0f}, {y:.0f} | {result.similarity[i, p]:.3f} | "
+                            f"{'yes' if result.mutual[i, p] else 'no'} |")
+    md = f"**{result.num_points} point(s)** on {names[src]}.\n\n" + "\n".join(rows)
+    entries = get_app(APP).export(result, Inputs([im.array for im in s.images], names),
+                                  numbered_stems(s.images), pictures=pictures)
+    points = to_jsonable({**entries["points.json"], "params": s.params})
+    path = output_folder("transfer-") / "points.json"
+    path.write_text(json.dumps(points, indent=2))
+    return pictures[src], targets, md, points, str(path), s
+
+
+@ui_errors
+def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer: Any = AUTO,
+                 facet: Any = AUTO, stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                 progress: gr.Progress = gr.Progress()) -> tuple:
+    """Extract a set (2-30 images) once. Returns (source, targets, markdown, JSON, file, session,
+    source selector)."""
+    ims = prepare_set(images)
+    settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
+    descs, _ = extract_set(model, ims, settings, progress, with_saliency=False)
+    index = 0 if source in (None, "") else int(source)
+    if not 0 <= index < len(ims):
+        index = 0
+    progress(0.8, desc="Preparing the matchers")
+    s = TransferSession(ims, descs, SetMatcher(descs, index),
+                        dict(task="transfer", model=model, **settings, max_side=MAX_SIDE))
+    return (*_outputs(s), _source_choices(s))
+
+
+def _need(session: Optional[TransferSession]) -> TransferSession:
+    if session is None:
+        raise ParameterError("extract the set first (button 'Extract descriptors'), then click on the source")
+    return session
+
+
+@ui_errors
+def transfer_source(session: Optional[TransferSession], source: Any) -> tuple:
+    """Another source image: its matchers (no network pass); the points are cleared."""
+    s = _need(session)
+    index = int(source)
+    if not 0 <= index < len(s.images):
+        raise ParameterError(f"image index {index} is out of range: the set has {len(s.images)} images")
+    return _outputs(updated(s, matcher=SetMatcher(s.descs, index), points=[]))
+
+
+@ui_errors
+def transfer_point(session: Optional[TransferSession], x: float, y: float) -> tuple:
+    """Pixel (x, y) of the source -> its match on every other image; points accumulate."""
+    s = _need(session)
+    if x is None or y is None:
+        raise ParameterError("give both x and y")
+    w, h = s.images[s.matcher.source_index].image.size
+    if not (0 <= float(x) < w and 0 <= float(y) < h):
+        raise ParameterError(f"the point (x={float(x):.0f}, y={float(y):.0f}) is outside the source image "
+                             f"({w} x {h} pixels)")
+    return _outputs(updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:]))
+
+
+def click_transfer(session: Optional[TransferSession], evt: gr.SelectData) -> tuple:
+    return transfer_point(session, evt.index[0], evt.index[1])
+
+
+@ui_errors
+def transfer_clear(session: Optional[TransferSession]) -> tuple:
+    return _outputs(updated(_need(session), points=[]))
+
+
+def build(page: Page) -> None:
+    state = session_state()
+    images = set_input(elem_id="transfer-input")
+    set_examples(images)
+    with gr.Row():
+        source = gr.Dropdown(choices=[], value=None, label="Source image", elem_id="transfer-source-select",
+                             info="Points are clicked on this image; choosing another keeps the descriptors.")
+        run_btn = gr.Button("Extract descriptors", variant="primary", elem_id="transfer-run")
+        clear_btn = gr.Button("Clear points", elem_id="transfer-clear")
+    with gr.Row():
+        src_img = gr.Image(label="Source: click a point", format="png", interactive=False, scale=2,
+                           elem_id="transfer-source")
+        with gr.Column(scale=3):
+            targets = gr.Gallery(label="Matches (heat map of the last point)", columns=3, format="png",
+                                 elem_id="transfer-targets")
+    md = gr.Markdown(elem_id="transfer-summary")
+    with gr.Row():
+        with gr.Column():
+            x = gr.Number(None, label="x on the source", precision=0, minimum=0)
+            y = gr.Number(None, label="y on the source", precision=0, minimum=0)
+            point_btn = gr.Button("Transfer this point")
+        file_out = gr.File(height=90, label="Download (points JSON)")
+    with gr.Accordion("Points (JSON)", open=False):
+        points = gr.JSON()
+    outputs = [src_img, targets, md, points, file_out, state]
+    run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
+                  api_name="transfer_extract", concurrency_id="gpu")
+    source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None)
+    src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
+                   show_progress="minimal")
+    point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None)
+    clear_btn.click(transfer_clear, state, outputs, api_name="transfer_clear", concurrency_limit=None)
