@@ -60,6 +60,7 @@ KINDS = [
     ("refused by gradio_client (never sent)", r"No value provided for required argument|not JSON compliant"),
     ("refused: too much work", r"too much work for this server"),
     ("refused: busy", r"the demo (is|stayed) busy"),
+    ("refused: result too large", r"this result needs \d+ MiB, more than"),
     ("bad file", r"not a readable image|too small|too large \(\d+ megapixels"),
     ("missing inputs", r"missing its inputs|missing inputs"),
     ("bad number", r"finite number|out of range|not a number|is missing|whole number|not one of|outside image"),
@@ -303,7 +304,7 @@ def main() -> None:
     p.add_argument("--visitors", type=int, default=4)
     p.add_argument("--hostile", type=int, default=1)
     p.add_argument("--minutes", type=float, default=4.0)
-    p.add_argument("--session-memory", default="128MiB",
+    p.add_argument("--session-memory", default="192MiB",
                    help="the server's session budget (small: the soak shows eviction)")
     p.add_argument("--log", default=None, help="keep the server's log in this file")
     p.add_argument("--temp-max-age", type=float, default=60.0,

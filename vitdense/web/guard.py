@@ -25,7 +25,7 @@ from ..errors import ImageError
 from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
 from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
 
-log = logging.getLogger("vitdense.webguard")
+log = logging.getLogger("vitdense.web.guard")
 
 STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldest dropped
 QUEUE_SIZE = 64                  # Gradio's queue: events (clicks included) waiting to be served
