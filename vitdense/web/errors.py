@@ -22,7 +22,8 @@ GENERIC_ERROR = ("Something went wrong on the server (the details were logged). 
                  "Try again with other images or settings.")
 
 
-def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None) -> Any:
+def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None,
+              quiet: bool = False) -> Any:
     """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
     logged with its traceback on the server and a generic gr.Error for the visitor.
 
@@ -30,10 +31,11 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
     the status line of the handler's tab (its module's name). A session cleared from the store
     (:class:`~vitdense.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
     or ``cleared(sentence)``), the sentence goes to the status line and a warning.
-    ``@ui_errors`` or ``@ui_errors(cleared=...)``.
+    ``quiet``: a success leaves the status line as it is (an auxiliary step chained after a run).
+    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=...)``.
     """
     if fn is None:
-        return lambda f: ui_errors(f, cleared=cleared)
+        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet)
     tab = fn.__module__.rsplit(".", 1)[-1]
 
     @functools.wraps(fn)
@@ -66,7 +68,8 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
                 guard.set_status(tab, f"{out[-1].text} ({time.monotonic() - t0:.1f} s)")
                 out = out[:-1]
                 return out[0] if len(out) == 1 else out
-            guard.set_status(tab, "")
+            if not quiet:
+                guard.set_status(tab, "")
             return out
         finally:
             guard.release_held()
