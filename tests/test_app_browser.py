@@ -92,3 +92,55 @@ def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
             and time.monotonic() < deadline:
         time.sleep(0.2)
     np.testing.assert_array_equal(cleared, before)
+
+
+def gallery_pixels(page, selector: str) -> list[np.ndarray]:
+    srcs = page.locator(f"{selector} img").evaluate_all("els => els.map(e => e.src)")
+    return [np.asarray(Image.open(io.BytesIO(page.request.get(s).body())).convert("RGB"))
+            for s in dict.fromkeys(srcs)]
+
+
+def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
+    """Parts tab: click a part in the picture -> that part highlighted in every image (the gallery
+    changes everywhere, the page says which part); un-ticking a part's toggle redraws again."""
+    from test_app_client import CATS
+    page.get_by_role("tab", name="Part co-segmentation").click()
+    page.set_input_files("#parts-input input[type=file]", [str(p) for p in CATS[:3]])
+    page.wait_for_function("() => document.querySelectorAll('#parts-input img').length >= 3")
+    page.click("#parts-run")
+    page.wait_for_function("() => document.querySelector('#parts-legend')?.innerText.includes('parts over')")
+    page.wait_for_selector("#parts-click img")
+    page.wait_for_function("() => document.querySelectorAll('#parts-toggles input[type=checkbox]').length > 0")
+    before = gallery_pixels(page, "#parts-gallery")
+    assert len(before) == 3
+    img = page.locator("#parts-click img")
+    img.scroll_into_view_if_needed()
+    natural_w = img.evaluate("i => i.naturalWidth")
+    box = img.bounding_box()
+    s = box["width"] / natural_w
+    t = time.perf_counter()
+    page.mouse.click(box["x"] + 160 * s, box["y"] + 120 * s)          # the middle of the cat
+    page.wait_for_function("() => document.querySelector('#parts-highlight')")
+    latency = time.perf_counter() - t
+    text = page.locator("#parts-highlight").inner_text()
+    part = int(text.split()[1])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:          # the gallery's new pictures load after the text
+        after = gallery_pixels(page, "#parts-gallery")
+        changed = [float((np.abs(a.astype(int) - b).max(axis=2) > 30).mean()) if a.shape == b.shape else 0.0
+                   for a, b in zip(after, before)]
+        if len(after) == 3 and min(changed) > 0.01:
+            break
+        time.sleep(0.3)
+    page.screenshot(path=str(artifacts_dir / "app_parts_highlight.png"), full_page=True)
+    assert part >= 1 and len(after) == 3 and min(changed) > 0.01, (part, changed)
+    assert latency < 5.0, latency
+    # untick the highlighted part's toggle: it disappears from every image
+    page.locator("#parts-toggles label", has_text=f"part {part}").click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        hidden = gallery_pixels(page, "#parts-gallery")
+        if all(not np.array_equal(h, a) for h, a in zip(hidden, after)):
+            break
+        time.sleep(0.3)
+    assert all(not np.array_equal(h, a) for h, a in zip(hidden, after))

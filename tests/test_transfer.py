@@ -207,6 +207,7 @@ def test_chromium_click_marks_every_target(artifacts_dir):
         page.click("#transfer-run")
         page.wait_for_function("() => document.querySelector('#transfer-summary')?.innerText.includes('ready')")
         img = page.locator("#transfer-source img")
+        img.scroll_into_view_if_needed()
         natural_w = img.evaluate("i => i.naturalWidth")
         box = img.bounding_box()
         s = box["width"] / natural_w

@@ -222,6 +222,50 @@ def test_part_cosegmentation_and_reclustering_from_the_cache(bundled_extractor):
         webapp.recluster_parts(None, 3)
 
 
+def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
+    """Click a part in one image: that part stays coloured in every image, the others look like the
+    dimmed background; toggles hide parts; the opacity sets the colour blend. No network pass."""
+    from vitdense.draw import part_colors
+    from vitdense.web.guard import STORE     # the page's state is a key of the server's store
+    *_, session = webapp.run_part_cosegmentation(CATS[:3], 3, load_size=LOAD, crf=False)
+    calls = bundled_extractor.num_forward_calls
+    maps = [np.asarray(m) for m in STORE.get(session).result.part_maps]
+    ys, xs = np.nonzero(maps[1] == 1)
+    gallery, click_img, md, s2 = webapp.part_highlight(session, 1, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    assert STORE.get(s2).highlight == 1 and "Part 1 highlighted in every image" in md
+    assert bundled_extractor.num_forward_calls == calls
+    for (img, _), pm, path in zip(gallery, maps, CATS[:3]):
+        photo = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        other = (pm > 1)
+        if other.any():                        # other parts: dimmed like the background (2/5)
+            diff = np.abs(img[other].astype(int) - photo[other] * 2 // 5)
+            assert np.median(diff) <= 1, np.median(diff)
+        if (pm == 1).any():                    # the part itself: blended with its colour
+            assert np.abs(img[pm == 1].astype(int) - photo[pm == 1] * 2 // 5).mean() > 20
+    np.testing.assert_array_equal(click_img, gallery[1][0])
+    # the shares table: one row per image, each part's share of the image's pixels
+    for im, pm in zip(STORE.get(session).images, maps):
+        assert f"<td>{im.name}</td>" in md
+        assert f"{100 * (pm == 1).mean():.1f}%" in md
+    # clicking the background shows every part again
+    bg = np.argwhere(maps[0] == 0)[0]
+    assert STORE.get(webapp.part_highlight(s2, 0, int(bg[1]), int(bg[0]))[-1]).highlight == 0
+    # toggles: only part 2 shown; opacity 1: part pixels take the palette colour exactly (but edges)
+    gallery, _, _, s3 = webapp.part_display(session, [2], 1.0)
+    colour = part_colors(3)[1]
+    for (img, _), pm in zip(gallery, maps):
+        inside = pm == 2
+        if inside.sum() > 50:
+            assert np.mean(np.all(img[inside] == colour, axis=1)) > 0.6
+        hidden = pm == 1
+        if hidden.any():
+            assert not np.any(np.all(img[hidden] == part_colors(3)[0], axis=1).mean() > 0.5)
+    with pytest.raises(gr.Error, match="parts 1..3"):
+        webapp.part_display(session, [7], 0.5)
+    with pytest.raises(gr.Error, match="part co-segmentation first"):
+        webapp.part_highlight(None, 0, 1, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # similarity and PCA
 # ---------------------------------------------------------------------------------------------

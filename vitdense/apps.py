@@ -145,7 +145,7 @@ register_app(App(
                 "label in every image.",
     input="set", run=part_cosegment, run_descriptors=part_cosegment_descriptors,
     export=export_parts, describe=describe_parts, min_images=2,
-    api_names=("part_cosegmentation", "recluster_parts", "part_view"), knobs=PART_KNOBS))
+    api_names=("part_cosegmentation", "recluster_parts", "part_view", "part_display"), knobs=PART_KNOBS))
 
 
 # -- correspondences ------------------------------------------------------------------------------

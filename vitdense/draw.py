@@ -383,6 +383,18 @@ def overlay_parts(image: Any, part_map: Any, alpha: float = 0.55, num_parts: int
                           background, edges)
 
 
+def highlight_parts(image: Any, part_map: Any, num_parts: int | None = None, shown: Sequence[int] | None = None,
+                    highlight: int | None = None, alpha: float = 0.55) -> np.ndarray:
+    """:func:`overlay_parts` with some parts hidden (``shown``: the part ids drawn; None = all) and
+    one part ``highlight``-ed: every other part is drawn like the background (dimmed)."""
+    pm = np.asarray(part_map).copy()
+    if shown is not None:
+        pm[~np.isin(pm, np.asarray(list(shown), dtype=pm.dtype))] = 0
+    if highlight:
+        pm[pm != highlight] = 0
+    return overlay_parts(image, pm, alpha, num_parts)
+
+
 # --------------------------------------------------------------------------------------------
 # points
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .clustering import l2_normalize
 from .correspondences import PointMatch, PointMatcher
+from .defaults import task_defaults
 from .descriptors import check_descriptor_set
 from .errors import ParameterError, check_int
 from .images import ImageLike, as_image_list
@@ -157,17 +158,20 @@ def transfer_points_descriptors(descs: Sequence["ImageDescriptors"], source_inde
 
 
 def transfer_points(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], source_index: int,
-                    points: Any, *, load_size: int | None = 224, layer: int = 9, facet: str | None = None,
+                    points: Any, *, load_size: int | None = 224, layer: int | None = None, facet: str | None = None,
                     bin: bool | None = None, hierarchy: int = 2, stride: int | None = None,
                     batch_size: int = 8) -> TransferResult:
     """Extract the set (descriptor options as :func:`vitdense.correspondences.find_correspondences`:
-    ``bin=None`` is the model's default) and transfer ``points`` of image ``source_index``."""
+    ``layer=None`` / ``bin=None`` are the correspondences row of :mod:`vitdense.defaults` for the
+    model, then the model's default) and transfer ``points`` of image ``source_index``."""
     images = as_image_list(images)
     if len(images) < 2:
         raise ParameterError(f"a set of {len(images)} image(s) has nothing to transfer to: give at least 2 images")
     check_int("source_index", source_index, 0, len(images) - 1)
+    table = task_defaults("correspondences", extractor.model_name)
+    layer = table["layer"] if layer is None else layer
     if bin is None:
-        bin = extractor.spec.default_bin
+        bin = extractor.spec.default_bin if table.get("bin") is None else table["bin"]
     descs = extractor.extract(images, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
                               hierarchy=hierarchy, batch_size=batch_size)
     return transfer_points_descriptors(descs, source_index, points)

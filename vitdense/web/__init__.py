@@ -29,7 +29,8 @@ from .tabs import TABS  # noqa: F401
 from .tabs.correspondences import (CLICK_COLORS, MAX_CLICKS, PairSession, clear_points,  # noqa: F401
                                    click_correspondence, match_point, run_correspondences)
 from .tabs.cosegmentation import CosegSession, coseg_maps, run_cosegmentation  # noqa: F401
-from .tabs.parts import PartsSession, part_view, recluster_parts, run_part_cosegmentation  # noqa: F401
+from .tabs.parts import (PartsSession, click_part, part_display, part_highlight, part_pick_image,  # noqa: F401
+                         part_toggles, part_view, recluster_parts, run_part_cosegmentation)
 from .tabs.pca import run_pca  # noqa: F401
 from .tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
 from .tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401

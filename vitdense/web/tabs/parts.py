@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import gradio as gr
+import numpy as np
 
 from ... import draw
 from ...apps import get_app
@@ -19,10 +20,11 @@ from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
 from ... import validate
+from ...errors import VitdenseError
 from ...sessions import compact_descriptors, expand_descriptors
 from .. import guard
 from ..guard import Done
-from ..sessions import keep, load, session_state, updated
+from ..sessions import keep, load, session_state, store, updated
 from ..zips import write_zip
 
 ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
@@ -38,6 +40,33 @@ class PartsSession:
     params: dict
     descs: list = field(default_factory=list)
     saliency: list = field(default_factory=list)
+    shown: Optional[tuple[int, ...]] = None   # part ids drawn (None = all)
+    highlight: int = 0                        # the part clicked (0 = none)
+    opacity: float = 0.55
+    index: int = 0                            # the image shown for clicking
+
+
+def _view(s: PartsSession, i: int) -> Any:
+    return draw.highlight_parts(s.images[i].array, s.result.part_maps[i], int(s.result.num_parts), s.shown,
+                                s.highlight, s.opacity)
+
+
+def shares_html(s: PartsSession) -> str:
+    """Each part's share of each image (percent of its pixels); the highlighted part in bold."""
+    k = int(s.result.num_parts)
+    cols = draw.part_colors(max(k, 1))
+    head = "".join(f"<th style='color:rgb({int(c[0])},{int(c[1])},{int(c[2])})'>part {p + 1}</th>"
+                   for p, c in enumerate(cols[:k]))
+    rows = []
+    for im, pm in zip(s.images, s.result.part_maps):
+        share = np.bincount(np.asarray(pm).ravel(), minlength=k + 1)[1:] / max(np.asarray(pm).size, 1)
+        cells = "".join((f"<td><b>{100 * v:.1f}%</b></td>" if p + 1 == s.highlight else f"<td>{100 * v:.1f}%</td>")
+                        for p, v in enumerate(share))
+        rows.append(f"<tr><td>{im.name}</td>{cells}</tr>")
+    note = (f"<p id='parts-highlight'>Part {s.highlight} highlighted in every image (click the background "
+            "to show all parts).</p>" if s.highlight else
+            "<p>Click a part in the picture below to highlight it in every image.</p>")
+    return f"{note}<table class='parts-shares'><tr><th>image</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def legend_html(k: int, fractions: Sequence[float]) -> str:
@@ -66,10 +95,12 @@ def _outputs(s: PartsSession, index: int = 0) -> tuple:
     stems = numbered_stems(s.images)
     entries = get_app(APP).export(r, Inputs([im.array for im in s.images], names), stems)
     entries["params.json"] = s.params
-    overlays = [(entries[f"overlays/{st}.png"], n) for st, n in zip(stems, names)]
+    default_view = s.shown is None and not s.highlight and s.opacity == 0.55
+    overlays = [(entries[f"overlays/{st}.png"] if default_view else _view(s, i), n)
+                for i, (st, n) in enumerate(zip(stems, names))]
     index = min(max(int(index), 0), len(names) - 1)
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
-          + legend_html(k, r.part_fractions))
+          + legend_html(k, r.part_fractions) + shares_html(s))
     if r.reason:
         md = f"<b>No parts:</b> {r.reason}."
     # allow_custom_value: Gradio rebuilds an updated dropdown per session, with its own choice check;
@@ -123,18 +154,95 @@ def recluster_parts(key: Any, num_parts: float | None = None,
                                         [im.image for im in session.images], **knobs)
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")
-    return _outputs(updated(session, result=result, params=dict(session.params, **knobs)))
+    return _outputs(updated(session, result=result, params=dict(session.params, **knobs), shown=None, highlight=0))
 
 
 @ui_errors
 def part_view(key: Any, index: Any) -> Any:
     """The interactive (hover shows the part) figure of image ``index`` of the last result."""
+    session = _need(key)
+    index = _image_index(session, index)
+    return _figure(session, index)
+
+
+def _need(key: Any) -> PartsSession:
     session = load(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first")
-    n = len(session.images)
-    index = validate.number("image index", index, 0, n - 1, integer=True, default=0)
-    return _figure(session, index)
+    return session
+
+
+def _image_index(s: PartsSession, index: Any) -> int:
+    return validate.number("image index", index, 0, len(s.images) - 1, integer=True, default=0)
+
+
+def _view_outputs(s: PartsSession, key: str) -> tuple:
+    """(gallery, the clickable image, legend and shares, session key); ``s`` is stored under ``key``."""
+    store(key, s)
+    k = int(s.result.num_parts)
+    gallery = [(_view(s, i), im.name) for i, im in enumerate(s.images)]
+    md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
+          + legend_html(k, s.result.part_fractions) + shares_html(s))
+    return gallery, _view(s, s.index), md, key
+
+
+@ui_errors
+def part_display(key: Any, shown: Any = None, opacity: float | None = None) -> tuple:
+    """Show only the parts ``shown`` (ids 1..K), with part colours at ``opacity`` (no re-clustering)."""
+    s = _need(key)
+    k = int(s.result.num_parts)
+    if shown is not None and not isinstance(shown, (list, tuple)):
+        raise ParameterError(f"parts={validate.shown(shown)!r}: expected a list of part ids 1..{k}")
+    ids = tuple(sorted({validate.number("part", p, integer=True) for p in shown})) if shown is not None else None
+    if ids is not None and any(not 1 <= p <= k for p in ids):
+        raise ParameterError(f"parts {list(ids)}: this result has parts 1..{k}")
+    opacity = s.opacity if opacity is None else validate.number("opacity", opacity, 0.0, 1.0)
+    return _view_outputs(updated(s, shown=ids, opacity=opacity), key)
+
+
+@ui_errors
+def part_highlight(key: Any, index: Any, x: float, y: float) -> tuple:
+    """Pixel (x, y) of image ``index`` -> highlight the part there in every image (the background
+    clears the highlight)."""
+    s = _need(key)
+    index = _image_index(s, index)
+    pm = np.asarray(s.result.part_maps[index])
+    h, w = pm.shape
+    x, y = validate.number("x", x), validate.number("y", y)
+    if not (0 <= x < w and 0 <= y < h):
+        raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside the "
+                             f"image ({w} x {h} pixels)")
+    return _view_outputs(updated(s, index=index, highlight=int(pm[int(y), int(x)])), key)
+
+
+def click_part(key: Any, evt: gr.SelectData) -> tuple:
+    try:
+        s = load(key, "press Find parts")
+    except VitdenseError:
+        s = None                     # part_highlight says why
+    return part_highlight(key, None if s is None else s.index, evt.index[0], evt.index[1])
+
+
+@ui_errors(quiet=True)      # an auxiliary step after a run: it leaves the status line as it is
+def part_pick_image(key: Any, index: Any) -> tuple:
+    """The image to click on (and the hover view of the same image)."""
+    s = _need(key)
+    index = _image_index(s, index)
+    s = updated(s, index=index)
+    store(key, s)
+    return _view(s, index), key
+
+
+def part_toggles(key: Any) -> Any:
+    """The part toggles of the current result (all on)."""
+    try:
+        session = load(key, "press Find parts")
+    except VitdenseError:
+        session = None
+    if session is None or not hasattr(session.result, "part_maps"):
+        return gr.CheckboxGroup(choices=[], value=[])
+    k = int(session.result.num_parts)
+    return gr.CheckboxGroup(choices=[(f"part {p}", p) for p in range(1, k + 1)], value=list(range(1, k + 1)))
 
 
 def build(page: Page) -> None:
@@ -151,19 +259,34 @@ def build(page: Page) -> None:
         run_btn = gr.Button("Find parts", variant="primary", elem_id="parts-run")
         recluster_btn = gr.Button("Re-cluster", elem_id="parts-recluster")
     md = gr.HTML(elem_id="parts-legend")
-    gallery = gr.Gallery(label="Parts (same colour = same part in every image)", columns=5, format="png")
+    gallery = gr.Gallery(label="Parts (same colour = same part in every image)", columns=5, format="png",
+                         elem_id="parts-gallery")
+    with gr.Row():
+        toggles = gr.CheckboxGroup(choices=[], value=[], label="Parts shown", elem_id="parts-toggles", scale=3)
+        opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Opacity", elem_id="parts-opacity", scale=1)
     with gr.Row():
         index = gr.Dropdown(choices=[], label="Inspect image", scale=1,
-                            info="Hover the picture to see the part under the cursor.")
-        plot = gr.Plot(label="Interactive view", scale=3)
+                            info="Click a part in the picture: it is highlighted in every image. "
+                                 "Hover the plot to see the part under the cursor.")
+        click_img = gr.Image(label="Click a part", format="png", interactive=False, scale=2,
+                             elem_id="parts-click")
+        plot = gr.Plot(label="Interactive view", scale=2)
     zip_out = gr.File(height=90, label="Download (label maps PNG: 0 = background, 1..K = parts)")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
     knobs = [num_parts, thresh, elbow, votes, crf]
-    page.watch(run_btn.click(run_part_cosegmentation,
-                  [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
-                  outputs, api_name="part_cosegmentation", concurrency_limit=None))
-    page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
-                        concurrency_limit=None))
-    page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None))
+    view_outputs = [gallery, click_img, md, state]
+    aux = dict(api_visibility="private", concurrency_limit=None)
+    for ev in (page.watch(run_btn.click(run_part_cosegmentation,
+                                        [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
+                                        outputs, api_name="part_cosegmentation", concurrency_limit=None)),
+               page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
+                                              concurrency_limit=None))):
+        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux)
+    page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None)) \
+        .then(part_pick_image, [state, index], [click_img, state], **aux)
+    page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
+    page.watch(toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
+                             concurrency_limit=None))
+    page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))
