@@ -12,8 +12,20 @@ from ..apps import get_app
 from ..registry import App
 
 
+#: short labels of knobs in the page (otherwise the knob's name, capitalised)
+LABELS = {"thresh": "Saliency threshold", "votes_percentage": "Votes %", "refine": "GrabCut refinement",
+          "crf": "CRF smoothing", "num_parts": "Number of parts", "num_sampled_frames": "Frames to co-segment",
+          "num_pairs": "Number of pairs", "top_n": "Top-n patches"}
+
+
 def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def knob_components(app: App | str, names: tuple[str, ...], model: str | None) -> list:
+    """The controls of several knobs of ``app``, in one row."""
+    with gr.Row():
+        return [knob_component(app, name, model) for name in names]
 
 
 def knob_component(app: App | str, name: str, model: str | None, label: str | None = None,

@@ -13,7 +13,7 @@ from ...errors import ParameterError
 from ...export import to_jsonable
 from ...models import BUNDLED_MODEL
 from ...registry import Inputs
-from ..controls import Page, knob_component, knob_value
+from ..controls import Page, knob_components, knob_value
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
@@ -90,11 +90,8 @@ def build(page: Page) -> None:
     state = session_state()
     images = set_input(elem_id="coseg-input")
     set_examples(images)
-    with gr.Row():
-        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
-        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
-        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
-        refine = knob_component(APP, "refine", page.default_model, label="GrabCut refinement")
+    thresh, elbow, votes, refine = knob_components(APP, ("thresh", "elbow", "votes_percentage", "refine"),
+                                                   page.default_model)
     run_btn = gr.Button("Co-segment", variant="primary")
     md = gr.Markdown()
     with gr.Row():

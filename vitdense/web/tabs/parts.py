@@ -15,7 +15,7 @@ from ...export import to_jsonable
 from ...models import BUNDLED_MODEL
 from ...part_cosegmentation import part_cosegment_descriptors
 from ...registry import Inputs
-from ..controls import Page, knob_component, knob_value
+from ..controls import Page, knob_components, knob_value
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
@@ -249,12 +249,8 @@ def build(page: Page) -> None:
     state = session_state()
     images = set_input(elem_id="parts-input")
     set_examples(images)
-    with gr.Row():
-        num_parts = knob_component(APP, "num_parts", page.default_model, label="Number of parts")
-        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
-        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
-        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
-        crf = knob_component(APP, "crf", page.default_model, label="CRF smoothing")
+    knobs = knob_components(APP, KNOBS, page.default_model)
+    num_parts, thresh, elbow, votes, crf = knobs
     with gr.Row():
         run_btn = gr.Button("Find parts", variant="primary", elem_id="parts-run")
         recluster_btn = gr.Button("Re-cluster", elem_id="parts-recluster")
@@ -275,7 +271,6 @@ def build(page: Page) -> None:
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
-    knobs = [num_parts, thresh, elbow, votes, crf]
     view_outputs = [gallery, click_img, md, state]
     aux = dict(api_visibility="private", concurrency_limit=None)
     for ev in (page.watch(run_btn.click(run_part_cosegmentation,

@@ -12,7 +12,7 @@ from ...apps import get_app
 from ...errors import ImageError, ParameterError
 from ...models import BUNDLED_MODEL, get_spec
 from ...registry import Inputs
-from ..controls import Page, knob_component, knob_value
+from ..controls import Page, knob_components, knob_value
 from .. import guard
 from ..errors import ui_errors
 from ..guard import Done
@@ -92,12 +92,7 @@ def build(page: Page) -> None:
     if clips:
         gr.Examples([[c] for c in clips], [clip], label="Example clip",
                     example_labels=[Path(c).stem.replace("_", " ") for c in clips])
-    with gr.Row():
-        num_parts = knob_component(APP, "num_parts", page.default_model, label="Number of parts")
-        frames = knob_component(APP, "num_sampled_frames", page.default_model, label="Frames to co-segment")
-        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
-        elbow = knob_component(APP, "elbow", page.default_model, label="Elbow")
-        votes = knob_component(APP, "votes_percentage", page.default_model, label="Votes %")
+    num_parts, frames, thresh, elbow, votes = knob_components(APP, KNOBS, page.default_model)
     run_btn = gr.Button("Segment parts", variant="primary")
     md = gr.HTML()
     zip_out = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
