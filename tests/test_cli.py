@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from vitdense.cli import main
+from vitdense.models import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_models_lists_bundled_as_available(capsys):
     lines = capsys.readouterr().out.splitlines()
     bundled = next(line for line in lines if line.startswith("dinov2_vits14_imgfocus"))
     assert " yes " in bundled
-    assert len(lines) == 1 + 11
+    assert len(lines) == 1 + len(MODELS)  # a header, then one line per registry entry
 
 
 @pytest.mark.parametrize("args,message", [

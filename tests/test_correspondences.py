@@ -173,18 +173,18 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
 
 
 def test_each_pick_is_the_most_salient_of_its_cluster(stereo_descs):
-    """Re-run the k-means step by hand on the candidates and compare the picks."""
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
+    """Re-run the k-means step (the library's seeded torch k-means) on the candidates by hand and
+    compare the picks."""
+    from vitdense.correspondences import _kmeans_labels
     d1, d2 = stereo_descs
     c = find_correspondences_descriptors(d1, d2, num_pairs=6)
     mask, nn12, _ = best_buddies(d1.descs, d2.descs)
     sal1, sal2 = d1.saliency.reshape(-1), d2.saliency.reshape(-1)
     idx1 = torch.nonzero(mask & (sal1 > 0.05) & (sal2 > 0.05)[nn12])[:, 0]
     idx2 = nn12[idx1]
-    pairs = torch.nn.functional.normalize(torch.cat([d1.descs[idx1], d2.descs[idx2]], 1), dim=1).numpy()
-    with threadpool_limits(1):  # sklearn's OpenMP pool thrashes on a busy 2-core machine
-        labels = KMeans(6, random_state=0, n_init="auto").fit(pairs).labels_
+    pairs = torch.nn.functional.normalize(torch.cat([d1.descs[idx1], d2.descs[idx2]], 1), dim=1)
+    labels = _kmeans_labels(pairs, 6, "auto")
+    assert len(set(labels.tolist())) == 6
     rank = ((sal1[idx1] + sal2[idx2]) / 2).numpy()
     expected = {int(idx1[np.flatnonzero(labels == k)[np.argmax(rank[labels == k])]]) for k in range(6)}
     assert set(c.indices1.tolist()) == expected

@@ -20,9 +20,9 @@ LAYERS: dict[str, int] = {
     # 1: data types and reading images
     "descriptors": 1, "images": 1, "validate": 1, "sessions": 1,
     # 2: numerics and weights
-    "clustering": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2,
+    "clustering": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
     # 3: the network
-    "extractor": 3,
+    "extractor": 3, "rope": 3,
     # 4: applications (pure functions -> result dataclasses)
     "foreground": 4, "cosegmentation": 4, "part_cosegmentation": 4, "correspondences": 4, "pca": 4,
     "similarity": 4, "video": 4, "transfer": 4, "upsample": 4, "evaluation": 4, "scale": 4,
@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     # 6: the application registry (descriptions the interfaces derive from)
     "registry": 6, "apps": 6,
     # 7: interfaces
-    "cli": 7, "web": 7, "__main__": 7, "__init__": 7,
+    "cli": 7, "web": 7, "__main__": 7, "__init__": 7, "zerogpu": 7,
 }
 
 

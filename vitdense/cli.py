@@ -11,6 +11,7 @@ the command exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -125,9 +126,28 @@ def _register_models(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
+def _register_extract_dataset(sub: argparse._SubParsersAction) -> None:
+    from .scale import add_extract_dataset_options, extract_dataset_command
+    p = sub.add_parser("extract-dataset", help="extract a whole data set on Ray workers into shards + manifest",
+                       description="Extract descriptors of every image under ROOT (recursive) or matching a "
+                       "glob, on Ray workers, into DIR/shards/*.safetensors and DIR/manifest/*.jsonl (read "
+                       "them with vitdense.store.open_descriptors). A rerun skips images already stored with "
+                       "the same content and parameters; unreadable images are listed as failed.",
+                       epilog="Exit status: 0; 1 when some image failed (listed in the manifest); 2 for an "
+                       "error that stops the job.")
+    p.add_argument("root", metavar="ROOT", help="folder (searched recursively) or glob of images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    add_model_options(p)
+    add_descriptor_options(p)
+    add_extract_dataset_options(p)
+    add_worker_options(p, default="1 worker")
+    p.set_defaults(func=extract_dataset_command)
+
+
 #: every subcommand: a function (subparsers) -> None that adds its parser (``set_defaults(func=...)``);
 #: the applications' commands are appended from the registry below
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_extract, _register_models]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_extract, _register_models,
+                                                                _register_extract_dataset]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +248,18 @@ def add_knob_option(p: argparse.ArgumentParser, app: App, knob: Knob) -> None:
     p.add_argument(knob.flag, dest=knob.name, type=kind, default=S, help=text, **extra)
 
 
+def add_worker_options(p: argparse.ArgumentParser, default: str = "this process only") -> None:
+    """--workers --gpus-per-worker --address: run on Ray (:mod:`vitdense.scale`)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run on N Ray workers, one model each (needs Ray: pip install \"vitdense[scale]\"); "
+                        f"default: {default}")
+    p.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                   help="GPUs each Ray worker asks for (default 0: CPU)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster: 'auto' (started with `ray start --head`), 'ray://HOST:10001', "
+                        "or none for a local Ray on this machine (default)")
+
+
 def add_app_io(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """--out and --quiet, shared by the application subcommands."""
     p.add_argument("--out", required=out_required, help="output folder (created if needed)")
@@ -256,6 +288,8 @@ def _register_app(app: App) -> Callable[[argparse._SubParsersAction], None]:
         add_app_descriptor_options(p, app)
         for knob in app.knobs:
             add_knob_option(p, app, knob)
+        if not one_shot:
+            add_worker_options(p)
         p.set_defaults(func=lambda args: run_app(app, args))
     return register
 
@@ -295,6 +329,15 @@ def find_sets(root: str | Path, out: str | Path | None = None) -> list[tuple[str
     return [(d.name, d) for d in subs]
 
 
+def run_set(process: Callable[[str, Any, Path], str], name: str, source: Any, out: Path) -> tuple[bool, str]:
+    """``process(name, source, out)`` -> (True, its summary line), or (False, the one-line error) when
+    it raises a :class:`VitdenseError` or an OSError."""
+    try:
+        return True, process(name, source, out)
+    except (VitdenseError, OSError) as err:
+        return False, str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]],
              process: Callable[[str, Any, Path], str]) -> int:
     """Run ``process(name, source, out_dir) -> one-line summary`` on every set with a progress bar.
@@ -302,24 +345,30 @@ def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]],
     A set raising a :class:`VitdenseError` (or an OSError) is reported on stderr and skipped.
     Writes OUT/summary.json; returns 0, or :data:`SETS_FAILED_EXIT` when some set failed.
     """
+    out = Path(args.out)
+    return report_sets(args, sets, ((name, *run_set(process, name, source, out / name)) for name, source in sets))
+
+
+def report_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]], results) -> int:
+    """Show ``(name, ok, text)`` results as they come (progress bar, one line per set), then write
+    OUT/summary.json (sets in ``sets`` order) and the closing line; returns the exit status."""
     from tqdm import tqdm
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
-    bar = tqdm(sets, desc=f"vitdense {args.command}", unit="set", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True)
-    for name, source in bar:
+    bar = tqdm(total=len(sets), desc=f"vitdense {args.command}", unit="set", disable=args.quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    for name, ok, text in results:
+        bar.update(1)
         bar.set_postfix_str(name, refresh=True)
-        try:
-            line = process(name, source, out / name)
-        except (VitdenseError, OSError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            tqdm.write(f"error: set {name!r} skipped: {msg}", file=sys.stderr)
-            status[name] = f"failed: {msg}"
-            continue
-        status[name] = "ok"
-        tqdm.write(f"{name}: {line}", file=sys.stdout)
+        if ok:
+            status[name] = "ok"
+            tqdm.write(f"{name}: {text}", file=sys.stdout)
+        else:
+            tqdm.write(f"error: set {name!r} skipped: {text}", file=sys.stderr)
+            status[name] = f"failed: {text}"
     bar.close()
+    status = {name: status[name] for name, _ in sets if name in status}
     failed = [n for n, s in status.items() if s != "ok"]
     write_json({"command": args.command, "sets": status, "failed": failed}, out / "summary.json")
     print(f"{len(status) - len(failed)} of {len(status)} set(s) done, output in {out}"
@@ -354,48 +403,102 @@ def _run_params(app: App, ex, knobs: dict) -> dict:
 
 def run_app(app: App, args: argparse.Namespace) -> int:
     """The generic application command: every set (pair, clip) -> ``app.run`` -> ``app.export``
-    written into OUT/<set>/ (the same files as the web demo's zip)."""
-    import numpy as np
+    written into OUT/<set>/ (the same files as the web demo's zip); with ``--workers N`` the sets run
+    on N Ray workers (:func:`vitdense.scale.map_sets`), each through the same :func:`run_app_set`."""
     if app.input in ("set", "pair"):
         sets = find_sets(args.root, args.out)
     elif app.input == "clip":
         sets = list(zip(unique_stems([Path(f) for f in args.files]), [Path(f) for f in args.files]))
     else:
         sets = [("", None)]
+    if getattr(args, "workers", None):
+        from .scale import map_sets, model_options
+        options, notice = model_options(args.model, args.checkpoint, args.device, args.dtype)
+        if notice:
+            print(f"notice: {notice}", file=sys.stderr)
+        plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
+        for stage in ("run", "export", "read"):   # option errors here, once, not on every worker
+            app_options(app, plain, options["model"], stage)
+        results = map_sets(sets, functools.partial(app_set_task, app.id, plain), args.out, options=options,
+                           num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
+                           address=args.address)
+        return report_sets(args, sets, results)
     ex = make_extractor(args)
-    knobs = app_options(app, args, ex.model_name, "run")
-    export_opts = app_options(app, args, ex.model_name, "export")
-    read_opts = app_options(app, args, ex.model_name, "read")
-
-    def process(name: str, source: Any, out: Path | None) -> str:
-        if app.input == "clip":
-            inputs = read_clip(app, source, read_opts)
-        elif app.input == "images":
-            a = np.asarray(load_image(args.image_a))
-            b = None if args.image_b is None else np.asarray(load_image(args.image_b))
-            inputs = Inputs([a, b], [args.image_a, args.image_b or args.image_a])
-        else:
-            inputs = read_folder(app, source)
-        extra = dict(inputs.extra)
-        if app.prepare is not None:
-            extra.update(app.prepare(inputs, args))
-        images = inputs.images
-        if app.input in ("pair", "images"):
-            result = app.run(ex, *images, **extra, **knobs)
-            inputs.images = [im if im is not None else images[0] for im in images]
-        else:
-            result = app.run(ex, images, **extra, **knobs)
-        if out is not None:
-            meta = {"set": name, **_model_info(ex)} if name else _model_info(ex)
-            entries = app.export(result, inputs, unique_stems(inputs.names), meta=meta, **export_opts)
-            entries["params.json"] = _run_params(app, ex, {**knobs, **export_opts, **read_opts})
-            write_entries(entries, out)
-        return app.describe(result)
-
+    for stage in ("run", "export", "read"):
+        app_options(app, args, ex.model_name, stage)
+    process = functools.partial(run_app_set, app.id, args, ex)
     if app.input == "images":    # one run, its summary printed (files only with --out)
         print(process("", None, Path(args.out) if args.out else None))
         return 0
     return run_sets(args, sets, process)
+
+
+def app_set_task(app_id: str, args: argparse.Namespace, ex, name: str, source: Any, out: Path) -> tuple[bool, str]:
+    """:func:`run_app_set` guarded as :func:`run_set` (the task of a Ray worker, which owns ``ex``)."""
+    return run_set(functools.partial(run_app_set, app_id, args, ex), name, source, out)
+
+
+def run_app_set(app_id: str, args: argparse.Namespace, ex, name: str, source: Any, out: Path | None) -> str:
+    """One set (pair, clip; or the two images) of application ``app_id``: read, run, write its files
+    into ``out``; returns the one-line summary."""
+    import numpy as np
+    app = APPS[app_id]
+    knobs = app_options(app, args, ex.model_name, "run")
+    export_opts = app_options(app, args, ex.model_name, "export")
+    read_opts = app_options(app, args, ex.model_name, "read")
+    if app.input == "clip":
+        inputs = read_clip(app, source, read_opts)
+    elif app.input == "images":
+        a = np.asarray(load_image(args.image_a))
+        b = None if args.image_b is None else np.asarray(load_image(args.image_b))
+        inputs = Inputs([a, b], [args.image_a, args.image_b or args.image_a])
+    else:
+        inputs = read_folder(app, source)
+    extra = dict(inputs.extra)
+    if app.prepare is not None:
+        extra.update(app.prepare(inputs, args))
+    images = inputs.images
+    if app.input in ("pair", "images"):
+        result = app.run(ex, *images, **extra, **knobs)
+        inputs.images = [im if im is not None else images[0] for im in images]
+    else:
+        result = app.run(ex, images, **extra, **knobs)
+    if out is not None:
+        meta = {"set": name, **_model_info(ex)} if name else _model_info(ex)
+        entries = app.export(result, inputs, unique_stems(inputs.names), meta=meta, **export_opts)
+        entries["params.json"] = _run_params(app, ex, {**knobs, **export_opts, **read_opts})
+        write_entries(entries, out)
+    return app.describe(result)
+
+
+def sets_job(command: str, root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """``vitdense COMMAND ROOT --out OUT --workers N [--option value ...]`` from Python: each set of
+    ROOT one task on ``num_workers`` Ray workers, the files written as the command writes them.
+    ``options`` are the command's options by keyword (``load_size=112``, ``refine=False``,
+    ``gpus_per_worker=1``, ``address="auto"``). Returns OUT/summary.json's ``{set: "ok" | "failed: ..."}``;
+    a job-level error raises its :class:`VitdenseError`."""
+    argv = [command, str(root), "--out", str(out), "--workers", str(num_workers), "--quiet"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, "none" if value is None else str(value)]
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return json.loads((Path(out) / "summary.json").read_text())["sets"]
+
+
+def cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """Co-segmentation of every set of ROOT on Ray workers (see :func:`sets_job`)."""
+    return sets_job("cosegment", root, out, num_workers=num_workers, **options)
+
+
+def part_cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
+    """Part co-segmentation of every set of ROOT on Ray workers (see :func:`sets_job`)."""
+    return sets_job("parts", root, out, num_workers=num_workers, **options)
 
 
 COMMANDS.extend(_register_app(app) for app in APPS.values())

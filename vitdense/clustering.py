@@ -94,8 +94,12 @@ class KMeansResult:
     n_iter: int
 
 
-def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: k x D initial centroids chosen among the rows of ``x``."""
+def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int = 1) -> torch.Tensor:
+    """k-means++ seeding: k x D initial centroids chosen among the rows of ``x``.
+
+    ``local_trials > 1`` is greedy k-means++ (as scikit-learn): each step draws that many
+    candidates and keeps the one that lowers the potential most.
+    """
     n = x.shape[0]
     first = int(torch.randint(n, (1,), generator=gen))
     centers = [x[first]]
@@ -104,10 +108,16 @@ def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
         total = float(closest.sum())
         if total <= 0.0:  # all points coincide with chosen centres: pick uniformly
             idx = int(torch.randint(n, (1,), generator=gen))
+            new = squared_distances(x, x[idx:idx + 1])[:, 0]
         else:
-            idx = int(torch.multinomial(closest.cpu() / total, 1, generator=gen))
+            probs = closest.cpu() / total
+            cand = (torch.multinomial(probs, 1, generator=gen) if local_trials == 1 else  # as before
+                    torch.multinomial(probs, local_trials, replacement=True, generator=gen)).to(x.device)
+            trial = torch.minimum(closest[None], squared_distances(x, x[cand]).T)  # trials x n
+            best = int(trial.sum(dim=1).argmin())
+            idx, new = int(cand[best]), trial[best]
         centers.append(x[idx])
-        closest = torch.minimum(closest, squared_distances(x, x[idx:idx + 1])[:, 0])
+        closest = torch.minimum(closest, new)
     return torch.stack(centers)
 
 
@@ -133,8 +143,10 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[tor
 
 
 def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: int = 300,
-           seed: int = 0) -> KMeansResult:
+           seed: int = 0, local_trials: int = 1) -> KMeansResult:
     """k-means of the rows of ``x`` (N x D) into ``k`` clusters; best of ``n_init`` seeded restarts.
+
+    ``local_trials``: candidates per k-means++ step (1: plain k-means++; more: greedy).
 
     Raises :class:`ParameterError` when ``k`` is not in ``[1, N]``.
     """
@@ -151,7 +163,7 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: 
     restarts = 1 if k == 1 else int(n_init)  # k = 1 has a unique solution (the mean)
     with small_work_threads(x):
         for _ in range(restarts):
-            init = _kmeanspp(x, int(k), gen)
+            init = _kmeanspp(x, int(k), gen, int(local_trials))
             c, lab, inertia, it = _lloyd(x, init, int(max_iter))
             if best is None or inertia < best.inertia - 1e-9:
                 best = KMeansResult(c, lab, inertia, it)

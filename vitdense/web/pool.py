@@ -3,7 +3,6 @@ network passes (wrapped for Hugging Face ZeroGPU), and the model-dependent choic
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from typing import Any, Callable, Optional, Sequence
 
@@ -17,23 +16,17 @@ from ..descriptors import ImageDescriptors
 from ..extractor import Extractor
 from ..foreground import extract_with_saliency
 from ..models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
-from .errors import log
+from ..zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
+from .errors import NOTICE_SOURCES, log
 from .guard import offered_strides
 from .inputs import LOAD_SIZES, admit
 
 AUTO = "auto"
 
-try:  # Hugging Face ZeroGPU Spaces: the GPU is attached only inside functions wrapped by spaces.GPU
-    import spaces  # type: ignore[import-not-found]
-    gpu: Callable = spaces.GPU(duration=120)
-    ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
-except ImportError:  # everywhere else: a plain call
-    spaces = None
-
-    def gpu(fn: Callable) -> Callable:
-        return fn
-
-    ON_ZERO_GPU = False
+# Hugging Face ZeroGPU Spaces: spaces.GPU with a duration from the estimated work (vitdense.zerogpu);
+# everywhere else a plain call
+gpu: Callable = gpu_task()
+ON_ZERO_GPU = on_zero_gpu() and load_spaces() is not None
 
 
 class ModelPool:
@@ -49,8 +42,20 @@ class ModelPool:
         with self._lock:
             if name not in self._extractors:
                 log.info("loading model %s on %s", name, self.device)
-                self._extractors[name] = Extractor(name, device=self.device, cache=self.cache)
+                self._extractors[name] = Extractor(name, device=self.device, cache=self.cache,
+                                                   cpu_fallback=True)
             return self._extractors[name]
+
+    def new_fallback_notices(self) -> list[str]:
+        """A sentence per extractor that moved to the CPU after a GPU out-of-memory, each once."""
+        with self._lock:
+            fresh = [ex for ex in self._extractors.values()
+                     if ex.notice and "ran out of memory" in ex.notice
+                     and not getattr(ex, "_notice_shown", False)]
+            for ex in fresh:
+                ex._notice_shown = True
+        return [f"The GPU ran out of memory, so {ex.model_name} now runs on the CPU (slower); a "
+                "smaller load size or a larger stride would have fitted." for ex in fresh]
 
     def put(self, extractor: Extractor) -> None:
         """Register an already built extractor (tests share theirs; its cache is left as it is)."""
@@ -66,6 +71,7 @@ class ModelPool:
 
 
 POOL = ModelPool()
+NOTICE_SOURCES.append(POOL.new_fallback_notices)
 
 
 def configure(device: str = "auto", cache_bytes: int = 1 << 30) -> ModelPool:
@@ -146,7 +152,7 @@ def extract_saliency(model: str, images: list[Image.Image],
     return ([_cpu(d) for d in descs] if ON_ZERO_GPU else descs), sal
 
 
-@gpu
+@gpu_task(duration=lambda model, fn, images, *args, **kwargs: estimated_seconds(model, images, kwargs))
 def run_on_gpu(model: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """``fn(extractor, *args, **kwargs)`` for a library function that runs the network itself."""
     return fn(POOL.get(model), *args, **kwargs)

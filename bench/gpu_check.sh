@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (at most 9 minutes: GPU_CHECK_BUDGET=540 s): install what travels, run the CUDA test
+# layer, then the benchmarks on CUDA in fp32 and bf16/fp16; every table goes under $OUT.
+#
+#   bash bench/gpu_check.sh             # on the GPU machine (python3 = its Python 3.12 + torch)
+#   bash bench/gpu_check.sh --dry-run   # anywhere, on the CPU, quickly: proves the script works
+#
+# What travels (bench/README.md "GPU check"): the repository and the ignored folder .gpu/ (carry it),
+# built here by bench/gpu_prepare.sh: .gpu/wheels (timm 1.0.31, platformdirs, Cython 0.29.36 for the
+# CRF build), .gpu/sdist (pydensecrf2 1.1, built there), .gpu/weights (the bundled model in fp16).
+# Files back: at most 8 under $OUT (summary.md, tests.txt, targets.md, extract.md, apps.md,
+# selection.md, log.txt).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
+OUT=${OUT:-$REPO/out/gpu-check}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+LOG=$OUT/log.txt
+: >"$LOG"
+SUMMARY=$OUT/summary.md
+T0=$(date +%s)
+# the whole call must end inside the device tool's 600 s per command: every step gets at most what
+# is left of this budget (GPU_CHECK_BUDGET seconds), and a step that would start too late is skipped
+DEADLINE=$((T0 + ${GPU_CHECK_BUDGET:-540}))
+step() {  # step NAME TIMEOUT_S OUTFILE CMD...: run, append stdout to OUTFILE, stderr to the log
+    local name=$1 limit=$2 out=$3; shift 3
+    local left=$((DEADLINE - $(date +%s)))
+    if [ "$left" -lt 20 ]; then
+        echo "- $name: skipped (the time budget is spent)" >>"$SUMMARY"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name ($(($(date +%s) - T0)) s, limit $limit s)" | tee -a "$LOG" >&2
+    timeout "$limit" "$@" >>"$out" 2>>"$LOG"
+    local rc=$?
+    echo "- $name: exit $rc ($(($(date +%s) - T0)) s)" >>"$SUMMARY"
+    return 0
+}
+
+# 1. install what travels (no package index there); the wheels go to a private target
+SITE=${TMPDIR:-/tmp}/vitdense-site
+echo "# vitdense GPU check $(date -u +%FT%TZ)$([ $DRY = 1 ] && echo ' (DRY RUN on the CPU)')" >"$SUMMARY"
+if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        .gpu/wheels/*.whl >>"$LOG" 2>&1 && echo "- wheels installed: $(ls .gpu/wheels | tr '\n' ' ')" >>"$SUMMARY"
+    export PYTHONPATH=$SITE:$REPO
+else
+    echo "- no .gpu/wheels (run bench/gpu_prepare.sh here, then carry .gpu): using installed packages" >>"$SUMMARY"
+    export PYTHONPATH=$REPO
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+[ $DRY = 1 ] && export OMP_NUM_THREADS=1  # tiny CPU work: one thread (no thrashing on busy machines)
+CKPT=$(ls .gpu/weights/*.safetensors 2>/dev/null | head -1)
+[ -n "$CKPT" ] && export VITDENSE_TEST_CHECKPOINT=$REPO/$CKPT
+
+$PY - >>"$SUMMARY" 2>>"$LOG" <<'EOF'
+import importlib, platform, torch
+print(f"- python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+from importlib.metadata import PackageNotFoundError, version
+for name in ("timm", "numpy", "scikit-learn", "opencv-python-headless", "pydensecrf2", "scikit-image",
+             "platformdirs", "gradio"):
+    try:
+        print(f"  - {name} {version(name)}")
+    except PackageNotFoundError:
+        print(f"  - {name}: missing")
+EOF
+
+# 2. the CUDA test layer
+TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py"
+if [ $DRY = 1 ]; then
+    step "tests (CPU, dry run: collect the layer, run tests/test_rope.py)" 300 "$OUT/tests.txt" \
+        env VITDENSE_TEST_DEVICE=cpu $PY -m pytest -q -p no:cacheprovider --co $TESTS
+    step "tests/test_rope.py" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cpu \
+        $PY -m pytest -q -p no:cacheprovider -rs tests/test_rope.py
+else
+    step "CUDA test layer" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cuda \
+        $PY -m pytest -q -p no:cacheprovider -rs --durations=10 $TESTS
+fi
+
+# 3. benchmarks: the issue's targets, extraction, applications, pair selection
+if [ $DRY = 1 ]; then
+    step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run
+    for s in bench_extract bench_apps bench_selection; do  # arguments and imports only
+        step "$s.py --help" 60 "$OUT/extract.md" $PY bench/$s.py --help
+    done
+else
+    if compgen -G ".gpu/sdist/pydensecrf2-*.tar.gz" >/dev/null; then  # the CRF of part co-segmentation
+        step "build pydensecrf2 (CRF)" 120 "$LOG" $PY -m pip install -q --no-index --no-deps \
+            --no-build-isolation --no-cache-dir --target "$SITE" .gpu/sdist/pydensecrf2-*.tar.gz
+    fi
+    step "targets fp32" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp32
+    step "extract fp32" 150 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype fp32 \
+        --no-baseline --repeats 10 --rows forward,key9bin,saliency,key9bin+sal
+    step "apps fp32" 150 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype fp32 --repeats 3
+    for dt in bf16 fp16; do
+        step "targets $dt" 90 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype $dt
+        step "extract $dt" 90 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype $dt \
+            --no-baseline --repeats 10 --rows key9bin,key9bin+sal
+    done
+    step "apps bf16" 120 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype bf16 --repeats 3
+    step "pair selection" 90 "$OUT/selection.md" $PY bench/bench_selection.py --device cuda \
+        ${CKPT:+--checkpoint "$CKPT"}
+fi
+echo "- total $(($(date +%s) - T0)) s; files: $(ls "$OUT" | tr '\n' ' ')" >>"$SUMMARY"
+cat "$SUMMARY"
+tail -3 "$OUT/tests.txt" 2>/dev/null

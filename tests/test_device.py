@@ -1,0 +1,143 @@
+"""The CUDA test layer: the library on the device named by VITDENSE_TEST_DEVICE (default cpu).
+
+On a GPU (``VITDENSE_TEST_DEVICE=cuda``, run by ``bench/gpu_check.sh``) these check CPU/GPU
+agreement with the same weights, half precision against fp32, the applications' answers, the cache
+and the point matcher with CUDA tensors, that nothing silently falls back to the CPU, and a real
+out-of-memory. On the CPU the same code runs (the comparisons are then trivially equal) and the
+GPU-only checks are skipped with their reason.
+
+Tolerances (documented in the README "GPU"): fp32 descriptors within 1e-3 relative (L2, per
+descriptor) and cosine >= 0.9999; fp16/bf16 cosine >= 0.999 on average, >= 0.99 for every
+descriptor; co-segmentation masks Jaccard >= 0.95 to the CPU's; part maps ARI >= 0.9;
+correspondences: at least 8 of the 10 pairs identical, the rest within 2 cells.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import on_cuda
+from vitdense.cache import DescriptorCache
+from vitdense.clustering import kmeans
+from vitdense.correspondences import PointMatcher, best_buddies, find_correspondences_descriptors
+from vitdense.cosegmentation import cosegment_descriptors
+from vitdense.extractor import Extractor
+from vitdense.metrics import ari, jaccard
+from vitdense.part_cosegmentation import part_cosegment_descriptors
+
+KW = dict(layer=11, facet="token", stride=14, load_size=168, saliency=True)
+
+
+@pytest.fixture(scope="module")
+def images(photos, cat_on_bricks):
+    return [cat_on_bricks[0], photos["chelsea"], photos["chelsea"][:, ::-1].copy()]
+
+
+@pytest.fixture(scope="module")
+def both(bundled_extractor, device_extractor, images):
+    """(CPU descriptors, test-device descriptors) of the same images, same weights."""
+    cpu = bundled_extractor.extract(images, **KW)
+    return cpu, (cpu if device_extractor is bundled_extractor else device_extractor.extract(images, **KW))
+
+
+def test_descriptors_live_on_the_test_device(both, test_device, device_extractor):
+    _, dev = both
+    assert device_extractor.device.type == test_device.type
+    for d in dev:  # no silent fallback: every tensor on the device asked for
+        assert d.descs.device.type == test_device.type and d.saliency.device.type == test_device.type
+    assert device_extractor.notice is None
+
+
+def test_fp32_descriptors_agree_with_cpu(both):
+    for c, d in zip(*both):
+        d_cpu = d.descs.cpu()
+        rel = (d_cpu - c.descs).norm(dim=1) / c.descs.norm(dim=1)
+        assert float(rel.max()) <= 1e-3
+        assert float(F.cosine_similarity(d_cpu, c.descs, dim=1).min()) >= 0.9999
+        torch.testing.assert_close(d.saliency.cpu(), c.saliency, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", pytest.param("fp16", marks=on_cuda)])
+def test_half_precision_cosine_to_fp32(dtype, test_device, photos, device_extractor):
+    """bf16 runs on the CPU too; fp16 needs a GPU."""
+    from conftest import TEST_CHECKPOINT
+    ex32 = device_extractor
+    ex16 = Extractor("dinov2_vits14_imgfocus", device=test_device, dtype=dtype, checkpoint=TEST_CHECKPOINT)
+    kw = dict(layer=[9, 11], facet="key", stride=14, load_size=112, include_cls=True)
+    [a] = ex32.extract(photos["astronaut"], **kw)
+    [b] = ex16.extract(photos["astronaut"], **kw)
+    assert b.descs.dtype == torch.float32 and b.params["dtype"] != a.params["dtype"]
+    cos = F.cosine_similarity(a.descs, b.descs, dim=1)
+    assert float(cos.mean()) >= 0.999 and float(cos.min()) >= 0.99
+
+
+def test_applications_agree_with_cpu(both, images):
+    cpu, dev = both
+    co_c = cosegment_descriptors(cpu, images=images, refine=False)
+    co_d = cosegment_descriptors(dev, images=images, refine=False)
+    for a, b in zip(co_c.masks, co_d.masks):
+        assert a.any() and jaccard(b, a) >= 0.95
+    pa_c = part_cosegment_descriptors(cpu, images=images, crf=False, num_parts=3)
+    pa_d = part_cosegment_descriptors(dev, images=images, crf=False, num_parts=3)
+    for a, b in zip(pa_c.part_maps, pa_d.part_maps):
+        assert ari(a.ravel(), b.ravel()) >= 0.9
+    cc = find_correspondences_descriptors(cpu[1], cpu[2])
+    cd = find_correspondences_descriptors(dev[1], dev[2])
+    assert len(cc) == len(cd) == 10
+    same = np.isin(cc.indices1 * 100_000 + cc.indices2, cd.indices1 * 100_000 + cd.indices2).sum()
+    assert same >= 8
+
+
+def test_cache_and_matcher_keep_device_tensors(both, test_device, images, device_extractor):
+    _, dev = both
+    ex = device_extractor
+    ex.cache = DescriptorCache(max_bytes=1 << 28)
+    try:
+        first = ex.extract(images[:2], **KW)
+        passes = ex.num_forward_calls
+        again = ex.extract(images[:2], **KW)
+    finally:
+        ex.cache = None
+    assert ex.num_forward_calls == passes  # served by the cache
+    for a, b in zip(first, again):
+        assert b.descs.device.type == test_device.type
+        torch.testing.assert_close(a.descs, b.descs)
+    matcher = PointMatcher(dev[1], dev[2])
+    assert matcher.nn12.device.type == test_device.type
+    h, w = dev[1].geometry.orig_size
+    m = matcher.query(h / 2, w / 2)
+    assert isinstance(m.similarity_map, np.ndarray) and m.similarity_map.shape == tuple(dev[2].grid)
+    mask, nn12, _ = best_buddies(dev[1].descs, dev[2].descs)
+    assert mask.device.type == nn12.device.type == test_device.type
+
+
+def test_kmeans_stays_on_the_device(both, test_device):
+    _, dev = both
+    x = F.normalize(dev[0].descs, dim=1)
+    km = kmeans(x, 5, n_init=2, seed=0)
+    assert km.labels.device.type == km.centroids.device.type == test_device.type
+    ref = kmeans(x.cpu(), 5, n_init=2, seed=0)
+    assert ari(km.labels.cpu().numpy(), ref.labels.numpy()) >= 0.9
+
+
+@on_cuda
+def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
+    """A per-process memory cap makes a real CUDA out-of-memory: stride 1 needs ~10x the memory
+    of stride 14 for one image, so 4 images are halved down, then the CPU takes over."""
+    from conftest import TEST_CHECKPOINT
+    ex = Extractor("dinov2_vits14_imgfocus", device=test_device, checkpoint=TEST_CHECKPOINT,
+                   cpu_fallback=True)
+    torch.cuda.empty_cache()
+    budget = torch.cuda.memory_allocated() + (16 << 20)  # what is alive plus 16 MiB
+    total = torch.cuda.get_device_properties(test_device).total_memory
+    torch.cuda.set_per_process_memory_fraction(budget / total, test_device)
+    try:
+        with pytest.warns(UserWarning, match="ran out of memory"):
+            out = ex.extract([photos["coffee"]] * 4, layer=11, facet="token", stride=1, load_size=84)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, test_device)
+        torch.cuda.empty_cache()
+    assert ex.device.type == "cpu" and len(out) == 4 and out[0].descs.device.type == "cpu"
+    assert "ran out of memory" in ex.notice
