@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
-import torch
 
 from .. import validate, workbudget
 from ..errors import ImageError
@@ -45,8 +44,8 @@ class Limits:
     temp_every_s: float = DEFAULT_EVERY_S
 
 
-LIMITS = Limits(session_bytes=budget_from_env(), max_work=workbudget.default_max_work(
-    torch.cuda.is_available()))
+# the CPU work limit until launch() knows the hardware (importing must not touch CUDA: ZeroGPU)
+LIMITS = Limits(session_bytes=budget_from_env(), max_work=workbudget.default_max_work(cuda=False))
 STORE = SessionStore(LIMITS.session_bytes, LIMITS.idle_s)
 GATE = workbudget.WorkGate(LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s)
 JANITOR: Janitor | None = None

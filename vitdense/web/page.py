@@ -6,6 +6,7 @@ import types
 from typing import Any
 
 import gradio as gr
+import torch
 
 from ..descriptors import FACETS
 from ..errors import VitdenseError
@@ -129,7 +130,10 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     temporary files); heavy jobs run ``concurrency`` at a time through the work gate, clicks never
     wait for them."""
     configure(device)
-    guard.configure(concurrency=concurrency, **(limits or {}))
+    limits = dict(limits or {})
+    if "max_work" not in limits:   # the hardware's default: a GPU (ZeroGPU included) takes far more
+        limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
+    guard.configure(concurrency=concurrency, **limits)
     from gradio.utils import get_upload_folder
     guard.start_janitor([OUTPUT_ROOT, get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
