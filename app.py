@@ -33,7 +33,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="offer only models whose weights are on disk (no hub probe)")
     p.add_argument("--no-preload", action="store_true",
                    help="load the bundled model on the first request instead of at start")
+    g = p.add_argument_group("limits of a shared server (README 'Limits of the public demo')")
+    g.add_argument("--session-memory", default=None,
+                   help="memory for all visitors' cached results, e.g. 4GiB (default: "
+                        "$VITDENSE_SESSION_MEMORY or 4GiB); least recently used results go first")
+    g.add_argument("--idle-minutes", type=float, default=None,
+                   help="a visitor's results are dropped after this many minutes unused (default 20)")
+    g.add_argument("--max-work", default=None,
+                   help="work limit of one request in units of tokens^2 x blocks (default: "
+                        "$VITDENSE_MAX_WORK, else 6e9 on CPU, about a minute on 2 vCPUs); "
+                        "'inf' for no limit")
+    g.add_argument("--max-waiting", type=int, default=None,
+                   help="heavy jobs that may wait for their turn (default 4); more are told 'busy'")
+    g.add_argument("--max-wait", type=float, default=None,
+                   help="seconds a heavy job waits at most for its turn (default 120)")
+    g.add_argument("--temp-max-age", type=float, default=None,
+                   help="seconds after which uploads, outputs and downloads are deleted (default 1800)")
     return p.parse_args(argv)
+
+
+def limits(args: argparse.Namespace) -> dict:
+    """The flags of the limits group -> keyword arguments of vitdense.web.guard.Limits."""
+    from vitdense.sessions import parse_bytes
+    from vitdense.workbudget import parse_work
+    out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
+               idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,
+               max_work=None if args.max_work is None else parse_work(args.max_work),
+               max_waiting=args.max_waiting, max_wait_s=args.max_wait,
+               temp_max_age_s=args.temp_max_age)
+    if args.temp_max_age is not None:
+        out["temp_every_s"] = max(1.0, min(300.0, args.temp_max_age / 4))
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
     web.launch(server_name=args.host, server_port=args.port, share=args.share,
                   concurrency=args.concurrency, device=args.device,
-                  online=False if args.offline else None, preload=not args.no_preload)
+                  online=False if args.offline else None, preload=not args.no_preload,
+                  limits=limits(args))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from PIL import Image
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"   # Debian's Chromium, driven by the browser tests (test_app_browser.py)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +82,14 @@ def cat_on_bricks() -> tuple[np.ndarray, np.ndarray]:
     """The chelsea cat's face pasted on a brick wall: (240 x 320 x 3 image, mask of the cat)."""
     from skimage import data
     return paste_object(data.chelsea()[30:280, 100:400], data.brick(), (240, 320), 0.5, (60, 80))
+
+
+def pytest_report_header(config) -> str:
+    """Say up front when the browser tests cannot run (they are skipped, not failed)."""
+    if os.path.exists(CHROMIUM):
+        return f"browser tests: {CHROMIUM}"
+    return (f"browser tests: SKIPPED, {CHROMIUM} is absent; install Debian's chromium "
+            "(sudo apt-get install chromium; .ci/run does) to run them")
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,22 @@ def test_extract_writes_descriptors(cat_jpg, tmp_path, capsys):
     assert params["layer"] == [9] and params["bin"] is True and params["stride"] == 14
     assert grid == [8, 12]  # 112 x 168 at stride 14
     assert "grid 8 x 12" in capsys.readouterr().out
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()   # the usual permissions, not 0600
+
+
+def _umask() -> int:
+    from vitdense.export import current_umask
+    return current_umask()
+
+
+def test_version():
+    from vitdense import __version__
+    proc = subprocess.run([sys.executable, "-m", "vitdense", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"vitdense {__version__}"
+    import tomllib
+    from pathlib import Path
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == __version__
 
 
 def test_models_lists_bundled_as_available(capsys):

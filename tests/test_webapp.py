@@ -112,8 +112,9 @@ def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extra
     a2, b2, heat2, _, points2, _, session2 = webapp.clear_points(session)
     assert points2["clicks"] == [] and heat2 is None and len(points2["pairs"]) == 10
     np.testing.assert_array_equal(b2, pair_run[1])
-    # the original session object was not changed by the clicks (each answer is a new state)
-    assert pair_run[-1].clicks == []
+    # the page's state holds only a key: the session itself lives in the server's store
+    assert isinstance(pair_run[-1], str) and session2 == pair_run[-1]
+    assert webapp.guard.STORE.get(session2).clicks == []
 
 
 def test_pair_zip_follows_the_clicks_and_is_strict_json(pair_run):
@@ -225,12 +226,13 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
     """Click a part in one image: that part stays coloured in every image, the others look like the
     dimmed background; toggles hide parts; the opacity sets the colour blend. No network pass."""
     from vitdense.draw import part_colors
+    from vitdense.web.guard import STORE     # the page's state is a key of the server's store
     *_, session = webapp.run_part_cosegmentation(CATS[:3], 3, load_size=LOAD, crf=False)
     calls = bundled_extractor.num_forward_calls
-    maps = [np.asarray(m) for m in session.result.part_maps]
+    maps = [np.asarray(m) for m in STORE.get(session).result.part_maps]
     ys, xs = np.nonzero(maps[1] == 1)
     gallery, click_img, md, s2 = webapp.part_highlight(session, 1, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
-    assert s2.highlight == 1 and "Part 1 highlighted in every image" in md
+    assert STORE.get(s2).highlight == 1 and "Part 1 highlighted in every image" in md
     assert bundled_extractor.num_forward_calls == calls
     for (img, _), pm, path in zip(gallery, maps, CATS[:3]):
         photo = np.asarray(Image.open(path).convert("RGB")).astype(int)
@@ -242,12 +244,12 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
             assert np.abs(img[pm == 1].astype(int) - photo[pm == 1] * 2 // 5).mean() > 20
     np.testing.assert_array_equal(click_img, gallery[1][0])
     # the shares table: one row per image, each part's share of the image's pixels
-    for im, pm in zip(session.images, maps):
+    for im, pm in zip(STORE.get(session).images, maps):
         assert f"<td>{im.name}</td>" in md
         assert f"{100 * (pm == 1).mean():.1f}%" in md
     # clicking the background shows every part again
     bg = np.argwhere(maps[0] == 0)[0]
-    assert webapp.part_highlight(s2, 0, int(bg[1]), int(bg[0]))[-1].highlight == 0
+    assert STORE.get(webapp.part_highlight(s2, 0, int(bg[1]), int(bg[0]))[-1]).highlight == 0
     # toggles: only part 2 shown; opacity 1: part pixels take the palette colour exactly (but edges)
     gallery, _, _, s3 = webapp.part_display(session, [2], 1.0)
     colour = part_colors(3)[1]

@@ -10,7 +10,7 @@ from .extractor import FACETS, Extractor, Geometry, ImageDescriptors, log_bin
 from .images import load_image
 from .models import BUNDLED_MODEL, MODELS, ModelSpec, get_spec, load_model, weights_status
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "BUNDLED_MODEL", "DescriptorCache", "DescriptorSettings", "Extractor", "FACETS", "Geometry", "ImageDescriptors",

@@ -20,9 +20,10 @@ from typing import Any, Callable, Sequence
 from .apps import APPS
 from .descriptors import FACETS
 from .errors import ImageError, ParameterError, VitdenseError
-from .export import unique_stems, write_entries, write_json
+from .export import unique_stems, write_atomic, write_entries, write_json
 from .images import list_images, load_image
 from .registry import App, Inputs, Knob
+from .version import __version__
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -79,7 +80,7 @@ DESCRIPTOR_LAYOUT = (
 
 # -- vitdense extract -------------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     ex = make_extractor(args)
     results = ex.extract(args.images, layer=args.layer, facet=args.facet, stride=args.stride,
                          load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy,
@@ -98,7 +99,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         meta[f"geometry_{i}"] = json.dumps(r.geometry.__dict__)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata=meta)
+    write_atomic(out, save(tensors, metadata=meta))  # safetensors' save_file leaves mode 0600
     for path, r in zip(args.images, results):
         print(f"{path}: grid {r.grid[0]} x {r.grid[1]}, descriptors {tuple(r.descs.shape)}")
     print(f"wrote {out}")
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitdense", description="Dense descriptors from self-supervised ViTs and zero-shot "
         "applications (" + ", ".join(app.title.lower() for app in APPS.values()) + ").")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:
         register(sub)

@@ -28,6 +28,7 @@ Points are returned in ORIGINAL-image pixel coordinates ``(y, x)`` (patch centre
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -472,6 +473,15 @@ class PointMatcher:
         self.nn12, self.nn21 = nn12, nn21                    # T1, T2 long
         self.sim12 = sim12                                   # T1, cosine similarity to nn12
         self.best_buddy_mask2 = nn12[nn21] == torch.arange(nn21.numel(), device=nn21.device)
+
+    def compact(self, dtype: torch.dtype = torch.float16) -> "PointMatcher":
+        """Keep one copy of the descriptors: the normalised ones in ``dtype`` (a server holding many
+        sessions; fp16 is half of fp32). ``d1`` / ``d2`` then carry these normalised copies, the raw
+        descriptors are released; queries answer as before (similarities within ~1e-3)."""
+        self._a, self._b = self._a.to(dtype), self._b.to(dtype)
+        self.d1 = dataclasses.replace(self.d1, descs=self._a)
+        self.d2 = dataclasses.replace(self.d2, descs=self._b)
+        return self
 
     @classmethod
     def from_images(cls, extractor: "Extractor", image1: Any, image2: Any, **knobs: Any) -> "PointMatcher":

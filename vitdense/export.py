@@ -82,6 +82,18 @@ def unique_stems(names: Sequence[str | Path], numbered: bool = False) -> list[st
     return [p.name.replace(".", "_") if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux); 0o022 when it cannot be read."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a unique temporary file and ``os.replace``, so that
     readers and concurrent writers (threads or processes) never see a partial file."""
@@ -92,6 +104,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would stay on the result
         os.replace(tmp, path)
     except BaseException:
         try:

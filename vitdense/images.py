@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -72,12 +73,28 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
+def megapixels(pixels: int) -> str:
+    """``pixels`` in megapixels as shown in messages ("400", "2.5")."""
+    return f"{pixels / 1e6:.0f}" if pixels >= 1e7 else f"{pixels / 1e6:.1f}"
+
+
+def too_large(name: str, pixels: int, max_pixels: int, size: str = "") -> ImageError:
+    """The one sentence for an image (or a decompression bomb) above ``max_pixels``."""
+    return ImageError(f"{name}: {size}too large ({megapixels(pixels)} megapixels, the limit is "
+                      f"{megapixels(max_pixels)}); downscale it first")
+
+
 def check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
     """Refuse an image of ``size`` (W, H) above ``max_pixels`` with a one-line message."""
     w, h = size
     if w * h > max_pixels:
-        raise ImageError(f"{name}: {w} x {h} pixels is above the limit of {max_pixels:,} pixels; "
-                         "downscale it first")
+        raise too_large(name, w * h, max_pixels, f"{w} x {h} pixels is ")
+
+
+def bomb_pixels(err: Exception, default: int) -> int:
+    """The pixel count in PIL's DecompressionBombError text ("Image size (N pixels) exceeds...")."""
+    m = re.search(r"\((\d+) pixels\)", str(err))
+    return int(m.group(1)) if m else default
 
 
 def load_image(src: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -111,7 +128,9 @@ def load_image(src: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
             return _to_rgb(img)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # PIL refuses before our header check can
+        raise too_large(name, bomb_pixels(err, 2 * max_pixels), max_pixels) from None
+    except UnidentifiedImageError as err:
         raise ImageError(f"{name}: not a readable image ({type(err).__name__})") from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{name}: corrupt or truncated image ({str(err).splitlines()[0]})") from err

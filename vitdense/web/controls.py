@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import validate
 from ..apps import get_app
 from ..registry import App
 
@@ -47,16 +48,20 @@ def knob_component(app: App | str, name: str, model: str | None, label: str | No
 
 
 def knob_value(app: App | str, name: str, value: Any, model: str | None, kind: type | None = None) -> Any:
-    """A handler's argument for knob ``name``: None -> the app's default for ``model``; numbers from
-    sliders become the knob's type."""
+    """A handler's argument for knob ``name``: None -> the app's default for ``model``; numbers
+    (finite, within the knob's range, whole for int knobs), flags and choices are validated (one
+    sentence each)."""
     app = get_app(app) if isinstance(app, str) else app
     if value is None:
         return app.default(name, model)
-    kind = kind or app.knob(name).kind
-    if kind in (int, float, bool):
-        return kind(value)
-    if kind == "float_or_none":
-        return float(value)
+    knob = app.knob(name)
+    kind = kind or knob.kind
+    if knob.choices:
+        return validate.choice(name, value, list(knob.choices))
+    if kind is bool:
+        return validate.flag(name, value)
+    if kind in (int, float, "float_or_none"):   # API values arrive as sent: checked here
+        return validate.number(name, value, knob.low, knob.high, integer=kind is int)
     return value
 
 
@@ -67,3 +72,10 @@ class Page:
     model: Any                     # the model dropdown
     descriptor_inputs: list        # [model, layer, facet, stride, load_size, bin]
     default_model: str
+    tab: str = ""                  # the tab being built
+    status: Any = None             # its status line (gr.Markdown)
+
+    def watch(self, event: Any) -> Any:
+        """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
+        from .guard import wire_status
+        return wire_status(event, self.tab, self.status)

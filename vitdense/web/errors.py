@@ -1,15 +1,20 @@
 """Error handling of the web demo: every handler is wrapped, so a visitor sees one clear line and
-never a traceback (unexpected errors are logged with theirs on the server)."""
+never a traceback (unexpected errors are logged with theirs on the server). The line is also the
+tab's status line (kept until the next action); a session cleared to make room is a sentence, not
+an error; a heavy job's slot of the work gate is released when its handler ends."""
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Callable
 
 import gradio as gr
 import torch
 
 from ..errors import OutOfMemoryError, VitdenseError
+from ..sessions import SessionCleared
+from . import guard
 
 log = logging.getLogger("vitdense.web")
 
@@ -20,31 +25,61 @@ GENERIC_ERROR = ("Something went wrong on the server (the details were logged). 
                  "Try again with other images or settings.")
 
 
-def ui_errors(fn: Callable) -> Callable:
+def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None,
+              quiet: bool = False) -> Any:
     """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
-    logged with its traceback on the server and a generic gr.Error for the visitor."""
+    logged with its traceback on the server and a generic gr.Error for the visitor.
+
+    The message (or, on success, the handler's trailing :class:`~vitdense.web.guard.Done` text) is
+    the status line of the handler's tab (its module's name). A session cleared from the store
+    (:class:`~vitdense.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
+    or ``cleared(sentence)``), the sentence goes to the status line and a warning.
+    ``quiet``: a success leaves the status line as it is (an auxiliary step chained after a run).
+    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=...)``.
+    """
+    if fn is None:
+        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet)
+    tab = fn.__module__.rsplit(".", 1)[-1]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
         try:
-            return fn(*args, **kwargs)
-        except gr.Error:
+            out = fn(*args, **kwargs)
+        except SessionCleared as err:
+            msg = guard.one_line(str(err))
+            guard.set_status(tab, msg)
+            gr.Warning(msg)
+            return gr.skip() if cleared is None else cleared(msg)
+        except gr.Error as err:
+            guard.set_status(tab, guard.one_line(err.message))
             raise
         except OutOfMemoryError as err:
             log.warning("%s: %s", fn.__name__, err)
-            raise gr.Error(f"Out of memory: {err}", print_exception=False) from None
+            msg = f"Out of memory: {err}"
         except VitdenseError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            msg = str(err)
         except (torch.OutOfMemoryError, MemoryError):
             log.warning("%s: out of memory", fn.__name__, exc_info=True)
-            raise gr.Error("Out of memory: use fewer images, a smaller load size or a larger "
-                           "stride (Advanced settings).", print_exception=False) from None
+            msg = ("Out of memory: use fewer images, a smaller load size or a larger stride "
+                   "(Advanced settings).")
         except Exception:  # noqa: BLE001 - the one place where unexpected errors are caught
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(GENERIC_ERROR, print_exception=False) from None
-        finally:  # e.g. a GPU out-of-memory that moved a model to the CPU: say so in a sentence
-            for source in NOTICE_SOURCES:
+            msg = GENERIC_ERROR
+        else:
+            if isinstance(out, tuple) and out and isinstance(out[-1], guard.Done):
+                guard.set_status(tab, f"{out[-1].text} ({time.monotonic() - t0:.1f} s)")
+                out = out[:-1]
+                return out[0] if len(out) == 1 else out
+            if not quiet:
+                guard.set_status(tab, "")
+            return out
+        finally:
+            guard.release_held()
+            for source in NOTICE_SOURCES:   # e.g. a GPU out-of-memory that moved a model to the CPU
                 for notice in source():
                     gr.Warning(notice)
+        guard.set_status(tab, guard.one_line(msg))
+        raise gr.Error(msg, print_exception=False) from None
 
     return wrapper

@@ -3,6 +3,7 @@ settings -> descriptor settings, the upload components, and the example assets."
 from __future__ import annotations
 
 import functools
+import math
 import os
 import types
 from dataclasses import dataclass
@@ -13,16 +14,21 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from .. import validate
 from ..defaults import task_defaults
-from ..errors import ParameterError
+from ..descriptors import FACETS
+from ..errors import ImageError, ParameterError
 from ..images import load_image
 from ..models import get_spec
+from . import guard
 
 AUTO = "auto"
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 MAX_SIDE = 1024            # longer image side kept (larger uploads are downscaled, with a notice)
 MIN_SET_IMAGES = 2
 MAX_SET_IMAGES = 30
+MIN_LOAD_SIZE, MAX_LOAD_SIZE = 56, 1024   # what the API accepts (the page offers 112-448)
+LOAD_SIZES = list(range(112, 449, 14))    # the load size slider's steps
 
 
 @dataclass
@@ -49,7 +55,12 @@ def prepare_image(src: Any, default_name: str = "image") -> InputImage:
     Larger images are downscaled with a notice (gr.Warning); unreadable files raise ImageError.
     """
     name = _source_name(src, default_name)
+    if isinstance(src, (str, os.PathLike)):
+        validate.check_upload(src, name)   # not an image / too small / too large, from the header
     img = load_image(src)
+    if min(img.size) < validate.MIN_SIDE:
+        raise ImageError(f"{name}: {img.width} x {img.height} pixels is too small (the shorter side "
+                         f"must be at least {validate.MIN_SIDE} pixels)")
     original = img.size
     if max(img.size) > MAX_SIDE:
         s = MAX_SIDE / max(img.size)
@@ -97,6 +108,15 @@ def prepare_pair(image_a: Any, image_b: Any) -> list[InputImage]:
     return [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
 
 
+def admit(model: str, images: Sequence[InputImage], settings: dict, saliency: bool,
+          progress: Any = None) -> None:
+    """The work budget of a heavy job (vitdense.web.guard.admit): refused at once above the
+    limit, else it waits (bounded) for its turn; the slot is held until the handler returns."""
+    spec = get_spec(model)
+    guard.admit([im.image.size for im in images], settings["load_size"], spec.patch_size,
+                settings["stride"], guard.blocks_run(spec.depth, settings["layer"], saliency), progress)
+
+
 def numbered_stems(images: Sequence[InputImage]) -> list[str]:
     """File stems for zip entries, numbered so two uploads with one name stay apart."""
     from ..export import unique_stems
@@ -109,14 +129,16 @@ def choice(value: Any) -> Any:
     return None if value in (None, "", AUTO) else value
 
 
-def int_setting(name: str, value: Any) -> int:
+def int_setting(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """A whole-number setting (numbers or numeric text) within ``[low, high]``, else one sentence."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}={value!r}: expected auto or a whole number") from None
-    if not number.is_integer():
-        raise ParameterError(f"{name}={value!r}: expected auto or a whole number")
-    return int(number)
+        whole = math.isfinite(number) and number.is_integer()
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or isinstance(value, bool):
+        raise ParameterError(f"{name}={validate.shown(value)!r}: expected auto or a whole number")
+    return validate.number(name, int(number), low, high, integer=True)
 
 
 def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = AUTO,
@@ -128,13 +150,21 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
     own facet (key for DINO v1 as in the paper, token for DINOv2), stride (half the patch) and, where
     the table says None, log-binning (on for DINO v1, off for DINOv2).
     """
-    spec = get_spec(model)
+    spec = get_spec(model if isinstance(model, str) else validate.shown(model))
     table = task_defaults(task, model)
-    layer = table["layer"] if choice(layer) is None else int_setting("layer", layer)
+    layer = table["layer"] if choice(layer) is None else int_setting("layer", layer, 0, spec.depth - 1)
     facet = choice(facet) or table.get("facet") or spec.default_facet
+    if facet not in FACETS:
+        raise ParameterError(f"facet={validate.shown(facet)!r} is unknown: expected one of "
+                             f"{', '.join(FACETS)}")
     stride = (table.get("stride") or spec.default_stride) if choice(stride) is None \
-        else int_setting("stride", stride)
-    load_size = table["load_size"] if choice(load_size) is None else int_setting("load_size", load_size)
+        else int_setting("stride", stride, 1)
+    if spec.patch_size % stride:
+        divisors = [d for d in range(1, spec.patch_size + 1) if spec.patch_size % d == 0]
+        raise ParameterError(f"stride={stride} must divide the patch size {spec.patch_size} of "
+                             f"{spec.name}: choose one of {divisors}")
+    load_size = table["load_size"] if choice(load_size) is None else \
+        int_setting("load_size", load_size, MIN_LOAD_SIZE, MAX_LOAD_SIZE)
     if choice(bin) is None:
         binned = spec.default_bin if table.get("bin") is None else bool(table["bin"])
     elif bin in (True, False):

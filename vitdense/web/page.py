@@ -2,17 +2,24 @@
 :data:`vitdense.web.tabs.TABS` (a short loop, as Gradio's ``blocks_plug`` / ``all_demos`` demos)."""
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import gradio as gr
+import torch
 
 from ..descriptors import FACETS
-from ..models import BUNDLED_MODEL
+from ..errors import VitdenseError
+from ..models import BUNDLED_MODEL, get_spec
+from . import guard
 from .controls import Page
-from .inputs import ASSETS, AUTO, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES
+from .inputs import ASSETS, AUTO, LOAD_SIZES, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, choice
 from .pool import ON_ZERO_GPU, POOL, configure, device_note, layer_choices, model_choices, stride_choices, \
     update_model_choices
+from ..tempfiles import keep_set
+from .sessions import release_session
 from .tabs import TABS
+from .zips import OUTPUT_ROOT
 
 INTRO = f"""
 # Deep ViT features as dense visual descriptors
@@ -47,7 +54,8 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
     """The page, top to bottom: model and advanced settings, then one tab per application."""
     choices = model_choices(online)
     default_model = choices[0][1]
-    with gr.Blocks(title="vitdense: deep ViT features as dense descriptors") as demo:
+    with gr.Blocks(title="vitdense: deep ViT features as dense descriptors",
+                   delete_cache=guard.delete_cache()) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", scale=3,
@@ -58,24 +66,80 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
             layer, facet, stride, load_size, bin_ = descriptor_controls(default_model)
             gr.Markdown("Each application's own settings are in its tab.")
         model.change(update_model_choices, model, [layer, stride], api_visibility="private")
+        stride.change(update_load_size, [model, stride, load_size], load_size, api_visibility="private")
         page = Page(model, [model, layer, facet, stride, load_size, bin_], default_model)
         with gr.Tabs():
             for tab in TABS:
                 if getattr(tab, "available", lambda: True)():
                     with gr.Tab(tab.TITLE, id=tab.ID):
+                        page.tab, page.status = tab.ID, status_line(tab.ID)
+                        before = set(demo.blocks)
                         tab.build(page)
+                        check_uploads([demo.blocks[i] for i in demo.blocks if i not in before], page)
+        demo.unload(release_session)
+    demo.validate_inputs = types.MethodType(validate_inputs, demo)
+    for block in demo.blocks.values():   # every number / choice reaches our validators as sent
+        if isinstance(block, (gr.Number, gr.Slider, gr.Dropdown, gr.Checkbox)):
+            guard.raw(block)
     return demo
+
+
+def validate_inputs(self: gr.Blocks, block_fn: Any, inputs: list) -> None:
+    """An API call with too few values: one sentence (Gradio's own text lists component objects)."""
+    if len(inputs) < len(block_fn.inputs):
+        name = f"/{block_fn.api_name}" if block_fn.api_name else "this event"
+        raise gr.Error(f"this call is missing inputs: {name} takes {len(block_fn.inputs)} values "
+                       f"(a session's state counted), {len(inputs)} were given; see the page's "
+                       "'Use via API' for them", print_exception=False)
+
+
+def status_line(tab: str) -> gr.Markdown:
+    """The tab's status line: what went wrong (or what was done), kept until the next action."""
+    return gr.Markdown("", elem_id=f"{tab}-status", elem_classes=["vitdense-status"])
+
+
+def check_uploads(components: list, page: Page) -> None:
+    """Each image upload of a tab warns at once about a file a run would refuse (not an image, too
+    small, too large), in a toast and in the tab's status line."""
+    tab = page.tab
+    for c in components:
+        if (isinstance(c, gr.Image) and c.interactive is not False) or \
+                (isinstance(c, gr.Gallery) and c.interactive is True):
+            page.watch(c.upload(lambda value, tab=tab: guard.check_upload_value(value, tab), c, None,
+                                api_visibility="private", concurrency_limit=None, show_progress="hidden"))
+
+
+def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
+    """Stride changed -> the load size slider ends at the largest size the work limit accepts."""
+    try:
+        spec = get_spec(model)
+        s = spec.default_stride if choice(stride) is None else int(stride)
+    except (VitdenseError, TypeError, ValueError):
+        return gr.skip()
+    top = guard.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)
+    value = load_size if isinstance(load_size, (int, float)) and load_size <= top else min(224, top)
+    return guard.raw(gr.Slider(maximum=top, value=value))
 
 
 def launch(server_name: str | None = None, server_port: int | None = None, share: bool = False,
            concurrency: int = 1, device: str = "auto", online: bool | None = None,
-           preload: bool = True, **kwargs: Any) -> Any:
-    """Build and serve the demo (blocks the caller unless ``prevent_thread_lock=True``)."""
+           preload: bool = True, limits: dict | None = None, **kwargs: Any) -> Any:
+    """Build and serve the demo (blocks the caller unless ``prevent_thread_lock=True``).
+
+    ``limits``: fields of :class:`vitdense.web.guard.Limits` (session memory, work limit, queue,
+    temporary files); heavy jobs run ``concurrency`` at a time through the work gate, clicks never
+    wait for them."""
     configure(device)
+    limits = dict(limits or {})
+    if "max_work" not in limits:   # the hardware's default: a GPU (ZeroGPU included) takes far more
+        limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
+    guard.configure(concurrency=concurrency, **limits)
+    from gradio.utils import get_upload_folder
+    guard.start_janitor([OUTPUT_ROOT, get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
-    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.queue(default_concurrency_limit=None, max_size=guard.QUEUE_SIZE)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
                        show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
                        footer_links=["api", "gradio"], **kwargs)

@@ -18,6 +18,8 @@ from ..foreground import extract_with_saliency
 from ..models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
 from ..zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
 from .errors import NOTICE_SOURCES, log
+from .guard import offered_strides
+from .inputs import LOAD_SIZES, admit
 
 AUTO = "auto"
 
@@ -99,9 +101,10 @@ def model_choices(online: bool | None = None) -> list[tuple[str, str]]:
 
 
 def stride_choices(model: str) -> list[str]:
-    """"auto" and every divisor of the model's patch size."""
-    patch = get_spec(model).patch_size
-    return [AUTO] + [str(d) for d in range(1, patch + 1) if patch % d == 0]
+    """"auto" and the divisors of the model's patch size that the work limit accepts for a pair
+    at some offered load size (stride 1 only where the hardware allows it)."""
+    spec = get_spec(model)
+    return offered_strides(spec.patch_size, spec.depth, LOAD_SIZES)
 
 
 def layer_choices(model: str) -> list[str]:
@@ -111,12 +114,13 @@ def layer_choices(model: str) -> list[str]:
 
 def update_stride_choices(model: str) -> Any:
     """Model dropdown changed -> the stride dropdown offers that model's divisors."""
-    return gr.Dropdown(choices=stride_choices(model), value=AUTO)
+    return gr.Dropdown(choices=stride_choices(model), value=AUTO, allow_custom_value=True)  # checked by us
 
 
 def update_model_choices(model: str) -> tuple[Any, Any]:
     """Model dropdown changed -> (layer, stride) dropdowns with that model's blocks and divisors."""
-    return gr.Dropdown(choices=layer_choices(model), value=AUTO), update_stride_choices(model)
+    return (gr.Dropdown(choices=layer_choices(model), value=AUTO, allow_custom_value=True),
+            update_stride_choices(model))
 
 
 def device_note() -> str:
@@ -157,7 +161,8 @@ def run_on_gpu(model: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
 def extract_set(model: str, images: Sequence[Any], settings: dict, progress: Any,
                 with_saliency: bool = True, chunk: int = 4) -> tuple[list[ImageDescriptors], list]:
     """Extract a set of InputImages in chunks so that the progress bar moves; returns
-    (descs, saliency maps)."""
+    (descs, saliency maps). The work budget is checked first (refused at once, or a bounded wait)."""
+    admit(model, images, settings, with_saliency, progress)
     progress(0.02, desc=f"Loading {model}")
     POOL.get(model)
     descs: list[ImageDescriptors] = []

@@ -18,9 +18,12 @@ from ...models import BUNDLED_MODEL
 from ...registry import Inputs
 from ..controls import Page, knob_component, knob_value
 from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, image_input, pair_examples, prepare_pair
+from ... import validate
+from ..guard import Done
+from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
+                      prepare_pair)
 from ..pool import POOL, extract
-from ..sessions import session_state, updated
+from ..sessions import keep, load, session_state, store, updated
 from ..zips import Png, write_zip
 
 ID, TITLE, APP, ORDER = "correspondences", "Correspondences", "correspond", 10
@@ -98,8 +101,8 @@ def _clicks_markdown(s: PairSession) -> str:
     return head + "\n\n" + "\n".join(rows)
 
 
-def _pair_outputs(s: PairSession) -> tuple:
-    """(A, B, heat map, summary markdown, points JSON, zip, session): the outputs of every pair event.
+def _pair_outputs(s: PairSession, key: str) -> tuple:
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs.
 
     The zip is the application's export (the command line's layout) with A and B as shown; without
     clicks, the automatic-pairs pictures whose PNG bytes the session already holds."""
@@ -110,7 +113,30 @@ def _pair_outputs(s: PairSession) -> tuple:
     entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s))
     entries["params.json"] = s.params
     points = to_jsonable(entries["points.json"])
-    return a, b, heat, _clicks_markdown(s), points, write_zip("correspondences", entries), s
+    return a, b, heat, _clicks_markdown(s), points, write_zip("correspondences", entries), key
+
+
+def _cleared(msg: str) -> tuple:
+    """A cleared session: the sentence in the summary, every other output left as it is."""
+    return gr.skip(), gr.skip(), gr.skip(), f"**{msg}**", gr.skip(), gr.skip(), gr.skip()
+
+
+def _session(key: Any) -> PairSession:
+    session = load(key, "press Find correspondences")
+    if session is None:
+        raise ParameterError("run correspondences first (button 'Find correspondences'), "
+                             "then click on image A")
+    return session
+
+
+def point_on_a(size: tuple[int, int], x: Any, y: Any) -> tuple[float, float]:
+    """Validated pixel coordinates (x, y) on image A of ``size`` (W, H)."""
+    x, y = validate.number("x", x), validate.number("y", y)
+    w, h = size
+    if not (0 <= x < w and 0 <= y < h):
+        raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside "
+                             f"image A ({w} x {h} pixels)")
+    return x, y
 
 
 def _stem(name: str) -> str:
@@ -131,6 +157,7 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = No
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
     num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
     thresh = knob_value(APP, "thresh", corr_thresh, model)
+    admit(model, images, settings, True, progress)
     progress(0.05, desc=f"Loading {model}")
     POOL.get(model)
     progress(0.2, desc="Extracting descriptors")
@@ -143,41 +170,41 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = No
     base = draw.draw_correspondence_result(images[0].array, images[1].array, corr, separate=True)
     params = dict(task="correspondences", model=model, **settings, num_pairs=num_pairs, thresh=thresh,
                   max_side=MAX_SIDE)
-    s = PairSession(images, [d1, d2], matcher, corr, list(base), params,
+    matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
+    s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
                     base_png=tuple(Png(png_bytes(x)) for x in base))
-    return _pair_outputs(s)
+    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(corr)} pairs."),)
 
 
-@ui_errors
-def match_point(session: Optional[PairSession], x: float, y: float) -> tuple:
+@ui_errors(cleared=_cleared)
+def match_point(key: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of image A -> its match on B; adds a click (kept per session)."""
-    if session is None:
-        raise ParameterError("run correspondences first (button 'Find correspondences'), "
-                             "then click on image A")
-    if x is None or y is None:
-        raise ParameterError("give both x and y")
-    w, h = session.images[0].image.size
-    if not (0 <= float(x) < w and 0 <= float(y) < h):
-        raise ParameterError(f"the point (x={x:.0f}, y={y:.0f}) is outside image A "
-                             f"({w} x {h} pixels)")
+    session = _session(key)
+    x, y = point_on_a(session.images[0].image.size, x, y)
     m = session.matcher.query(float(y), float(x))
     click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point,
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
-    return _pair_outputs(updated(session, clicks=clicks, last_map=m.similarity_map))
+    s = updated(session, clicks=clicks, last_map=m.similarity_map)
+    store(key, s)
+    return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
+                                         f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
 
 
-def click_correspondence(session: Optional[PairSession], evt: gr.SelectData) -> tuple:
+def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
     """A click on image A (gr.SelectData.index = [x, y] in the image's pixels)."""
     return match_point(session, evt.index[0], evt.index[1])
 
 
-@ui_errors
-def clear_points(session: Optional[PairSession]) -> tuple:
+@ui_errors(cleared=_cleared)
+def clear_points(key: Any) -> tuple:
     """Forget the clicks (the automatic pairs stay)."""
+    session = load(key, "press Find correspondences")
     if session is None:
         return None, None, None, "", None, None, None
-    return _pair_outputs(updated(session, clicks=[], last_map=None))
+    s = updated(session, clicks=[], last_map=None)
+    store(key, s)
+    return _pair_outputs(s, key)
 
 
 def build(page: Page) -> None:
@@ -209,10 +236,10 @@ def build(page: Page) -> None:
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
-    run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh], outputs,
-                  api_name="correspondences", concurrency_id="gpu")
-    a_out.select(click_correspondence, state, outputs, api_visibility="private", concurrency_limit=None,
-                 show_progress="minimal")
-    match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
-                    concurrency_limit=None)
-    clear_btn.click(clear_points, state, outputs, api_name="clear_points", concurrency_limit=None)
+    page.watch(run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
+                             outputs, api_name="correspondences", concurrency_limit=None))
+    page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
+                            concurrency_limit=None, show_progress="minimal"))
+    page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
+                               concurrency_limit=None))
+    page.watch(clear_btn.click(clear_points, state, outputs, api_name="clear_points", concurrency_limit=None))

@@ -17,7 +17,8 @@ from ..controls import Page, knob_components, knob_value
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
-from ..sessions import session_state
+from ..guard import Done
+from ..sessions import keep, load, session_state
 from ..zips import write_zip
 
 ID, TITLE, APP, ORDER = "cosegmentation", "Co-segmentation", "cosegment", 20
@@ -64,12 +65,15 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
           f"{', '.join(str(c) for c in result.salient_clusters) or 'none'} "
           f"(a cluster needs {result.votes_needed} of {len(ims)} votes). Foreground per image: "
           + ", ".join(f"{row['file']} {100 * row['foreground_fraction']:.0f}%" for row in summary["images"]))
-    return overlays, cutouts, md, summary, write_zip("cosegmentation", entries), CosegSession(ims, result, params)
+    key = keep(CosegSession(ims, result, params), ID)
+    return (overlays, cutouts, md, summary, write_zip("cosegmentation", entries), key,
+            Done(f"Co-segmented {len(ims)} images."))
 
 
 @ui_errors
-def coseg_maps(session: Optional[CosegSession]) -> tuple:
+def coseg_maps(key: Any) -> tuple:
     """The intermediate maps of the last co-segmentation: clusters (salient ones listed) and saliency."""
+    session = load(key, "press Co-segment")
     if session is None or not hasattr(session.result, "salient_clusters"):
         raise ParameterError("run co-segmentation first")
     r = session.result
@@ -101,7 +105,7 @@ def build(page: Page) -> None:
             saliency = gr.Gallery(label="Saliency", columns=4, format="png")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
-    run_btn.click(run_cosegmentation, [images, *page.descriptor_inputs, thresh, elbow, votes, refine],
+    page.watch(run_btn.click(run_cosegmentation, [images, *page.descriptor_inputs, thresh, elbow, votes, refine],
                   [overlays, cutouts, md, summary, zip_out, state], api_name="cosegmentation",
-                  concurrency_id="gpu")
-    maps_btn.click(coseg_maps, state, [clusters, saliency], api_name="coseg_maps", concurrency_limit=None)
+                  concurrency_limit=None))
+    page.watch(maps_btn.click(coseg_maps, state, [clusters, saliency], api_name="coseg_maps", concurrency_limit=None))

@@ -19,7 +19,12 @@ from ..controls import Page, knob_components, knob_value
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
-from ..sessions import session_state, updated
+from ... import validate
+from ...errors import VitdenseError
+from ...sessions import compact_descriptors, expand_descriptors
+from .. import guard
+from ..guard import Done
+from ..sessions import keep, load, session_state, store, updated
 from ..zips import write_zip
 
 ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
@@ -98,9 +103,11 @@ def _outputs(s: PartsSession, index: int = 0) -> tuple:
           + legend_html(k, r.part_fractions) + shares_html(s))
     if r.reason:
         md = f"<b>No parts:</b> {r.reason}."
-    selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index)
+    # allow_custom_value: Gradio rebuilds an updated dropdown per session, with its own choice check;
+    # this way the value reaches part_view as sent, and the range check (one sentence) is ours
+    selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index, allow_custom_value=True)
     return (overlays, _figure(s, index), selector, md, to_jsonable(entries["result.json"]),
-            write_zip("part_cosegmentation", entries), s)
+            write_zip("part_cosegmentation", entries), keep(s, ID), Done(f"{k} parts in {len(s.images)} images."))
 
 
 def _knobs(model: str, values: Sequence[Any]) -> dict:
@@ -127,20 +134,23 @@ def run_part_cosegmentation(images: Any, num_parts: float | None = None, model: 
         gr.Warning(f"No parts: {result.reason}.")
     params = dict(task="part_cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
     progress(0.9, desc="Drawing")
-    return _outputs(PartsSession(ims, result, params, descs, sal))
+    # the session keeps the descriptors in fp16 for re-clustering
+    return _outputs(PartsSession(ims, result, params, [compact_descriptors(d) for d in descs], sal))
 
 
 @ui_errors
-def recluster_parts(session: Optional[PartsSession], num_parts: float | None = None,
+def recluster_parts(key: Any, num_parts: float | None = None,
                     thresh: float | None = None, elbow: float | None = None,
                     votes_percentage: float | None = None, crf: bool | None = None,
                     progress: gr.Progress = gr.Progress()) -> tuple:
     """Re-cluster the session's cached descriptors (no network pass) with new part settings."""
+    session = load(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first, then change the number of parts")
-    progress(0.1, desc="Re-clustering the cached descriptors")
     knobs = _knobs(session.params["model"], (num_parts, thresh, elbow, votes_percentage, crf))
-    result = part_cosegment_descriptors(session.descs, session.saliency,
+    guard.admit([], None, 1, 1, 0, progress)   # no network pass, but CPU work: one job at a time
+    progress(0.1, desc="Re-clustering the cached descriptors")
+    result = part_cosegment_descriptors([expand_descriptors(d) for d in session.descs], session.saliency,
                                         [im.image for im in session.images], **knobs)
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")
@@ -148,77 +158,87 @@ def recluster_parts(session: Optional[PartsSession], num_parts: float | None = N
 
 
 @ui_errors
-def part_view(session: Optional[PartsSession], index: Any) -> Any:
+def part_view(key: Any, index: Any) -> Any:
     """The interactive (hover shows the part) figure of image ``index`` of the last result."""
-    if session is None or not hasattr(session.result, "part_maps"):
-        raise ParameterError("run part co-segmentation first")
-    index = 0 if index is None else int(index)
-    if not 0 <= index < len(session.images):
-        raise ParameterError(f"image index {index} is out of range: the set has {len(session.images)} images")
+    session = _need(key)
+    index = _image_index(session, index)
     return _figure(session, index)
 
 
-def _need(session: Optional[PartsSession]) -> PartsSession:
+def _need(key: Any) -> PartsSession:
+    session = load(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first")
     return session
 
 
-def _view_outputs(s: PartsSession) -> tuple:
-    """(gallery, the clickable image, legend and shares, session)."""
+def _image_index(s: PartsSession, index: Any) -> int:
+    return validate.number("image index", index, 0, len(s.images) - 1, integer=True, default=0)
+
+
+def _view_outputs(s: PartsSession, key: str) -> tuple:
+    """(gallery, the clickable image, legend and shares, session key); ``s`` is stored under ``key``."""
+    store(key, s)
     k = int(s.result.num_parts)
     gallery = [(_view(s, i), im.name) for i, im in enumerate(s.images)]
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
           + legend_html(k, s.result.part_fractions) + shares_html(s))
-    return gallery, _view(s, s.index), md, s
+    return gallery, _view(s, s.index), md, key
 
 
 @ui_errors
-def part_display(session: Optional[PartsSession], shown: Any = None, opacity: float | None = None) -> tuple:
+def part_display(key: Any, shown: Any = None, opacity: float | None = None) -> tuple:
     """Show only the parts ``shown`` (ids 1..K), with part colours at ``opacity`` (no re-clustering)."""
-    s = _need(session)
+    s = _need(key)
     k = int(s.result.num_parts)
-    ids = tuple(sorted({int(p) for p in shown})) if shown is not None else None
+    if shown is not None and not isinstance(shown, (list, tuple)):
+        raise ParameterError(f"parts={validate.shown(shown)!r}: expected a list of part ids 1..{k}")
+    ids = tuple(sorted({validate.number("part", p, integer=True) for p in shown})) if shown is not None else None
     if ids is not None and any(not 1 <= p <= k for p in ids):
         raise ParameterError(f"parts {list(ids)}: this result has parts 1..{k}")
-    opacity = s.opacity if opacity is None else float(opacity)
-    if not 0.0 <= opacity <= 1.0:
-        raise ParameterError(f"opacity={opacity}: expected a value in [0, 1]")
-    return _view_outputs(updated(s, shown=ids, opacity=opacity))
+    opacity = s.opacity if opacity is None else validate.number("opacity", opacity, 0.0, 1.0)
+    return _view_outputs(updated(s, shown=ids, opacity=opacity), key)
 
 
 @ui_errors
-def part_highlight(session: Optional[PartsSession], index: Any, x: float, y: float) -> tuple:
+def part_highlight(key: Any, index: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of image ``index`` -> highlight the part there in every image (the background
     clears the highlight)."""
-    s = _need(session)
-    index = 0 if index is None else int(index)
-    if not 0 <= index < len(s.images):
-        raise ParameterError(f"image index {index} is out of range: the set has {len(s.images)} images")
+    s = _need(key)
+    index = _image_index(s, index)
     pm = np.asarray(s.result.part_maps[index])
     h, w = pm.shape
-    if x is None or y is None or not (0 <= float(x) < w and 0 <= float(y) < h):
-        raise ParameterError(f"the point (x={x}, y={y}) is outside the image ({w} x {h} pixels)")
-    return _view_outputs(updated(s, index=index, highlight=int(pm[int(y), int(x)])))
+    x, y = validate.number("x", x), validate.number("y", y)
+    if not (0 <= x < w and 0 <= y < h):
+        raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside the "
+                             f"image ({w} x {h} pixels)")
+    return _view_outputs(updated(s, index=index, highlight=int(pm[int(y), int(x)])), key)
 
 
-def click_part(session: Optional[PartsSession], evt: gr.SelectData) -> tuple:
-    return part_highlight(session, None if session is None else session.index, evt.index[0], evt.index[1])
+def click_part(key: Any, evt: gr.SelectData) -> tuple:
+    try:
+        s = load(key, "press Find parts")
+    except VitdenseError:
+        s = None                     # part_highlight says why
+    return part_highlight(key, None if s is None else s.index, evt.index[0], evt.index[1])
 
 
-@ui_errors
-def part_pick_image(session: Optional[PartsSession], index: Any) -> tuple:
+@ui_errors(quiet=True)      # an auxiliary step after a run: it leaves the status line as it is
+def part_pick_image(key: Any, index: Any) -> tuple:
     """The image to click on (and the hover view of the same image)."""
-    s = _need(session)
-    index = 0 if index is None else int(index)
-    if not 0 <= index < len(s.images):
-        raise ParameterError(f"image index {index} is out of range: the set has {len(s.images)} images")
+    s = _need(key)
+    index = _image_index(s, index)
     s = updated(s, index=index)
-    return _view(s, index), s
+    store(key, s)
+    return _view(s, index), key
 
 
-def part_toggles(session: Optional[PartsSession]) -> Any:
+def part_toggles(key: Any) -> Any:
     """The part toggles of the current result (all on)."""
+    try:
+        session = load(key, "press Find parts")
+    except VitdenseError:
+        session = None
     if session is None or not hasattr(session.result, "part_maps"):
         return gr.CheckboxGroup(choices=[], value=[])
     k = int(session.result.num_parts)
@@ -252,20 +272,16 @@ def build(page: Page) -> None:
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
     view_outputs = [gallery, click_img, md, state]
-    run_btn.click(run_part_cosegmentation,
-                  [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
-                  outputs, api_name="part_cosegmentation", concurrency_id="gpu") \
-        .then(part_toggles, state, toggles, api_visibility="private") \
-        .then(part_pick_image, [state, index], [click_img, state], api_visibility="private")
-    recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
-                        concurrency_id="gpu") \
-        .then(part_toggles, state, toggles, api_visibility="private") \
-        .then(part_pick_image, [state, index], [click_img, state], api_visibility="private")
-    index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None) \
-        .then(part_pick_image, [state, index], [click_img, state], api_visibility="private")
-    click_img.select(click_part, state, view_outputs, api_visibility="private", concurrency_limit=None,
-                     show_progress="minimal")
-    toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
-                  concurrency_limit=None)
-    opacity.release(part_display, [state, toggles, opacity], view_outputs, api_visibility="private",
-                    concurrency_limit=None)
+    aux = dict(api_visibility="private", concurrency_limit=None)
+    for ev in (page.watch(run_btn.click(run_part_cosegmentation,
+                                        [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
+                                        outputs, api_name="part_cosegmentation", concurrency_limit=None)),
+               page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
+                                              concurrency_limit=None))):
+        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux)
+    page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None)) \
+        .then(part_pick_image, [state, index], [click_img, state], **aux)
+    page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
+    page.watch(toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
+                             concurrency_limit=None))
+    page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))

@@ -13,6 +13,7 @@ from ...registry import Inputs
 from ..controls import Page
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
+from ..guard import Done
 from ..pool import extract_set
 from ..zips import write_zip
 
@@ -40,7 +41,7 @@ def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: A
                                   max_side=MAX_SIDE)
     gallery = [(img, im.name) for img, im in zip(rgb, ims)]
     md = f"Components 1-3 as R, G, B (joint over {len(ims)} images); explained variance {ratio}."
-    return gallery, md, write_zip("pca", entries)
+    return gallery, md, write_zip("pca", entries), Done(f"PCA of {len(ims)} images.")
 
 
 def build(page: Page) -> None:
@@ -50,5 +51,5 @@ def build(page: Page) -> None:
     md = gr.Markdown()
     gallery = gr.Gallery(label="First three components as RGB", columns=5, height=300, format="png")
     zip_out = gr.File(height=90, label="Download (PCA images, parameters)")
-    run_btn.click(run_pca, [images, *page.descriptor_inputs], [gallery, md, zip_out], api_name="pca",
-                  concurrency_id="gpu")
+    page.watch(run_btn.click(run_pca, [images, *page.descriptor_inputs], [gallery, md, zip_out], api_name="pca",
+                  concurrency_limit=None))

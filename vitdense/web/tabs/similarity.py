@@ -14,9 +14,13 @@ from ...models import BUNDLED_MODEL
 from ...similarity import inspect_similarity_descriptors
 from ..controls import Page, knob_component, knob_value
 from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, image_input, pair_examples, prepare_pair
+from ...sessions import compact_descriptors, expand_descriptors
+from ..guard import Done
+from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
+                      prepare_pair)
 from ..pool import POOL, extract
-from ..sessions import session_state
+from ..sessions import keep, load, session_state
+from .correspondences import point_on_a
 
 ID, TITLE, APP, ORDER = "similarity", "Similarity inspector", "similarity", 40
 
@@ -39,29 +43,30 @@ def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer
     """Extract A and B for the inspector. Returns (A, B, hint markdown, session)."""
     ims = prepare_pair(image_a, image_b)
     settings = descriptor_settings(model, "similarity", layer, facet, stride, load_size, bin)
+    admit(model, ims, settings, False, progress)
     progress(0.05, desc=f"Loading {model}")
     POOL.get(model)
     progress(0.2, desc="Extracting descriptors")
     descs = extract(model, [im.image for im in ims], dict(settings, saliency=False))
     params = dict(task="similarity", model=model, **settings, max_side=MAX_SIDE)
-    return ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", \
-        SimilaritySession(ims, descs, params)
+    key = keep(SimilaritySession(ims, [compact_descriptors(d) for d in descs], params), ID)
+    return (ims[0].array, ims[1].array, "Descriptors ready: click a point on image A.", key,
+            Done("Descriptors extracted."))
 
 
 @ui_errors
-def similarity_point(session: Optional[SimilaritySession], x: float, y: float,
-                     top_n: float | None = None) -> tuple:
+def similarity_point(key: Any, x: float, y: float, top_n: float | None = None) -> tuple:
     """Pixel (x, y) of A -> similarity maps over A and B with the top-n patches of each.
 
     Returns (map over A, map over B, markdown, JSON).
     """
+    session = load(key, "press Extract descriptors")
     if session is None:
         raise ParameterError("extract the images first (button 'Extract descriptors'), then click on A")
-    w, h = session.images[0].image.size
-    if x is None or y is None or not (0 <= float(x) < w and 0 <= float(y) < h):
-        raise ParameterError(f"the point (x={x}, y={y}) is outside image A ({w} x {h} pixels)")
+    x, y = point_on_a(session.images[0].image.size, x, y)
     top_n = knob_value(APP, "top_n", top_n, session.params["model"], int)
-    r = inspect_similarity_descriptors(session.descs[0], session.descs[1], (float(y), float(x)), top_n=top_n)
+    d1, d2 = (expand_descriptors(d) for d in session.descs)
+    r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=top_n)
     maps = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
 
     def top(points: np.ndarray, sims: np.ndarray) -> list[dict]:
@@ -77,7 +82,7 @@ def similarity_point(session: Optional[SimilaritySession], x: float, y: float,
     return maps[0], maps[1], md, info
 
 
-def click_similarity(session: Optional[SimilaritySession], top_n: float, evt: gr.SelectData) -> tuple:
+def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
     return similarity_point(session, evt.index[0], evt.index[1], top_n)
 
 
@@ -100,9 +105,9 @@ def build(page: Page) -> None:
         point_btn = gr.Button("Inspect this point")
     with gr.Accordion("Top patches (JSON)", open=False):
         info = gr.JSON()
-    run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
-                  api_name="similarity", concurrency_id="gpu")
-    a_out.select(click_similarity, [state, top_n], [a_out, b_out, md, info], api_visibility="private",
-                 concurrency_limit=None, show_progress="minimal")
-    point_btn.click(similarity_point, [state, x, y, top_n], [a_out, b_out, md, info],
-                    api_name="similarity_point", concurrency_limit=None)
+    page.watch(run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
+                  api_name="similarity", concurrency_limit=None))
+    page.watch(a_out.select(click_similarity, [state, top_n], [a_out, b_out, md, info], api_visibility="private",
+                 concurrency_limit=None, show_progress="minimal"))
+    page.watch(point_btn.click(similarity_point, [state, x, y, top_n], [a_out, b_out, md, info],
+                    api_name="similarity_point", concurrency_limit=None))

@@ -19,7 +19,9 @@ from ..controls import Page
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
 from ..pool import extract_set
-from ..sessions import session_state, updated
+from ... import validate
+from ..guard import Done
+from ..sessions import keep, load, session_state, store, updated
 from ..zips import output_folder
 
 ID, TITLE, APP, ORDER = "transfer", "Keypoint transfer", "transfer", 15
@@ -38,10 +40,11 @@ class TransferSession:
 
 
 def _source_choices(s: TransferSession) -> Any:
-    return gr.Dropdown(choices=[(im.name, i) for i, im in enumerate(s.images)], value=s.matcher.source_index)
+    return gr.Dropdown(choices=[(im.name, i) for i, im in enumerate(s.images)], value=s.matcher.source_index,
+                       allow_custom_value=True)   # the index is checked by us (one sentence)
 
 
-def _outputs(s: TransferSession) -> tuple:
+def _outputs(s: TransferSession, key: str) -> tuple:
     """(source with points, targets gallery, summary markdown, points JSON, JSON file, session)."""
     src = s.matcher.source_index
     names = [im.name for im in s.images]
@@ -50,7 +53,7 @@ def _outputs(s: TransferSession) -> tuple:
         targets = [(im.array, im.name) for i, im in enumerate(s.images) if i != src]
         md = (f"Descriptors of {len(s.images)} images ready. Click a point on **{names[src]}**: "
               "its match appears on every other image.")
-        return source, targets, md, None, None, s
+        return source, targets, md, None, None, key
     result: TransferResult = transfer_points_descriptors(s.descs, src, s.points, matcher=s.matcher)
     pictures = draw.draw_transfer([im.array for im in s.images], result)
     last = len(s.points) - 1
@@ -76,7 +79,7 @@ def _outputs(s: TransferSession) -> tuple:
     points = to_jsonable({**entries["points.json"], "params": s.params})
     path = output_folder("transfer-") / "points.json"
     path.write_text(json.dumps(points, indent=2))
-    return pictures[src], targets, md, points, str(path), s
+    return pictures[src], targets, md, points, str(path), key
 
 
 @ui_errors
@@ -88,51 +91,55 @@ def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer
     ims = prepare_set(images)
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
     descs, _ = extract_set(model, ims, settings, progress, with_saliency=False)
-    index = 0 if source in (None, "") else int(source)
+    index = validate.number("source", source, 0, None, integer=True, default=0)
     if not 0 <= index < len(ims):
         index = 0
     progress(0.8, desc="Preparing the matchers")
     s = TransferSession(ims, descs, SetMatcher(descs, index),
                         dict(task="transfer", model=model, **settings, max_side=MAX_SIDE))
-    return (*_outputs(s), _source_choices(s))
+    return (*_outputs(s, keep(s, ID)), _source_choices(s), Done(f"Descriptors of {len(ims)} images ready."))
 
 
-def _need(session: Optional[TransferSession]) -> TransferSession:
+def _need(key: Any) -> TransferSession:
+    session = load(key, "press Extract descriptors")
     if session is None:
         raise ParameterError("extract the set first (button 'Extract descriptors'), then click on the source")
     return session
 
 
 @ui_errors
-def transfer_source(session: Optional[TransferSession], source: Any) -> tuple:
+def transfer_source(key: Any, source: Any) -> tuple:
     """Another source image: its matchers (no network pass); the points are cleared."""
-    s = _need(session)
-    index = int(source)
-    if not 0 <= index < len(s.images):
-        raise ParameterError(f"image index {index} is out of range: the set has {len(s.images)} images")
-    return _outputs(updated(s, matcher=SetMatcher(s.descs, index), points=[]))
+    s = _need(key)
+    index = validate.number("image index", source, 0, len(s.images) - 1, integer=True)
+    new = updated(s, matcher=SetMatcher(s.descs, index), points=[])
+    store(key, new)
+    return _outputs(new, key)
 
 
 @ui_errors
-def transfer_point(session: Optional[TransferSession], x: float, y: float) -> tuple:
+def transfer_point(key: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of the source -> its match on every other image; points accumulate."""
-    s = _need(session)
-    if x is None or y is None:
-        raise ParameterError("give both x and y")
+    s = _need(key)
+    x, y = validate.number("x", x), validate.number("y", y)
     w, h = s.images[s.matcher.source_index].image.size
     if not (0 <= float(x) < w and 0 <= float(y) < h):
         raise ParameterError(f"the point (x={float(x):.0f}, y={float(y):.0f}) is outside the source image "
                              f"({w} x {h} pixels)")
-    return _outputs(updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:]))
+    new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
+    store(key, new)
+    return _outputs(new, key)
 
 
-def click_transfer(session: Optional[TransferSession], evt: gr.SelectData) -> tuple:
+def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
     return transfer_point(session, evt.index[0], evt.index[1])
 
 
 @ui_errors
-def transfer_clear(session: Optional[TransferSession]) -> tuple:
-    return _outputs(updated(_need(session), points=[]))
+def transfer_clear(key: Any) -> tuple:
+    new = updated(_need(key), points=[])
+    store(key, new)
+    return _outputs(new, key)
 
 
 def build(page: Page) -> None:
@@ -160,10 +167,10 @@ def build(page: Page) -> None:
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
-    run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
-                  api_name="transfer_extract", concurrency_id="gpu")
-    source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None)
-    src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
-                   show_progress="minimal")
-    point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None)
-    clear_btn.click(transfer_clear, state, outputs, api_name="transfer_clear", concurrency_limit=None)
+    page.watch(run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
+                  api_name="transfer_extract", concurrency_limit=None))
+    page.watch(source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None))
+    page.watch(src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
+                   show_progress="minimal"))
+    page.watch(point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None))
+    page.watch(clear_btn.click(transfer_clear, state, outputs, api_name="transfer_clear", concurrency_limit=None))

@@ -10,10 +10,12 @@ import numpy as np
 
 from ...apps import get_app
 from ...errors import ImageError, ParameterError
-from ...models import BUNDLED_MODEL
+from ...models import BUNDLED_MODEL, get_spec
 from ...registry import Inputs
 from ..controls import Page, knob_components, knob_value
+from .. import guard
 from ..errors import ui_errors
+from ..guard import Done
 from ..inputs import AUTO, assets, descriptor_settings
 from ..pool import POOL, run_on_gpu
 from ..zips import output_folder, write_zip
@@ -63,6 +65,9 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
              zip(KNOBS, (num_parts, num_sampled_frames, thresh, elbow, votes_percentage))}
     progress(0.1, desc=f"Part co-segmentation of {min(knobs['num_sampled_frames'], len(frames))} frames, "
                        f"then labelling {len(frames)} frames")
+    spec = get_spec(model)
+    guard.admit([frames[0].shape[1::-1]] * min(knobs["num_sampled_frames"], len(frames)), settings["load_size"],
+                spec.patch_size, settings["stride"], spec.depth, progress)
     POOL.get(model)
     result = run_on_gpu(model, video_parts, frames, fps=fps, **settings, **knobs)
     progress(0.85, desc="Drawing and encoding the clip")
@@ -75,7 +80,7 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
     md = (f"<b>{k} parts</b> in {len(frames)} frames (part co-segmentation of "
           f"{len(result.sampled_indices)} sampled frames, labels propagated to every frame).<br>"
           + legend_html(k, []))
-    return str(out), md, write_zip("video_parts", entries)
+    return str(out), md, write_zip("video_parts", entries), Done(f"{k} parts in {len(frames)} frames.")
 
 
 def build(page: Page) -> None:
@@ -91,5 +96,5 @@ def build(page: Page) -> None:
     run_btn = gr.Button("Segment parts", variant="primary")
     md = gr.HTML()
     zip_out = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
-    run_btn.click(run_video, [clip, num_parts, frames, *page.descriptor_inputs, thresh, elbow, votes],
-                  [out, md, zip_out], api_name="video", concurrency_id="gpu")
+    page.watch(run_btn.click(run_video, [clip, num_parts, frames, *page.descriptor_inputs, thresh, elbow, votes],
+                  [out, md, zip_out], api_name="video", concurrency_limit=None))

@@ -1,0 +1,153 @@
+"""The served demo under hostile use, through a real client: ``python app.py`` with a tiny session
+budget and a short temporary-file age, on a free loopback port, called with gradio_client (and
+raw HTTP where gradio_client refuses to send the value)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from PIL import Image
+
+from test_app_client import CAT_A, CAT_B, CATS, ROOT, free_port
+
+TEMP_AGE_S = 4
+PAIR_112 = dict(load_size=112, api_name="/correspondences")
+
+
+@contextlib.contextmanager
+def serve(tmp: Path, *flags: str) -> Iterator[str]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
+    log_path = tmp / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port",
+                                 str(port), "--offline", *flags], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + 240
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited:\n{log_path.read_text()[-3000:]}")
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        if r.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app.py did not answer:\n{log_path.read_text()[-3000:]}")
+                time.sleep(1.0)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A server whose visitors' results share 3 MiB (one pair at load size 112 fits, two do not)
+    and whose temporary files live 4 s."""
+    tmp = tmp_path_factory.mktemp("server")
+    with serve(tmp, "--session-memory", "3MiB", "--temp-max-age", str(TEMP_AGE_S)) as url:
+        yield url, tmp
+
+
+def client(url: str):
+    from gradio_client import Client
+    return Client(url, verbose=False)
+
+
+def raw_call(url: str, api: str, body: str) -> str:
+    """POST ``body`` as it is (JSON with NaN, huge integers...) and return the event's error text."""
+    req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    text = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=120).read().decode()
+    data = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    return data[-1]["error"] if isinstance(data[-1], dict) else str(data[-1])
+
+
+def test_eviction_gives_the_sentence_and_the_server_keeps_answering(server):
+    from gradio_client import handle_file
+    url, _ = server
+    first, second = client(url), client(url)
+    first.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    assert "| a |" in first.predict(200, 100, api_name="/match_point")[3]
+    second.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)  # no room for both
+    t = time.perf_counter()
+    out = first.predict(200, 100, api_name="/match_point")                         # no error badge:
+    assert out[3] == ("**Your results were cleared to make room for other visitors: press Find "
+                      "correspondences again.**")                                    # the sentence
+    assert time.perf_counter() - t < 2.0
+    a, b, heat, md, points, _ = second.predict(200, 100, api_name="/match_point")  # still answering
+    assert [c["id"] for c in points["clicks"]] == ["a"] and "| a |" in md
+
+
+def test_heavy_request_is_refused_at_once(server):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    url, _ = server
+    t = time.perf_counter()
+    with pytest.raises(AppError, match=r"too much work for this server: about 1\.9e\+12 units .* above "
+                                       r"the limit of 6e\+09; use a smaller load size than 448"):
+        client(url).predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), stride="1", load_size=448,
+                            api_name="/correspondences")
+    assert time.perf_counter() - t < 5.0
+
+
+def test_every_message_is_one_of_ours(server, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    url, _ = server
+    c = client(url)
+    notes, tiny, bomb = tmp_path / "notes.jpg", tmp_path / "tiny.png", tmp_path / "bomb.png"
+    notes.write_text("not a picture")
+    Image.new("RGB", (1, 1)).save(tiny)
+    Image.new("1", (20000, 20000)).save(bomb)
+    for path, message in [(notes, r"notes.jpg: not a readable image \(upload a JPEG"),
+                          (tiny, r"tiny.png: 1 x 1 pixels is too small \(the shorter side must be at least 32"),
+                          (bomb, r"bomb.png: too large \(400 megapixels, the limit is 50\)")]:
+        with pytest.raises(AppError, match=message):
+            c.predict(handle_file(str(path)), handle_file(str(CAT_B)), api_name="/correspondences")
+    c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    for x, message in [(1e308, r"the point \(x=1e\+308, y=10.0\) is outside image A \(400 x 266"),
+                       (10 ** 400, "x must be a finite number, not a 401-digit number"),
+                       ("abc", "x='abc' is not a number")]:
+        with pytest.raises(AppError, match=message):
+            c.predict(x, 10, api_name="/match_point")
+    with pytest.raises(AppError, match="num_pairs=1e\\+06 is out of range: expected from 1 to 50"):
+        c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), num_pairs=1e6, **PAIR_112)
+    c.predict([{"image": handle_file(str(p))} for p in CATS[:2]], load_size=112, api_name="/part_cosegmentation")
+    with pytest.raises(AppError, match="image index=99 is out of range: expected from 0 to 1"):
+        c.predict(99, api_name="/part_view")
+    # what gradio_client will not send: NaN, too few values
+    for body, message in [('{"data": [NaN, 10]}', "run correspondences first"),
+                          ('{"data": []}', "this call is missing inputs: /match_point takes 3 values")]:
+        text = raw_call(url, "match_point", body)
+        assert message in text and "object at 0x" not in text and "gradio" not in text
+
+
+def test_temporary_files_are_deleted_after_the_configured_age(server):
+    from gradio_client import handle_file
+    url, tmp = server
+    c = client(url)
+    c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    ours = tmp / "vitdense-app"
+    zips = lambda: sorted(p.name for p in tmp.rglob("*.zip"))  # noqa: E731
+    assert any(ours.iterdir()) and zips()                       # the download, ours and Gradio's copy
+    deadline = time.monotonic() + TEMP_AGE_S + 20
+    while (zips() or any(ours.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert zips() == [] and not any(ours.iterdir())

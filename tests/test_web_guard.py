@@ -1,0 +1,73 @@
+"""The Gradio side of the hardening, without a server: status lines, cleared sessions, raw inputs,
+the work gate's slot, the settings offered."""
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+
+from vitdense.errors import ParameterError
+from vitdense.sessions import SessionCleared
+from vitdense.web import guard
+from vitdense.web.errors import ui_errors
+from vitdense.web.page import validate_inputs
+from vitdense.web.pool import stride_choices
+
+
+def test_status_line_follows_errors_successes_and_cleared_sessions():
+    tab = "test_web_guard"           # ui_errors names the tab after the handler's module
+    read = guard.status_reader(tab)
+
+    @ui_errors
+    def fails() -> None:
+        raise ParameterError("x=nan is not a number")
+
+    @ui_errors
+    def works() -> tuple:
+        return 1, 2, guard.Done("Found 3 pairs.")
+
+    @ui_errors(cleared=lambda msg: (gr.skip(), msg))
+    def cleared() -> tuple:
+        raise SessionCleared("Your results were cleared to make room for other visitors: press X again.")
+
+    with pytest.raises(gr.Error, match="x=nan is not a number"):
+        fails()
+    assert read() == "x=nan is not a number"
+    assert works() == (1, 2) and read().startswith("Found 3 pairs. (")
+    out = cleared()                                  # no error: the outputs carry the sentence
+    assert out[1].startswith("Your results were cleared") and read() == out[1]
+
+
+def test_heavy_slot_is_released_when_the_handler_ends():
+    guard.configure(max_work=1e9, max_waiting=0)
+    try:
+        @ui_errors
+        def heavy(stride: int) -> str:
+            guard.admit([(256, 256)] * 2, 224, 14, stride, 12)
+            assert guard.GATE.running == 1
+            return "done"
+
+        assert heavy(7) == "done" and guard.GATE.running == 0
+        with pytest.raises(gr.Error, match="too much work"):
+            heavy(2)                                  # 3.0e9 > 1e9: refused before the gate
+        assert guard.GATE.running == 0 and guard.GATE.waiting == 0
+        assert stride_choices("dinov2_vits14_imgfocus") == ["auto", "2", "7", "14"]  # 1 never fits
+    finally:
+        guard.configure(max_work=6e9, max_waiting=4)
+    assert stride_choices("dinov2_vits14_imgfocus") == ["auto", "1", "2", "7", "14"]
+
+
+def test_raw_inputs_and_too_few_values():
+    n = guard.raw(gr.Number(None, precision=0, minimum=0))
+    assert math.isnan(n.preprocess(math.nan)) and n.preprocess(10 ** 400) == 10 ** 400
+    d = guard.raw(gr.Dropdown(["a", "b"]))
+    assert d.preprocess("zzz") == "zzz"             # our validator answers, not Gradio's choice check
+
+    class Fn:
+        api_name, inputs = "match_point", [1, 2, 3]
+
+    with pytest.raises(gr.Error, match=r"this call is missing inputs: /match_point takes 3 values .* 1 were "
+                                       r"given") as info:
+        validate_inputs(None, Fn(), [5])
+    assert "object at 0x" not in info.value.message

@@ -1,0 +1,81 @@
+"""The work estimate, the refusal sentence, the settings never offered, and the bounded wait."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vitdense.workbudget import (DEFAULT_MAX_WORK, Busy, WorkGate, WorkRefused, check, estimate,
+                                 grid_tokens, max_load_size, offered_strides, parse_work)
+
+
+def test_tokens_follow_the_extractor(bundled_extractor, photos):
+    img = photos["coffee"]                                   # 400 x 600
+    for stride, load in [(7, 224), (14, 112), (2, 112)]:
+        _, geo = bundled_extractor.preprocess(img, load_size=load, stride=stride)
+        h, w = geo.grid
+        assert grid_tokens((img.shape[1], img.shape[0]), load, 14, stride) == h * w
+
+
+def test_estimate_and_refusal_of_the_probe():
+    # the issue's probe: a 256 x 256 pair, load 224: stride 2 took 36 s, stride 1 took 496 s
+    s2 = estimate([(256, 256)] * 2, 224, 14, 2, 12)
+    s1 = estimate([(256, 256)] * 2, 224, 14, 1, 12)
+    assert s2.tokens == (106 * 106,) * 2 and s2.units == 2 * (106 * 106) ** 2 * 12
+    check(s2, DEFAULT_MAX_WORK, 2, 224)                      # accepted (about half a minute)
+    with pytest.raises(WorkRefused, match=r"about 4\.8e\+10 units .*above the limit of 6e\+09; use "
+                                          r"a larger stride than 1 \(Advanced settings\)"):
+        check(s1, DEFAULT_MAX_WORK, 1, 224)
+    heavy = estimate([(1024, 1024)] * 2, 448, 14, 1, 12)     # stride 1 at load size 448
+    with pytest.raises(WorkRefused, match="smaller load size than 448"):
+        check(heavy, DEFAULT_MAX_WORK, 1, 448)
+    check(heavy, parse_work("inf"), 1, 448)                   # a local user's --max-work inf
+
+
+def test_settings_that_are_always_refused_are_not_offered():
+    sizes = list(range(112, 449, 14))
+    assert max_load_size(14, 7, 12, 2, DEFAULT_MAX_WORK, sizes) == 448
+    assert max_load_size(14, 2, 12, 2, DEFAULT_MAX_WORK, sizes) == 252
+    assert max_load_size(14, 1, 12, 2, DEFAULT_MAX_WORK, sizes) == 126   # 113**2 patches
+    assert offered_strides(14, 12, 2, DEFAULT_MAX_WORK, sizes) == [1, 2, 7, 14]
+    assert offered_strides(14, 12, 2, 1e9, sizes) == [2, 7, 14]
+    for bad in ("x", "0", "-5", "nan"):
+        with pytest.raises(Exception, match="max work"):
+            parse_work(bad)
+
+
+def test_gate_bounds_the_queue_and_the_wait():
+    gate = WorkGate(concurrency=1, max_waiting=1, max_wait_s=0.6)
+    release = threading.Event()
+    errors: list[str] = []
+
+    def hold() -> None:
+        with gate.slot():
+            release.wait(5)
+
+    def wait_one() -> None:
+        try:
+            with gate.slot():
+                pass
+        except Busy as err:
+            errors.append(str(err))
+
+    t1 = threading.Thread(target=hold)
+    t1.start()
+    time.sleep(0.1)
+    t2 = threading.Thread(target=wait_one)       # waits, then gives up after 0.6 s
+    t2.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    with pytest.raises(Busy, match=r"the demo is busy \(1 job running, 1 waiting"):
+        with gate.slot():                        # the waiting room is full: refused at once
+            pass
+    assert time.monotonic() - t0 < 0.1
+    t2.join()
+    assert errors and "stayed busy for 1 s" in errors[0]
+    release.set()
+    t1.join()
+    with gate.slot() as waited:                  # free again
+        assert waited < 0.1
+    assert gate.running == 0 and gate.waiting == 0 and gate.refused == 2

@@ -1,0 +1,213 @@
+"""What keeps the public demo up and its messages clear: the Gradio side of the hardening.
+
+One process-wide :class:`~vitdense.sessions.SessionStore` (visitors' results under a byte budget),
+one :class:`~vitdense.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
+queue and wait; clicks never pass through it), a :class:`~vitdense.tempfiles.Janitor` for the demo's
+own zips, the status line of each tab (filled by :func:`vitdense.web.errors.ui_errors`), the raw
+inputs our validators judge, and the upload check.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import types
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+
+from .. import validate, workbudget
+from ..errors import ImageError
+from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
+from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
+
+log = logging.getLogger("vitdense.web.guard")
+
+STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldest dropped
+QUEUE_SIZE = 64                  # Gradio's queue: events (clicks included) waiting to be served
+
+
+@dataclass
+class Limits:
+    """Every bound of the served demo (``app.py`` flags; README "Limits of the public demo")."""
+
+    session_bytes: int = 4 << 30          # all visitors' cached results together
+    idle_s: float = DEFAULT_IDLE_S        # a result unused this long is dropped
+    max_work: float = workbudget.DEFAULT_MAX_WORK
+    concurrency: int = 1                  # heavy jobs at once
+    max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
+    max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
+    temp_max_age_s: float = DEFAULT_MAX_AGE_S
+    temp_every_s: float = DEFAULT_EVERY_S
+
+
+# the CPU work limit until launch() knows the hardware (importing must not touch CUDA: ZeroGPU)
+LIMITS = Limits(session_bytes=budget_from_env(), max_work=workbudget.default_max_work(cuda=False))
+STORE = SessionStore(LIMITS.session_bytes, LIMITS.idle_s)
+GATE = workbudget.WorkGate(LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s)
+JANITOR: Janitor | None = None
+
+
+def configure(**changes: Any) -> Limits:
+    """Replace the limits (``app.py`` flags); the store and the gate are rebuilt when theirs change."""
+    global LIMITS, STORE, GATE
+    old = LIMITS
+    LIMITS = Limits(**{**LIMITS.__dict__, **{k: v for k, v in changes.items() if v is not None}})
+    if (LIMITS.session_bytes, LIMITS.idle_s) != (old.session_bytes, old.idle_s):
+        STORE = SessionStore(LIMITS.session_bytes, LIMITS.idle_s)
+    if (LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s) != \
+            (old.concurrency, old.max_waiting, old.max_wait_s):
+        GATE = workbudget.WorkGate(LIMITS.concurrency, LIMITS.max_waiting, LIMITS.max_wait_s)
+    return LIMITS
+
+
+def start_janitor(roots: Sequence[str | Path], keep: frozenset = frozenset()) -> Janitor:
+    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup;
+    ``keep``: (name, size) of files never deleted (the examples Gradio caches)."""
+    global JANITOR
+    if JANITOR is not None:
+        JANITOR.stop()
+    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep).start()
+    return JANITOR
+
+
+def delete_cache() -> tuple[int, int]:
+    """``gr.Blocks(delete_cache=...)`` for the configured age."""
+    return gradio_delete_cache(LIMITS.temp_max_age_s, LIMITS.temp_every_s)
+
+
+# -- who is asking -------------------------------------------------------------------------------
+def session_id() -> str:
+    """The Gradio session of the running event ("" outside one, e.g. in unit tests)."""
+    try:
+        from gradio.context import LocalContext
+        request = LocalContext.request.get(None)
+    except (ImportError, LookupError):  # pragma: no cover - another Gradio layout
+        request = None
+    return str(getattr(request, "session_hash", "") or "")
+
+
+# -- the status line of each tab -----------------------------------------------------------------
+_STATUS: OrderedDict[tuple[str, str], str] = OrderedDict()
+_STATUS_LOCK = threading.Lock()
+
+
+def set_status(tab: str, text: str) -> None:
+    """Remember ``text`` as what the tab's status line says for this session."""
+    with _STATUS_LOCK:
+        key = (session_id(), tab)
+        _STATUS[key] = text
+        _STATUS.move_to_end(key)
+        while len(_STATUS) > STATUS_ENTRIES:
+            _STATUS.popitem(last=False)
+
+
+def status_reader(tab: str) -> Callable[[], str]:
+    """The ``.then(...)`` function that fills the tab's status line after every event."""
+    def read_status() -> str:
+        with _STATUS_LOCK:
+            return _STATUS.get((session_id(), tab), "")
+    read_status.__name__ = f"status_{tab}"
+    return read_status
+
+
+def wire_status(event: Any, tab: str, status: gr.components.Component) -> Any:
+    """After ``event`` (success or error), show the tab's status line (not part of the API)."""
+    return event.then(status_reader(tab), None, status, api_visibility="private",
+                      concurrency_limit=None, show_progress="hidden", queue=False)
+
+
+def one_line(text: str) -> str:
+    """One line (messages are already sentences; file names keep their case)."""
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last element of a handler's result: the status line's "what was done"."""
+
+    text: str
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def _passthrough(self: Any, payload: Any) -> Any:
+    return payload
+
+
+def raw(component: gr.components.Component) -> gr.components.Component:
+    """Let ``component``'s value reach the handler as sent, for our validators to judge
+    (Gradio's own checks answer with internal texts: rounding errors, "not in the list of
+    choices"). The instance's preprocess is replaced, as ``image_input`` does."""
+    component.preprocess = types.MethodType(_passthrough, component)
+    return component
+
+
+def check_upload_value(value: Any, tab: str) -> None:
+    """An upload event (gr.Image / gr.Gallery value): warn at once about a file that will be
+    refused (not an image, too small, too large), and say so in the tab's status line."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    problems = []
+    for item in items:
+        if isinstance(item, (tuple, list)):          # gallery: (path, caption)
+            item = item[0]
+        if isinstance(item, dict):
+            item = item.get("path")
+        if isinstance(item, str):
+            try:
+                validate.check_upload(item)
+            except ImageError as err:
+                problems.append(one_line(str(err)))
+    text = " ".join(problems)
+    set_status(tab, text)
+    if text:
+        gr.Warning(text)
+
+
+# -- heavy jobs ----------------------------------------------------------------------------------
+def blocks_run(depth: int, layers: int | Sequence[int], saliency: bool) -> int:
+    """Transformer blocks one pass runs: the deepest requested layer, or all when saliency (the
+    last block's attention) is needed."""
+    deepest = max(layers) if isinstance(layers, (list, tuple)) else int(layers)
+    return depth if saliency else deepest + 1
+
+
+_HELD = threading.local()      # the gate slot the running handler holds (released by guarded)
+
+
+def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, stride: int,
+          blocks: int, progress: Any = None) -> workbudget.Work:
+    """Refuse above the work limit (at once, one sentence), then wait for a slot of the gate (at
+    most ``max_wait_s``, the position shown in the progress line). The slot is held until the
+    handler (wrapped by ``ui_errors``) returns; a second call in the same handler keeps the same slot."""
+    work = workbudget.estimate(sizes_wh, load_size, patch, stride, blocks)
+    workbudget.check(work, LIMITS.max_work, stride, load_size, patch)
+    if getattr(_HELD, "gate", None) is None:
+        def on_wait(position: int) -> None:
+            if progress is not None:
+                progress(0.0, desc=f"Waiting for the server: {position} job(s) ahead")
+        gate = GATE
+        waited = gate.acquire(on_wait)
+        _HELD.gate = gate
+        log.info("heavy job waited %.2f s (work %.3g units)", waited, work.units)
+    return work
+
+
+def release_held() -> None:
+    """Free the gate slot this thread's handler holds (ui_errors calls it when the handler ends)."""
+    gate = getattr(_HELD, "gate", None)
+    if gate is not None:
+        _HELD.gate = None
+        gate.release()
+
+
+def offered_strides(patch: int, depth: int, sizes: Sequence[int]) -> list[str]:
+    """Stride choices ("auto" first) that some load size of ``sizes`` accepts for a pair."""
+    return ["auto"] + [str(s) for s in workbudget.offered_strides(patch, depth, 2, LIMITS.max_work, sizes)]
+
+
+def load_size_bound(patch: int, stride: int, depth: int, sizes: Sequence[int]) -> int:
+    """The largest load size the limit accepts for a pair at ``stride`` (the slider's maximum)."""
+    return workbudget.max_load_size(patch, stride, depth, 2, LIMITS.max_work, sizes) or min(sizes)
