@@ -31,8 +31,6 @@ import os
 import random
 import re
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,8 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from vitdense.web.local_server import serve_app  # noqa: E402
 
 PAIRS = [(REPO / f"assets/pairs/{n}_a.jpg", REPO / f"assets/pairs/{n}_b.jpg")
          for n in ("cat", "coffee", "astronaut")]
@@ -101,12 +101,6 @@ class Stats:
         finally:
             with self.lock:
                 self.heavy_running -= 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -261,38 +255,13 @@ def raw_error(url: str, api: str, body: str) -> str:
 # --------------------------------------------------------------------------- server
 @contextlib.contextmanager
 def serve(folder: Path, args: argparse.Namespace) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    port = free_port()
+    """The demo with the soak's budgets, its temporary files under ``folder/tmp`` (measured)."""
     tmp = folder / "tmp"
     tmp.mkdir()
-    env = dict(os.environ, TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--offline",
-           "--session-memory", args.session_memory, "--temp-max-age", str(args.temp_max_age)]
-    log_path = folder / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"app.py exited:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise SystemExit("app.py did not answer within 300 s")
-            time.sleep(1)
-        yield url, proc, tmp
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = dict(TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
+    with serve_app(folder / "server.log", "--session-memory", args.session_memory,
+                   "--temp-max-age", str(args.temp_max_age), env=env, timeout=300) as server:
+        yield server.url, server.proc, tmp
 
 
 def pct(values: list[float], q: float) -> float:

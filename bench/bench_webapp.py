@@ -19,13 +19,10 @@ import argparse
 import contextlib
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,6 +31,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
+
+from vitdense.web.local_server import serve_app  # noqa: E402
 
 CATS = sorted((REPO / "assets" / "cats").glob("*.jpg"))
 CAT_A, CAT_B = REPO / "assets/pairs/cat_a.jpg", REPO / "assets/pairs/cat_b.jpg"
@@ -80,36 +79,12 @@ def bench_handlers(images: list[str], load_size: int) -> list[tuple[str, float, 
     return rows
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def served_app() -> Iterator[tuple[str, float]]:
     """``python app.py`` on a free port; yields (url, seconds until it answered)."""
-    port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--offline",
-                             "--device", "cpu"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited: {Path(log.name).read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        yield url, time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    log = Path(tempfile.mkdtemp(prefix="vitdense-bench-")) / "server.log"
+    with serve_app(log, "--device", "cpu") as server:
+        yield server.url, server.startup_s
 
 
 def bench_client(images: list[str], load_size: int) -> list[tuple[str, float, int]]:

@@ -9,12 +9,7 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +23,7 @@ ASSETS = ROOT / "assets"
 CAT_A, CAT_B = ASSETS / "pairs/cat_a.jpg", ASSETS / "pairs/cat_b.jpg"
 CATS = sorted((ASSETS / "cats").glob("*.jpg"))
 from vitdense.apps import APPS  # noqa: E402
+from vitdense.web import local_server  # noqa: E402
 
 #: the documented API names: every registered application's (vitdense/apps.py)
 API_NAMES = [f"/{name}" for app in APPS.values() for name in app.api_names]
@@ -37,47 +33,11 @@ ma = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ma)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_app(log_path: Path, timeout: float = 240.0) -> Iterator[str]:
     """Run ``python app.py`` on a free loopback port; yield its URL once it answers."""
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port",
-                             str(port), "--offline"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app.py did not answer within {timeout:.0f} s:\n"
-                                   f"{log_path.read_text()[-3000:]}")
-            time.sleep(1.0)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with local_server.serve_app(log_path, timeout=timeout) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

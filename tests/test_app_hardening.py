@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +13,8 @@ from typing import Iterator
 import pytest
 from PIL import Image
 
-from test_app_client import CAT_A, CAT_B, CATS, ROOT, free_port
+from test_app_client import CAT_A, CAT_B, CATS
+from vitdense.web.local_server import serve_app
 
 TEMP_AGE_S = 4
 PAIR_112 = dict(load_size=112, api_name="/correspondences")
@@ -24,35 +22,10 @@ PAIR_112 = dict(load_size=112, api_name="/correspondences")
 
 @contextlib.contextmanager
 def serve(tmp: Path, *flags: str) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
-    log_path = tmp / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port",
-                                 str(port), "--offline", *flags], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 240
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"app.py exited:\n{log_path.read_text()[-3000:]}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(url, timeout=5) as r:
-                        if r.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not answer:\n{log_path.read_text()[-3000:]}")
-                time.sleep(1.0)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """The demo with ``flags``, its temporary files under ``tmp`` (the tests count them)."""
+    env = dict(TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
+    with serve_app(tmp / "server.log", *flags, env=env) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
