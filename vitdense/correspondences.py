@@ -231,7 +231,8 @@ def match_points(source_unit: torch.Tensor, source_geometry: "Geometry", target_
         gy, gx = source_geometry._grid_coords(np.floor(pts[:, 0]) + 0.5, np.floor(pts[:, 1]) + 0.5)
         cells = np.clip(np.rint(gy), 0, h - 1) * w + np.clip(np.rint(gx), 0, w - 1)
         q = source_unit[torch.as_tensor(cells.astype(np.int64), device=source_unit.device)]
-    sims = q @ target_unit.t()                                                  # K x T2
+    # fp32 similarities whatever the storage (sessions keep fp16 unit rows: PointMatcher.compact)
+    sims = q.float() @ target_unit.t().float()                                  # K x T2
     best = sims.argmax(dim=1)
     if refine:
         fy, fx = _soft_argmax(sims, best, tuple(target_geometry.grid), REFINE_RADIUS, REFINE_TEMPERATURE)
