@@ -26,7 +26,7 @@ def cosine(q: torch.Tensor, descs: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("point", [(150.0, 200.0), (0.0, 0.0), (299.0, 450.0), (40.5, 333.3)])
 def test_query_point_is_its_own_best_match(pair, point):
     da, db = pair
-    r = inspect_similarity_descriptors(da, db, point, top_n=5)
+    r = inspect_similarity_descriptors(da, db, point, top_n=5, refine=False)  # the paper's cell rule
     qi = r.query_index
     assert r.query_point == point and not r.is_cls
     assert r.map_a.shape == da.grid and r.map_b.shape == db.grid
@@ -44,7 +44,7 @@ def test_query_point_is_its_own_best_match(pair, point):
 
 def test_maps_and_top_n_against_brute_force(pair):
     da, db = pair
-    r = inspect_similarity_descriptors(da, db, (120.0, 180.0), top_n=4)
+    r = inspect_similarity_descriptors(da, db, (120.0, 180.0), top_n=4, refine=False)
     q = da.descs[r.query_index]
     ref_a, ref_b = cosine(q, da.descs), cosine(q, db.descs)
     np.testing.assert_allclose(r.map_a.reshape(-1), ref_a, atol=1e-5)
@@ -56,6 +56,30 @@ def test_maps_and_top_n_against_brute_force(pair):
     assert np.all((r.top_b_points >= 0) & (r.top_b_points < db.geometry.orig_size))
     full_a, full_b = r.upsampled_maps()
     assert full_a.shape == (300, 451) and full_b.shape == (512, 512)
+
+
+def test_refined_query_answers_as_a_click(pair):
+    """Refined (the default): the query is A's descriptor interpolated at the exact pixel, and
+    ``match_b`` is what click-to-correspond answers for that pixel (sub-cell, not a cell centre)."""
+    from vitdense.correspondences import PointMatcher, point_descriptors
+    da, db = pair
+    matcher = PointMatcher(da, db)
+    rng = np.random.default_rng(0)
+    points = np.stack([rng.uniform(40, 260, 8), rng.uniform(40, 410, 8)], axis=1)
+    off_centre = 0
+    centres_b = db.geometry.cell_centers()
+    for y, x in points:
+        r = inspect_similarity_descriptors(da, db, (float(y), float(x)))
+        assert r.params["refine"] is True
+        np.testing.assert_allclose(r.match_b, matcher.query(float(y), float(x)).point, atol=1e-3)
+        off_centre += np.abs(centres_b - np.asarray(r.match_b)).sum(axis=1).min() > 0.5
+        cell = inspect_similarity_descriptors(da, db, (float(y), float(x)), refine=False)
+        assert cell.match_b in [tuple(c) for c in centres_b.tolist()]
+    assert off_centre >= 6
+    r = inspect_similarity_descriptors(da, db, tuple(points[0]))
+    q = point_descriptors(torch.nn.functional.normalize(da.descs, dim=1), da.geometry, points[:1])[0]
+    np.testing.assert_allclose(r.map_a.reshape(-1), cosine(q, da.descs), atol=1e-5)
+    np.testing.assert_allclose(r.map_b.reshape(-1), cosine(q, db.descs), atol=1e-5)
 
 
 def test_cls_query(pair):

@@ -171,7 +171,7 @@ def _check_knobs(num_pairs: Any, thresh: Any, chunk: Any, n_init: Any) -> int:
 
 
 # --------------------------------------------------------------------------- point matching
-def _bilinear_rows(unit: torch.Tensor, geometry: "Geometry", points: np.ndarray) -> torch.Tensor:
+def point_descriptors(unit: torch.Tensor, geometry: "Geometry", points: np.ndarray) -> torch.Tensor:
     """Descriptors at fractional positions: ``points`` K x 2 (y, x) original pixels -> K x D
     (bilinear over the four surrounding cells of the ``T x D`` grid ``unit``, re-normalised)."""
     h, w = geometry.grid
@@ -225,7 +225,7 @@ def match_points(source_unit: torch.Tensor, source_geometry: "Geometry", target_
     """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if refine:
-        q = _bilinear_rows(source_unit, source_geometry, pts)
+        q = point_descriptors(source_unit, source_geometry, pts)
     else:
         h, w = source_geometry.grid
         gy, gx = source_geometry._grid_coords(np.floor(pts[:, 0]) + 0.5, np.floor(pts[:, 1]) + 0.5)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .clustering import l2_normalize
+from .correspondences import match_points, point_descriptors
 from .descriptors import check_descriptor_set
 from .errors import ParameterError, check_int
 
@@ -34,6 +35,8 @@ class SimilarityResult:
         query_point: ``(y, x)`` the chosen pixel of A as given (original pixels); None for CLS.
         query_cell_point: ``(y, x)`` centre of the query cell in A's original pixels; None for CLS.
         query_index: flat index of the query cell in A's grid; None for CLS.
+        match_b: ``(y, x)`` where the query lands in B (original pixels), answered as the demo's
+            clicks are (sub-cell soft-argmax when ``refine``); None for CLS.
         map_a: h_a x w_a float32, cosine similarity of the query to every patch of A, in [-1, 1].
         map_b: h_b x w_b float32, the same over B.
         top_a_points: n x 2 float64 ``(y, x)`` original pixels of A's n most similar patches
@@ -47,6 +50,7 @@ class SimilarityResult:
     query_point: tuple[float, float] | None
     query_cell_point: tuple[float, float] | None
     query_index: int | None
+    match_b: tuple[float, float] | None
     map_a: np.ndarray
     map_b: np.ndarray
     top_a_points: np.ndarray
@@ -89,7 +93,7 @@ def _top(sims: torch.Tensor, n: int, geometry: "Geometry") -> tuple[np.ndarray, 
 
 def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors | None" = None,
                                    point: tuple[float, float] | None = None, *,
-                                   top_n: int = 1) -> SimilarityResult:
+                                   top_n: int = 1, refine: bool = True) -> SimilarityResult:
     """Similarity of A's descriptor at ``point`` (or A's CLS when None) to A's and B's patches.
 
     Args:
@@ -98,6 +102,10 @@ def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors
         db: descriptors of image B (T_b x D); None uses A itself.
         point: ``(y, x)`` in A's original pixels; None queries the CLS token.
         top_n: number of most similar patches reported per image (>= 1; capped at T).
+        refine: True (default): the query is A's descriptor interpolated at the exact point and
+            ``match_b`` is refined below the cell, as click-to-correspond answers
+            (:func:`vitdense.correspondences.match_points`); False: the query cell's descriptor and
+            the best cell's centre (the paper's rule).
     """
     descs_a = check_descriptor_set(da, "da")[0]
     db = da if db is None else db
@@ -121,13 +129,20 @@ def inspect_similarity_descriptors(da: "ImageDescriptors", db: "ImageDescriptors
     with torch.no_grad():
         a = l2_normalize(descs_a)
         b = a if db is da else l2_normalize(descs_b.to(a.device))
-        q = l2_normalize(da.cls.reshape(1, -1).to(a.device))[0] if qi is None else a[qi]
-        sa, sb = a @ q, b @ q
+        match_b = None
+        if qi is None:
+            q = l2_normalize(da.cls.reshape(1, -1).to(a.device))[0]
+            sb = b @ q
+        else:
+            q = (point_descriptors(a, da.geometry, np.array([yx]))[0] if refine else a[qi]).to(a.dtype)
+            answers, sims, _ = match_points(a, da.geometry, b, db.geometry, [yx], refine)
+            sb, match_b = sims[0].to(a.dtype), (float(answers[0, 0]), float(answers[0, 1]))
+        sa = a @ q
         top_a = _top(sa, top_n, da.geometry)
         top_b = _top(sb, top_n, db.geometry)
-    params = {**dict(getattr(da, "params", {}) or {}), "top_n": top_n}
+    params = {**dict(getattr(da, "params", {}) or {}), "top_n": top_n, "refine": refine}
     return SimilarityResult(
-        query_point=yx, query_cell_point=cell_point, query_index=qi,
+        query_point=yx, query_cell_point=cell_point, query_index=qi, match_b=match_b,
         map_a=sa.reshape(tuple(da.grid)).float().cpu().numpy(),
         map_b=sb.reshape(tuple(db.grid)).float().cpu().numpy(),
         top_a_points=top_a[0], top_a_similarity=top_a[1], top_a_indices=top_a[2],
