@@ -126,7 +126,8 @@ def test_similarity_point_and_user_error(roots, tmp_path, capsys):
     a = roots["sets"] / "cats" / "a.jpg"
     b = roots["sets"] / "cats" / "b.png"
     out = tmp_path / "sim"
-    rc = main(["similarity", str(a), str(b), "--point", "50", "60", "--top-n", "2", "--out", str(out), *MODEL])
+    rc = main(["similarity", str(a), str(b), "--point", "50", "60", "--top-n", "2", "--out", str(out),
+               "--no-refine", *MODEL])                               # the paper's cell rule
     stdout = capsys.readouterr().out
     assert rc == 0
     printed = json.loads(stdout.strip().splitlines()[-1])
@@ -138,6 +139,11 @@ def test_similarity_point_and_user_error(roots, tmp_path, capsys):
     # b is a mirror image of a (rows unchanged): the match (an eye, left or right) is at the same height
     assert abs(saved["top_b"][0]["point"][0] - qy) < 15
     assert saved["top_b"][0]["similarity"] >= saved["top_b"][1]["similarity"] > 0.5
+    assert saved["match_b"] == saved["top_b"][0]["point"]                # unrefined: the best cell
+    rc = main(["similarity", str(a), str(b), "--point", "50", "60", "--out", str(out / "refined"), *MODEL])
+    refined = _json(out / "refined" / "similarity.json")
+    assert rc == 0 and refined["params"]["refine"] is True               # the default, as clicks
+    assert abs(refined["match_b"][0] - qy) < 15 and refined["match_b"] != saved["match_b"]
     for name in ("similarity_a.png", "similarity_b.png"):
         assert np.asarray(Image.open(out / name)).shape == (106, 160, 3)
     rc = main(["similarity", str(a), "--point", "500", "10", *MODEL])

@@ -269,6 +269,7 @@ def export_similarity(result: Any, inputs: Inputs, stems: Sequence[str], meta: d
     summary = {**(meta or {}), "image_a": inputs.names[0], "image_b": inputs.names[1],
                "coordinates": "(y, x) original pixels", "query_point": result.query_point,
                "query_cell_point": result.query_cell_point, "query_is_cls": result.is_cls,
+               "match_b": result.match_b,
                "top_a": [{"point": p, "similarity": s} for p, s in zip(result.top_a_points, result.top_a_similarity)],
                "top_b": [{"point": p, "similarity": s} for p, s in zip(result.top_b_points, result.top_b_similarity)],
                "params": result.params, "files": {"a": "similarity_a.png", "b": "similarity_b.png"}}
@@ -278,7 +279,7 @@ def export_similarity(result: Any, inputs: Inputs, stems: Sequence[str], meta: d
 def describe_similarity(result: Any) -> str:
     """One line of JSON: the query's cell centre and the top patches on A and B."""
     from .export import dumps
-    return dumps({"query_cell_point": result.query_cell_point,
+    return dumps({"query_cell_point": result.query_cell_point, "match_b": result.match_b,
                   "top_a": [{"point": p, "similarity": s} for p, s in zip(result.top_a_points, result.top_a_similarity)],
                   "top_b": [{"point": p, "similarity": s} for p, s in zip(result.top_b_points, result.top_b_similarity)]},
                  indent=None)
@@ -306,6 +307,8 @@ register_app(App(
     min_images=1, max_images=2, api_names=("similarity", "similarity_point"),
     prepare=_similarity_prepare, cli_options=_similarity_options,
     knobs=(Knob("top_n", int, "most similar patches reported per image", 1, 20, 1, web=True),
+           Knob("refine", bool, "query the descriptor interpolated at the exact point and answer B "
+                "below the cell, as clicks do (off: the query cell and the best cell's centre)"),
            Knob("cmap", "choice", "colormap of the similarity images",
                 choices=("inferno", "viridis", "magma", "turbo", "gray"), stage="export"))))
 

@@ -154,7 +154,7 @@ def inspect_similarity(extractor: "Extractor", image_a: Any, image_b: Any = None
                        point: tuple[float, float] | None = None, *, top_n: int = 1,
                        load_size: int | None = 224, layer: int = 11, facet: str | None = None,
                        bin: bool = False, hierarchy: int = 2,
-                       stride: int | None = None) -> SimilarityResult:
+                       stride: int | None = None, refine: bool = True) -> SimilarityResult:
     """Extract A (and B; None: A itself) and run :func:`inspect_similarity_descriptors`.
 
     ``stride=None`` / ``facet=None`` are the model's defaults (half the patch; key / token).
@@ -167,4 +167,5 @@ def inspect_similarity(extractor: "Extractor", image_a: Any, image_b: Any = None
     ds = extractor.extract(images, layer=layer, facet=facet, stride=stride,
                            load_size=load_size, bin=bin, hierarchy=hierarchy,
                            include_cls=point is None)
-    return inspect_similarity_descriptors(ds[0], ds[1] if len(ds) > 1 else None, point, top_n=top_n)
+    return inspect_similarity_descriptors(ds[0], ds[1] if len(ds) > 1 else None, point, top_n=top_n,
+                                          refine=refine)
