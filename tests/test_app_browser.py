@@ -26,6 +26,18 @@ pytestmark = [
 ]
 
 
+def click_image_at(page, selector: str, x: float, y: float) -> float:
+    """Click the image under ``selector`` at its own pixel ``(x, y)``, wherever the page placed and
+    scaled it (scrolled into view first); returns the ``time.perf_counter()`` of the click."""
+    img = page.locator(selector)
+    img.scroll_into_view_if_needed()
+    scale = img.bounding_box()["width"] / img.evaluate("i => i.naturalWidth")
+    box = img.bounding_box()
+    t = time.perf_counter()
+    page.mouse.click(box["x"] + x * scale, box["y"] + y * scale)
+    return t
+
+
 @pytest.fixture(scope="module")
 def app_url(artifacts_dir):
     with serve_app(artifacts_dir / "app_browser_server.log") as url:
@@ -59,17 +71,12 @@ def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
     page.wait_for_selector("#corr-b-input img")
     page.click("#corr-run")
     page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
-    a_img = page.locator("#corr-a-output img")
     b_src = page.locator("#corr-b-output img").get_attribute("src")
     before = image_pixels(page, "#corr-b-output img")
     assert before.shape == (238, 340, 3)
 
     # click the cat's nose, (x, y) = (200, 200) in A's pixels, wherever the page placed the picture
-    natural_w = a_img.evaluate("img => img.naturalWidth")
-    box = a_img.bounding_box()
-    s = box["width"] / natural_w
-    t = time.perf_counter()
-    page.mouse.click(box["x"] + 200.5 * s, box["y"] + 200.5 * s)
+    t = click_image_at(page, "#corr-a-output img", 200.5, 200.5)
     page.wait_for_function("(old) => document.querySelector('#corr-b-output img')?.src !== old", arg=b_src)
     latency = time.perf_counter() - t
     after = image_pixels(page, "#corr-b-output img")
@@ -113,13 +120,7 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
     page.wait_for_function("() => document.querySelectorAll('#parts-toggles input[type=checkbox]').length > 0")
     before = gallery_pixels(page, "#parts-gallery")
     assert len(before) == 3
-    img = page.locator("#parts-click img")
-    img.scroll_into_view_if_needed()
-    natural_w = img.evaluate("i => i.naturalWidth")
-    box = img.bounding_box()
-    s = box["width"] / natural_w
-    t = time.perf_counter()
-    page.mouse.click(box["x"] + 160 * s, box["y"] + 120 * s)          # the middle of the cat
+    t = click_image_at(page, "#parts-click img", 160, 120)           # the middle of the cat
     page.wait_for_function("() => document.querySelector('#parts-highlight')")
     latency = time.perf_counter() - t
     text = page.locator("#parts-highlight").inner_text()

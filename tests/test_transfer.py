@@ -190,7 +190,7 @@ def test_chromium_click_marks_every_target(artifacts_dir):
     colour appears at the listed match on every target image; the click's latency is printed."""
     import io
     from playwright.sync_api import sync_playwright
-    from test_app_browser import ARGS
+    from test_app_browser import ARGS, click_image_at
     from test_app_client import serve_app
     from vitdense.draw import point_colors
     colour = point_colors(1)[0].astype(int)
@@ -204,13 +204,7 @@ def test_chromium_click_marks_every_target(artifacts_dir):
         page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 5")
         page.click("#transfer-run")
         page.wait_for_function("() => document.querySelector('#transfer-summary')?.innerText.includes('ready')")
-        img = page.locator("#transfer-source img")
-        img.scroll_into_view_if_needed()
-        natural_w = img.evaluate("i => i.naturalWidth")
-        box = img.bounding_box()
-        s = box["width"] / natural_w
-        t = time.perf_counter()
-        page.mouse.click(box["x"] + 150.5 * s, box["y"] + 150.5 * s)
+        t = click_image_at(page, "#transfer-source img", 150.5, 150.5)
         page.wait_for_function("() => document.querySelector('#transfer-summary')?.innerText.includes('point(s)')")
         latency = time.perf_counter() - t
         summary = page.locator("#transfer-summary").inner_text()
