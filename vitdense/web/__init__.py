@@ -34,5 +34,5 @@ from .tabs.parts import (PartsSession, click_part, part_display, part_highlight,
 from .tabs.pca import run_pca  # noqa: F401
 from .tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
 from .tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401
-from .zips import OUTPUT_ROOT, OUTPUT_TTL_S, write_zip  # noqa: F401
+from .zips import OUTPUT_ROOT, write_zip  # noqa: F401
 from ..models import weights_status  # noqa: F401,E402  (the tests check model availability through it)
