@@ -21,6 +21,8 @@ import importlib
 import os
 from typing import Any, Callable, Sequence
 
+from .workbudget import grid_tokens
+
 #: seconds asked for at least (start-up of the GPU worker, model transfer) and at most (the limit
 #: of a free ZeroGPU slot is 120 s; longer requests wait longer in the queue)
 MIN_SECONDS, MAX_SECONDS = 15, 120
@@ -59,14 +61,13 @@ def estimated_seconds(model: str, images: Sequence[Any], settings: dict | None =
     spec = get_spec(model)
     settings = settings or {}
     load = settings.get("load_size", 224)
+    load = load if isinstance(load, (int, float)) and load > 0 else None
     stride = settings.get("stride")
     stride = stride if isinstance(stride, int) and stride > 0 else spec.default_stride
     flops = 0.0
     for image in images:
         h, w = _size(image)
-        scale = load / min(h, w) if isinstance(load, (int, float)) and load > 0 else 1.0
-        t = max(1, (int(h * scale) - spec.patch_size) // stride + 1) * \
-            max(1, (int(w * scale) - spec.patch_size) // stride + 1)
+        t = grid_tokens((w, h), load, spec.patch_size, stride)     # the extractor's grid
         flops += spec.depth * (24 * t * spec.embed_dim ** 2 + 4 * t * t * spec.embed_dim)
     return int(min(MAX_SECONDS, MIN_SECONDS + flops // FLOPS_PER_SECOND))
 
