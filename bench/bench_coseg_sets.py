@@ -13,7 +13,6 @@ clustering knobs runs the network once per image and descriptor setting.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path

@@ -53,7 +53,8 @@ from .errors import VitdenseError
 
 __all__ = [
     "DatasetError", "KeypointPair", "PairSet", "EvalSet", "PASCAL_CLASSES", "read_spair",
-    "read_pfpascal", "read_pairs_file", "read_pairs", "read_sets", "warped_pair", "DATASETS",
+    "read_pfpascal", "read_pairs_file", "read_pairs", "read_sets", "read_label_map", "warped_pair",
+    "DATASETS",
 ]
 
 #: PF-PASCAL's class ids 1..20 (the PASCAL VOC order)
@@ -371,6 +372,18 @@ def read_sets(root: str | Path, need_parts: bool = False) -> tuple[list[EvalSet]
     if not sets:
         raise DatasetError(f"{root}: no set with images")
     return sets, problems
+
+
+def read_label_map(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A set's mask or part map: H x W uint8 (0 = background); :class:`DatasetError` when its
+    size differs from ``shape`` (H, W) of its image, when given."""
+    from PIL import Image
+    path = Path(path)
+    m = np.asarray(Image.open(path).convert("L"))
+    if shape is not None and m.shape != tuple(shape):
+        raise DatasetError(f"{path.name}: mask is {m.shape[1]} x {m.shape[0]} but its image is "
+                           f"{shape[1]} x {shape[0]}")
+    return m
 
 
 # --------------------------------------------------------------------------- warped pairs

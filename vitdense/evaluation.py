@@ -14,7 +14,6 @@ target (left/right eye, front/back wheel): the confusion of symmetric parts.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .benchmarks import EvalSet, KeypointPair, PairSet
+from .benchmarks import EvalSet, KeypointPair, PairSet, read_label_map
 from .errors import ParameterError, VitdenseError
 
 __all__ = [
@@ -216,15 +215,6 @@ class SegmentationReport:
     seconds: float
 
 
-def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-    m = np.asarray(Image.open(path).convert("L"))
-    if m.shape != shape:
-        raise ParameterError(f"{path.name}: mask is {m.shape[1]} x {m.shape[0]} but its image is "
-                             f"{shape[1]} x {shape[0]}")
-    return m
-
-
 def evaluate_segmentation(extractor: Any, sets: Sequence[EvalSet], task: str = "cosegmentation",
                           problems: Sequence[str] = (), progress: Callable[[int, int, str], None] | None = None,
                           **knobs: Any) -> SegmentationReport:
@@ -260,10 +250,10 @@ def evaluate_segmentation(extractor: Any, sets: Sequence[EvalSet], task: str = "
             j = pr = n_ = a_ = None
             if s.masks[k] is not None:
                 try:
-                    gt = _read_mask(s.masks[k], img.shape[:2]) > 0
+                    gt = read_label_map(s.masks[k], img.shape[:2]) > 0
                     j, pr = jaccard(pred, gt), precision(pred, gt)
                     if labels is not None and s.parts[k] is not None and gt.any():
-                        parts = _read_mask(s.parts[k], img.shape[:2])
+                        parts = read_label_map(s.parts[k], img.shape[:2])
                         keep = parts > 0
                         if keep.any():
                             n_, a_ = nmi(labels[k], parts, mask=keep), ari(labels[k], parts, mask=keep)
