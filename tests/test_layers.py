@@ -16,9 +16,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vitdense"
 #: layer of every module, bottom (0) to top; a new module must be placed here
 LAYERS: dict[str, int] = {
     # 0: leaves: errors, the defaults table, writing files
-    "errors": 0, "defaults": 0, "export": 0, "version": 0, "workbudget": 0, "tempfiles": 0,
+    "errors": 0, "defaults": 0, "export": 0, "version": 0, "tempfiles": 0,
     # 1: data types and reading images
-    "descriptors": 1, "images": 1, "benchmarks": 1, "validate": 1, "sessions": 1,
+    "descriptors": 1, "images": 1, "workbudget": 1, "benchmarks": 1, "validate": 1, "sessions": 1,
     # 2: numerics and weights
     "clustering": 2, "voting": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
     "upsample": 2,

@@ -24,7 +24,7 @@ from torch import nn
 from .cache import DescriptorCache
 from .descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
 from .errors import ImageError, OutOfMemoryError, ParameterError, check_range
-from .images import ImageLike, as_image_list, load_image
+from .images import ImageLike, as_image_list, load_image, resized_size
 from .models import ModelSpec, get_spec, load_model, resolve_model_name
 from . import rope as _rope
 
@@ -219,9 +219,7 @@ class Extractor:
         W0, H0 = img.size
         patch = self.spec.patch_size
         if load_size is not None:
-            short, long = (W0, H0) if W0 <= H0 else (H0, W0)
-            new_long = int(load_size * long / short)
-            W1, H1 = (load_size, new_long) if W0 <= H0 else (new_long, load_size)
+            W1, H1 = resized_size((W0, H0), load_size)
             if H1 * W1 > MAX_TOKENS * stride * stride:
                 raise ImageError(f"image of {W0} x {H0} resized to {W1} x {H1} would make more than "
                                  f"{MAX_TOKENS} patches: aspect ratio too extreme")

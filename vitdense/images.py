@@ -142,3 +142,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a folder")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def resized_size(size_wh: tuple[int, int], load_size: int | None) -> tuple[int, int]:
+    """(W, H) after the extractor's resize: the smaller side becomes ``load_size`` (the longer one
+    is scaled and truncated to whole pixels); None keeps the size."""
+    w, h = int(size_wh[0]), int(size_wh[1])
+    if load_size is None:
+        return w, h
+    if w <= h:
+        return int(load_size), int(load_size * h / w)
+    return int(load_size * w / h), int(load_size)

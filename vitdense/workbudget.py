@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from .errors import ParameterError, VitdenseError
+from .images import resized_size
 
 DEFAULT_MAX_WORK = 6e9          # units (tokens**2 x blocks, summed over images); ~1 min on 2 vCPU
 GPU_MAX_WORK = 2e11             # with CUDA: a guess from the CPU figure (not measured here)
@@ -58,16 +59,6 @@ def parse_work(text: str | float) -> float:
     if math.isnan(value) or value <= 0:
         raise ParameterError(f"max work {str(text)[:40]!r} must be a positive number (or inf)")
     return value
-
-
-def resized_size(size_wh: tuple[int, int], load_size: int | None) -> tuple[int, int]:
-    """(W, H) after the extractor's resize (smaller side = ``load_size``; None keeps it)."""
-    w, h = int(size_wh[0]), int(size_wh[1])
-    if load_size is None:
-        return w, h
-    if w <= h:
-        return int(load_size), int(load_size * h / w)
-    return int(load_size * w / h), int(load_size)
 
 
 def grid_tokens(size_wh: tuple[int, int], load_size: int | None, patch: int, stride: int) -> int:
