@@ -166,10 +166,11 @@ def _xy(yx: Sequence[float]) -> dict:
 
 def export_correspondences(result: Any, inputs: Inputs, stems: Sequence[str], meta: dict | None = None,
                            lines: bool = True, pictures: Sequence[Any] | None = None,
-                           clicks: Sequence[dict] = ()) -> dict[str, Any]:
+                           clicks: Sequence[dict] = (), overview: Any = None) -> dict[str, Any]:
     """correspondences.png (side by side), <stem>_points.png for both images, points.json.
 
     ``pictures``: the two per-image pictures as already drawn (the web demo's, with its clicks);
+    ``overview``: the side-by-side picture as already drawn (arrays or PNG bytes);
     ``clicks``: click records added to points.json as they are.
     """
     im1, im2 = inputs.images
@@ -180,7 +181,8 @@ def export_correspondences(result: Any, inputs: Inputs, stems: Sequence[str], me
              for i, (p1, p2, s, sal) in enumerate(zip(result.points1, result.points2, result.similarity,
                                                        result.saliency))]
     entries: dict[str, Any] = {
-        "correspondences.png": draw.draw_correspondence_result(im1, im2, result, lines=lines),
+        "correspondences.png": draw.draw_correspondence_result(im1, im2, result, lines=lines)
+        if overview is None else overview,
         f"{stems[0]}_points.png": pictures[0], f"{stems[1]}_points.png": pictures[1]}
     entries["points.json"] = {**(meta or {}), "image1": inputs.names[0], "image2": inputs.names[1],
                               "image_a": {"name": inputs.names[0], **_size(im1)},

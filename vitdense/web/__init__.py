@@ -8,7 +8,8 @@ Layout (docs/ARCHITECTURE.md):
 - :mod:`.inputs` upload preparation (``prepare_image`` / ``prepare_set``, limits), the Advanced
   settings -> descriptor settings, upload components, examples;
 - :mod:`.sessions` the per-visitor session store (``gr.State`` with a time to live);
-- :mod:`.zips` downloads: the application's export (the CLI's layout) as a zip;
+- :mod:`.zips` the files the demo hands out: pictures it shows, downloads (the application's
+  export, the CLI's layout, as a zip);
 - :mod:`.controls` registry knobs -> Gradio controls and handler values;
 - :mod:`.tabs` one module per tab (handlers, session type, ``build``); :mod:`.page` the page.
 
@@ -34,5 +35,5 @@ from .tabs.parts import (PartsSession, click_part, part_display, part_highlight,
 from .tabs.pca import run_pca  # noqa: F401
 from .tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
 from .tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401
-from .zips import OUTPUT_ROOT, write_zip  # noqa: F401
+from .zips import output_root, png_files, write_zip  # noqa: F401
 from ..models import weights_status  # noqa: F401,E402  (the tests check model availability through it)

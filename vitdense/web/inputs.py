@@ -82,7 +82,8 @@ def gallery_paths(items: Any) -> list[Any]:
         if isinstance(item, (tuple, list)):      # gallery: (media, caption)
             item = item[0]
         if isinstance(item, dict):               # file data dict from an API call
-            item = item.get("path") or item.get("image", {}).get("path")
+            inner = item.get("image")
+            item = item.get("path") or (inner.get("path") if isinstance(inner, dict) else inner)
         if item is not None:
             out.append(item)
     return out

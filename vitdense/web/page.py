@@ -19,7 +19,7 @@ from .pool import ON_ZERO_GPU, POOL, configure, device_note, layer_choices, mode
 from ..tempfiles import keep_set
 from .sessions import release_session
 from .tabs import TABS
-from .zips import OUTPUT_ROOT
+from .zips import output_root
 
 INTRO = f"""
 # Deep ViT features as dense visual descriptors
@@ -135,7 +135,7 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
         limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
     guard.configure(concurrency=concurrency, **limits)
     from gradio.utils import get_upload_folder
-    guard.start_janitor([OUTPUT_ROOT, get_upload_folder()], keep=keep_set(ASSETS))
+    guard.start_janitor([output_root(), get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)

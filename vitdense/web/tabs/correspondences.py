@@ -13,7 +13,7 @@ from ...apps import get_app
 from ...correspondences import PointMatcher, find_correspondences_descriptors
 from ...descriptors import ImageDescriptors
 from ...errors import ParameterError
-from ...export import png_bytes, to_jsonable
+from ...export import to_jsonable
 from ...models import BUNDLED_MODEL
 from ...registry import Inputs
 from ..controls import Page, knob_component, knob_value
@@ -24,7 +24,7 @@ from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, im
                       prepare_pair)
 from ..pool import POOL, extract
 from ..sessions import keep, load, session_state, store, updated
-from ..zips import Png, write_zip
+from ..zips import Png, as_png, output_folder, png_files, write_zip
 
 ID, TITLE, APP, ORDER = "correspondences", "Correspondences", "correspond", 10
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
@@ -47,7 +47,8 @@ class PairSession:
     params: dict
     clicks: list[dict] = field(default_factory=list)   # {"a": (y, x), "b": (y, x), ...}
     last_map: Optional[np.ndarray] = None               # h x w similarity of the last click
-    base_png: tuple = ()            # ``base`` encoded as PNG (once; the zip's images without clicks)
+    base_png: tuple = ()            # ``base`` encoded as PNG (once; shown and zipped without clicks)
+    overview_png: bytes = b""       # the side-by-side picture of the zip (drawn and encoded once)
 
 
 def click_label(i: int) -> str:
@@ -102,18 +103,23 @@ def _clicks_markdown(s: PairSession) -> str:
 
 
 def _pair_outputs(s: PairSession, key: str) -> tuple:
-    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs.
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs;
+    the pictures are PNG files (paths).
 
-    The zip is the application's export (the command line's layout) with A and B as shown; without
-    clicks, the automatic-pairs pictures whose PNG bytes the session already holds."""
+    Each picture is encoded once, for the page and the zip (the application's export, the command
+    line's layout); without clicks, A and B are the PNG bytes the session already holds."""
     a, b, heat = _render_pair(s)
-    pictures = s.base_png if (not s.clicks and s.base_png) else (a, b)
+    pictures = s.base_png if not s.clicks else (as_png(a), as_png(b))
+    folder = output_folder("corr-")
+    a_path, b_path, heat_path = png_files([*pictures, heat], ["A", "B", "similarity"], folder)
     inputs = Inputs([im.array for im in s.images], [im.name for im in s.images])
     stems = ["A_" + _stem(s.images[0].name), "B_" + _stem(s.images[1].name)]
-    entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s))
+    entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s),
+                                  overview=Png(s.overview_png))
     entries["params.json"] = s.params
     points = to_jsonable(entries["points.json"])
-    return a, b, heat, _clicks_markdown(s), points, write_zip("correspondences", entries), key
+    return (a_path, b_path, heat_path, _clicks_markdown(s), points,
+            write_zip("correspondences", entries, folder), key)
 
 
 def _cleared(msg: str) -> tuple:
@@ -171,8 +177,9 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = No
     params = dict(task="correspondences", model=model, **settings, num_pairs=num_pairs, thresh=thresh,
                   max_side=MAX_SIDE)
     matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
+    overview = draw.draw_correspondence_result(images[0].array, images[1].array, corr, lines=True)
     s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
-                    base_png=tuple(Png(png_bytes(x)) for x in base))
+                    base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
     return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(corr)} pairs."),)
 
 
