@@ -1,5 +1,5 @@
 """The Gradio side of the hardening, without a server: status lines, cleared sessions, raw inputs,
-the work gate's slot, the settings offered."""
+the work gate's slot, the settings offered, app.py's limit flags."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import math
 import gradio as gr
 import pytest
 
+import app
 from vitdense.errors import ParameterError
 from vitdense.sessions import SessionCleared
 from vitdense.web import guard
@@ -71,3 +72,12 @@ def test_raw_inputs_and_too_few_values():
                                        r"given") as info:
         validate_inputs(None, Fn(), [5])
     assert "object at 0x" not in info.value.message
+
+
+def test_app_flags_become_limits():
+    assert app.limits(app.parse_args([])) == {}     # every default is guard.Limits'
+    assert guard.Limits().temp_max_bytes == 2 << 30
+    limits = guard.Limits(**app.limits(app.parse_args(["--temp-max-disk", "512MiB", "--temp-max-age", "60"])))
+    assert (limits.temp_max_bytes, limits.temp_max_age_s, limits.temp_every_s) == (512 << 20, 60.0, 15.0)
+    with pytest.raises(ParameterError, match="'lots' is not a size"):
+        app.limits(app.parse_args(["--temp-max-disk", "lots"]))

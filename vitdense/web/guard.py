@@ -22,7 +22,7 @@ import gradio as gr
 from .. import validate, workbudget
 from ..errors import ImageError
 from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
-from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
+from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Janitor, gradio_delete_cache
 
 log = logging.getLogger("vitdense.web.guard")
 
@@ -42,6 +42,7 @@ class Limits:
     max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
     temp_max_age_s: float = DEFAULT_MAX_AGE_S
     temp_every_s: float = DEFAULT_EVERY_S
+    temp_max_bytes: int = DEFAULT_MAX_BYTES   # uploads, outputs, downloads on disk, all together
 
 
 # the CPU work limit until launch() knows the hardware (importing must not touch CUDA: ZeroGPU)
@@ -65,12 +66,14 @@ def configure(**changes: Any) -> Limits:
 
 
 def start_janitor(roots: Sequence[str | Path], keep: frozenset = frozenset()) -> Janitor:
-    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup;
-    ``keep``: (name, size) of files never deleted (the examples Gradio caches)."""
+    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup,
+    by age and under the byte ceiling; ``keep``: (name, size) of files never deleted (the examples
+    Gradio caches)."""
     global JANITOR
     if JANITOR is not None:
         JANITOR.stop()
-    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep).start()
+    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep,
+                      LIMITS.temp_max_bytes).start()
     return JANITOR
 
 
