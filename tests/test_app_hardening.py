@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -124,3 +125,15 @@ def test_temporary_files_are_deleted_after_the_configured_age(server):
     while (zips() or any(ours.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert zips() == [] and not any(ours.iterdir())
+
+
+def test_a_full_queue_is_refused_with_our_sentence(tmp_path):
+    with serve(tmp_path, "--queue-size", "0", "--no-preload") as url:   # every queued event: full
+        req = urllib.request.Request(f"{url}gradio_api/call/match_point", data=b'{"data": [1, 2]}',
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 503
+    assert json.loads(info.value.read())["detail"] == (
+        "the demo is receiving too many requests right now (0 waiting, the most it holds): try again "
+        "in a minute, or run it locally (python app.py)")

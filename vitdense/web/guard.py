@@ -3,8 +3,8 @@
 One process-wide :class:`~vitdense.sessions.SessionStore` (visitors' results under a byte budget),
 one :class:`~vitdense.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
 queue and wait; clicks never pass through it), a :class:`~vitdense.tempfiles.Janitor` for the demo's
-own zips, the status line of each tab (filled by :func:`vitdense.web.errors.ui_errors`), the raw
-inputs our validators judge, and the upload check.
+own zips, our sentence when Gradio's queue is full, the status line of each tab (filled by
+:func:`vitdense.web.errors.ui_errors`), the raw inputs our validators judge, and the upload check.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, J
 log = logging.getLogger("vitdense.web.guard")
 
 STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldest dropped
-QUEUE_SIZE = 64                  # Gradio's queue: events (clicks included) waiting to be served
 
 
 @dataclass
@@ -40,6 +39,7 @@ class Limits:
     concurrency: int = 1                  # heavy jobs at once
     max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
     max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
+    queue_size: int = 64                  # Gradio's queue: events (clicks included) waiting to be served
     temp_max_age_s: float = DEFAULT_MAX_AGE_S
     temp_every_s: float = DEFAULT_EVERY_S
     temp_max_bytes: int = DEFAULT_MAX_BYTES   # uploads, outputs, downloads on disk, all together
@@ -75,6 +75,23 @@ def start_janitor(roots: Sequence[str | Path], keep: frozenset = frozenset()) ->
     JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep,
                       LIMITS.temp_max_bytes).start()
     return JANITOR
+
+
+def own_queue_full(demo: gr.Blocks) -> None:
+    """Gradio's queue, when full, answers "Queue is full. Max size is N and size is M."; after
+    ``demo.queue(...)``, this makes it answer our sentence (still a refusal with HTTP 503, which
+    Gradio's browser page and gradio_client turn into their own "busy, try again" text)."""
+    queue = demo._queue
+    push = queue.push
+
+    async def push_ours(*args: Any, **kwargs: Any) -> tuple:
+        ok, out, state = await push(*args, **kwargs)
+        if state == "queue_full":
+            out = (f"the demo is receiving too many requests right now ({queue.max_size} waiting, the "
+                   "most it holds): try again in a minute, or run it locally (python app.py)")
+        return ok, out, state
+
+    queue.push = push_ours
 
 
 def delete_cache() -> tuple[int, int]:

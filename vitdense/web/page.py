@@ -139,7 +139,8 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
-    demo.queue(default_concurrency_limit=None, max_size=guard.QUEUE_SIZE)
+    demo.queue(default_concurrency_limit=None, max_size=guard.LIMITS.queue_size)
+    guard.own_queue_full(demo)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
                        show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
                        footer_links=["api", "gradio"], **kwargs)
