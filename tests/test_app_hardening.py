@@ -95,6 +95,10 @@ def test_every_message_is_one_of_ours(server, tmp_path):
                           (bomb, r"bomb.png: too large \(400 megapixels, the limit is 50\)")]:
         with pytest.raises(AppError, match=message):
             c.predict(handle_file(str(path)), handle_file(str(CAT_B)), api_name="/correspondences")
+    notes_clip = tmp_path / "notes.mp4"
+    notes_clip.write_text("not a video")
+    with pytest.raises(AppError, match=r"notes.mp4: not a readable video \(upload an MP4"):
+        c.predict(handle_file(str(notes_clip)), api_name="/video")
     c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
     for x, message in [(1e308, r"the point \(x=1e\+308, y=10.0\) is outside image A \(400 x 266"),
                        (10 ** 400, "x must be a finite number, not a 401-digit number"),

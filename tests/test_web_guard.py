@@ -1,5 +1,6 @@
 """The Gradio side of the hardening, without a server: status lines, cleared sessions, raw inputs,
-the work gate's slot, the settings offered, app.py's limit flags, a full queue's sentence."""
+the work gate's slot, the settings offered, app.py's limit flags, a full queue's sentence, a bad
+video upload."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ import gradio as gr
 import pytest
 
 import app
+from vitdense import validate
 from vitdense.errors import ParameterError
 from vitdense.sessions import SessionCleared
 from vitdense.web import guard
@@ -102,3 +104,11 @@ def test_a_full_queue_answers_our_sentence():
     assert [state for _, _, state in answers] == ["success", "success", "queue_full", "queue_full"]
     assert answers[2][:2] == (False, "the demo is receiving too many requests right now (2 waiting, the "
                                      "most it holds): try again in a minute, or run it locally (python app.py)")
+
+
+def test_a_bad_video_upload_is_told_at_once(tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    with pytest.warns(UserWarning, match="notes.mp4: not a readable video"):     # the toast
+        guard.check_upload_value(str(notes), "video", validate.check_video_upload)
+    assert guard.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")

@@ -165,9 +165,10 @@ def raw(component: gr.components.Component) -> gr.components.Component:
     return component
 
 
-def check_upload_value(value: Any, tab: str) -> None:
-    """An upload event (gr.Image / gr.Gallery value): warn at once about a file that will be
-    refused (not an image, too small, too large), and say so in the tab's status line."""
+def check_upload_value(value: Any, tab: str, check: Callable[[str], Any] = validate.check_upload) -> None:
+    """An upload event (gr.Image / gr.Gallery / gr.Video value): warn at once about a file that
+    will be refused (``check``: not an image, too small, too large; a video's limits with
+    :func:`~vitdense.validate.check_video_upload`), and say so in the tab's status line."""
     items = value if isinstance(value, (list, tuple)) else [value]
     problems = []
     for item in items:
@@ -177,7 +178,7 @@ def check_upload_value(value: Any, tab: str) -> None:
             item = item.get("path")
         if isinstance(item, str):
             try:
-                validate.check_upload(item)
+                check(item)
             except ImageError as err:
                 problems.append(one_line(str(err)))
     text = " ".join(problems)
