@@ -47,8 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="heavy jobs that may wait for their turn (default 4); more are told 'busy'")
     g.add_argument("--max-wait", type=float, default=None,
                    help="seconds a heavy job waits at most for its turn (default 120)")
+    g.add_argument("--queue-size", type=int, default=None,
+                   help="events (clicks included) that may wait in Gradio's queue (default 64); "
+                        "more are told the demo is receiving too many requests")
     g.add_argument("--temp-max-age", type=float, default=None,
                    help="seconds after which uploads, outputs and downloads are deleted (default 1800)")
+    g.add_argument("--temp-max-disk", default=None,
+                   help="disk for uploads, outputs and downloads together, e.g. 2GiB (default 2GiB); "
+                        "above it the oldest go first, never one younger than 30 s")
     return p.parse_args(argv)
 
 
@@ -59,8 +65,9 @@ def limits(args: argparse.Namespace) -> dict:
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
                idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,
                max_work=None if args.max_work is None else parse_work(args.max_work),
-               max_waiting=args.max_waiting, max_wait_s=args.max_wait,
-               temp_max_age_s=args.temp_max_age)
+               max_waiting=args.max_waiting, max_wait_s=args.max_wait, queue_size=args.queue_size,
+               temp_max_age_s=args.temp_max_age,
+               temp_max_bytes=None if args.temp_max_disk is None else parse_bytes(args.temp_max_disk))
     if args.temp_max_age is not None:
         out["temp_every_s"] = max(1.0, min(300.0, args.temp_max_age / 4))
     return {k: v for k, v in out.items() if v is not None}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -94,6 +95,10 @@ def test_every_message_is_one_of_ours(server, tmp_path):
                           (bomb, r"bomb.png: too large \(400 megapixels, the limit is 50\)")]:
         with pytest.raises(AppError, match=message):
             c.predict(handle_file(str(path)), handle_file(str(CAT_B)), api_name="/correspondences")
+    notes_clip = tmp_path / "notes.mp4"
+    notes_clip.write_text("not a video")
+    with pytest.raises(AppError, match=r"notes.mp4: not a readable video \(upload an MP4"):
+        c.predict(handle_file(str(notes_clip)), api_name="/video")
     c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
     for x, message in [(1e308, r"the point \(x=1e\+308, y=10.0\) is outside image A \(400 x 266"),
                        (10 ** 400, "x must be a finite number, not a 401-digit number"),
@@ -124,3 +129,15 @@ def test_temporary_files_are_deleted_after_the_configured_age(server):
     while (zips() or any(ours.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert zips() == [] and not any(ours.iterdir())
+
+
+def test_a_full_queue_is_refused_with_our_sentence(tmp_path):
+    with serve(tmp_path, "--queue-size", "0", "--no-preload") as url:   # every queued event: full
+        req = urllib.request.Request(f"{url}gradio_api/call/match_point", data=b'{"data": [1, 2]}',
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 503
+    assert json.loads(info.value.read())["detail"] == (
+        "the demo is receiving too many requests right now (0 waiting, the most it holds): try again "
+        "in a minute, or run it locally (python app.py)")

@@ -1,10 +1,10 @@
-"""Old temporary files are deleted, recent ones kept."""
+"""Old temporary files are deleted, recent ones kept; above the byte ceiling the oldest go first."""
 from __future__ import annotations
 
 import os
 import time
 
-from vitdense.tempfiles import Janitor, folder_bytes, gradio_delete_cache, prune
+from vitdense.tempfiles import Janitor, cap, folder_bytes, gradio_delete_cache, prune
 
 
 def test_prune_by_age(tmp_path):
@@ -36,3 +36,36 @@ def test_janitor_runs_on_its_schedule(tmp_path):
         j.stop()
     assert not any(tmp_path.iterdir()) and j.removed == 1
     assert gradio_delete_cache(1800, 300) == (300, 1800)
+
+
+def test_cap_deletes_the_oldest_first_across_roots(tmp_path):
+    ours, cache = tmp_path / "ours", tmp_path / "cache"
+    ours.mkdir(), cache.mkdir()
+    now = time.time()
+
+    def entry(root, name, size, age_s):
+        path = root / name
+        path.write_bytes(b"x" * size)
+        os.utime(path, (now - age_s, now - age_s))
+
+    entry(ours, "oldest.zip", 400, 900)
+    entry(cache, "cat_a.jpg", 300, 1000)          # an example's cached copy: never deleted, counted
+    entry(cache, "older.png", 300, 600)
+    entry(ours, "old.zip", 300, 300)
+    entry(cache, "young.png", 500, 5)             # a visitor is probably downloading it
+    keep = frozenset({("cat_a.jpg", 300)})
+    assert cap([ours, cache], 10_000, now=now, keep=keep) == (0, 0)  # under the ceiling: nothing
+    assert cap([ours, cache], 1200, now=now, keep=keep) == (2, 700)  # 1800 -> 1100: oldest two
+    assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["cat_a.jpg", "old.zip", "young.png"]
+    assert cap([ours, cache, tmp_path / "missing"], 1, now=now, keep=keep) == (1, 300)
+    assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["cat_a.jpg", "young.png"]
+
+
+def test_janitor_holds_the_ceiling(tmp_path):
+    past = time.time() - 120
+    for i in range(4):                             # young by age (30 min), too many bytes
+        (tmp_path / f"run-{i}").write_bytes(b"x" * 1000)
+        os.utime(tmp_path / f"run-{i}", (past + i, past + i))
+    j = Janitor([tmp_path], every_s=3600, max_bytes=2500, grace_s=60)
+    assert j.run_once() == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["run-2", "run-3"]
+    assert Janitor([tmp_path], max_bytes=None).run_once() == 0

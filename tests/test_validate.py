@@ -1,4 +1,4 @@
-"""One sentence for every bad number and upload an API call can carry."""
+"""One sentence for every bad number, image and video upload an API call can carry."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from PIL import Image
 
 from vitdense.errors import ImageError, ParameterError
 from vitdense.images import load_image
-from vitdense.validate import MIN_SIDE, check_upload, choice, flag, number
+from vitdense.validate import MIN_SIDE, VideoProbe, check_upload, check_video_upload, choice, flag, number
 
 
 @pytest.mark.parametrize("value,message", [
@@ -67,3 +67,20 @@ def test_decompression_bomb_is_too_large(tmp_path):
     for check in (check_upload, load_image):
         with pytest.raises(ImageError, match=r"bomb.png: too large \(400 megapixels, the limit is 50\)"):
             check(bomb)
+
+
+def test_video_uploads(tmp_path):
+    from vitdense.video import write_video
+    clip = write_video([np.full((48, 64, 3), 20 * i, np.uint8) for i in range(12)], tmp_path / "clip.mp4", fps=6)
+    assert check_video_upload(clip) == VideoProbe(64, 48, 2.0, 6.0) and VideoProbe(64, 48, 2.0, 6.0).frames == 12
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    for path, limits, message in [
+            (notes, {}, r"notes.mp4: not a readable video \(upload an MP4, MOV"),
+            (clip, dict(max_bytes=100), r"clip.mp4: too large \([\d.]+ MiB, the limit is [\d.e-]+ MiB\); shorten"),
+            (clip, dict(max_seconds=1), r"clip.mp4: the clip is too long \(2.0 s, the limit is 1 s\); cut it"),
+            (clip, dict(max_pixels=1000), r"clip.mp4: 64 x 48 pixels a frame is too large \(0.0 megapixels"),
+            (tmp_path / "gone.mp4", {}, "gone.mp4: the uploaded file is no longer on the server")]:
+        with pytest.raises(ImageError, match=message) as info:
+            check_video_upload(path, **limits)
+        assert "\n" not in str(info.value) and "ffmpeg" not in str(info.value)

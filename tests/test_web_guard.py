@@ -1,12 +1,16 @@
 """The Gradio side of the hardening, without a server: status lines, cleared sessions, raw inputs,
-the work gate's slot, the settings offered."""
+the work gate's slot, the settings offered, app.py's limit flags, a full queue's sentence, a bad
+video upload."""
 from __future__ import annotations
 
+import asyncio
 import math
 
 import gradio as gr
 import pytest
 
+import app
+from vitdense import validate
 from vitdense.errors import ParameterError
 from vitdense.sessions import SessionCleared
 from vitdense.web import guard
@@ -71,3 +75,40 @@ def test_raw_inputs_and_too_few_values():
                                        r"given") as info:
         validate_inputs(None, Fn(), [5])
     assert "object at 0x" not in info.value.message
+
+
+def test_app_flags_become_limits():
+    assert app.limits(app.parse_args([])) == {}     # every default is guard.Limits'
+    assert (guard.Limits().temp_max_bytes, guard.Limits().queue_size) == (2 << 30, 64)
+    limits = guard.Limits(**app.limits(app.parse_args(["--temp-max-disk", "512MiB", "--temp-max-age", "60",
+                                                       "--queue-size", "8"])))
+    assert (limits.temp_max_bytes, limits.temp_max_age_s, limits.temp_every_s) == (512 << 20, 60.0, 15.0)
+    assert limits.queue_size == 8
+    with pytest.raises(ParameterError, match="'lots' is not a size"):
+        app.limits(app.parse_args(["--temp-max-disk", "lots"]))
+
+
+def test_a_full_queue_answers_our_sentence():
+    from gradio.data_classes import PredictBodyInternal
+    with gr.Blocks() as demo:
+        text = gr.Textbox()
+        gr.Button().click(lambda x: x, text, text, api_name="echo")
+    demo.queue(max_size=2)
+    guard.own_queue_full(demo)
+
+    async def push_four() -> list:
+        return [await demo._queue.push(PredictBodyInternal(data=["hi"], fn_index=0, session_hash=f"s{i}"),
+                                       None, None) for i in range(4)]
+
+    answers = asyncio.run(push_four())
+    assert [state for _, _, state in answers] == ["success", "success", "queue_full", "queue_full"]
+    assert answers[2][:2] == (False, "the demo is receiving too many requests right now (2 waiting, the "
+                                     "most it holds): try again in a minute, or run it locally (python app.py)")
+
+
+def test_a_bad_video_upload_is_told_at_once(tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    with pytest.warns(UserWarning, match="notes.mp4: not a readable video"):     # the toast
+        guard.check_upload_value(str(notes), "video", validate.check_video_upload)
+    assert guard.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")

@@ -4,7 +4,9 @@ Gradio's cache of uploads and outputs is cleaned by Gradio itself (``gr.Blocks(d
 (every_s, max_age_s))``, see :func:`gradio_delete_cache`), and by :class:`Janitor` too: under many
 concurrent visitors Gradio's cleanup task stopped (the soak benchmark saw its temporary folder grow
 by 1.4 MiB per click). The janitor prunes the demo's own zips and Gradio's cache by age, keeping
-Gradio's cached copies of the example files. :func:`folder_bytes` is what the soak benchmark reports.
+Gradio's cached copies of the example files, then holds them under one byte ceiling (:func:`cap`:
+all folders together, as they share one disk; oldest entries first, never one modified in the last
+:data:`DEFAULT_GRACE_S` seconds). :func:`folder_bytes` is what the soak benchmark reports.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ log = logging.getLogger("vitdense.tempfiles")
 
 DEFAULT_MAX_AGE_S = 30 * 60     # a download link stays valid this long after the result
 DEFAULT_EVERY_S = 5 * 60        # how often the folders are scanned
+DEFAULT_MAX_BYTES = 2 << 30     # all the folders together, above it the oldest entries go first
+#: an entry modified this recently is never deleted for the byte ceiling: a visitor is probably
+#: still receiving it (the result's images, the zip just offered) or an upload is being written
+DEFAULT_GRACE_S = 30.0
 
 
 def gradio_delete_cache(max_age_s: float = DEFAULT_MAX_AGE_S,
@@ -46,16 +52,57 @@ def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None,
         try:
             if now - _newest_mtime(entry) <= max_age_s or (keep and _holds(entry, keep)):
                 continue
-            size = folder_bytes(entry)
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            freed += _delete(entry)
             removed += 1
-            freed += size
         except OSError:
             continue
     return removed, freed
+
+
+def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT_GRACE_S,
+        now: float | None = None, keep: frozenset = frozenset()) -> tuple[int, int]:
+    """Delete the entries directly under ``roots`` (all roots together), oldest first, until their
+    files hold at most ``max_bytes``; returns (entries removed, bytes freed).
+
+    Entries modified in the last ``grace_s`` seconds and those holding a ``keep`` file stay (and
+    count), even when that leaves the folders above ``max_bytes``."""
+    now = time.time() if now is None else now
+    total, candidates = 0, []
+    for root in roots:
+        try:
+            entries = list(Path(root).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                size, mtime = folder_bytes(entry), _newest_mtime(entry)
+                total += size
+                if now - mtime > grace_s and not (keep and _holds(entry, keep)):
+                    candidates.append((mtime, size, entry))
+            except OSError:
+                continue
+    removed = freed = 0
+    for _, size, entry in sorted(candidates, key=lambda c: c[0]):
+        if total <= max_bytes:
+            break
+        try:
+            _delete(entry)
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+        freed += size
+    return removed, freed
+
+
+def _delete(entry: Path) -> int:
+    """Remove a file or a folder tree; returns the bytes it held."""
+    size = folder_bytes(entry)
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+    return size
 
 
 def _newest_mtime(entry: Path) -> float:
@@ -97,14 +144,17 @@ def folder_bytes(path: str | os.PathLike) -> int:
 
 
 class Janitor:
-    """A daemon thread that prunes ``roots`` every ``every_s`` seconds (entries older than
-    ``max_age_s``). ``start()`` is idempotent; ``stop()`` ends it."""
+    """A daemon thread that prunes ``roots`` every ``every_s`` seconds: entries older than
+    ``max_age_s``, then the oldest until all roots hold at most ``max_bytes`` (:func:`cap`; None: no
+    ceiling). ``start()`` is idempotent; ``stop()`` ends it."""
 
     def __init__(self, roots: list[str | os.PathLike], max_age_s: float = DEFAULT_MAX_AGE_S,
-                 every_s: float = DEFAULT_EVERY_S, keep: frozenset = frozenset()) -> None:
+                 every_s: float = DEFAULT_EVERY_S, keep: frozenset = frozenset(),
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, grace_s: float = DEFAULT_GRACE_S) -> None:
         self.roots = [Path(r) for r in roots]
         self.keep = keep
         self.max_age_s, self.every_s = float(max_age_s), float(every_s)
+        self.max_bytes, self.grace_s = max_bytes, float(grace_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.removed = 0
@@ -115,6 +165,12 @@ class Janitor:
             removed, freed = prune(root, self.max_age_s, keep=self.keep)
             if removed:
                 log.info("deleted %d old entries (%.1f MiB) under %s", removed, freed / 2**20, root)
+            n += removed
+        if self.max_bytes is not None:
+            removed, freed = cap(self.roots, self.max_bytes, self.grace_s, keep=self.keep)
+            if removed:
+                log.info("deleted the %d oldest entries (%.1f MiB) to stay under %.1f MiB", removed,
+                         freed / 2**20, self.max_bytes / 2**20)
             n += removed
         self.removed += n
         return n

@@ -3,8 +3,8 @@
 One process-wide :class:`~vitdense.sessions.SessionStore` (visitors' results under a byte budget),
 one :class:`~vitdense.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
 queue and wait; clicks never pass through it), a :class:`~vitdense.tempfiles.Janitor` for the demo's
-own zips, the status line of each tab (filled by :func:`vitdense.web.errors.ui_errors`), the raw
-inputs our validators judge, and the upload check.
+own zips, our sentence when Gradio's queue is full, the status line of each tab (filled by
+:func:`vitdense.web.errors.ui_errors`), the raw inputs our validators judge, and the upload check.
 """
 from __future__ import annotations
 
@@ -22,12 +22,11 @@ import gradio as gr
 from .. import validate, workbudget
 from ..errors import ImageError
 from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
-from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, Janitor, gradio_delete_cache
+from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Janitor, gradio_delete_cache
 
 log = logging.getLogger("vitdense.web.guard")
 
 STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldest dropped
-QUEUE_SIZE = 64                  # Gradio's queue: events (clicks included) waiting to be served
 
 
 @dataclass
@@ -40,8 +39,10 @@ class Limits:
     concurrency: int = 1                  # heavy jobs at once
     max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
     max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
+    queue_size: int = 64                  # Gradio's queue: events (clicks included) waiting to be served
     temp_max_age_s: float = DEFAULT_MAX_AGE_S
     temp_every_s: float = DEFAULT_EVERY_S
+    temp_max_bytes: int = DEFAULT_MAX_BYTES   # uploads, outputs, downloads on disk, all together
 
 
 # the CPU work limit until launch() knows the hardware (importing must not touch CUDA: ZeroGPU)
@@ -65,13 +66,32 @@ def configure(**changes: Any) -> Limits:
 
 
 def start_janitor(roots: Sequence[str | Path], keep: frozenset = frozenset()) -> Janitor:
-    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup;
-    ``keep``: (name, size) of files never deleted (the examples Gradio caches)."""
+    """Prune ``roots`` (the demo's zips, Gradio's cache) on the schedule of Gradio's own cleanup,
+    by age and under the byte ceiling; ``keep``: (name, size) of files never deleted (the examples
+    Gradio caches)."""
     global JANITOR
     if JANITOR is not None:
         JANITOR.stop()
-    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep).start()
+    JANITOR = Janitor(list(roots), LIMITS.temp_max_age_s, LIMITS.temp_every_s, keep,
+                      LIMITS.temp_max_bytes).start()
     return JANITOR
+
+
+def own_queue_full(demo: gr.Blocks) -> None:
+    """Gradio's queue, when full, answers "Queue is full. Max size is N and size is M."; after
+    ``demo.queue(...)``, this makes it answer our sentence (still a refusal with HTTP 503, which
+    Gradio's browser page and gradio_client turn into their own "busy, try again" text)."""
+    queue = demo._queue
+    push = queue.push
+
+    async def push_ours(*args: Any, **kwargs: Any) -> tuple:
+        ok, out, state = await push(*args, **kwargs)
+        if state == "queue_full":
+            out = (f"the demo is receiving too many requests right now ({queue.max_size} waiting, the "
+                   "most it holds): try again in a minute, or run it locally (python app.py)")
+        return ok, out, state
+
+    queue.push = push_ours
 
 
 def delete_cache() -> tuple[int, int]:
@@ -145,9 +165,10 @@ def raw(component: gr.components.Component) -> gr.components.Component:
     return component
 
 
-def check_upload_value(value: Any, tab: str) -> None:
-    """An upload event (gr.Image / gr.Gallery value): warn at once about a file that will be
-    refused (not an image, too small, too large), and say so in the tab's status line."""
+def check_upload_value(value: Any, tab: str, check: Callable[[str], Any] = validate.check_upload) -> None:
+    """An upload event (gr.Image / gr.Gallery / gr.Video value): warn at once about a file that
+    will be refused (``check``: not an image, too small, too large; a video's limits with
+    :func:`~vitdense.validate.check_video_upload`), and say so in the tab's status line."""
     items = value if isinstance(value, (list, tuple)) else [value]
     problems = []
     for item in items:
@@ -157,7 +178,7 @@ def check_upload_value(value: Any, tab: str) -> None:
             item = item.get("path")
         if isinstance(item, str):
             try:
-                validate.check_upload(item)
+                check(item)
             except ImageError as err:
                 problems.append(one_line(str(err)))
     text = " ".join(problems)

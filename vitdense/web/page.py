@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 import torch
 
+from .. import validate
 from ..descriptors import FACETS
 from ..errors import VitdenseError
 from ..models import BUNDLED_MODEL, get_spec
@@ -99,14 +100,19 @@ def status_line(tab: str) -> gr.Markdown:
 
 
 def check_uploads(components: list, page: Page) -> None:
-    """Each image upload of a tab warns at once about a file a run would refuse (not an image, too
-    small, too large), in a toast and in the tab's status line."""
+    """Each image or video upload of a tab warns at once about a file a run would refuse (not an
+    image, too small, too large; a clip too long), in a toast and in the tab's status line."""
     tab = page.tab
     for c in components:
         if (isinstance(c, gr.Image) and c.interactive is not False) or \
                 (isinstance(c, gr.Gallery) and c.interactive is True):
-            page.watch(c.upload(lambda value, tab=tab: guard.check_upload_value(value, tab), c, None,
-                                api_visibility="private", concurrency_limit=None, show_progress="hidden"))
+            check = validate.check_upload
+        elif isinstance(c, gr.Video) and c.interactive is True:
+            check = validate.check_video_upload
+        else:
+            continue
+        page.watch(c.upload(lambda value, tab=tab, check=check: guard.check_upload_value(value, tab, check),
+                            c, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"))
 
 
 def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
@@ -139,7 +145,8 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
-    demo.queue(default_concurrency_limit=None, max_size=guard.QUEUE_SIZE)
+    demo.queue(default_concurrency_limit=None, max_size=guard.LIMITS.queue_size)
+    guard.own_queue_full(demo)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
                        show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
                        footer_links=["api", "gradio"], **kwargs)

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from ... import validate
 from ...apps import get_app
 from ...errors import ImageError, ParameterError
 from ...models import BUNDLED_MODEL, get_spec
@@ -53,11 +54,11 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
     path = clip.get("path") if isinstance(clip, dict) else clip
     if not isinstance(path, (str, os.PathLike)):
         raise ImageError("the upload is not a video file")
+    probe = validate.check_video_upload(path)         # an API call skips the upload check
     progress(0.02, desc="Reading the clip")
-    frames, fps = read_video(path, max_side=VIDEO_MAX_SIDE)
-    if len(frames) > MAX_VIDEO_FRAMES:
-        step = int(np.ceil(len(frames) / MAX_VIDEO_FRAMES))
-        frames, fps = frames[::step], fps / step
+    step = int(np.ceil(probe.frames / MAX_VIDEO_FRAMES))  # only the kept frames are held in memory
+    frames, fps = read_video(path, max_frames=MAX_VIDEO_FRAMES, max_side=VIDEO_MAX_SIDE, step=step)
+    if step > 1:
         gr.Warning(f"The clip was subsampled to every {step}th frame ({len(frames)} frames; "
                    f"the demo's limit is {MAX_VIDEO_FRAMES}).")
     settings = descriptor_settings(model, "video", layer, facet, stride, load_size, bin)
@@ -86,7 +87,7 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
 def build(page: Page) -> None:
     with gr.Row():
         clip = gr.Video(label=f"Clip (short; frames downscaled to {VIDEO_MAX_SIDE} px, at most "
-                              f"{MAX_VIDEO_FRAMES} frames)", sources=["upload"])
+                              f"{MAX_VIDEO_FRAMES} frames)", sources=["upload"], interactive=True)
         out = gr.Video(label="Parts", format="mp4")
     clips = assets("video/*.mp4")
     if clips:
