@@ -35,8 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="load the bundled model on the first request instead of at start")
     g = p.add_argument_group("limits of a shared server (README 'Limits of the public demo')")
     g.add_argument("--session-memory", default=None,
-                   help="memory for all visitors' cached results, e.g. 4GiB (default: "
-                        "$VITDENSE_SESSION_MEMORY or 4GiB); least recently used results go first")
+                   help="memory for all visitors' results and the running job's working memory, "
+                        "e.g. 4GiB (default: $VITDENSE_SESSION_MEMORY or 4GiB); least recently used "
+                        "results go first")
+    g.add_argument("--cache-memory", default=None,
+                   help="memory for the descriptors of recently extracted images (a re-run, e.g. of "
+                        "an example, is then instant), e.g. 512MiB (default 512MiB)")
     g.add_argument("--idle-minutes", type=float, default=None,
                    help="a visitor's results are dropped after this many minutes unused (default 20)")
     g.add_argument("--max-work", default=None,
@@ -63,6 +67,7 @@ def limits(args: argparse.Namespace) -> dict:
     from vitdense.sessions import parse_bytes
     from vitdense.workbudget import parse_work
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
+               cache_bytes=None if args.cache_memory is None else parse_bytes(args.cache_memory),
                idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,
                max_work=None if args.max_work is None else parse_work(args.max_work),
                max_waiting=args.max_waiting, max_wait_s=args.max_wait, queue_size=args.queue_size,

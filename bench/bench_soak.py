@@ -17,9 +17,17 @@ percentiles (all clicks, and clicks made while a heavy job was running); errors 
 type. "unexplained" counts anything that is not one of our sentences (a Gradio text, a generic
 error, a dropped connection).
 
+With ``--probe`` (issue 8's probe): also 60 visitors one after another, each a log-binned pair at
+load size 448 (~147 MiB kept per session: 8.6 GiB in all, twice the default budget), and an
+auto-clicker clicking as fast as it is answered for 5 minutes; the run ends when both are done.
+
+Click latency is measured twice: until the answer arrives, and until the three pictures it shows
+(A, B, the heat map) are fetched too, at once, as a browser does.
+
 Bounded: at most 8 visitors + 2 hostile clients, at most 15 minutes; loopback only.
 
-    python bench/bench_soak.py --visitors 4 --hostile 1 --minutes 4
+    python bench/bench_soak.py --visitors 4 --hostile 1 --minutes 4 --session-memory 128MiB
+    python bench/bench_soak.py --visitors 2 --hostile 1 --probe
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +70,8 @@ KINDS = [
     ("refused: too much work", r"too much work for this server"),
     ("refused: busy", r"the demo (is|stayed) busy"),
     ("refused: result too large", r"this result needs \d+ MiB, more than"),
+    ("refused: not enough memory for the job", r"of memory while it runs, more than"),
+    ("queue full", r"receiving too many requests"),
     ("bad file", r"not a readable image|too small|too large \(\d+ megapixels"),
     ("missing inputs", r"missing its inputs|missing inputs"),
     ("bad number", r"finite number|out of range|not a number|is missing|whole number|not one of|outside image"),
@@ -81,7 +92,7 @@ class Stats:
         self.lock = threading.Lock()
         self.errors: collections.Counter = collections.Counter()
         self.examples: dict[tuple[str, str], str] = {}
-        self.clicks: list[tuple[float, float, bool]] = []   # (start, seconds, heavy job running)
+        self.clicks: list[tuple[float, float, float, bool]] = []  # (start, answer s, with pictures s, heavy job)
         self.runs: list[float] = []
         self.heavy_running = 0
 
@@ -124,6 +135,28 @@ def message(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
+def fetch_pictures(result: Any) -> None:
+    """Fetch the pictures a click shows (A, B, heat map), at once, as a browser does (the zip is
+    only fetched when a visitor presses it)."""
+    urls = [r.get("url") for r in (result or [])[:3] if isinstance(r, dict) and r.get("url")]
+    if urls:
+        with ThreadPoolExecutor(len(urls)) as pool:
+            list(pool.map(lambda u: urllib.request.urlopen(u, timeout=60).read(), urls))
+
+
+def click(client: Any, x: float, y: float, stats: "Stats") -> Any:
+    """One click through ``/match_point``: recorded as (start, answer s, answer + pictures s, a heavy
+    job was running)."""
+    t = time.monotonic()
+    busy = stats.heavy_running > 0
+    out = client.predict(x, y, api_name="/match_point")
+    answered = time.monotonic() - t
+    fetch_pictures(out)
+    with stats.lock:
+        stats.clicks.append((t, answered, time.monotonic() - t, busy))
+    return out
+
+
 def summary_text(result: Any) -> str:
     """The markdown summary among a pair call's outputs (where a cleared session is explained)."""
     if isinstance(result, (list, tuple)):
@@ -134,11 +167,18 @@ def summary_text(result: Any) -> str:
 
 
 # --------------------------------------------------------------------------- clients
+PROBE_DONE = threading.Event()   # --probe: the other clients stop when the probe's two are done
+
+
+def on(deadline: float) -> bool:
+    return time.monotonic() < deadline and not PROBE_DONE.is_set()
+
+
 def visitor(url: str, who: str, deadline: float, stats: Stats, seed: int) -> None:
     from gradio_client import Client, handle_file
     rng = random.Random(seed)
-    client = Client(url, verbose=False)
-    while time.monotonic() < deadline:
+    client = Client(url, verbose=False, download_files=False)
+    while on(deadline):
         a, b = rng.choice(PAIRS)
         t0 = time.monotonic()
         try:
@@ -151,24 +191,18 @@ def visitor(url: str, who: str, deadline: float, stats: Stats, seed: int) -> Non
             continue
         w, h = Image.open(a).size
         for _ in range(6):
-            if time.monotonic() > deadline:
+            if not on(deadline):
                 break
             x, y = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
-            t = time.monotonic()
-            busy = stats.heavy_running > 0
             try:
-                out = client.predict(x, y, api_name="/match_point")
-                dt = time.monotonic() - t
-                with stats.lock:
-                    stats.clicks.append((t, dt, busy))
-                text = summary_text(out)
+                text = summary_text(click(client, x, y, stats))
                 if classify(text) == "session cleared":
                     stats.error(who, text)
                     break
             except Exception as err:  # noqa: BLE001
                 stats.error(who, message(err))
             time.sleep(rng.uniform(0.2, 1.0))
-        if rng.random() < 0.25 and time.monotonic() < deadline:
+        if rng.random() < 0.25 and on(deadline):
             try:
                 with stats.heavy():
                     client.predict([{"image": handle_file(str(p))} for p in CATS], load_size=112,
@@ -188,7 +222,7 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
     bomb = folder / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)
     a, b = (str(p) for p in PAIRS[0])
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, download_files=False)
 
     def call(*args: Any, **kwargs: Any) -> None:
         try:
@@ -198,7 +232,7 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
             stats.error(who, message(err))
 
     step = 0
-    while time.monotonic() < deadline:
+    while on(deadline):
         step += 1
         call(handle_file(a), handle_file(b), stride="1", load_size=448, api_name="/correspondences")
         for bad in (text, tiny, bomb):
@@ -219,11 +253,8 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
             except Exception as err:  # noqa: BLE001
                 stats.error(who, message(err))
             for _ in range(20):
-                t = time.monotonic()
                 try:
-                    out = client.predict(rng.uniform(0, 400), rng.uniform(0, 300), api_name="/match_point")
-                    with stats.lock:
-                        stats.clicks.append((t, time.monotonic() - t, stats.heavy_running > 0))
+                    out = click(client, rng.uniform(0, 399), rng.uniform(0, 265), stats)
                     if classify(summary_text(out)) == "session cleared":
                         stats.error(who, summary_text(out))
                 except Exception as err:  # noqa: BLE001
@@ -238,6 +269,47 @@ def hostile(url: str, who: str, deadline: float, stats: Stats, folder: Path, see
                 except Exception as err:  # noqa: BLE001
                     stats.error(who, message(err))
         time.sleep(1.0)
+
+
+def filler(url: str, who: str, deadline: float, stats: Stats, sessions: int) -> None:
+    """The probe's memory pressure: ``sessions`` visitors one after another, each a log-binned pair
+    at load size 448 (~147 MiB kept per session), the three example pairs in turn."""
+    from gradio_client import Client, handle_file
+    for i in range(sessions):
+        if not on(deadline):
+            break
+        a, b = PAIRS[i % len(PAIRS)]
+        try:
+            with stats.heavy():
+                Client(url, verbose=False, download_files=False).predict(
+                    handle_file(str(a)), handle_file(str(b)), bin="on", load_size=448,
+                    api_name="/correspondences")
+            stats.error(who, "accepted")
+        except Exception as err:  # noqa: BLE001
+            stats.error(who, message(err))
+
+
+def autoclicker(url: str, who: str, deadline: float, stats: Stats, seconds: float) -> None:
+    """The probe's auto-clicker: clicks on its own pair as fast as they are answered for
+    ``seconds``; a cleared session is run again (and counted)."""
+    from gradio_client import Client, handle_file
+    rng = random.Random(7)
+    client = Client(url, verbose=False, download_files=False)
+    a, b = PAIRS[0]
+    end = min(deadline, time.monotonic() + seconds)
+    need_run = True
+    while time.monotonic() < end:
+        try:
+            if need_run:
+                client.predict(handle_file(str(a)), handle_file(str(b)), api_name="/correspondences")
+                need_run = False
+            out = click(client, rng.uniform(0, 399), rng.uniform(0, 265), stats)
+            if classify(summary_text(out)) == "session cleared":
+                stats.error(who, summary_text(out))
+                need_run = True
+        except Exception as err:  # noqa: BLE001
+            stats.error(who, message(err))
+            time.sleep(0.5)
 
 
 def raw_error(url: str, api: str, body: str) -> str:
@@ -259,8 +331,10 @@ def serve(folder: Path, args: argparse.Namespace) -> Iterator[tuple[str, subproc
     tmp = folder / "tmp"
     tmp.mkdir()
     env = dict(TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
-    with serve_app(folder / "server.log", "--session-memory", args.session_memory,
-                   "--temp-max-age", str(args.temp_max_age), env=env, timeout=300) as server:
+    flags = ["--temp-max-age", str(args.temp_max_age)]
+    if args.session_memory:
+        flags += ["--session-memory", args.session_memory]
+    with serve_app(folder / "server.log", *flags, env=env, timeout=300) as server:
         yield server.url, server.proc, tmp
 
 
@@ -273,8 +347,14 @@ def main() -> None:
     p.add_argument("--visitors", type=int, default=4)
     p.add_argument("--hostile", type=int, default=1)
     p.add_argument("--minutes", type=float, default=4.0)
-    p.add_argument("--session-memory", default="192MiB",
-                   help="the server's session budget (small: the soak shows eviction)")
+    p.add_argument("--session-memory", default=None,
+                   help="the server's session budget (default: the server's own, 4GiB; the soak "
+                        "runs with a small one to show eviction)")
+    p.add_argument("--probe", action="store_true",
+                   help="issue 8's probe: adds 60 log-binned sessions at load size 448 one after "
+                        "another and a 5-minute auto-clicker; ends when both are done")
+    p.add_argument("--probe-sessions", type=int, default=60, help=argparse.SUPPRESS)
+    p.add_argument("--probe-click-minutes", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument("--log", default=None, help="keep the server's log in this file")
     p.add_argument("--temp-max-age", type=float, default=60.0,
                    help="seconds before temporary files are deleted (short: the soak shows it)")
@@ -289,12 +369,21 @@ def main() -> None:
     try:
         with serve(folder, args) as (url, proc, tmp):
             t_start = time.monotonic()
-            deadline = t_start + 60 * args.minutes
+            deadline = t_start + 60 * (15 if args.probe else args.minutes)
             samples.append((0.0, rss_mib(proc.pid), dir_mib(tmp), 0, 0))
             threads = [threading.Thread(target=visitor, args=(url, "visitor", deadline, stats, i), daemon=True)
                        for i in range(args.visitors)]
             threads += [threading.Thread(target=hostile, args=(url, "hostile", deadline, stats, folder, 100 + i),
                                          daemon=True) for i in range(args.hostile)]
+            if args.probe:
+                probe = [threading.Thread(target=filler, args=(url, "binned sessions", deadline, stats,
+                                                               args.probe_sessions), daemon=True),
+                         threading.Thread(target=autoclicker, args=(url, "auto-clicker", deadline, stats,
+                                                                    60 * args.probe_click_minutes), daemon=True)]
+                threads += probe
+                # the visitors and the hostile client stop when the probe's two clients are done
+                threading.Thread(target=lambda: ([t.join() for t in probe], PROBE_DONE.set()),
+                                 daemon=True).start()
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):
@@ -310,9 +399,12 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"# soak: {args.visitors} visitors + {args.hostile} hostile, {args.minutes:g} min, "
-          f"session budget {args.session_memory}, temp files deleted after {args.temp_max_age:g} s, "
-          f"{os.cpu_count()} CPUs")
+    took = samples[-1][0] / 60
+    print(f"# {'probe' if args.probe else 'soak'}: {args.visitors} visitors + {args.hostile} hostile"
+          + (f" + {args.probe_sessions} binned sessions at load 448 + a {args.probe_click_minutes:g}-minute "
+             "auto-clicker" if args.probe else "")
+          + f", {took:.1f} min, session budget {args.session_memory or 'the default'}, temp files deleted "
+          f"after {args.temp_max_age:g} s, {os.cpu_count()} CPUs")
     print("\n| t (s) | server RSS (MiB) | temp folder (MiB) | runs done | clicks done |")
     print("|--:|--:|--:|--:|--:|")
     stride = max(1, len(samples) // 12)
@@ -320,12 +412,16 @@ def main() -> None:
         print(f"| {s[0]:.0f} | {s[1]:.0f} | {s[2]:.1f} | {s[3]} | {s[4]} |")
     waits = [float(m) for m in re.findall(r"heavy job waited ([\d.]+) s", log_text)]
     runs = stats.runs
-    clicks = [c[1] for c in stats.clicks]
-    busy = [c[1] for c in stats.clicks if c[2]]
+    answer = [c[1] for c in stats.clicks]
+    pictures = [c[2] for c in stats.clicks]
+    busy = [c[1] for c in stats.clicks if c[3]]
+    busy_pictures = [c[2] for c in stats.clicks if c[3]]
     print("\n| measure | n | p50 | p95 | max |")
     print("|---|--:|--:|--:|--:|")
     for name, vals in [("queue wait of a heavy job (s)", waits), ("visitor's correspondences run (s)", runs),
-                       ("click, all (s)", clicks), ("click while a heavy job runs (s)", busy)]:
+                       ("click answered, all (s)", answer), ("click answered while a heavy job runs (s)", busy),
+                       ("click + its 3 pictures, all (s)", pictures),
+                       ("click + its 3 pictures while a heavy job runs (s)", busy_pictures)]:
         print(f"| {name} | {len(vals)} | {pct(vals, 50):.2f} | {pct(vals, 95):.2f} | "
               f"{max(vals) if vals else float('nan'):.2f} |")
     print("\n| client | type | count | example |")
@@ -334,7 +430,14 @@ def main() -> None:
         print(f"| {who} | {kind} | {n} | {stats.examples[(who, kind)]} |")
     evicted = len(re.findall(r"evicted a result", log_text))
     tracebacks = log_text.count("Traceback")
-    print(f"\nserver alive at the end: {alive}; tracebacks in its log: {tracebacks}; "
+    from vitdense.sessions import DEFAULT_BUDGET_BYTES, parse_bytes
+    from vitdense.web.guard import Limits
+    budget = parse_bytes(args.session_memory) if args.session_memory else DEFAULT_BUDGET_BYTES
+    bound = samples[0][1] + (budget + Limits().cache_bytes) / 2**20
+    print(f"\nRSS bound (at rest {samples[0][1]:.0f} MiB + session budget {budget / 2**20:.0f} MiB + "
+          f"descriptor cache {Limits().cache_bytes / 2**20:.0f} MiB): {bound:.0f} MiB; "
+          f"held: {max(s[1] for s in samples) <= bound}")
+    print(f"server alive at the end: {alive}; tracebacks in its log: {tracebacks}; "
           f"results evicted (LRU): {evicted}; "
           f"RSS max {max(s[1] for s in samples):.0f} MiB; temp folder max {max(s[2] for s in samples):.1f} MiB, "
           f"at the end {samples[-1][2]:.1f} MiB")

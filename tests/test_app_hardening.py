@@ -31,10 +31,14 @@ def serve(tmp: Path, *flags: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """A server whose visitors' results share 3 MiB (one pair at load size 112 fits, two do not)
-    and whose temporary files live 4 s."""
+    """A server whose memory budget holds one pair job at load size 112 while it runs plus 512 KiB
+    (so a visitor's result, ~1.5 MiB, is evicted when the next visitor's job starts), and whose
+    temporary files live 4 s."""
+    from vitdense.workbudget import working_bytes
     tmp = tmp_path_factory.mktemp("server")
-    with serve(tmp, "--session-memory", "3MiB", "--temp-max-age", str(TEMP_AGE_S)) as url:
+    pair = [Image.open(p).size for p in (CAT_A, CAT_B)]
+    budget = working_bytes(pair, 112, 14, 7, 384) + (512 << 10)   # the bundled ViT-S/14, stride 7
+    with serve(tmp, "--session-memory", str(budget), "--temp-max-age", str(TEMP_AGE_S)) as url:
         yield url, tmp
 
 
@@ -67,6 +71,18 @@ def test_eviction_gives_the_sentence_and_the_server_keeps_answering(server):
     assert time.perf_counter() - t < 2.0
     a, b, heat, md, points, _ = second.predict(200, 100, api_name="/match_point")  # still answering
     assert [c["id"] for c in points["clicks"]] == ["a"] and "| a |" in md
+
+
+def test_a_job_that_cannot_fit_in_memory_is_refused_at_once(server):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    url, _ = server
+    t = time.perf_counter()
+    with pytest.raises(AppError, match=r"this request needs about \d+ MiB of memory while it runs, more "
+                                       r"than the demo's \d+ MiB for visitors' results .* no log-binning"):
+        client(url).predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), bin="on", load_size=448,
+                            api_name="/correspondences")
+    assert time.perf_counter() - t < 5.0
 
 
 def test_heavy_request_is_refused_at_once(server):
@@ -122,9 +138,9 @@ def test_temporary_files_are_deleted_after_the_configured_age(server):
     url, tmp = server
     c = client(url)
     c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
-    ours = tmp / "vitdense-app"
+    ours = tmp / "gradio" / "vitdense-app"                      # inside Gradio's cache folder
     zips = lambda: sorted(p.name for p in tmp.rglob("*.zip"))  # noqa: E731
-    assert any(ours.iterdir()) and zips()                       # the download, ours and Gradio's copy
+    assert any(ours.iterdir()) and zips()                       # the download (served as it is)
     deadline = time.monotonic() + TEMP_AGE_S + 20
     while (zips() or any(ours.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.5)

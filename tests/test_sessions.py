@@ -47,6 +47,25 @@ def test_lru_eviction_across_sessions_with_the_sentence():
     assert store.evictions == 1
 
 
+def test_a_running_job_reserves_its_working_memory():
+    store = SessionStore(budget_bytes=4 * 2**20, idle_s=600)
+    k1 = store.put("visitor1", blob(1))
+    k2 = store.put("visitor2", blob(1))
+    held = store.reserve(int(2.5 * 2**20))      # 2 MiB stored + 2.5 MiB needed > 4 MiB: one result goes
+    assert store.used + store.reserved <= store.budget and store.evictions == 1
+    with pytest.raises(SessionCleared, match="cleared to make room"):
+        store.get(k1)
+    assert store.get(k2)["name"] == "x"
+    k3 = store.put("visitor1", blob(1))         # the job's result, stored while the job still holds
+    assert store.evictions == 2                 # its memory: visitor2's goes too
+    store.unreserve(held)
+    assert store.reserved == 0 and store.get(k3)["name"] == "x"
+    with pytest.raises(ParameterError, match=r"needs about 5 MiB of memory while it runs, more than "
+                                             r"the demo's 4 MiB .* no log-binning"):
+        store.reserve(5 * 2**20)                # more than the whole budget: refused, nothing evicted
+    assert store.reserved == 0 and len(store) == 1
+
+
 def test_idle_expiry_release_and_replace():
     clock = Clock()
     store = SessionStore(budget_bytes=10 * 2**20, idle_s=60, clock=clock)

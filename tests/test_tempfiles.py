@@ -69,3 +69,18 @@ def test_janitor_holds_the_ceiling(tmp_path):
     j = Janitor([tmp_path], every_s=3600, max_bytes=2500, grace_s=60)
     assert j.run_once() == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["run-2", "run-3"]
     assert Janitor([tmp_path], max_bytes=None).run_once() == 0
+
+
+def test_cap_counts_a_root_inside_another_once(tmp_path):
+    """The demo's own folder lies inside Gradio's cache (vitdense.web.zips.output_root)."""
+    cache = tmp_path / "gradio"
+    ours = cache / "vitdense-app"
+    ours.mkdir(parents=True)
+    now = time.time()
+    for root, name, size, age in [(ours, "run-a", 400, 900), (ours, "run-b", 400, 600),
+                                  (cache, "upload", 400, 300)]:
+        (root / name).write_bytes(b"x" * size)
+        os.utime(root / name, (now - age, now - age))
+    assert cap([ours, cache], 1200, now=now) == (0, 0)            # 1200 bytes, not 2000
+    assert cap([ours, cache], 800, now=now) == (1, 400)           # the oldest run, not the folder
+    assert ours.is_dir() and sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["run-b", "upload"]

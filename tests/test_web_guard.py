@@ -62,6 +62,25 @@ def test_heavy_slot_is_released_when_the_handler_ends():
     assert stride_choices("dinov2_vits14_imgfocus") == ["auto", "1", "2", "7", "14"]
 
 
+def test_a_heavy_job_holds_its_working_memory_until_it_ends():
+    from vitdense.workbudget import working_bytes
+    need = working_bytes([(256, 256)] * 2, 224, 14, 7, 384)
+    old = guard.LIMITS.session_bytes
+    guard.configure(session_bytes=need + (1 << 20))
+    try:
+        @ui_errors
+        def heavy(bin: bool) -> int:
+            guard.admit([(256, 256)] * 2, 224, 14, 7, 12, embed_dim=384, bin=bin)
+            return guard.STORE.reserved
+
+        assert heavy(False) == need and guard.STORE.reserved == 0
+        with pytest.raises(gr.Error, match=r"needs about \d+ MiB of memory while it runs"):
+            heavy(True)                               # 17 x wider descriptors: refused at once
+        assert guard.GATE.running == 0 and guard.STORE.reserved == 0
+    finally:
+        guard.configure(session_bytes=old)
+
+
 def test_raw_inputs_and_too_few_values():
     n = guard.raw(gr.Number(None, precision=0, minimum=0))
     assert math.isnan(n.preprocess(math.nan)) and n.preprocess(10 ** 400) == 10 ** 400
@@ -84,6 +103,8 @@ def test_app_flags_become_limits():
                                                        "--queue-size", "8"])))
     assert (limits.temp_max_bytes, limits.temp_max_age_s, limits.temp_every_s) == (512 << 20, 60.0, 15.0)
     assert limits.queue_size == 8
+    memory = guard.Limits(**app.limits(app.parse_args(["--session-memory", "1GiB", "--cache-memory", "64MiB"])))
+    assert (memory.session_bytes, memory.cache_bytes) == (1 << 30, 64 << 20)
     with pytest.raises(ParameterError, match="'lots' is not a size"):
         app.limits(app.parse_args(["--temp-max-disk", "lots"]))
 

@@ -391,7 +391,7 @@ def test_uploads_of_every_kind_become_rgb(odd_images):
 def test_odd_uploads_run_end_to_end(odd_images):
     a, b, _, _, points, _, _ = webapp.run_correspondences(str(odd_images["exif"]), str(odd_images["cmyk"]),
                                                           5, load_size=112)
-    assert a.shape == (400, 266, 3) and b.shape == (266, 400, 3) and len(points["pairs"]) == 5
+    assert shown(a).shape == (400, 266, 3) and shown(b).shape == (266, 400, 3) and len(points["pairs"]) == 5
 
 
 def test_bad_uploads_give_one_clear_line(odd_images):

@@ -1,7 +1,8 @@
 """A process-wide store of visitors' results with one memory budget (the web demo's session state).
 
 The page keeps only a small key in each visitor's ``gr.State``; the descriptors and results live
-here, accounted in bytes across every session. When a new result would go over the budget, the
+here, accounted in bytes across every session, together with the working memory the running jobs
+reserve (:meth:`SessionStore.reserve`). When a new result or job would go over the budget, the
 least recently used entries are evicted first; an entry idle for longer than ``idle_s`` expires;
 a closed browser tab releases its owner's entries at once. Asking for an entry that is gone raises
 :class:`SessionCleared` with one sentence that says why and what to press again.
@@ -28,8 +29,9 @@ from .errors import ParameterError, VitdenseError
 log = logging.getLogger("vitdense.sessions")
 
 GIB = 1 << 30
-#: default budget: a 16 GB machine (a free Hugging Face CPU Space) keeps ~1.2 GB for torch and the
-#: model, up to ~4 GB for the running job, and gives visitors' cached results 4 GiB
+#: default budget of visitors' results and the running jobs' working memory together: on a 16 GB
+#: machine (a free Hugging Face CPU Space) the process is then bounded by ~1 GB at rest (torch,
+#: Gradio, the model) + 0.5 GiB of descriptor cache + 4 GiB, with room to spare
 DEFAULT_BUDGET_BYTES = 4 * GIB
 #: an entry unused for this long is dropped (a visitor who walks away frees memory within 20 min)
 DEFAULT_IDLE_S = 20 * 60
@@ -172,6 +174,7 @@ class SessionStore:
         self._gone: OrderedDict[str, str] = OrderedDict()         # key -> why it was cleared
         self._lock = threading.Lock()
         self.used = 0
+        self.reserved = 0          # working memory of the running jobs (:meth:`reserve`)
         self.evictions = 0
 
     # -- writing ---------------------------------------------------------------------------------
@@ -196,15 +199,35 @@ class SessionStore:
                 for k in [k for k, e in self._entries.items() if e.owner == owner and e.slot == slot]:
                     self._drop(k, None)
             self._expire_locked()
-            while self.used + size > self.budget and self._entries:
-                old, _ = next(iter(self._entries.items()))
-                log.info("evicted a result of %.1f MiB (least recently used) to make room",
-                         self._entries[old].size / 2**20)
-                self._drop(old, EVICTED)
-                self.evictions += 1
+            self._make_room_locked(size)
             self._entries[key] = _Entry(owner, slot, value, size, self._clock())
             self.used += size
         return key
+
+    def reserve(self, size: int, what: str = "this request") -> int:
+        """Set aside ``size`` bytes for a running job's working memory (least recently used results
+        are evicted to make room); returns ``size``, to give back with :meth:`unreserve`. A job that
+        needs more than the whole budget is refused with :class:`ParameterError`."""
+        size = int(size)
+        self.check_reservation(size, what)
+        with self._lock:
+            self._expire_locked()
+            self._make_room_locked(size)
+            self.reserved += size
+        return size
+
+    def check_reservation(self, size: int, what: str = "this request") -> None:
+        """:class:`ParameterError` (one sentence) when a job's working memory cannot fit at all."""
+        if size > self.budget:
+            raise ParameterError(f"{what} needs about {size / 2**20:.0f} MiB of memory while it runs, "
+                                 f"more than the demo's {self.budget / 2**20:.0f} MiB for visitors' "
+                                 "results and running jobs: use fewer images, a smaller load size, a "
+                                 "larger stride or no log-binning (Advanced settings)")
+
+    def unreserve(self, size: int) -> None:
+        """Give back a :meth:`reserve` (the job ended)."""
+        with self._lock:
+            self.reserved = max(0, self.reserved - int(size))
 
     def update(self, key: str, value: Any) -> None:
         """Replace the value under ``key`` (e.g. a new click), re-accounting its size."""
@@ -272,6 +295,15 @@ class SessionStore:
             return {e.owner for e in self._entries.values()}
 
     # -- internals (lock held) -------------------------------------------------------------------
+    def _make_room_locked(self, size: int) -> None:
+        """Evict least recently used entries until ``size`` more bytes fit (or none is left)."""
+        while self.used + self.reserved + size > self.budget and self._entries:
+            old, _ = next(iter(self._entries.items()))
+            log.info("evicted a result of %.1f MiB (least recently used) to make room",
+                     self._entries[old].size / 2**20)
+            self._drop(old, EVICTED)
+            self.evictions += 1
+
     def _drop(self, key: str, why: str | None) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:

@@ -61,13 +61,15 @@ def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None,
 
 def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT_GRACE_S,
         now: float | None = None, keep: frozenset = frozenset()) -> tuple[int, int]:
-    """Delete the entries directly under ``roots`` (all roots together), oldest first, until their
-    files hold at most ``max_bytes``; returns (entries removed, bytes freed).
+    """Delete the entries directly under ``roots`` (all roots together; a root inside another one
+    counts as a root, not as an entry), oldest first, until their files hold at most ``max_bytes``;
+    returns (entries removed, bytes freed).
 
     Entries modified in the last ``grace_s`` seconds and those holding a ``keep`` file stay (and
     count), even when that leaves the folders above ``max_bytes``."""
     now = time.time() if now is None else now
     total, candidates = 0, []
+    nested = {Path(r).resolve() for r in roots}     # a root inside another counts once, as a root
     for root in roots:
         try:
             entries = list(Path(root).iterdir())
@@ -75,6 +77,8 @@ def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT
             continue
         for entry in entries:
             try:
+                if entry.resolve() in nested:
+                    continue
                 size, mtime = folder_bytes(entry), _newest_mtime(entry)
                 total += size
                 if now - mtime > grace_s and not (keep and _holds(entry, keep)):

@@ -90,6 +90,25 @@ def estimate(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, patch: 
     return Work(tokens, int(blocks), float(sum(t * t for t in tokens)) * int(blocks))
 
 
+#: working memory of a job: bytes per descriptor value (two fp32 copies: the extracted and the
+#: normalised descriptors), per embedding value of every token (the network's activations, fp32),
+#: and a floor (the interpreter's and the libraries' own buffers, drawing, encoding); fitted, with a
+#: margin, to the peaks measured by bench/bench_job_memory.py (README "Limits of the public demo")
+WORKING_BYTES_PER_DESC = 8
+WORKING_BYTES_PER_EMBED = 56
+WORKING_BYTES_FLOOR = 64 << 20
+
+
+def working_bytes(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, patch: int,
+                  stride: int, embed_dim: int, bin: bool = False, hierarchy: int = 2) -> int:
+    """The transient memory a heavy job needs while it runs (bytes), for images of ``sizes_wh``
+    (W, H) and a model of ``embed_dim``: the server reserves it from its memory budget before the
+    job starts (``vitdense.sessions.SessionStore.reserve``)."""
+    tokens = sum(grid_tokens(s, load_size, patch, stride) for s in sizes_wh)
+    dim = embed_dim * ((1 + 8 * hierarchy) if bin else 1)
+    return int(WORKING_BYTES_FLOOR + tokens * (WORKING_BYTES_PER_DESC * dim + WORKING_BYTES_PER_EMBED * embed_dim))
+
+
 def check(work: Work, limit: float, stride: int, load_size: int | None,
           patch: int | None = None) -> None:
     """Raise :class:`WorkRefused` when ``work`` is above ``limit``, naming the knob to lower."""

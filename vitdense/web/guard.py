@@ -33,7 +33,8 @@ STATUS_ENTRIES = 20_000          # (session, tab) status lines remembered, oldes
 class Limits:
     """Every bound of the served demo (``app.py`` flags; README "Limits of the public demo")."""
 
-    session_bytes: int = 4 << 30          # all visitors' cached results together
+    session_bytes: int = 4 << 30          # all visitors' results and the running jobs' working memory
+    cache_bytes: int = 512 << 20          # descriptors of recently extracted images (instant re-runs)
     idle_s: float = DEFAULT_IDLE_S        # a result unused this long is dropped
     max_work: float = workbudget.DEFAULT_MAX_WORK
     concurrency: int = 1                  # heavy jobs at once
@@ -199,29 +200,65 @@ _HELD = threading.local()      # the gate slot the running handler holds (releas
 
 
 def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, stride: int,
-          blocks: int, progress: Any = None) -> workbudget.Work:
-    """Refuse above the work limit (at once, one sentence), then wait for a slot of the gate (at
-    most ``max_wait_s``, the position shown in the progress line). The slot is held until the
-    handler (wrapped by ``ui_errors``) returns; a second call in the same handler keeps the same slot."""
+          blocks: int, progress: Any = None, embed_dim: int = 0, bin: bool = False) -> workbudget.Work:
+    """Refuse above the work limit or the memory budget (at once, one sentence), then wait for a
+    slot of the gate (at most ``max_wait_s``, the position shown in the progress line), then reserve
+    the job's working memory (:func:`vitdense.workbudget.working_bytes` of ``embed_dim``-wide
+    tokens) from the session store, evicting the least recently used results. Slot and reservation
+    are held until the handler (wrapped by ``ui_errors``) returns; a second call in the same handler
+    keeps them."""
     work = workbudget.estimate(sizes_wh, load_size, patch, stride, blocks)
     workbudget.check(work, LIMITS.max_work, stride, load_size, patch)
+    working = workbudget.working_bytes(sizes_wh, load_size, patch, stride, embed_dim, bin) if embed_dim else 0
     if getattr(_HELD, "gate", None) is None:
+        store = STORE
+        store.check_reservation(working)
+
         def on_wait(position: int) -> None:
             if progress is not None:
                 progress(0.0, desc=f"Waiting for the server: {position} job(s) ahead")
         gate = GATE
         waited = gate.acquire(on_wait)
         _HELD.gate = gate
-        log.info("heavy job waited %.2f s (work %.3g units)", waited, work.units)
+        _HELD.reservation = (store, store.reserve(working))
+        log.info("heavy job waited %.2f s (work %.3g units, %.0f MiB reserved)", waited, work.units,
+                 working / 2**20)
     return work
 
 
 def release_held() -> None:
-    """Free the gate slot this thread's handler holds (ui_errors calls it when the handler ends)."""
+    """Free the gate slot and the memory reservation this thread's handler holds (ui_errors calls
+    it when the handler ends)."""
     gate = getattr(_HELD, "gate", None)
     if gate is not None:
         _HELD.gate = None
         gate.release()
+    reservation = getattr(_HELD, "reservation", None)
+    if reservation is not None:
+        _HELD.reservation = None
+        store, size = reservation
+        store.unreserve(size)
+        trim_memory()
+
+
+def trim_memory() -> None:
+    """Give the memory a finished job freed back to the system (glibc keeps freed heap pages for
+    reuse, so the process's RSS would stay at its highest job; no-op without glibc)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
 
 
 def offered_strides(patch: int, depth: int, sizes: Sequence[int]) -> list[str]:

@@ -115,7 +115,8 @@ def admit(model: str, images: Sequence[InputImage], settings: dict, saliency: bo
     limit, else it waits (bounded) for its turn; the slot is held until the handler returns."""
     spec = get_spec(model)
     guard.admit([im.image.size for im in images], settings["load_size"], spec.patch_size,
-                settings["stride"], guard.blocks_run(spec.depth, settings["layer"], saliency), progress)
+                settings["stride"], guard.blocks_run(spec.depth, settings["layer"], saliency), progress,
+                embed_dim=spec.embed_dim, bin=bool(settings.get("bin")))
 
 
 def numbered_stems(images: Sequence[InputImage]) -> list[str]:

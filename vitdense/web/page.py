@@ -135,11 +135,11 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     ``limits``: fields of :class:`vitdense.web.guard.Limits` (session memory, work limit, queue,
     temporary files); heavy jobs run ``concurrency`` at a time through the work gate, clicks never
     wait for them."""
-    configure(device)
     limits = dict(limits or {})
     if "max_work" not in limits:   # the hardware's default: a GPU (ZeroGPU included) takes far more
         limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
     guard.configure(concurrency=concurrency, **limits)
+    configure(device, cache_bytes=guard.LIMITS.cache_bytes)
     from gradio.utils import get_upload_folder
     guard.start_janitor([output_root(), get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls

@@ -68,7 +68,8 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
                        f"then labelling {len(frames)} frames")
     spec = get_spec(model)
     guard.admit([frames[0].shape[1::-1]] * min(knobs["num_sampled_frames"], len(frames)), settings["load_size"],
-                spec.patch_size, settings["stride"], spec.depth, progress)
+                spec.patch_size, settings["stride"], spec.depth, progress, embed_dim=spec.embed_dim,
+                bin=bool(settings.get("bin")))
     POOL.get(model)
     result = run_on_gpu(model, video_parts, frames, fps=fps, **settings, **knobs)
     progress(0.85, desc="Drawing and encoding the clip")
