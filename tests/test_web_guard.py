@@ -133,3 +133,18 @@ def test_a_bad_video_upload_is_told_at_once(tmp_path):
     with pytest.warns(UserWarning, match="notes.mp4: not a readable video"):     # the toast
         guard.check_upload_value(str(notes), "video", validate.check_video_upload)
     assert guard.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")
+
+
+def test_network_passes_run_in_a_low_priority_thread():
+    """On the CPU a heavy job's pass runs niced, so that clicks keep most of the cores."""
+    import os
+    import threading
+    from vitdense.web import pool
+
+    def where() -> tuple[str, int]:
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = where()[1]
+    name, nice = pool.in_job_thread(where)
+    assert name.startswith("vitdense-job") and nice == min(19, base + pool.JOB_NICENESS)
+    assert where()[1] == base                        # the caller's priority is untouched
