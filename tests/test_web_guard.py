@@ -135,16 +135,29 @@ def test_a_bad_video_upload_is_told_at_once(tmp_path):
     assert guard.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")
 
 
-def test_network_passes_run_in_a_low_priority_thread():
-    """On the CPU a heavy job's pass runs niced, so that clicks keep most of the cores."""
+def test_heavy_handlers_run_in_a_low_priority_thread():
+    """On the CPU a heavy handler runs niced (with the caller's context), so that clicks keep most
+    of the cores; a click's handler runs where it is called."""
+    import contextvars
     import os
     import threading
-    from vitdense.web import pool
+    marker = contextvars.ContextVar("marker", default="none")
 
-    def where() -> tuple[str, int]:
-        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    def where() -> tuple[str, int, str]:
+        return (threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                marker.get())
 
+    @ui_errors(heavy=True)
+    def heavy() -> tuple:
+        return where() + (guard.in_job_thread(where)[0],)     # nested: the same thread
+
+    @ui_errors
+    def click() -> tuple:
+        return where()
+
+    marker.set("request")
     base = where()[1]
-    name, nice = pool.in_job_thread(where)
-    assert name.startswith("vitdense-job") and nice == min(19, base + pool.JOB_NICENESS)
-    assert where()[1] == base                        # the caller's priority is untouched
+    name, nice, seen, nested = heavy()
+    assert name.startswith("vitdense-job") and nested == name and seen == "request"
+    assert nice == min(19, base + guard.JOB_NICENESS)
+    assert click()[:2] == (threading.current_thread().name, base)   # the caller's priority untouched

@@ -26,7 +26,7 @@ GENERIC_ERROR = ("Something went wrong on the server (the details were logged). 
 
 
 def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None,
-              quiet: bool = False) -> Any:
+              quiet: bool = False, heavy: bool = False) -> Any:
     """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
     logged with its traceback on the server and a generic gr.Error for the visitor.
 
@@ -35,10 +35,19 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
     (:class:`~vitdense.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
     or ``cleared(sentence)``), the sentence goes to the status line and a warning.
     ``quiet``: a success leaves the status line as it is (an auxiliary step chained after a run).
-    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=...)``.
+    ``heavy``: a handler that runs the network: the whole handler runs in a low-priority job thread
+    (:func:`vitdense.web.guard.in_job_thread`), so that clicks keep the cores.
+    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=...)``.
     """
     if fn is None:
-        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet)
+        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet, heavy=heavy)
+    if heavy:
+        handler = ui_errors(fn, cleared=cleared, quiet=quiet)
+
+        @functools.wraps(fn)
+        def in_job_thread(*args: Any, **kwargs: Any) -> Any:
+            return guard.in_job_thread(handler, *args, **kwargs)
+        return in_job_thread
     tab = fn.__module__.rsplit(".", 1)[-1]
 
     @functools.wraps(fn)

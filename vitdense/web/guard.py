@@ -8,10 +8,14 @@ own zips, our sentence when Gradio's queue is full, the status line of each tab 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
 import threading
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +193,34 @@ def check_upload_value(value: Any, tab: str, check: Callable[[str], Any] = valid
 
 
 # -- heavy jobs ----------------------------------------------------------------------------------
+#: niceness of the threads that run heavy handlers on the CPU: a click (answered at the normal
+#: priority) then gets most of the cores while a heavy job runs ($VITDENSE_JOB_NICENESS, 0 = off)
+JOB_NICENESS = int(os.environ.get("VITDENSE_JOB_NICENESS", "10"))
+#: ``launch()`` turns job threads off when the passes run on a GPU (ZeroGPU included)
+USE_JOB_THREADS = True
+_JOB = threading.local()
+
+
+def _start_job_thread() -> None:
+    """Lower this thread's priority (Linux: niceness is per thread, and the OpenMP threads torch
+    starts from it inherit it); where that is not possible its jobs run at the normal priority."""
+    _JOB.inside = True
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
+
+
+# more threads than jobs can wait in the gate: a request always reaches admit() (and its refusal) at once
+_JOBS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="vitdense-job", initializer=_start_job_thread)
+
+
+def in_job_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a low-priority job thread, with the caller's context (Gradio's
+    request, progress and warnings); here when job threads are off or already in one."""
+    if not USE_JOB_THREADS or JOB_NICENESS <= 0 or getattr(_JOB, "inside", False):
+        return fn(*args, **kwargs)
+    return _JOBS.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+
+
 def blocks_run(depth: int, layers: int | Sequence[int], saliency: bool) -> int:
     """Transformer blocks one pass runs: the deepest requested layer, or all when saliency (the
     last block's attention) is needed."""

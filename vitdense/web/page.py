@@ -140,6 +140,9 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
         limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
     guard.configure(concurrency=concurrency, **limits)
     configure(device, cache_bytes=guard.LIMITS.cache_bytes)
+    # niced job threads keep clicks fast on a CPU; on a GPU the passes hardly load the CPU
+    guard.USE_JOB_THREADS = not (ON_ZERO_GPU or device.startswith("cuda")
+                                 or (device == "auto" and torch.cuda.is_available()))
     from gradio.utils import get_upload_folder
     guard.start_janitor([output_root(), get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls

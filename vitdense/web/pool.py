@@ -2,11 +2,8 @@
 network passes (wrapped for Hugging Face ZeroGPU), and the model-dependent choices of the page."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
 import gradio as gr
@@ -133,30 +130,6 @@ def device_note() -> str:
 
 
 # -- network passes ---------------------------------------------------------------------------------
-#: niceness of the threads that run network passes on the CPU: a click (answered at the normal
-#: priority) then gets most of the cores while a heavy job runs ($VITDENSE_JOB_NICENESS, 0 = off)
-JOB_NICENESS = int(os.environ.get("VITDENSE_JOB_NICENESS", "10"))
-
-
-def _lower_priority() -> None:
-    """Lower this thread's priority (Linux: niceness is per thread, and the OpenMP threads torch
-    starts from it inherit it); where that is not possible the job runs at the normal priority."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
-
-
-_JOBS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vitdense-job", initializer=_lower_priority)
-
-
-def in_job_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` in a low-priority job thread when the passes run on the CPU (the
-    work gate bounds how many run at once); on a GPU or ZeroGPU, here."""
-    if ON_ZERO_GPU or JOB_NICENESS <= 0 or str(POOL.device).startswith("cuda") or \
-            (POOL.device == "auto" and torch.cuda.is_available()):
-        return fn(*args, **kwargs)
-    return _JOBS.submit(fn, *args, **kwargs).result()
-
-
 def _cpu(d: ImageDescriptors) -> ImageDescriptors:
     def mv(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if t is None else t.detach().to("cpu")
@@ -164,38 +137,25 @@ def _cpu(d: ImageDescriptors) -> ImageDescriptors:
 
 
 @gpu
-def _extract(model: str, images: list[Image.Image], kwargs: dict) -> list[ImageDescriptors]:
+def extract(model: str, images: list[Image.Image], kwargs: dict) -> list[ImageDescriptors]:
+    """The network pass (on the GPU when there is one)."""
     descs = POOL.get(model).extract(images, **kwargs)
     return [_cpu(d) for d in descs] if ON_ZERO_GPU else descs
 
 
-def extract(model: str, images: list[Image.Image], kwargs: dict) -> list[ImageDescriptors]:
-    """The network pass (on the GPU when there is one; else in a low-priority job thread)."""
-    return in_job_thread(_extract, model, images, kwargs)
-
-
 @gpu
-def _extract_saliency(model: str, images: list[Image.Image],
-                      settings: dict) -> tuple[list[ImageDescriptors], list[np.ndarray]]:
+def extract_saliency(model: str, images: list[Image.Image],
+                     settings: dict) -> tuple[list[ImageDescriptors], list[np.ndarray]]:
+    """Descriptors and the saliency maps that vote in (part) co-segmentation."""
     descs, sal = extract_with_saliency(POOL.get(model), images, include_cls=False,
                                        low_res_saliency_maps=False, **settings)
     return ([_cpu(d) for d in descs] if ON_ZERO_GPU else descs), sal
 
 
-def extract_saliency(model: str, images: list[Image.Image],
-                     settings: dict) -> tuple[list[ImageDescriptors], list[np.ndarray]]:
-    """Descriptors and the saliency maps that vote in (part) co-segmentation."""
-    return in_job_thread(_extract_saliency, model, images, settings)
-
-
 @gpu_task(duration=lambda model, fn, images, *args, **kwargs: estimated_seconds(model, images, kwargs))
-def _run_on_gpu(model: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    return fn(POOL.get(model), *args, **kwargs)
-
-
 def run_on_gpu(model: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """``fn(extractor, *args, **kwargs)`` for a library function that runs the network itself."""
-    return in_job_thread(_run_on_gpu, model, fn, *args, **kwargs)
+    return fn(POOL.get(model), *args, **kwargs)
 
 
 def extract_set(model: str, images: Sequence[Any], settings: dict, progress: Any,

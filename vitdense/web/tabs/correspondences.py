@@ -149,7 +149,7 @@ def _stem(name: str) -> str:
     return Path(name).stem or "image"
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
                         model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                         stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,

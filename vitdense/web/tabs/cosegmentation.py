@@ -34,7 +34,7 @@ class CosegSession:
     params: dict
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
                        thresh: float | None = None, elbow: float | None = None,

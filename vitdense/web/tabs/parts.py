@@ -114,7 +114,7 @@ def _knobs(model: str, values: Sequence[Any]) -> dict:
     return {name: knob_value(APP, name, v, model) for name, v in zip(KNOBS, values)}
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_part_cosegmentation(images: Any, num_parts: float | None = None, model: str = BUNDLED_MODEL,
                             layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
                             load_size: float | None = None, bin: Any = AUTO, thresh: float | None = None,

@@ -21,7 +21,7 @@ ID, TITLE, APP, ORDER = "pca", "PCA", "pca", 50
 N_COMPONENTS = 3      # the page shows components 1-3 as R, G, B
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
             stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
             progress: gr.Progress = gr.Progress()) -> tuple:

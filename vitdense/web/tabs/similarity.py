@@ -36,7 +36,7 @@ def _xy(yx: Any) -> dict:
     return {"x": round(float(yx[1]), 2), "y": round(float(yx[0]), 2)}
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO,
                    facet: Any = AUTO, stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
                    progress: gr.Progress = gr.Progress()) -> tuple:

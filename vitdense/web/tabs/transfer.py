@@ -82,7 +82,7 @@ def _outputs(s: TransferSession, key: str) -> tuple:
     return pictures[src], targets, md, points, str(path), key
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer: Any = AUTO,
                  facet: Any = AUTO, stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
                  progress: gr.Progress = gr.Progress()) -> tuple:

@@ -41,7 +41,7 @@ def video_available() -> bool:
     return True
 
 
-@ui_errors
+@ui_errors(heavy=True)
 def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: float | None = None,
               model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
               load_size: float | None = None, bin: Any = AUTO, thresh: float | None = None,
