@@ -73,27 +73,19 @@ def test_eviction_gives_the_sentence_and_the_server_keeps_answering(server):
     assert [c["id"] for c in points["clicks"]] == ["a"] and "| a |" in md
 
 
-def test_a_job_that_cannot_fit_in_memory_is_refused_at_once(server):
+@pytest.mark.parametrize("settings, message", [
+    (dict(stride="1"), r"too much work for this server: about 1\.9e\+12 units .* above the limit of "
+                       r"6e\+09; use a smaller load size than 448"),
+    (dict(bin="on"), r"this request needs about \d+ MiB of memory while it runs, more than the demo's "
+                     r"\d+ MiB for visitors' results .* no log-binning")], ids=["work", "memory"])
+def test_a_request_above_a_limit_is_refused_at_once(server, settings, message):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
     url, _ = server
     t = time.perf_counter()
-    with pytest.raises(AppError, match=r"this request needs about \d+ MiB of memory while it runs, more "
-                                       r"than the demo's \d+ MiB for visitors' results .* no log-binning"):
-        client(url).predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), bin="on", load_size=448,
-                            api_name="/correspondences")
-    assert time.perf_counter() - t < 5.0
-
-
-def test_heavy_request_is_refused_at_once(server):
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
-    url, _ = server
-    t = time.perf_counter()
-    with pytest.raises(AppError, match=r"too much work for this server: about 1\.9e\+12 units .* above "
-                                       r"the limit of 6e\+09; use a smaller load size than 448"):
-        client(url).predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), stride="1", load_size=448,
-                            api_name="/correspondences")
+    with pytest.raises(AppError, match=message):
+        client(url).predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), load_size=448,
+                            api_name="/correspondences", **settings)
     assert time.perf_counter() - t < 5.0
 
 
