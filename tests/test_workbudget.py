@@ -79,3 +79,17 @@ def test_gate_bounds_the_queue_and_the_wait():
     with gate.slot() as waited:                  # free again
         assert waited < 0.1
     assert gate.running == 0 and gate.waiting == 0 and gate.refused == 2
+
+
+def test_working_memory_estimate():
+    """A job's reservation: the floor plus, per patch, its descriptor and embedding values."""
+    from vitdense.workbudget import (WORKING_BYTES_FLOOR, WORKING_BYTES_PER_DESC, WORKING_BYTES_PER_EMBED,
+                                     grid_tokens, working_bytes)
+    pair = [(400, 266), (340, 238)]
+    tokens = sum(grid_tokens(s, 224, 14, 7) for s in pair)
+    plain = working_bytes(pair, 224, 14, 7, 384)
+    assert plain == WORKING_BYTES_FLOOR + tokens * 384 * (WORKING_BYTES_PER_DESC + WORKING_BYTES_PER_EMBED)
+    binned = working_bytes(pair, 224, 14, 7, 384, bin=True)           # 17 x wider descriptors
+    assert binned - WORKING_BYTES_FLOOR == tokens * 384 * (17 * WORKING_BYTES_PER_DESC + WORKING_BYTES_PER_EMBED)
+    assert working_bytes(pair, 448, 14, 7, 384) > 3 * (plain - WORKING_BYTES_FLOOR)   # ~4x the patches
+    assert working_bytes([], 224, 14, 7, 384) == WORKING_BYTES_FLOOR
