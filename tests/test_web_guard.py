@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 
 import app
@@ -161,3 +163,24 @@ def test_heavy_handlers_run_in_a_low_priority_thread():
     assert name.startswith("vitdense-job") and nested == name and seen == "request"
     assert nice == min(19, base + guard.JOB_NICENESS)
     assert click()[:2] == (threading.current_thread().name, base)   # the caller's priority untouched
+
+
+def test_a_picture_shown_twice_is_replaced_whole_not_rewritten_in_place(tmp_path):
+    """A download of a cached picture that is under way keeps reading the complete file when the
+    same picture is written again (Gradio alone truncated it in place)."""
+    import os
+    from gradio import processing_utils
+    from PIL import Image
+    guard.atomic_picture_cache()
+    img = Image.fromarray((np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3))
+    first = processing_utils.save_pil_to_cache(img, str(tmp_path), format="png")
+    size = os.path.getsize(first)
+    with open(first, "rb") as download:                    # a visitor's download, under way
+        head = download.read(10)
+        again = processing_utils.save_img_array_to_cache(np.asarray(img), str(tmp_path), format="png")
+        rest = download.read()
+        # the file the download holds open was never written to: a new file took its name
+        assert os.fstat(download.fileno()).st_ino != os.stat(again).st_ino
+    assert again == first and len(head) + len(rest) == size == os.path.getsize(again)
+    assert [p.name for p in Path(first).parent.iterdir()] == [Path(first).name]   # no staging file left
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(img))

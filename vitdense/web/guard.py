@@ -99,6 +99,30 @@ def own_queue_full(demo: gr.Blocks) -> None:
     queue.push = push_ours
 
 
+def atomic_picture_cache() -> None:
+    """Gradio writes a picture a handler returns as an array under the hash of its bytes, in place:
+    when two visitors are shown the same picture (an example's result), the second write truncates
+    the file while the first visitor downloads it ("Too little data for declared Content-Length",
+    a broken picture). After this, the file is written under a temporary name and renamed over the
+    old one (same bytes), so that a download under way keeps reading the complete old file."""
+    from gradio import processing_utils as pu
+    if getattr(pu.save_pil_to_cache, "vitdense_atomic", False):
+        return
+
+    def save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        staging = path.with_name(f".{path.name}.{threading.get_ident()}")
+        staging.write_bytes(data)
+        os.replace(staging, path)
+        return str(path)
+
+    save_pil_to_cache.vitdense_atomic = True
+    pu.save_pil_to_cache = save_pil_to_cache
+
+
 def delete_cache() -> tuple[int, int]:
     """``gr.Blocks(delete_cache=...)`` for the configured age."""
     return gradio_delete_cache(LIMITS.temp_max_age_s, LIMITS.temp_every_s)

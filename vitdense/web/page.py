@@ -139,6 +139,7 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     if "max_work" not in limits:   # the hardware's default: a GPU (ZeroGPU included) takes far more
         limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
     guard.configure(concurrency=concurrency, **limits)
+    guard.atomic_picture_cache()
     configure(device, cache_bytes=guard.LIMITS.cache_bytes)
     # niced job threads keep clicks fast on a CPU; on a GPU the passes hardly load the CPU
     guard.USE_JOB_THREADS = not (ON_ZERO_GPU or device.startswith("cuda")
