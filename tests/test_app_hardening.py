@@ -145,7 +145,8 @@ def test_a_full_queue_is_refused_with_our_sentence(tmp_path):
                                      headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=30)
+        body = info.value.read()                  # while the server is up (it closes the socket)
     assert info.value.code == 503
-    assert json.loads(info.value.read())["detail"] == (
+    assert json.loads(body)["detail"] == (
         "the demo is receiving too many requests right now (0 waiting, the most it holds): try again "
         "in a minute, or run it locally (python app.py)")
