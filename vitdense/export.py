@@ -145,6 +145,12 @@ def write_entries(entries: dict[str, Any], folder: str | os.PathLike) -> list[Pa
     return paths
 
 
+def as_png(picture: np.ndarray | Png) -> Png:
+    """A uint8 picture (H x W, H x W x 3|4) -> its PNG bytes (fast compression); PNG bytes as
+    they are."""
+    return picture if isinstance(picture, Png) else Png(png_bytes(picture))
+
+
 def zip_entries(entries: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write an export as the zip file ``path`` (the web demo's download), in the same layout as
     :func:`write_entries`. PNG entries are stored (already compressed), the rest deflated."""
@@ -152,7 +158,7 @@ def zip_entries(entries: dict[str, Any], path: str | os.PathLike) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, value in entries.items():
             if isinstance(value, np.ndarray):
-                value = Png(png_bytes(value))
+                value = as_png(value)
             if isinstance(value, Png):
                 zf.writestr(name, value, compress_type=zipfile.ZIP_STORED)
             else:

@@ -52,7 +52,8 @@ def prune(root: str | os.PathLike, max_age_s: float, now: float | None = None,
         try:
             if now - _newest_mtime(entry) <= max_age_s or (keep and _holds(entry, keep)):
                 continue
-            freed += _delete(entry)
+            freed += folder_bytes(entry)
+            _remove(entry)
             removed += 1
         except OSError:
             continue
@@ -90,7 +91,7 @@ def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT
         if total <= max_bytes:
             break
         try:
-            _delete(entry)
+            _remove(entry)
         except OSError:
             continue
         total -= size
@@ -99,14 +100,12 @@ def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT
     return removed, freed
 
 
-def _delete(entry: Path) -> int:
-    """Remove a file or a folder tree; returns the bytes it held."""
-    size = folder_bytes(entry)
+def _remove(entry: Path) -> None:
+    """Remove a file or a folder tree (its size is already known to the caller)."""
     if entry.is_dir() and not entry.is_symlink():
         shutil.rmtree(entry, ignore_errors=True)
     else:
         entry.unlink(missing_ok=True)
-    return size
 
 
 def _newest_mtime(entry: Path) -> float:

@@ -3,9 +3,9 @@ export, the command line's layout, as a zip), written into fresh, unguessable fo
 :func:`output_root`.
 
 The root lies inside Gradio's cache folder on purpose: Gradio serves such files as they are. A
-numpy picture returned to a ``gr.Image`` is encoded again by Gradio and rewritten in place under
-the hash of its bytes (a concurrent download of the same picture then breaks off: "Too little data
-for declared Content-Length"), and a zip outside the cache is hashed and copied. The demo's janitor
+numpy picture returned to a ``gr.Image`` is encoded by Gradio on every event (and was rewritten in
+place under a concurrent download until :func:`vitdense.web.guard.atomic_picture_cache`), and a
+zip outside the cache is hashed and copied. The demo's janitor
 (:func:`vitdense.web.guard.start_janitor`) prunes the root with Gradio's cache.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..export import Png, png_bytes, zip_entries
+from ..export import Png, as_png, zip_entries
 
-__all__ = ["Png", "output_root", "output_folder", "png_files", "write_zip"]
+__all__ = ["Png", "as_png", "output_root", "output_folder", "png_files", "write_zip"]
 
 
 def output_root() -> Path:
@@ -33,11 +33,6 @@ def output_folder(prefix: str = "run-") -> Path:
     root = output_root()
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-
-
-def as_png(picture: np.ndarray | bytes) -> Png:
-    """A uint8 picture (H x W x 3) -> its PNG bytes (fast compression); PNG bytes as they are."""
-    return picture if isinstance(picture, Png) else Png(png_bytes(picture))
 
 
 def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str],

@@ -48,7 +48,7 @@ class PairSession:
     clicks: list[dict] = field(default_factory=list)   # {"a": (y, x), "b": (y, x), ...}
     last_map: Optional[np.ndarray] = None               # h x w similarity of the last click
     base_png: tuple = ()            # ``base`` encoded as PNG (once; shown and zipped without clicks)
-    overview_png: bytes = b""       # the side-by-side picture of the zip (drawn and encoded once)
+    overview_png: Png = Png()       # the side-by-side picture of the zip (drawn and encoded once)
 
 
 def click_label(i: int) -> str:
@@ -115,7 +115,7 @@ def _pair_outputs(s: PairSession, key: str) -> tuple:
     inputs = Inputs([im.array for im in s.images], [im.name for im in s.images])
     stems = ["A_" + _stem(s.images[0].name), "B_" + _stem(s.images[1].name)]
     entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s),
-                                  overview=Png(s.overview_png))
+                                  overview=s.overview_png)
     entries["params.json"] = s.params
     points = to_jsonable(entries["points.json"])
     return (a_path, b_path, heat_path, _clicks_markdown(s), points,
