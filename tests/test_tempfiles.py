@@ -30,7 +30,8 @@ def test_janitor_runs_on_its_schedule(tmp_path):
     j = Janitor([tmp_path], max_age_s=0.2, every_s=0.1).start()
     try:
         deadline = time.monotonic() + 5
-        while any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        # the count is added after the pass: wait for both (the folder empties first)
+        while (any(tmp_path.iterdir()) or j.removed < 1) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         j.stop()
