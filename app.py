@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def limits(args: argparse.Namespace) -> dict:
     """The flags of the limits group -> keyword arguments of vitdense.web.guard.Limits."""
-    from vitdense.sessions import parse_bytes
-    from vitdense.workbudget import parse_work
+    from vitdense.web.serving.sessions import parse_bytes
+    from vitdense.web.serving.workbudget import parse_work
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
                cache_bytes=None if args.cache_memory is None else parse_bytes(args.cache_memory),
                idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,

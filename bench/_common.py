@@ -41,7 +41,7 @@ PAPER_MODEL = "dino_vits8"
 def random_weights_extractor(model: str = PAPER_MODEL, device: str = "cpu", seed: int = 0,
                              dtype: str | None = None):
     """``Extractor(model, device, dtype, pretrained=False)``: timm's (seeded) random initialisation."""
-    from vitdense.extractor import Extractor
+    from vitdense.features.extractor import Extractor
     torch.manual_seed(seed)
     return Extractor(model, device=device, dtype=dtype, pretrained=False)
 

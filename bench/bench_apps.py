@@ -37,34 +37,33 @@ from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
 import torch  # noqa: E402
 
 STAGE_NAMES = ["extraction", "best buddies / clustering", "selection", "refinement"]
 # app -> stage -> [(module, function)]: the functions whose time makes the stage
 STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
     "correspondences": {
-        "extraction": [("vitdense.correspondences", "extract_pair")],
-        "best buddies / clustering": [("vitdense.correspondences", "_mutual_nn")],
-        "selection": [("vitdense.correspondences", "_kmeans_labels"),
-                      ("vitdense.correspondences", "_pick_per_cluster")],
+        "extraction": [("vitdense.apps.correspondences", "extract_pair")],
+        "best buddies / clustering": [("vitdense.apps.correspondences", "_mutual_nn")],
+        "selection": [("vitdense.apps.correspondences", "_kmeans_labels"),
+                      ("vitdense.apps.correspondences", "_pick_per_cluster")],
         "refinement": [],
     },
     "cosegmentation": {
-        "extraction": [("vitdense.cosegmentation", "extract_with_saliency")],
-        "best buddies / clustering": [("vitdense.cosegmentation", "elbow_kmeans")],
-        "selection": [("vitdense.cosegmentation", "cluster_votes")],
-        "refinement": [("vitdense.cosegmentation", "grabcut_refine")],
+        "extraction": [("vitdense.apps.cosegmentation", "extract_with_saliency")],
+        "best buddies / clustering": [("vitdense.apps.cosegmentation", "elbow_kmeans")],
+        "selection": [("vitdense.apps.cosegmentation", "cluster_votes")],
+        "refinement": [("vitdense.apps.cosegmentation", "grabcut_refine")],
     },
     "part_cosegmentation": {
-        "extraction": [("vitdense.part_cosegmentation", "extract_with_saliency"),
-                       ("vitdense.part_cosegmentation", "crop_augmentations")],
-        "best buddies / clustering": [("vitdense.cosegmentation", "elbow_kmeans"),
-                                      ("vitdense.part_cosegmentation", "elbow_kmeans"),
-                                      ("vitdense.part_cosegmentation", "kmeans")],
-        "selection": [("vitdense.cosegmentation", "cluster_votes"),
-                      ("vitdense.foreground", "part_unaries")],
-        "refinement": [("vitdense.part_cosegmentation", "dense_crf")],
+        "extraction": [("vitdense.apps.parts", "extract_with_saliency"),
+                       ("vitdense.apps.parts", "crop_augmentations")],
+        "best buddies / clustering": [("vitdense.apps.cosegmentation", "elbow_kmeans"),
+                                      ("vitdense.apps.parts", "elbow_kmeans"),
+                                      ("vitdense.apps.parts", "kmeans")],
+        "selection": [("vitdense.apps.cosegmentation", "cluster_votes"),
+                      ("vitdense.ops.foreground", "part_unaries")],
+        "refinement": [("vitdense.apps.parts", "dense_crf")],
     },
 }
 APPS = {  # app -> (label, reference-row words that must / must not appear, speed-up target)
@@ -147,14 +146,14 @@ class StageTimer:
 def run_app(app: str, ex, n_images: int) -> tuple[Callable[[], Any], Callable[[Any], str]]:
     """The public call of ``app`` at its defaults, and a one-line summary of its result."""
     if app == "correspondences":
-        from vitdense.correspondences import find_correspondences
+        from vitdense.apps.correspondences import find_correspondences
         (_, im1), (_, im2) = C.image_pair()
         return (lambda: find_correspondences(ex, im1, im2),
                 lambda r: f"{len(r)} pairs from {r.num_best_buddies} foreground best buddies "
                           f"({r.num_mutual} mutual); grids {r.grid1}, {r.grid2}")
     images = [im for _, im in C.photo_set()[:n_images]]
     if app == "cosegmentation":
-        from vitdense.cosegmentation import cosegment
+        from vitdense.apps.cosegmentation import cosegment
         return (lambda: cosegment(ex, images),
                 lambda r: f"k={getattr(r, 'num_clusters', '?')} clusters, "
                           f"{len(getattr(r, 'salient_clusters', []))} salient; "
@@ -162,7 +161,7 @@ def run_app(app: str, ex, n_images: int) -> tuple[Callable[[], Any], Callable[[A
                           f"{sum(map(bool, r.refined))} refined by GrabCut"
                           + (f"; reason: {r.reason}" if getattr(r, "reason", None) else ""))
     if app == "part_cosegmentation":
-        from vitdense.part_cosegmentation import part_cosegment
+        from vitdense.apps.parts import part_cosegment
         return (lambda: part_cosegment(ex, images),
                 lambda r: f"{getattr(r, 'num_parts', '?')} parts, "
                           f"CRF {'on' if getattr(r, 'crf_applied', False) else 'off'}; "

@@ -58,7 +58,7 @@ def descriptors(ex, imgs, cfg: dict, task: str = "cosegmentation"):
 
 
 def score_coseg(masks_pred, masks_gt) -> dict:
-    from vitdense.metrics import jaccard
+    from vitdense.eval.metrics import jaccard
     jac = [jaccard(p, g) for p, g in zip(masks_pred, masks_gt)]
     obj = [bool(g.any()) for g in masks_gt]
     return dict(jac=jac, mean=float(np.mean([j for j, o in zip(jac, obj) if o])),
@@ -67,7 +67,7 @@ def score_coseg(masks_pred, masks_gt) -> dict:
 
 
 def score_parts(maps, parts_gt) -> dict:
-    from vitdense.metrics import ari, nmi
+    from vitdense.eval.metrics import ari, nmi
     ns, as_ = [], []
     for m, g in zip(maps, parts_gt):
         if g is None or not (g > 0).any() or len(np.unique(g[g > 0])) < 2:
@@ -78,14 +78,14 @@ def score_parts(maps, parts_gt) -> dict:
 
 
 def run_coseg(ex, imgs, cfg: dict):
-    from vitdense.cosegmentation import cosegment_descriptors
+    from vitdense.apps.cosegmentation import cosegment_descriptors
     descs = descriptors(ex, imgs, cfg)
     knobs = {k: v for k, v in cfg.items() if k not in DESC_KEYS and k not in PARTS_ONLY}
     return cosegment_descriptors(descs, None, imgs, **knobs)
 
 
 def run_parts(ex, imgs, cfg: dict):
-    from vitdense.part_cosegmentation import part_cosegment_descriptors
+    from vitdense.apps.parts import part_cosegment_descriptors
     descs = descriptors(ex, imgs, cfg, "parts")
     knobs = {k: v for k, v in cfg.items() if k not in DESC_KEYS and k not in ("refine",)}
     return part_cosegment_descriptors(descs, None, imgs, **knobs)
@@ -103,8 +103,8 @@ def main(argv=None) -> int:
                     help="extra configuration as key=value,key=value (python literals), named by itself")
     args = ap.parse_args(argv)
 
-    from vitdense.cache import DescriptorCache
-    from vitdense.extractor import Extractor
+    from vitdense.features.cache import DescriptorCache
+    from vitdense.features.extractor import Extractor
     ex = Extractor(args.model, device="cpu", cache=DescriptorCache(directory=args.cache_dir))
     configs = {"before (paper)": dict(BEFORE), "defaults": {}, **{c: _parse(c) for c in args.config}}
     sets = [d for d in sorted(args.data.iterdir()) if d.is_dir() and (args.sets is None or d.name in args.sets)]

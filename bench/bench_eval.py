@@ -26,15 +26,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_fixtures import load_photo, warped  # noqa: E402
 
-from vitdense.cache import DescriptorCache  # noqa: E402
-from vitdense.correspondences import PointMatcher, match_points  # noqa: E402
-from vitdense.evaluation import evaluate_correspondences  # noqa: E402
-from vitdense.extractor import Extractor  # noqa: E402
+from vitdense.apps.correspondences import PointMatcher, match_points  # noqa: E402
+from vitdense.eval.runner import evaluate_correspondences  # noqa: E402
+from vitdense.features.cache import DescriptorCache  # noqa: E402
+from vitdense.features.extractor import Extractor  # noqa: E402
 
 MEMORY_CHILD = r"""
 import json, sys, time, torch
-from vitdense.extractor import Extractor
-from vitdense.upsample import upsample_descriptors
+from vitdense.features.extractor import Extractor
+from vitdense.features.upsample import upsample_descriptors
 sys.path.insert(0, "bench")
 from eval_fixtures import load_photo
 torch.set_num_threads(int(sys.argv[4]))

@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -81,7 +80,7 @@ def main() -> None:
             "> 100 images/s", n / t > 100)
 
     def pair() -> None:
-        from vitdense.correspondences import find_correspondences
+        from vitdense.apps.correspondences import find_correspondences
         (_, a), (_, b) = C.image_pair()
         t = median_time(lambda: find_correspondences(ex, a, b, load_size=load), dev, reps)
         row("correspondences, one pair (extraction, best buddies, selection)", t, "s", "< 1 s", t < 1.0)
@@ -103,7 +102,7 @@ def main() -> None:
 def parts(ex: Any, photos: list, load: int, dev: str, reps: int, dry: bool, row: Callable,
           rows: list) -> None:
     """Part co-segmentation end to end, and the dense CRF's share of it."""
-    from vitdense import part_cosegmentation as pc
+    from vitdense.apps import parts as pc
     k = 3 if dry else 10
     crf_time = [0.0]
     real_crf = pc.dense_crf

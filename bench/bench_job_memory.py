@@ -4,7 +4,7 @@ Each job runs the web handler (the path ``app.py`` serves) in a fresh Python pro
 small warm-up job, with the peak-RSS mark reset just before it (``bench/_common.PeakMemory``).
 The table lists, per job: the peak above the process at rest, what stays afterwards in the session
 store and in the descriptor cache (both have their own byte budgets), the rest (the job's transient
-working memory), and :func:`vitdense.workbudget.working_bytes`, the estimate the server reserves
+working memory), and :func:`vitdense.web.serving.workbudget.working_bytes`, the estimate the server reserves
 from the memory budget while the job runs. The estimate should cover the transient column.
 
     python bench/bench_job_memory.py
@@ -46,8 +46,9 @@ def run(tab: str, load_size: int, stride: str, bin_: str) -> object:
 
 def worker(name: str) -> None:
     import torch
+
     from vitdense import web
-    from vitdense.models import get_spec
+    from vitdense.features.models import get_spec
     from vitdense.web import guard
     torch.set_num_threads(2)
     web.configure("cpu")
@@ -60,7 +61,8 @@ def worker(name: str) -> None:
     spec = get_spec("dinov2_vits14_imgfocus")
     images = PAIR if tab in ("correspondences", "similarity") else CATS
     from PIL import Image
-    from vitdense.workbudget import working_bytes
+
+    from vitdense.web.serving.workbudget import working_bytes
     sizes = [Image.open(p).size for p in images]
     s = spec.default_stride if stride == "auto" else int(stride)
     est = working_bytes(sizes, load, spec.patch_size, s, spec.embed_dim, bin_ == "on")

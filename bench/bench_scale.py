@@ -7,7 +7,7 @@ size, 320 x 240, so every batch is full), the bundled model (real weights), load
 stride (7: a 31 x 41 grid), layer 11, saliency on, fp32. Rows:
 
 * ``1 process``: ``Extractor.extract`` over all images (model loaded before the clock starts);
-* ``write shards``: ``vitdense.store.write_shard`` of those descriptors, ``--shard-size`` per shard;
+* ``write shards``: ``vitdense.scale.store.write_shard`` of those descriptors, ``--shard-size`` per shard;
 * ``Ray start-up``: ``ray.init`` (local, no dashboard) to ready, and shutdown;
 * ``Ray, k workers``: ``extract_dataset`` end to end (actor start-up and model load included; Ray
   itself already started). No "steady state" figure: Ray Data hands finished shards to the driver
@@ -27,7 +27,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -60,7 +59,7 @@ def make_images(folder: Path, n: int, size=(320, 240)) -> list[Path]:
 
 
 def single_process(paths: list[Path], kw: dict, threads: int) -> tuple[float, list]:
-    from vitdense.extractor import Extractor
+    from vitdense.features.extractor import Extractor
     torch.set_num_threads(threads)
     ex = Extractor(MODEL, device="cpu")
     ex.extract(paths[:1], **kw)                                   # warm-up
@@ -71,7 +70,7 @@ def single_process(paths: list[Path], kw: dict, threads: int) -> tuple[float, li
 
 def decode_time(paths: list[Path], load_size: int) -> float:
     """Seconds per image to read, decode and resize (the CPU side of a GPU worker)."""
-    from vitdense.extractor import Extractor
+    from vitdense.features.extractor import Extractor
     ex = Extractor(MODEL, device="cpu")
     t = time.perf_counter()
     for p in paths:
@@ -81,7 +80,7 @@ def decode_time(paths: list[Path], load_size: int) -> float:
 
 def write_bytes(out: Path, descs: list, shard_size: int, store_dtype: str) -> tuple[float, float]:
     """(seconds, bytes per image) of writing ``descs`` as shards + manifest."""
-    from vitdense.store import write_shard
+    from vitdense.scale.store import write_shard
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     for s in range(0, len(descs), shard_size):
@@ -94,7 +93,7 @@ def write_bytes(out: Path, descs: list, shard_size: int, store_dtype: str) -> tu
 
 
 def ray_run(folder: Path, out: Path, workers: int, kw: dict, shard_size: int) -> float:
-    from vitdense.scale import extract_dataset
+    from vitdense.scale.jobs import extract_dataset
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     s = extract_dataset(folder, out, model=MODEL, device="cpu", **kw, shard_size=shard_size,
@@ -131,7 +130,8 @@ def main() -> None:
                      C.fmt(len(paths) / wt, 0), f"{wt / t1:.1%} of extraction"])
 
         import ray
-        from vitdense.scale import default_threads
+
+        from vitdense.scale.jobs import default_threads
         log("Ray start-up ...")
         t = time.perf_counter()
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
@@ -154,7 +154,7 @@ def main() -> None:
         print(C.machine_line("cpu") + "\n")
         print(C.table(["run", "time", "images/s", "notes"], rows))
 
-        from vitdense.extractor import log_bin_tokens
+        from vitdense.features.extractor import log_bin_tokens
         settings = []
         for name, make, dtype in [
                 ("fp32", lambda d: d, "fp32"), ("fp16", lambda d: d, "fp16"),

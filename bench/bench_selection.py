@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,7 +43,7 @@ def sklearn_labels(x: torch.Tensor, k: int, n_init, seed: int = 0) -> np.ndarray
 
 def torch_labels(x: torch.Tensor, k: int, n_init, seed: int = 0) -> np.ndarray:
     """The selection now (``correspondences._kmeans_labels``) with another seed."""
-    from vitdense import correspondences
+    from vitdense.apps import correspondences
     real = correspondences.kmeans
     correspondences.kmeans = lambda *a, **kw: real(*a, **{**kw, "seed": seed})
     try:
@@ -78,9 +77,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="bundled weights as a state-dict file (GPU machine)")
     ap.add_argument("--seeds", type=int, default=5, help="k-means seeds per variant (default 5)")
     args = ap.parse_args()
-    from vitdense import correspondences as corr
-    from vitdense.extractor import Extractor
-    from vitdense.metrics import pck
+    from vitdense.apps import correspondences as corr
+    from vitdense.eval.metrics import pck
+    from vitdense.features.extractor import Extractor
     ex = Extractor("dinov2_vits14_imgfocus", device=args.device, checkpoint=args.checkpoint)
     after = corr._kmeans_labels
     global AFTER

@@ -46,8 +46,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -438,8 +438,8 @@ def main() -> None:
         print(f"| {who} | {kind} | {n} | {stats.examples[(who, kind)]} |")
     evicted = len(re.findall(r"evicted a result", log_text))
     tracebacks = log_text.count("Traceback")
-    from vitdense.sessions import DEFAULT_BUDGET_BYTES, parse_bytes
     from vitdense.web.guard import Limits
+    from vitdense.web.serving.sessions import DEFAULT_BUDGET_BYTES, parse_bytes
     budget = parse_bytes(args.session_memory) if args.session_memory else DEFAULT_BUDGET_BYTES
     bound = samples[0][1] + (budget + Limits().cache_bytes) / 2**20
     print(f"\nRSS bound (at rest {samples[0][1]:.0f} MiB + session budget {budget / 2**20:.0f} MiB + "

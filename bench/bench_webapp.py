@@ -59,6 +59,7 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
 
 def bench_handlers(images: list[str], load_size: int) -> list[tuple[str, float, int]]:
     import torch
+
     from vitdense import web
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     web.configure("cpu")

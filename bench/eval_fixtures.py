@@ -3,7 +3,7 @@
 Two sets, both built from photos installed with the requirements (nothing downloaded):
 
 * ``warped``: six photos, each warped by a random homography (rotation up to 15 degrees, scale
-  0.8-1.15, mild perspective, colour jitter; :func:`vitdense.benchmarks.warped_pair`); truth is
+  0.8-1.15, mild perspective, colour jitter; :func:`vitdense.eval.datasets.warped_pair`); truth is
   exact; source points on a 12 x 12 lattice; PCK relative to the target image's longer side.
 * ``felines``: four different feline faces (scikit-image's "chelsea" cat, gradio's two cheetah
   photos and its lion photo), keypoints placed by eye: the two eyes (pupil centres), the nose
@@ -22,7 +22,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from vitdense.benchmarks import KeypointPair, PairSet, warped_pair
+from vitdense.eval.datasets import KeypointPair, PairSet, warped_pair
 
 KEYPOINTS = ("eye_l", "eye_r", "nose", "mouth", "ear_l", "ear_r")
 SYMMETRIC = {"eye_l": "eye_r", "eye_r": "eye_l", "ear_l": "ear_r", "ear_r": "ear_l"}

@@ -1,6 +1,6 @@
 """Correspondence defaults study: PCK of click answers for each descriptor / matching setting.
 
-Runs the harness (:func:`vitdense.evaluation.score_pair`, the demo's click rule) on the two
+Runs the harness (:func:`vitdense.eval.runner.score_pair`, the demo's click rule) on the two
 fixture sets of ``bench/eval_fixtures.py`` (warped photos with exact truth; hand-placed keypoints
 on four different feline faces) with the bundled model, changing one setting at a time from the
 old default (layer 9, token, stride 7, load 224, no binning, no refinement), then the combination
@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_fixtures import felines, left_right_swaps, mirrored, warped  # noqa: E402
 
-from vitdense.cache import DescriptorCache  # noqa: E402
-from vitdense.evaluation import pck_summaries, score_pair  # noqa: E402
-from vitdense.extractor import Extractor, ImageDescriptors, log_bin_tokens  # noqa: E402
-from vitdense.upsample import upsample_image_descriptors  # noqa: E402
+from vitdense.eval.runner import pck_summaries, score_pair  # noqa: E402
+from vitdense.features.cache import DescriptorCache  # noqa: E402
+from vitdense.features.extractor import Extractor, ImageDescriptors, log_bin_tokens  # noqa: E402
+from vitdense.features.upsample import upsample_image_descriptors  # noqa: E402
 
 LAYERS = [5, 7, 9, 11]
 BASE = dict(layer=(9,), facet="token", stride=7, load_size=224, bin=False, upsample=None, refine=False,
@@ -55,7 +55,7 @@ def descriptors(ex: Extractor, img: np.ndarray, cfg: dict) -> ImageDescriptors:
 def flip_check(ex: Extractor, pair, cfg: dict):
     """Test-time flip check: match A against B or against mirrored B, whichever has more best
     buddies; the answers in mirrored B are mapped back (x -> W - x)."""
-    from vitdense.correspondences import PointMatcher
+    from vitdense.apps.correspondences import PointMatcher
     flipped = np.ascontiguousarray(pair.image_b[:, ::-1])
     grid = {**cfg, "upsample": None}
     da = descriptors(ex, pair.image_a, grid)

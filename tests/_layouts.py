@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitdense.benchmarks import warped_pair
+from vitdense.eval.datasets import warped_pair
 
 
 def warped_photos(photos: dict[str, np.ndarray], grids: dict[str, int]) -> dict[str, tuple]:
@@ -48,7 +48,8 @@ def write_spair(root: Path, pairs: dict[str, tuple], split: str = "test", layout
 def write_pfpascal(root: Path, pairs: dict[str, tuple], classes: dict[str, int]) -> None:
     """PF-PASCAL layout: JPEGImages/, Annotations/<class>/<stem>.mat (kps N x 2 (x, y), bbox), test_pairs.csv."""
     from scipy.io import savemat
-    from vitdense.benchmarks import PASCAL_CLASSES
+
+    from vitdense.eval.datasets import PASCAL_CLASSES
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     rows = ["source_image,target_image,class"]
     for n, (name, (a, b, pa, pb)) in enumerate(pairs.items()):

@@ -44,14 +44,14 @@ def test_device() -> torch.device:
 @pytest.fixture(scope="session")
 def bundled_extractor():
     """The bundled DINOv2 ViT-S/14 (real pretrained weights) on the CPU."""
-    from vitdense.extractor import Extractor
+    from vitdense.features.extractor import Extractor
     return Extractor("dinov2_vits14_imgfocus", device="cpu", checkpoint=TEST_CHECKPOINT)
 
 
 @pytest.fixture(scope="session")
 def device_extractor(bundled_extractor, test_device):
     """The same model and weights on the test device (the CPU one itself when that is the CPU)."""
-    from vitdense.extractor import Extractor
+    from vitdense.features.extractor import Extractor
     if test_device.type == "cpu":
         return bundled_extractor
     return Extractor("dinov2_vits14_imgfocus", device=test_device, checkpoint=TEST_CHECKPOINT)

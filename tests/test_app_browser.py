@@ -9,10 +9,10 @@ from __future__ import annotations
 import io
 import os
 import time
+
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_app_client import CAT_A, CAT_B, ma, serve_app
 
 CHROMIUM = "/usr/bin/chromium"

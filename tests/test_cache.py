@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vitdense.cache import DescriptorCache
-from vitdense.extractor import Extractor
+from vitdense.features.cache import DescriptorCache
+from vitdense.features.extractor import Extractor
 
 
 def _cached_extractor(bundled_extractor: Extractor, cache: DescriptorCache) -> Extractor:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from vitdense.cli import main
-from vitdense.models import MODELS
+from vitdense.cli.main import main
+from vitdense.features.models import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def test_version():
     from vitdense import __version__
     proc = subprocess.run([sys.executable, "-m", "vitdense", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f"vitdense {__version__}"
-    import tomllib
     from pathlib import Path
+
+    import tomllib
     pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == __version__
 

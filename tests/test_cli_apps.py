@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdense.cli import main
+from vitdense.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = ["--model", "dinov2_vits14_imgfocus", "--device", "cpu", "--load-size", "112", "--quiet"]
@@ -42,7 +42,7 @@ def roots(photos, tmp_path_factory) -> dict[str, Path]:
     (pairs / "three").mkdir()
     for i in range(3):
         _save(cat, pairs / "three" / f"{i}.png", (120, 80))
-    from vitdense.video import write_video
+    from vitdense.apps.video import write_video
     pan = [np.asarray(Image.fromarray(cat[:, 10 * i:10 * i + 380]).resize((160, 106), Image.Resampling.LANCZOS))
            for i in range(8)]                                      # a real pan over the photo
     video = write_video(pan, base / "clip.mp4", fps=8)
@@ -184,7 +184,7 @@ def test_video_command(roots, tmp_path, capsys):
     assert len(res["labels"]) == 8
     lab = np.asarray(Image.open(out / "clip" / res["labels"][3]))
     assert lab.shape == (106, 160) and lab.max() <= res["num_parts"]
-    from vitdense.video import read_video
+    from vitdense.apps.video import read_video
     frames, fps = read_video(out / "clip" / res["video"])
     assert len(frames) == 8 and frames[0].shape == (106, 160, 3)
 
@@ -204,6 +204,7 @@ def test_shared_writers_give_strict_json_and_unique_stems(tmp_path):
     """vitdense.export (used by the CLI and the web demo): no bare NaN / Infinity in JSON files,
     file stems that stay apart."""
     import io
+
     from vitdense.export import png_bytes, save_png, to_jsonable, unique_stems, write_json
     value = {"a": np.float32(np.nan), "b": [1.5, float("inf")], 3: np.arange(2), "p": Path("x/y.png")}
     assert to_jsonable(value) == {"a": None, "b": [1.5, None], "3": [0, 1], "p": str(Path("x/y.png"))}

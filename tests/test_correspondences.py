@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from vitdense.correspondences import (Correspondences, PointMatcher, best_buddies, extract_pair,
-                                      find_correspondences, find_correspondences_descriptors)
+from vitdense.apps.correspondences import (
+    Correspondences,
+    PointMatcher,
+    best_buddies,
+    extract_pair,
+    find_correspondences,
+    find_correspondences_descriptors,
+)
 from vitdense.errors import ParameterError
-from vitdense.metrics import pck
+from vitdense.eval.metrics import pck
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -175,7 +181,7 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
 def test_each_pick_is_the_most_salient_of_its_cluster(stereo_descs):
     """Re-run the k-means step (the library's seeded torch k-means) on the candidates by hand and
     compare the picks."""
-    from vitdense.correspondences import _kmeans_labels
+    from vitdense.apps.correspondences import _kmeans_labels
     d1, d2 = stereo_descs
     c = find_correspondences_descriptors(d1, d2, num_pairs=6)
     mask, nn12, _ = best_buddies(d1.descs, d2.descs)

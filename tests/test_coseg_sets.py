@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdense.cosegmentation import cosegment, cosegment_descriptors, extract_with_saliency
+from vitdense.apps.cosegmentation import cosegment, cosegment_descriptors, extract_with_saliency
+from vitdense.apps.parts import part_cosegment_descriptors
 from vitdense.defaults import task_defaults
-from vitdense.metrics import ari, jaccard, nmi
-from vitdense.part_cosegmentation import part_cosegment_descriptors
+from vitdense.eval.metrics import ari, jaccard, nmi
 
 DATA = Path(__file__).resolve().parent.parent / "bench" / "data" / "coseg_sets"
 
@@ -42,8 +42,8 @@ def outlier_set():
 @pytest.fixture(scope="module")
 def cached_extractor():
     """The bundled model with an in-memory cache: the sets share photos, each is extracted once."""
-    from vitdense.cache import DescriptorCache
-    from vitdense.extractor import Extractor
+    from vitdense.features.cache import DescriptorCache
+    from vitdense.features.extractor import Extractor
     return Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
 
 

@@ -13,11 +13,17 @@ import torch
 from PIL import Image
 from skimage import data
 
-from vitdense.clustering import assign, elbow_kmeans, kmeans, l2_normalize, relabel_by_size
-from vitdense.cosegmentation import (CosegResult, cosegment, cosegment_descriptors, extract_with_saliency,
-                                     grabcut_refine, grid_to_size)
+from vitdense.apps.cosegmentation import (
+    CosegResult,
+    cosegment,
+    cosegment_descriptors,
+    extract_with_saliency,
+    grabcut_refine,
+    grid_to_size,
+)
 from vitdense.errors import ParameterError
-from vitdense.metrics import jaccard
+from vitdense.eval.metrics import jaccard
+from vitdense.ops.clustering import assign, elbow_kmeans, kmeans, l2_normalize, relabel_by_size
 
 CANVAS = (300, 400)  # H x W of every test image (resized to 224 x 298 by the extractor)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdense.crf import CRF_DEFAULTS, dense_crf, smooth_labels, unary_from_labels
 from vitdense.errors import ParameterError
-from vitdense.metrics import jaccard
+from vitdense.eval.metrics import jaccard
+from vitdense.ops.crf import CRF_DEFAULTS, dense_crf, smooth_labels, unary_from_labels
 
 
 def _components(mask: np.ndarray) -> int:

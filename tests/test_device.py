@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import on_cuda
-from vitdense.cache import DescriptorCache
-from vitdense.clustering import kmeans
-from vitdense.correspondences import PointMatcher, best_buddies, find_correspondences_descriptors
-from vitdense.cosegmentation import cosegment_descriptors
-from vitdense.extractor import Extractor
-from vitdense.metrics import ari, jaccard
-from vitdense.part_cosegmentation import part_cosegment_descriptors
+
+from vitdense.apps.correspondences import PointMatcher, best_buddies, find_correspondences_descriptors
+from vitdense.apps.cosegmentation import cosegment_descriptors
+from vitdense.apps.parts import part_cosegment_descriptors
+from vitdense.eval.metrics import ari, jaccard
+from vitdense.features.cache import DescriptorCache
+from vitdense.features.extractor import Extractor
+from vitdense.ops.clustering import kmeans
 
 KW = dict(layer=11, facet="token", stride=14, load_size=168, saliency=True)
 

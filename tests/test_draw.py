@@ -202,9 +202,9 @@ def test_heatmap_overlay_hot_region_brighter(cat):
 
 
 def test_real_results_drawn(cat, astro, descs):
-    from vitdense.correspondences import PointMatcher, find_correspondences_descriptors
-    from vitdense.pca import pca_descriptors
-    from vitdense.similarity import inspect_similarity_descriptors
+    from vitdense.apps.correspondences import PointMatcher, find_correspondences_descriptors
+    from vitdense.apps.pca import pca_descriptors
+    from vitdense.apps.similarity import inspect_similarity_descriptors
 
     p = pca_descriptors(descs, n_components=3)
     imgs = draw.draw_pca(p)

@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from _layouts import write_pfpascal, write_spair
 from conftest import paste_object
-from vitdense.benchmarks import read_pairs, read_sets, warped_pair
-from vitdense.cli import main
-from vitdense.evaluation import evaluate_correspondences, evaluate_segmentation, format_table, score_pair
+from PIL import Image
+
+from vitdense.cli.main import main
+from vitdense.eval.datasets import read_pairs, read_sets, warped_pair
+from vitdense.eval.runner import evaluate_correspondences, evaluate_segmentation, format_table, score_pair
 
 LOAD = 112   # small images keep the suite fast; the knobs are the library's otherwise
 
@@ -69,7 +69,7 @@ def test_per_image_and_per_point_averages_differ(spair_report):
 def test_refinement_and_predictions_in_original_pixels(bundled_extractor, pairs):
     img, w, pa, pb = pairs["cup"]
     d_a, d_b = bundled_extractor.extract([img, w], layer=9, load_size=LOAD)
-    from vitdense.benchmarks import KeypointPair
+    from vitdense.eval.datasets import KeypointPair
     pair = KeypointPair("cup", "cup", img, w, pa, pb, None, None)
     coarse = score_pair(pair, d_a, d_b, "image", (0.02, 0.05), refine=False)
     fine = score_pair(pair, d_a, d_b, "image", (0.02, 0.05), refine=True)

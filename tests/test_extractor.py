@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vitdense.errors import ImageError, ParameterError
-from vitdense.extractor import Extractor, log_bin, log_bin_tokens
+from vitdense.features.extractor import Extractor, log_bin, log_bin_tokens
 
 
 def log_bin_loop(x: torch.Tensor, hierarchy: int) -> torch.Tensor:

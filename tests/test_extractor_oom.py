@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vitdense.errors import OutOfMemoryError
-from vitdense.extractor import DeviceFallbackWarning, Extractor
+from vitdense.features.extractor import DeviceFallbackWarning, Extractor
 
 KW = dict(layer=11, facet="token", stride=14, load_size=112)
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from vitdense.errors import ImageError
-from vitdense.images import MAX_PIXELS, list_images, load_image
+from vitdense.features.images import MAX_PIXELS, list_images, load_image
 
 
 @pytest.fixture(scope="module")

@@ -13,26 +13,27 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vitdense"
 
-#: layer of every module, bottom (0) to top; a new module must be placed here
+#: layer of every module, bottom (0) to top, by dotted path prefix (the longest prefix wins); a new
+#: top-level module must be placed here, a module inside a layer's package takes the package's layer
 LAYERS: dict[str, int] = {
-    # 0: leaves: errors, the defaults table, writing files
-    "errors": 0, "defaults": 0, "export": 0, "version": 0, "tempfiles": 0,
-    # 1: data types and reading images
-    "descriptors": 1, "images": 1, "workbudget": 1, "benchmarks": 1, "validate": 1, "sessions": 1,
-    # 2: numerics and weights
-    "clustering": 2, "voting": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
-    "upsample": 2,
-    # 3: the network
-    "extractor": 3, "rope": 3,
-    # 4: applications (pure functions -> result dataclasses)
-    "foreground": 4, "cosegmentation": 4, "part_cosegmentation": 4, "correspondences": 4, "pca": 4,
-    "similarity": 4, "video": 4, "transfer": 4, "evaluation": 4, "scale": 4,
-    # 5: drawing results
-    "draw": 5,
-    # 6: the application registry (descriptions the interfaces derive from)
-    "registry": 6, "apps": 6,
-    # 7: interfaces
-    "cli": 7, "web": 7, "__main__": 7, "__init__": 7, "zerogpu": 7,
+    # 0: the base vocabulary: errors, the defaults table, writing files, the version, moved paths
+    "errors": 0, "defaults": 0, "export": 0, "version": 0, "moved": 0,
+    # 1: model and features (images in, descriptors out)
+    "features": 1,
+    # 2: shared numerics of the applications
+    "ops": 2,
+    # 3: drawing results (arrays and results read by attribute: no import of the applications)
+    "draw": 3,
+    # 4: the applications and their registry
+    "apps": 4,
+    # 5: evaluation on data sets
+    "eval": 5,
+    # 6: at scale (Ray Data jobs, the stored descriptor data set)
+    "scale": 6,
+    # 7: the public demo's Gradio-free guards
+    "web.serving": 7,
+    # 8: interfaces
+    "cli": 8, "web": 8, "__main__": 8, "__init__": 8,
 }
 
 
@@ -42,13 +43,12 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
 
 
 def layer_of(name: str) -> int:
-    top = name.split(".")[0]
-    if top not in LAYERS and top.startswith("evaluation"):
-        top = "evaluation"
-    if top not in LAYERS:
-        pytest.fail(f"vitdense.{name} has no layer: add it to LAYERS in tests/test_layers.py "
-                    "and to docs/ARCHITECTURE.md")
-    return LAYERS[top]
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return LAYERS[".".join(parts[:n])]
+    pytest.fail(f"vitdense.{name} has no layer: add it to LAYERS in tests/test_layers.py "
+                "and to docs/ARCHITECTURE.md")
 
 
 def package_imports(path: Path, root: Path = PACKAGE) -> list[tuple[str, list[str]]]:
@@ -138,13 +138,23 @@ def test_no_import_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+@pytest.mark.parametrize("path", sorted((PACKAGE / "web" / "serving").rglob("*.py")),
+                         ids=lambda p: module_name(p))
+def test_serving_guards_do_not_import_gradio(path):
+    """web/serving holds the demo's guards apart from the framework: no Gradio import there."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        assert not any(n.split(".")[0] == "gradio" for n in names), f"{module_name(path)} imports Gradio"
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     """The checks above can fail: a lazy cycle and an upward import in a scratch package are found."""
     pkg = tmp_path / "vitdense"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "errors.py").write_text("from .cache import _X\n")          # layer 0 -> layer 2, private
-    (pkg / "cache.py").write_text("def f():\n    from vitdense.errors import Y\n")
-    assert package_imports(pkg / "errors.py", pkg) == [("cache", ["_X"])]
-    assert layer_of("cache") > layer_of("errors")
-    assert find_cycle(graph(pkg)) == ["cache", "errors", "cache"]
+    (pkg / "errors.py").write_text("from .features import _X\n")       # layer 0 -> layer 1, private
+    (pkg / "features.py").write_text("def f():\n    from vitdense.errors import Y\n")
+    assert package_imports(pkg / "errors.py", pkg) == [("features", ["_X"])]
+    assert layer_of("features") > layer_of("errors")
+    assert find_cycle(graph(pkg)) == ["errors", "features", "errors"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vitdense.errors import ParameterError
-from vitdense.metrics import ari, jaccard, nmi, pck, pixel_accuracy, precision
+from vitdense.eval.metrics import ari, jaccard, nmi, pck, pixel_accuracy, precision
 
 
 @pytest.fixture(scope="module")

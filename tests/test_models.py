@@ -7,9 +7,9 @@ import pytest
 import timm
 import torch
 
-from vitdense import models
 from vitdense.errors import ParameterError, WeightsUnavailableError
-from vitdense.extractor import Extractor
+from vitdense.features import models
+from vitdense.features.extractor import Extractor
 
 REQUIRED = ["dino_vits8", "dino_vits16", "dino_vitb8", "dino_vitb16", "dinov2_vits14", "dinov2_vitb14",
             "dinov2_vits14_reg", "dinov2_vitb14_reg", "vit_small_patch16_224", "vit_base_patch16_224",

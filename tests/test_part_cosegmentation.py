@@ -14,12 +14,17 @@ import torch
 from PIL import Image
 from skimage import data
 
-from vitdense.clustering import l2_normalize
-from vitdense.cosegmentation import extract_with_saliency
+from vitdense.apps.cosegmentation import extract_with_saliency
+from vitdense.apps.parts import (
+    PartsResult,
+    crop_augmentations,
+    part_cosegment,
+    part_cosegment_descriptors,
+    part_unaries,
+)
 from vitdense.errors import ParameterError
-from vitdense.part_cosegmentation import (PartsResult, part_unaries, crop_augmentations, part_cosegment,
-                                          part_cosegment_descriptors)
-from vitdense.metrics import jaccard
+from vitdense.eval.metrics import jaccard
+from vitdense.ops.clustering import l2_normalize
 
 SIZE = (300, 400)
 SEEDS = (0, 1, 2)
@@ -258,7 +263,7 @@ def test_part_cosegment_end_to_end_with_augmentations(bundled_extractor, part_se
 
 def test_balanced_sampling_weighs_every_image_the_same():
     """A small object (10 foreground cells) and a close-up (1000) give as many training rows each."""
-    from vitdense.clustering import sample_rows, sample_rows_balanced
+    from vitdense.ops.clustering import sample_rows, sample_rows_balanced
     small = torch.arange(10, dtype=torch.float32)[:, None].repeat(1, 3)
     big = 100 + torch.arange(1000, dtype=torch.float32)[:, None].repeat(1, 3)
     plain = sample_rows([small, big], 100)

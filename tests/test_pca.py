@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from vitdense.apps.pca import PCAResult, pca, pca_descriptors, pca_rgb
 from vitdense.errors import ParameterError
-from vitdense.pca import PCAResult, pca, pca_descriptors, pca_rgb
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from vitdense import defaults
 from vitdense.apps import APPS
-from vitdense.cli import app_options, build_parser
+from vitdense.cli.main import app_options, build_parser
 from vitdense.export import write_entries, zip_entries
 
 
@@ -72,8 +72,9 @@ def test_one_layout_for_folders_and_zips(tmp_path):
         names = sorted(zf.namelist())
         assert names == sorted(str(p.relative_to(tmp_path / "out")) for p in paths)
         assert zf.read("result.json") == (tmp_path / "out/result.json").read_bytes() == b'{\n  "x": null\n}\n'
-        from PIL import Image
         import io
+
+        from PIL import Image
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(zf.read("masks/a.png")))),
                                       entries["masks/a.png"])
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitdense import models
-from vitdense import rope as R
 from vitdense.errors import WeightsUnavailableError
-from vitdense.extractor import Extractor
+from vitdense.features import models
+from vitdense.features import rope as R
+from vitdense.features.extractor import Extractor
 
 P = 5  # prefix tokens: CLS + 4 registers
 

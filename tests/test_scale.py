@@ -1,4 +1,4 @@
-"""vitdense.scale on a local Ray (CPU, bundled model, real photographs): data-set extraction equal to
+"""vitdense.scale.jobs on a local Ray (CPU, bundled model, real photographs): data-set extraction equal to
 the Extractor bit for bit, resume without recomputation, failures listed, per-set jobs equal to the
 single-process CLI, and one line without Ray."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vitdense.cli import main
-from vitdense.store import open_descriptors, read_manifest
-from vitdense.scale import extract_dataset
+from vitdense.cli.main import main
+from vitdense.scale.jobs import extract_dataset
+from vitdense.scale.store import open_descriptors, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = dict(model="dinov2_vits14_imgfocus", device="cpu", load_size=112)
@@ -80,7 +80,7 @@ def test_corrupt_file_and_non_image_listed_as_failed(extracted, dataset):
 
 
 def test_applications_run_on_the_stored_dataset(extracted, dataset, bundled_extractor):
-    from vitdense.cosegmentation import cosegment_descriptors
+    from vitdense.apps.cosegmentation import cosegment_descriptors
     cats = [p for p in dataset["good"] if "cat_" in p]
     stored = cosegment_descriptors(open_descriptors(extracted["out"]).load(cats), refine=False)
     fresh = cosegment_descriptors(bundled_extractor.extract(cats, load_size=112, include_cls=True, saliency=True),
@@ -156,7 +156,7 @@ def test_set_jobs_on_two_workers_equal_the_single_process_cli(ray_local, tmp_pat
     single, ray_out = tmp_path / "single", tmp_path / "ray"
     assert main(["cosegment", str(root), "--out", str(single), *CLI_MODEL]) == 1
     single_err = capsys.readouterr().err
-    from vitdense.cli import cosegment_sets            # = vitdense cosegment ROOT --out OUT --workers 2
+    from vitdense.cli.main import cosegment_sets  # = vitdense cosegment ROOT --out OUT --workers 2
     status = cosegment_sets(root, ray_out, num_workers=2, model="dinov2_vits14_imgfocus", device="cpu",
                             load_size=112)
     ray_err = capsys.readouterr().err
@@ -180,8 +180,8 @@ def test_without_ray_one_line_names_the_install_command(monkeypatch, dataset, tm
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and 'pip install "vitdense[scale]"' in err[0], err
     assert not (tmp_path / "x").exists()
-    from vitdense.cli import part_cosegment_sets
-    from vitdense.scale import RayUnavailableError
+    from vitdense.cli.main import part_cosegment_sets
+    from vitdense.scale.jobs import RayUnavailableError
     with pytest.raises(RayUnavailableError, match="requirements-scale.txt"):
         part_cosegment_sets(REPO / "assets" / "cats", tmp_path / "p", num_workers=2, model="dinov2_vits14_imgfocus",
                             load_size=112, crf=False)

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from vitdense.correspondences import PointMatcher
+from vitdense.apps.correspondences import PointMatcher
 from vitdense.errors import ParameterError
-from vitdense.sessions import (SessionCleared, SessionStore, compact_descriptors, expand_descriptors,
-                               nbytes, parse_bytes)
+from vitdense.web.serving.sessions import (
+    SessionCleared,
+    SessionStore,
+    compact_descriptors,
+    expand_descriptors,
+    nbytes,
+    parse_bytes,
+)
 
 
 class Clock:

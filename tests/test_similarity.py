@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from vitdense.apps.similarity import inspect_similarity, inspect_similarity_descriptors
 from vitdense.errors import ParameterError
-from vitdense.similarity import inspect_similarity, inspect_similarity_descriptors
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_maps_and_top_n_against_brute_force(pair):
 def test_refined_query_answers_as_a_click(pair):
     """Refined (the default): the query is A's descriptor interpolated at the exact pixel, and
     ``match_b`` is what click-to-correspond answers for that pixel (sub-cell, not a cell centre)."""
-    from vitdense.correspondences import PointMatcher, point_descriptors
+    from vitdense.apps.correspondences import PointMatcher, point_descriptors
     da, db = pair
     matcher = PointMatcher(da, db)
     rng = np.random.default_rng(0)

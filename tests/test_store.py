@@ -1,4 +1,4 @@
-"""vitdense.store: shards + manifest written and read back without Ray."""
+"""vitdense.scale.store: shards + manifest written and read back without Ray."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vitdense.errors import ParameterError
-from vitdense.store import open_descriptors, read_manifest, safetensors_offsets, write_shard
+from vitdense.scale.store import open_descriptors, read_manifest, safetensors_offsets, write_shard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def test_write_shard_then_read_lazily(bundled_extractor, tmp_path):
 
 
 def test_reader_does_not_import_ray():
-    code = "import sys, vitdense.store; assert 'ray' not in sys.modules; print('ok')"
+    code = "import sys, vitdense.scale.store; assert 'ray' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "ok", out.stderr

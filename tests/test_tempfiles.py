@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from vitdense.tempfiles import Janitor, cap, folder_bytes, gradio_delete_cache, prune
+from vitdense.web.serving.tempfiles import Janitor, cap, folder_bytes, gradio_delete_cache, prune
 
 
 def test_prune_by_age(tmp_path):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdense.cli import main
+from vitdense.apps.transfer import SetMatcher, source_index, transfer_points, transfer_points_descriptors
+from vitdense.cli.main import main
 from vitdense.errors import ParameterError
-from vitdense.transfer import SetMatcher, source_index, transfer_points, transfer_points_descriptors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 LOAD = 140
@@ -189,9 +189,11 @@ def test_chromium_click_marks_every_target(artifacts_dir):
     """Upload the cat set in the browser, extract, click the source: a marker in the first point's
     colour appears at the listed match on every target image; the click's latency is printed."""
     import io
+
     from playwright.sync_api import sync_playwright
     from test_app_browser import ARGS, click_image_at
     from test_app_client import serve_app
+
     from vitdense.draw import point_colors
     colour = point_colors(1)[0].astype(int)
     with serve_app(artifacts_dir / "transfer_browser_server.log") as url, sync_playwright() as p:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vitdense.errors import ParameterError
-from vitdense.upsample import upsample_descriptors, upsampled_geometry
+from vitdense.features.upsample import upsample_descriptors, upsampled_geometry
 
 LOAD = 112
 
@@ -70,8 +70,8 @@ def test_chunks_do_not_change_the_result(cat_descs, cat_on_bricks):
 
 
 def test_extract_upsample_reuses_the_cached_pass(cat_on_bricks):
-    from vitdense.cache import DescriptorCache
-    from vitdense.extractor import Extractor
+    from vitdense.features.cache import DescriptorCache
+    from vitdense.features.extractor import Extractor
     img, _ = cat_on_bricks
     ex = Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
     [d] = ex.extract(img, layer=9, load_size=LOAD, saliency=True)
@@ -88,7 +88,8 @@ def test_extract_upsample_reuses_the_cached_pass(cat_on_bricks):
 def test_cli_extract_upsample_writes_pixel_descriptors(tmp_path, cat_on_bricks):
     from PIL import Image
     from safetensors import safe_open
-    from vitdense.cli import main
+
+    from vitdense.cli.main import main
     img, _ = cat_on_bricks
     Image.fromarray(img).save(tmp_path / "cat.png")
     out = tmp_path / "d.safetensors"

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from vitdense.errors import ImageError, ParameterError
-from vitdense.images import load_image
-from vitdense.validate import MIN_SIDE, VideoProbe, check_upload, check_video_upload, choice, flag, number
+from vitdense.features.images import load_image
+from vitdense.web.serving.validate import MIN_SIDE, VideoProbe, check_upload, check_video_upload, choice, flag, number
 
 
 @pytest.mark.parametrize("value,message", [
@@ -70,7 +70,7 @@ def test_decompression_bomb_is_too_large(tmp_path):
 
 
 def test_video_uploads(tmp_path):
-    from vitdense.video import write_video
+    from vitdense.apps.video import write_video
     clip = write_video([np.full((48, 64, 3), 20 * i, np.uint8) for i in range(12)], tmp_path / "clip.mp4", fps=6)
     assert check_video_upload(clip) == VideoProbe(64, 48, 2.0, 6.0) and VideoProbe(64, 48, 2.0, 6.0).frames == 12
     notes = tmp_path / "notes.mp4"

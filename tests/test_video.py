@@ -1,4 +1,4 @@
-"""vitdense.video on a real clip: a pan / zoom over a photograph, written with ffmpeg and read back."""
+"""vitdense.apps.video on a real clip: a pan / zoom over a photograph, written with ffmpeg and read back."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,8 @@ import torch
 from PIL import Image
 
 from vitdense import draw
+from vitdense.apps.video import label_flicker, read_video, sample_indices, temporal_ema, video_parts, write_video
 from vitdense.errors import ImageError, ParameterError
-from vitdense.video import (label_flicker, read_video, sample_indices, temporal_ema, video_parts,
-                            write_video)
 
 N_FRAMES = 12
 SIZE = (106, 160)  # H x W of every frame

@@ -1,13 +1,13 @@
-"""Robust votes (vitdense.voting): unit tests on small label maps plus real saliency of a photo."""
+"""Robust votes (vitdense.ops.voting): unit tests on small label maps plus real saliency of a photo."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from vitdense.clustering import l2_normalize
-from vitdense.cosegmentation import cluster_votes, votes_needed
-from vitdense.voting import cluster_stats, count_votes, fallback_cells, image_thresholds, otsu_threshold
+from vitdense.apps.cosegmentation import cluster_votes, votes_needed
+from vitdense.ops.clustering import l2_normalize
+from vitdense.ops.voting import cluster_stats, count_votes, fallback_cells, image_thresholds, otsu_threshold
 
 
 def test_otsu_splits_two_modes():

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import app
-from vitdense import validate
 from vitdense.errors import ParameterError
-from vitdense.sessions import SessionCleared
 from vitdense.web import guard
 from vitdense.web.errors import ui_errors
 from vitdense.web.page import validate_inputs
 from vitdense.web.pool import stride_choices
+from vitdense.web.serving import validate
+from vitdense.web.serving.sessions import SessionCleared
 
 
 def test_status_line_follows_errors_successes_and_cleared_sessions():
@@ -65,7 +65,7 @@ def test_heavy_slot_is_released_when_the_handler_ends():
 
 
 def test_a_heavy_job_holds_its_working_memory_until_it_ends():
-    from vitdense.workbudget import working_bytes
+    from vitdense.web.serving.workbudget import working_bytes
     need = working_bytes([(256, 256)] * 2, 224, 14, 7, 384)
     old = guard.LIMITS.session_bytes
     guard.configure(session_bytes=need + (1 << 20))
@@ -169,6 +169,7 @@ def test_a_picture_shown_twice_is_replaced_whole_not_rewritten_in_place(tmp_path
     """A download of a cached picture that is under way keeps reading the complete file when the
     same picture is written again (Gradio alone truncated it in place)."""
     import os
+
     from gradio import processing_utils
     from PIL import Image
     guard.atomic_picture_cache()

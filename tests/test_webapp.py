@@ -233,7 +233,7 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
     """Click a part in one image: that part stays coloured in every image, the others look like the
     dimmed background; toggles hide parts; the opacity sets the colour blend. No network pass."""
     from vitdense.draw import part_colors
-    from vitdense.web.guard import STORE     # the page's state is a key of the server's store
+    from vitdense.web.guard import STORE  # the page's state is a key of the server's store
     *_, session = webapp.run_part_cosegmentation(CATS[:3], 3, load_size=LOAD, crf=False)
     calls = bundled_extractor.num_forward_calls
     maps = [np.asarray(m) for m in STORE.get(session).result.part_maps]
@@ -303,13 +303,13 @@ def test_pca_of_a_set_is_joint():
 
 
 # ---------------------------------------------------------------------------------------------
-# video (when vitdense.video provides it)
+# video (when vitdense.apps.video provides it)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not webapp.video_available(), reason="vitdense.video has no video_parts")
+@pytest.mark.skipif(not webapp.video_available(), reason="vitdense.apps.video has no video_parts")
 def test_video_parts_clip():
     clip = str(ASSETS / "video/cat_pan.mp4")
     out, md, zip_path = webapp.run_video(clip, 3, 3, load_size=112)
-    from vitdense.video import read_video
+    from vitdense.apps.video import read_video
     frames, _ = read_video(out)
     assert len(frames) == 20
     files = read_zip(zip_path)

@@ -6,8 +6,18 @@ import time
 
 import pytest
 
-from vitdense.workbudget import (DEFAULT_MAX_WORK, Busy, WorkGate, WorkRefused, check, estimate,
-                                 grid_tokens, max_load_size, offered_strides, parse_work)
+from vitdense.web.serving.workbudget import (
+    DEFAULT_MAX_WORK,
+    Busy,
+    WorkGate,
+    WorkRefused,
+    check,
+    estimate,
+    grid_tokens,
+    max_load_size,
+    offered_strides,
+    parse_work,
+)
 
 
 def test_tokens_follow_the_extractor(bundled_extractor, photos):
@@ -83,8 +93,13 @@ def test_gate_bounds_the_queue_and_the_wait():
 
 def test_working_memory_estimate():
     """A job's reservation: the floor plus, per patch, its descriptor and embedding values."""
-    from vitdense.workbudget import (WORKING_BYTES_FLOOR, WORKING_BYTES_PER_DESC, WORKING_BYTES_PER_EMBED,
-                                     grid_tokens, working_bytes)
+    from vitdense.web.serving.workbudget import (
+        WORKING_BYTES_FLOOR,
+        WORKING_BYTES_PER_DESC,
+        WORKING_BYTES_PER_EMBED,
+        grid_tokens,
+        working_bytes,
+    )
     pair = [(400, 266), (340, 238)]
     tokens = sum(grid_tokens(s, 224, 14, 7) for s in pair)
     plain = working_bytes(pair, 224, 14, 7, 384)

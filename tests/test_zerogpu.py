@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitdense import zerogpu
-from vitdense.extractor import ImageDescriptors
+from vitdense.features.extractor import ImageDescriptors
+from vitdense.web.serving import zerogpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_web_demo_wraps_its_gpu_calls_without_cuda_at_import(tmp_path):
             setattr(torch.cuda, name, lambda *a, _n=name, _r=real, **k: (touched.append(_n), _r(*a, **k))[1])
         name = "vitdense.web" if importlib.util.find_spec("vitdense.web") else "vitdense.webapp"
         importlib.import_module(name)
-        import vitdense.zerogpu as z
+        import vitdense.web.serving.zerogpu as z
         print("REGISTERED", sorted(n for n, d in spaces.registered if callable(d)))
         print("TOUCHED", touched, "ZERO", z.on_zero_gpu())
     """)

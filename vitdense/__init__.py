@@ -2,15 +2,24 @@
 
 Implements "Deep ViT Features as Dense Visual Descriptors" (Amir, Gandelsman, Bagon, Dekel, 2021).
 """
-from .cache import DescriptorCache
-from .descriptors import DescriptorSettings
-from .errors import (ImageError, OutOfMemoryError, ParameterError, UnknownModelError,
-                     VitdenseError, WeightsUnavailableError)
-from .extractor import FACETS, Extractor, Geometry, ImageDescriptors, log_bin
-from .images import load_image
-from .models import BUNDLED_MODEL, MODELS, ModelSpec, get_spec, load_model, weights_status
+from vitdense import moved as _moved
 
-from .version import __version__  # noqa: E402
+_moved.install()  # old module paths (vitdense.extractor, ...) keep working, deprecated
+
+from vitdense.errors import (
+                     ImageError,
+                     OutOfMemoryError,
+                     ParameterError,
+                     UnknownModelError,
+                     VitdenseError,
+                     WeightsUnavailableError,
+)
+from vitdense.features.cache import DescriptorCache
+from vitdense.features.descriptors import DescriptorSettings
+from vitdense.features.extractor import FACETS, Extractor, Geometry, ImageDescriptors, log_bin
+from vitdense.features.images import load_image
+from vitdense.features.models import BUNDLED_MODEL, MODELS, ModelSpec, get_spec, load_model, weights_status
+from vitdense.version import __version__  # noqa: E402
 
 __all__ = [
     "BUNDLED_MODEL", "DescriptorCache", "DescriptorSettings", "Extractor", "FACETS", "Geometry", "ImageDescriptors",

@@ -1,6 +1,6 @@
 """``python -m vitdense`` = the ``vitdense`` command."""
 import sys
 
-from .cli import main
+from vitdense.cli.main import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ Configuration as data (in the spirit of timm's ``default_cfgs``): ``TASK_DEFAULT
 paper's values (its official code); ``FAMILY_DEFAULTS[(task, family)]`` overrides them for one model
 family where a measurement on that family said otherwise (each override names its evidence; the
 README's tables give the numbers). ``None`` for ``facet``, ``stride`` or ``bin`` means the model's
-own default (:class:`vitdense.models.ModelSpec`).
+own default (:class:`vitdense.features.models.ModelSpec`).
 
 This module is a leaf: it imports nothing from the rest of the package, so the library, the
 command line and the web demo can all read it.

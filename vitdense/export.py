@@ -1,6 +1,6 @@
 """Writing results: JSON-safe values, PNG encoding and unique file stems.
 
-Shared by the command line (:mod:`vitdense.cli`, files in an output folder) and the web demo
+Shared by the command line (:mod:`vitdense.cli.main`, files in an output folder) and the web demo
 (:mod:`vitdense.web`, entries of a downloadable zip), so both write the same kinds of files.
 """
 from __future__ import annotations

@@ -18,22 +18,59 @@ tests and ``app.py``.
 """
 from __future__ import annotations
 
-from .controls import Page, knob_component, knob_value  # noqa: F401
-from .errors import GENERIC_ERROR, log, ui_errors  # noqa: F401
-from .inputs import (AUTO, ASSETS, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, InputImage,  # noqa: F401
-                     descriptor_settings, example_pairs, example_sets, image_input, prepare_image, prepare_set)
-from .page import INTRO, build_demo, launch  # noqa: F401
-from .pool import (POOL, ModelPool, configure, device_note, layer_choices, model_choices,  # noqa: F401
-                   stride_choices, update_model_choices, update_stride_choices)
-from .sessions import STATE_TTL_S, session_state  # noqa: F401
-from .tabs import TABS  # noqa: F401
-from .tabs.correspondences import (CLICK_COLORS, MAX_CLICKS, PairSession, clear_points,  # noqa: F401
-                                   click_correspondence, match_point, run_correspondences)
-from .tabs.cosegmentation import CosegSession, coseg_maps, run_cosegmentation  # noqa: F401
-from .tabs.parts import (PartsSession, click_part, part_display, part_highlight, part_pick_image,  # noqa: F401
-                         part_toggles, part_view, recluster_parts, run_part_cosegmentation)
-from .tabs.pca import run_pca  # noqa: F401
-from .tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
-from .tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401
-from .zips import output_root, png_files, write_zip  # noqa: F401
-from ..models import weights_status  # noqa: F401,E402  (the tests check model availability through it)
+from vitdense.features.models import weights_status  # noqa: F401,E402  (the tests check model availability through it)
+from vitdense.web.controls import Page, knob_component, knob_value  # noqa: F401
+from vitdense.web.errors import GENERIC_ERROR, log, ui_errors  # noqa: F401
+from vitdense.web.inputs import (  # noqa: F401
+                     ASSETS,
+                     AUTO,
+                     MAX_SET_IMAGES,
+                     MAX_SIDE,
+                     MIN_SET_IMAGES,
+                     InputImage,
+                     descriptor_settings,
+                     example_pairs,
+                     example_sets,
+                     image_input,
+                     prepare_image,
+                     prepare_set,
+)
+from vitdense.web.page import INTRO, build_demo, launch  # noqa: F401
+from vitdense.web.pool import (  # noqa: F401
+                     POOL,
+                     ModelPool,
+                     configure,
+                     device_note,
+                     layer_choices,
+                     model_choices,
+                     stride_choices,
+                     update_model_choices,
+                     update_stride_choices,
+)
+from vitdense.web.sessions import STATE_TTL_S, session_state  # noqa: F401
+from vitdense.web.tabs import TABS  # noqa: F401
+from vitdense.web.tabs.correspondences import (  # noqa: F401
+                     CLICK_COLORS,
+                     MAX_CLICKS,
+                     PairSession,
+                     clear_points,
+                     click_correspondence,
+                     match_point,
+                     run_correspondences,
+)
+from vitdense.web.tabs.cosegmentation import CosegSession, coseg_maps, run_cosegmentation  # noqa: F401
+from vitdense.web.tabs.parts import (  # noqa: F401
+                     PartsSession,
+                     click_part,
+                     part_display,
+                     part_highlight,
+                     part_pick_image,
+                     part_toggles,
+                     part_view,
+                     recluster_parts,
+                     run_part_cosegmentation,
+)
+from vitdense.web.tabs.pca import run_pca  # noqa: F401
+from vitdense.web.tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
+from vitdense.web.tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401
+from vitdense.web.zips import output_root, png_files, write_zip  # noqa: F401

@@ -1,4 +1,4 @@
-"""Page controls derived from the registry: a knob of an application (vitdense.apps) -> the Gradio
+"""Page controls derived from the registry: a knob of an application (vitdense.apps.entries) -> the Gradio
 component that sets it, with the knob's range, help and the default for the page's model."""
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Any
 
 import gradio as gr
 
-from .. import validate
-from ..apps import get_app
-from ..registry import App
-
+from vitdense.apps import get_app
+from vitdense.apps.registry import App
+from vitdense.web.serving import validate
 
 #: short labels of knobs in the page (otherwise the knob's name, capitalised)
 LABELS = {"thresh": "Saliency threshold", "votes_percentage": "Votes %", "refine": "GrabCut refinement",
@@ -77,5 +76,5 @@ class Page:
 
     def watch(self, event: Any) -> Any:
         """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
-        from .guard import wire_status
+        from vitdense.web.guard import wire_status
         return wire_status(event, self.tab, self.status)

@@ -12,9 +12,9 @@ from typing import Any, Callable
 import gradio as gr
 import torch
 
-from ..errors import OutOfMemoryError, VitdenseError
-from ..sessions import SessionCleared
-from . import guard
+from vitdense.errors import OutOfMemoryError, VitdenseError
+from vitdense.web import guard
+from vitdense.web.serving.sessions import SessionCleared
 
 log = logging.getLogger("vitdense.web")
 
@@ -32,7 +32,7 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
 
     The message (or, on success, the handler's trailing :class:`~vitdense.web.guard.Done` text) is
     the status line of the handler's tab (its module's name). A session cleared from the store
-    (:class:`~vitdense.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
+    (:class:`~vitdense.web.serving.sessions.SessionCleared`) is no error: every output is kept (``gr.skip()``,
     or ``cleared(sentence)``), the sentence goes to the status line and a warning.
     ``quiet``: a success leaves the status line as it is (an auxiliary step chained after a run).
     ``heavy``: a handler that runs the network: the whole handler runs in a low-priority job thread

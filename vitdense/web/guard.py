@@ -1,8 +1,8 @@
 """What keeps the public demo up and its messages clear: the Gradio side of the hardening.
 
-One process-wide :class:`~vitdense.sessions.SessionStore` (visitors' results under a byte budget),
-one :class:`~vitdense.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
-queue and wait; clicks never pass through it), a :class:`~vitdense.tempfiles.Janitor` for the demo's
+One process-wide :class:`~vitdense.web.serving.sessions.SessionStore` (visitors' results under a byte budget),
+one :class:`~vitdense.web.serving.workbudget.WorkGate` with the work limit (heavy jobs one at a time, bounded
+queue and wait; clicks never pass through it), a :class:`~vitdense.web.serving.tempfiles.Janitor` for the demo's
 own zips, our sentence when Gradio's queue is full, the status line of each tab (filled by
 :func:`vitdense.web.errors.ui_errors`), the raw inputs our validators judge, and the upload check.
 """
@@ -15,18 +15,24 @@ import os
 import threading
 import time
 import types
-from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from .. import validate, workbudget
-from ..errors import ImageError
-from ..sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
-from ..tempfiles import DEFAULT_EVERY_S, DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Janitor, gradio_delete_cache
+from vitdense.errors import ImageError
+from vitdense.web.serving import validate, workbudget
+from vitdense.web.serving.sessions import DEFAULT_IDLE_S, SessionStore, budget_from_env
+from vitdense.web.serving.tempfiles import (
+    DEFAULT_EVERY_S,
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_BYTES,
+    Janitor,
+    gradio_delete_cache,
+)
 
 log = logging.getLogger("vitdense.web.guard")
 
@@ -197,7 +203,7 @@ def raw(component: gr.components.Component) -> gr.components.Component:
 def check_upload_value(value: Any, tab: str, check: Callable[[str], Any] = validate.check_upload) -> None:
     """An upload event (gr.Image / gr.Gallery / gr.Video value): warn at once about a file that
     will be refused (``check``: not an image, too small, too large; a video's limits with
-    :func:`~vitdense.validate.check_video_upload`), and say so in the tab's status line."""
+    :func:`~vitdense.web.serving.validate.check_video_upload`), and say so in the tab's status line."""
     items = value if isinstance(value, (list, tuple)) else [value]
     problems = []
     for item in items:
@@ -259,7 +265,7 @@ def admit(sizes_wh: Sequence[tuple[int, int]], load_size: int, patch: int, strid
           blocks: int, progress: Any = None, embed_dim: int = 0, bin: bool = False) -> workbudget.Work:
     """Refuse above the work limit or the memory budget (at once, one sentence), then wait for a
     slot of the gate (at most ``max_wait_s``, the position shown in the progress line), then reserve
-    the job's working memory (:func:`vitdense.workbudget.working_bytes` of ``embed_dim``-wide
+    the job's working memory (:func:`vitdense.web.serving.workbudget.working_bytes` of ``embed_dim``-wide
     tokens) from the session store, evicting the least recently used results. Slot and reservation
     are held until the handler (wrapped by ``ui_errors``) returns; a second call in the same handler
     keeps them."""

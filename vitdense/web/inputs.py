@@ -14,13 +14,13 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import validate
-from ..defaults import task_defaults
-from ..descriptors import FACETS
-from ..errors import ImageError, ParameterError
-from ..images import load_image
-from ..models import get_spec
-from . import guard
+from vitdense.defaults import task_defaults
+from vitdense.errors import ImageError, ParameterError
+from vitdense.features.descriptors import FACETS
+from vitdense.features.images import load_image
+from vitdense.features.models import get_spec
+from vitdense.web import guard
+from vitdense.web.serving import validate
 
 AUTO = "auto"
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
@@ -121,7 +121,7 @@ def admit(model: str, images: Sequence[InputImage], settings: dict, saliency: bo
 
 def numbered_stems(images: Sequence[InputImage]) -> list[str]:
     """File stems for zip entries, numbered so two uploads with one name stay apart."""
-    from ..export import unique_stems
+    from vitdense.export import unique_stems
     return unique_stems([im.name for im in images], numbered=True)
 
 

@@ -8,19 +8,27 @@ from typing import Any
 import gradio as gr
 import torch
 
-from .. import validate
-from ..descriptors import FACETS
-from ..errors import VitdenseError
-from ..models import BUNDLED_MODEL, get_spec
-from . import guard
-from .controls import Page
-from .inputs import ASSETS, AUTO, LOAD_SIZES, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, choice
-from .pool import ON_ZERO_GPU, POOL, configure, device_note, layer_choices, model_choices, stride_choices, \
-    update_model_choices
-from ..tempfiles import keep_set
-from .sessions import release_session
-from .tabs import TABS
-from .zips import output_root
+from vitdense.errors import VitdenseError
+from vitdense.features.descriptors import FACETS
+from vitdense.features.models import BUNDLED_MODEL, get_spec
+from vitdense.web import guard
+from vitdense.web.controls import Page
+from vitdense.web.inputs import ASSETS, AUTO, LOAD_SIZES, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, choice
+from vitdense.web.pool import (
+    ON_ZERO_GPU,
+    POOL,
+    configure,
+    device_note,
+    layer_choices,
+    model_choices,
+    stride_choices,
+    update_model_choices,
+)
+from vitdense.web.serving import validate
+from vitdense.web.serving.tempfiles import keep_set
+from vitdense.web.sessions import release_session
+from vitdense.web.tabs import TABS
+from vitdense.web.zips import output_root
 
 INTRO = f"""
 # Deep ViT features as dense visual descriptors

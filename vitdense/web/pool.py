@@ -11,19 +11,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cache import DescriptorCache
-from ..descriptors import ImageDescriptors
-from ..extractor import Extractor
-from ..foreground import extract_with_saliency
-from ..models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
-from ..zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
-from .errors import NOTICE_SOURCES, log
-from .guard import offered_strides
-from .inputs import LOAD_SIZES, admit
+from vitdense.features.cache import DescriptorCache
+from vitdense.features.descriptors import ImageDescriptors
+from vitdense.features.extractor import Extractor
+from vitdense.features.models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
+from vitdense.ops.foreground import extract_with_saliency
+from vitdense.web.errors import NOTICE_SOURCES, log
+from vitdense.web.guard import offered_strides
+from vitdense.web.inputs import LOAD_SIZES, admit
+from vitdense.web.serving.zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
 
 AUTO = "auto"
 
-# Hugging Face ZeroGPU Spaces: spaces.GPU with a duration from the estimated work (vitdense.zerogpu);
+# Hugging Face ZeroGPU Spaces: spaces.GPU with a duration from the estimated work (vitdense.web.serving.zerogpu);
 # everywhere else a plain call
 gpu: Callable = gpu_task()
 ON_ZERO_GPU = on_zero_gpu() and load_spaces() is not None

@@ -1,5 +1,5 @@
 """The session store: each visitor's descriptors and results live in the process-wide
-:class:`~vitdense.sessions.SessionStore` (one byte budget for every visitor, least recently used
+:class:`~vitdense.web.serving.sessions.SessionStore` (one byte budget for every visitor, least recently used
 first out, idle expiry, released when the tab closes); the visitor's ``gr.State`` (one per tab)
 holds only its key. A click or a re-clustering never runs the network again and two visitors never
 see each other's data. Session *types* live in their tab modules; this module owns their lifetime.
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from . import guard
+from vitdense.web import guard
 
 STATE_TTL_S = guard.DEFAULT_IDLE_S   # a session's results are dropped this long after their last use
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..export import Png, as_png, zip_entries
+from vitdense.export import Png, as_png, zip_entries
 
 __all__ = ["Png", "as_png", "output_root", "output_folder", "png_files", "write_zip"]
 

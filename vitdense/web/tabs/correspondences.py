@@ -8,23 +8,31 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ... import draw
-from ...apps import get_app
-from ...correspondences import PointMatcher, find_correspondences_descriptors
-from ...descriptors import ImageDescriptors
-from ...errors import ParameterError
-from ...export import to_jsonable
-from ...models import BUNDLED_MODEL
-from ...registry import Inputs
-from ..controls import Page, knob_component, knob_value
-from ..errors import ui_errors
-from ... import validate
-from ..guard import Done
-from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
-                      prepare_pair)
-from ..pool import POOL, extract
-from ..sessions import keep, load, session_state, store, updated
-from ..zips import Png, as_png, output_folder, png_files, write_zip
+from vitdense import draw
+from vitdense.apps import get_app
+from vitdense.apps.correspondences import PointMatcher, find_correspondences_descriptors
+from vitdense.apps.registry import Inputs
+from vitdense.errors import ParameterError
+from vitdense.export import to_jsonable
+from vitdense.features.descriptors import ImageDescriptors
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web.controls import Page, knob_component, knob_value
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SIDE,
+    InputImage,
+    admit,
+    descriptor_settings,
+    image_input,
+    pair_examples,
+    prepare_pair,
+)
+from vitdense.web.pool import POOL, extract
+from vitdense.web.serving import validate
+from vitdense.web.sessions import keep, load, session_state, store, updated
+from vitdense.web.zips import Png, as_png, output_folder, png_files, write_zip
 
 ID, TITLE, APP, ORDER = "correspondences", "Correspondences", "correspond", 10
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
@@ -42,7 +50,7 @@ class PairSession:
     images: list[InputImage]
     descs: list[ImageDescriptors]
     matcher: PointMatcher
-    corr: Any                       # vitdense.correspondences.Correspondences
+    corr: Any                       # vitdense.apps.correspondences.Correspondences
     base: list[np.ndarray]          # A and B with the automatic pairs drawn (drawn once)
     params: dict
     clicks: list[dict] = field(default_factory=list)   # {"a": (y, x), "b": (y, x), ...}

@@ -6,20 +6,29 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from ... import draw
-from ...apps import get_app
-from ...cosegmentation import cosegment_descriptors
-from ...errors import ParameterError
-from ...export import to_jsonable
-from ...models import BUNDLED_MODEL
-from ...registry import Inputs
-from ..controls import Page, knob_components, knob_value
-from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
-from ..pool import extract_set
-from ..guard import Done
-from ..sessions import keep, load, session_state
-from ..zips import write_zip
+from vitdense import draw
+from vitdense.apps import get_app
+from vitdense.apps.cosegmentation import cosegment_descriptors
+from vitdense.apps.registry import Inputs
+from vitdense.errors import ParameterError
+from vitdense.export import to_jsonable
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SIDE,
+    InputImage,
+    descriptor_settings,
+    numbered_stems,
+    prepare_set,
+    set_examples,
+    set_input,
+)
+from vitdense.web.pool import extract_set
+from vitdense.web.sessions import keep, load, session_state
+from vitdense.web.zips import write_zip
 
 ID, TITLE, APP, ORDER = "cosegmentation", "Co-segmentation", "cosegment", 20
 

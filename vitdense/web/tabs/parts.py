@@ -8,24 +8,32 @@ from typing import Any, Optional, Sequence
 import gradio as gr
 import numpy as np
 
-from ... import draw
-from ...apps import get_app
-from ...errors import ParameterError
-from ...export import to_jsonable
-from ...models import BUNDLED_MODEL
-from ...part_cosegmentation import part_cosegment_descriptors
-from ...registry import Inputs
-from ..controls import Page, knob_components, knob_value
-from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
-from ..pool import extract_set
-from ... import validate
-from ...errors import VitdenseError
-from ...sessions import compact_descriptors, expand_descriptors
-from .. import guard
-from ..guard import Done
-from ..sessions import keep, load, session_state, store, updated
-from ..zips import write_zip
+from vitdense import draw
+from vitdense.apps import get_app
+from vitdense.apps.parts import part_cosegment_descriptors
+from vitdense.apps.registry import Inputs
+from vitdense.errors import ParameterError, VitdenseError
+from vitdense.export import to_jsonable
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web import guard
+from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SIDE,
+    InputImage,
+    descriptor_settings,
+    numbered_stems,
+    prepare_set,
+    set_examples,
+    set_input,
+)
+from vitdense.web.pool import extract_set
+from vitdense.web.serving import validate
+from vitdense.web.serving.sessions import compact_descriptors, expand_descriptors
+from vitdense.web.sessions import keep, load, session_state, store, updated
+from vitdense.web.zips import write_zip
 
 ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
 KNOBS = ("num_parts", "thresh", "elbow", "votes_percentage", "crf")

@@ -5,17 +5,26 @@ from typing import Any
 
 import gradio as gr
 
-from ... import draw
-from ...apps import get_app
-from ...models import BUNDLED_MODEL
-from ...pca import pca_descriptors
-from ...registry import Inputs
-from ..controls import Page
-from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
-from ..guard import Done
-from ..pool import extract_set
-from ..zips import write_zip
+from vitdense import draw
+from vitdense.apps import get_app
+from vitdense.apps.pca import pca_descriptors
+from vitdense.apps.registry import Inputs
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web.controls import Page
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SET_IMAGES,
+    MAX_SIDE,
+    descriptor_settings,
+    numbered_stems,
+    prepare_set,
+    set_examples,
+    set_input,
+)
+from vitdense.web.pool import extract_set
+from vitdense.web.zips import write_zip
 
 ID, TITLE, APP, ORDER = "pca", "PCA", "pca", 50
 N_COMPONENTS = 3      # the page shows components 1-3 as R, G, B

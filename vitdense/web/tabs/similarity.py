@@ -7,20 +7,28 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ... import draw
-from ...descriptors import ImageDescriptors
-from ...errors import ParameterError
-from ...models import BUNDLED_MODEL
-from ...similarity import inspect_similarity_descriptors
-from ..controls import Page, knob_component, knob_value
-from ..errors import ui_errors
-from ...sessions import compact_descriptors, expand_descriptors
-from ..guard import Done
-from ..inputs import (AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, image_input, pair_examples,
-                      prepare_pair)
-from ..pool import POOL, extract
-from ..sessions import keep, load, session_state
-from .correspondences import point_on_a
+from vitdense import draw
+from vitdense.apps.similarity import inspect_similarity_descriptors
+from vitdense.errors import ParameterError
+from vitdense.features.descriptors import ImageDescriptors
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web.controls import Page, knob_component, knob_value
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SIDE,
+    InputImage,
+    admit,
+    descriptor_settings,
+    image_input,
+    pair_examples,
+    prepare_pair,
+)
+from vitdense.web.pool import POOL, extract
+from vitdense.web.serving.sessions import compact_descriptors, expand_descriptors
+from vitdense.web.sessions import keep, load, session_state
+from vitdense.web.tabs.correspondences import point_on_a
 
 ID, TITLE, APP, ORDER = "similarity", "Similarity inspector", "similarity", 40
 

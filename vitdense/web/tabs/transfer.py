@@ -8,21 +8,30 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from ... import draw
-from ...apps import get_app
-from ...errors import ParameterError
-from ...export import to_jsonable
-from ...models import BUNDLED_MODEL
-from ...registry import Inputs
-from ...transfer import SetMatcher, TransferResult, transfer_points_descriptors
-from ..controls import Page
-from ..errors import ui_errors
-from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
-from ..pool import extract_set
-from ... import validate
-from ..guard import Done
-from ..sessions import keep, load, session_state, store, updated
-from ..zips import output_folder
+from vitdense import draw
+from vitdense.apps import get_app
+from vitdense.apps.registry import Inputs
+from vitdense.apps.transfer import SetMatcher, TransferResult, transfer_points_descriptors
+from vitdense.errors import ParameterError
+from vitdense.export import to_jsonable
+from vitdense.features.models import BUNDLED_MODEL
+from vitdense.web.controls import Page
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import (
+    AUTO,
+    MAX_SIDE,
+    InputImage,
+    descriptor_settings,
+    numbered_stems,
+    prepare_set,
+    set_examples,
+    set_input,
+)
+from vitdense.web.pool import extract_set
+from vitdense.web.serving import validate
+from vitdense.web.sessions import keep, load, session_state, store, updated
+from vitdense.web.zips import output_folder
 
 ID, TITLE, APP, ORDER = "transfer", "Keypoint transfer", "transfer", 15
 MAX_POINTS = 20

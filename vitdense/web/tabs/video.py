@@ -8,19 +8,19 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from ... import validate
-from ...apps import get_app
-from ...errors import ImageError, ParameterError
-from ...models import BUNDLED_MODEL, get_spec
-from ...registry import Inputs
-from ..controls import Page, knob_components, knob_value
-from .. import guard
-from ..errors import ui_errors
-from ..guard import Done
-from ..inputs import AUTO, assets, descriptor_settings
-from ..pool import POOL, run_on_gpu
-from ..zips import output_folder, write_zip
-from .parts import legend_html
+from vitdense.apps import get_app
+from vitdense.apps.registry import Inputs
+from vitdense.errors import ImageError, ParameterError
+from vitdense.features.models import BUNDLED_MODEL, get_spec
+from vitdense.web import guard
+from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.errors import ui_errors
+from vitdense.web.guard import Done
+from vitdense.web.inputs import AUTO, assets, descriptor_settings
+from vitdense.web.pool import POOL, run_on_gpu
+from vitdense.web.serving import validate
+from vitdense.web.tabs.parts import legend_html
+from vitdense.web.zips import output_folder, write_zip
 
 ID, TITLE, APP, ORDER = "video", "Video", "video", 60
 MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
@@ -29,13 +29,13 @@ KNOBS = ("num_parts", "num_sampled_frames", "thresh", "elbow", "votes_percentage
 
 
 def available() -> bool:
-    """Whether the tab can run here (vitdense.video imports: its dependencies are present)."""
+    """Whether the tab can run here (vitdense.apps.video imports: its dependencies are present)."""
     return video_available()
 
 
 def video_available() -> bool:
     try:
-        from ... import video  # noqa: F401
+        from vitdense.apps import video
     except Exception:  # noqa: BLE001 - an optional feature: any import failure hides the tab
         return False
     return True
@@ -48,7 +48,7 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
               elbow: float | None = None, votes_percentage: float | None = None,
               progress: gr.Progress = gr.Progress()) -> tuple:
     """A short clip -> the clip with its parts coloured. Returns (video path, markdown, zip)."""
-    from ...video import read_video, video_parts
+    from vitdense.apps.video import read_video, video_parts
     if clip is None:
         raise ParameterError("upload a short video or pick the example first")
     path = clip.get("path") if isinstance(clip, dict) else clip

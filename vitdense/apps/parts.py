@@ -1,0 +1,393 @@
+"""Part co-segmentation: common object parts across a set of images (the paper's Sec. 4.2).
+
+Follows the official ``part_cosegmentation.py`` (``find_part_cosegmentation``):
+
+1. stage 1 = co-segmentation's clustering and saliency votes (foreground clusters);
+2. stage 2: k-means of the foreground descriptors into ``num_parts`` parts (or, with
+   ``three_stages``, into k parts chosen by the elbow rule with ``elbow_second_stage``);
+   every cell's unaries are its squared distances to the part centroids plus the distance to the
+   nearest *background* centroid of stage 1, smoothed by a dense CRF at the load size;
+3. (``three_stages``) only the stage-2 parts present in every original image are kept; the
+   descriptors of those parts are clustered again into ``num_parts`` parts, and the distances to the
+   dropped parts count as background (so non-common objects become background).
+
+Optional ``num_crop_augmentations``: random 95% crops of every image and of its mirror image join
+the clustering, but do not vote and are not returned. Background is label 0, parts are 1..num_parts,
+numbered by decreasing size over the set; a label means the same part in every image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from vitdense.apps.cosegmentation import (
+    CosegResult,
+    assemble_result,
+    grid_to_size,
+    resized_rgb,
+    resolve_knobs,
+    validate_coseg_params,
+    validate_vote_modes,
+)
+from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.features.descriptors import check_descriptor_set
+from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.clustering import (
+    elbow_kmeans,
+    kmeans,
+    l2_normalize,
+    relabel_by_size,
+    sample_rows,
+    sample_rows_balanced,
+)
+from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
+from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vitdense.features.descriptors import Geometry, ImageDescriptors
+    from vitdense.features.extractor import Extractor
+
+#: largest accepted ``num_parts`` (the CRF's cost grows with the number of labels)
+MAX_PARTS = 64
+#: how the grid unaries are brought to the load size before the CRF ("nearest" as the official code)
+UNARY_UPSAMPLING = "bilinear"
+
+
+@dataclass
+class PartsResult:
+    """Result of :func:`part_cosegment` / :func:`part_cosegment_descriptors` for N images.
+
+    Per-image lists (original images only, never augmentations), ``(H0, W0)`` the original size and
+    ``(h, w)`` the descriptor grid:
+
+    - ``part_maps``: H0 x W0 int64, 0 = background, 1..num_parts = parts (CRF-smoothed when
+      ``crf_applied``); label p is the same part in every image.
+    - ``grid_part_maps``: h x w int64 labels of the cells before the CRF (nearest of the part centroids
+      and the nearest background centroid).
+    - ``fg_masks``: H0 x W0 bool, ``part_maps > 0``.
+    - ``grid_fg_masks``: h x w bool, the stage-1 foreground cells (co-segmentation clusters).
+    - ``geometries``: the :class:`vitdense.features.extractor.Geometry` of each image.
+
+    Set-level: ``num_parts`` (labels 1..num_parts exist; can be below the requested number when there
+    were fewer foreground descriptors), ``part_centroids`` (num_parts x D float32, row p - 1 = part p,
+    L2-normalised descriptor space), ``bg_centroids`` (B x D float32, the background centroids the
+    labels were computed with: the non-salient stage-1 centroids, plus with ``three_stages`` the
+    dropped stage-2 parts; 0 x D when the result is empty), ``part_fractions`` (num_parts floats:
+    share of the foreground cells of the original images on the grid, decreasing), ``stage1`` (the
+    co-segmentation :class:`CosegResult` of stage 1, unrefined masks), ``num_stage2_clusters`` (k of stage 2),
+    ``common_parts`` (``three_stages`` only: the stage-2 cluster ids present in every image, else None),
+    ``crf_applied``, ``reason`` (None, or why every part map is empty), ``notes`` (adjustments made,
+    e.g. fewer parts than asked), ``params`` (every knob plus the descriptor parameters).
+    """
+
+    part_maps: list[np.ndarray]
+    grid_part_maps: list[np.ndarray]
+    fg_masks: list[np.ndarray]
+    grid_fg_masks: list[np.ndarray]
+    geometries: list["Geometry"]
+    num_parts: int
+    part_centroids: np.ndarray
+    bg_centroids: np.ndarray
+    part_fractions: np.ndarray
+    stage1: CosegResult
+    num_stage2_clusters: int = 0
+    common_parts: np.ndarray | None = None
+    crf_applied: bool = False
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.part_maps)
+
+
+def validate_part_params(num_parts: int, elbow_second_stage: float, num_crop_augmentations: int) -> None:
+    """Raise :class:`ParameterError` for a part co-segmentation knob out of range."""
+    if not isinstance(num_parts, (int, np.integer)) or not 1 <= num_parts <= MAX_PARTS:
+        raise ParameterError(f"num_parts={num_parts!r} is out of range: expected an integer in [1, {MAX_PARTS}]")
+    check_range("elbow_second_stage", elbow_second_stage, 0.0, 1.0, low_inclusive=False)
+    if not isinstance(num_crop_augmentations, (int, np.integer)) or num_crop_augmentations < 0:
+        raise ParameterError(f"num_crop_augmentations={num_crop_augmentations!r} is out of range: "
+                             "expected an integer >= 0")
+
+
+def _check_crf_params(crf_params: dict | None) -> dict:
+    params = dict(CRF_DEFAULTS)
+    if crf_params:
+        unknown = set(crf_params) - set(CRF_DEFAULTS)
+        if unknown:
+            raise ParameterError(f"unknown crf_params {sorted(unknown)}: expected some of {sorted(CRF_DEFAULTS)}")
+        params.update(crf_params)
+    params["iterations"] = int(params["iterations"])
+    return params
+
+
+def _cluster_parts(blocks: list[torch.Tensor], k: int | None, elbow: float, sample_interval: int,
+                   max_clusters: int, n_init: int, max_iter: int, seed: int,
+                   notes: list[str], balanced: bool = False) -> torch.Tensor:
+    """k-means (fixed ``k``, or elbow when ``k`` is None) of the rows of ``blocks`` -> centroids K x D.
+
+    Trained on every ``sample_interval``-th row of each block (all rows when that is fewer than k), or
+    with ``balanced`` on the same number of rows from every block (:func:`sample_rows_balanced`).
+    """
+    full = torch.cat(blocks, dim=0)
+    train = sample_rows_balanced(blocks, sample_interval) if balanced else sample_rows(blocks, sample_interval)
+    if k is None:
+        return elbow_kmeans(train, full, elbow=elbow, max_clusters=max_clusters, n_init=n_init,
+                            max_iter=max_iter, seed=seed).centroids
+    if train.shape[0] < k:
+        train = full
+    if train.shape[0] < k:
+        notes.append(f"only {train.shape[0]} foreground descriptors: {train.shape[0]} parts instead of {k}")
+        k = train.shape[0]
+    return kmeans(train, k, n_init=n_init, max_iter=max_iter, seed=seed).centroids
+
+
+def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf_params: dict,
+            size: tuple[int, int] | None = None) -> np.ndarray:
+    """T x C grid unaries -> labels: with ``rgb`` (the image at the load size, :func:`resized_rgb`), the
+    dense CRF at the load size, resized (nearest) to ``size``; without, the grid argmin sampled at
+    ``size`` (None: the grid itself)."""
+    h, w = geometry.grid
+    grid = unary.reshape(h, w, -1)
+    if rgb is None:
+        labels = grid.argmin(axis=2).astype(np.int64)
+        return labels if size is None else grid_to_size(labels, geometry, size, mode="nearest").astype(np.int64)
+    up = grid_to_size(grid, geometry, None, mode=UNARY_UPSAMPLING)  # H1 x W1 x C
+    labels = dense_crf(rgb, np.ascontiguousarray(up.transpose(2, 0, 1)), **crf_params)
+    if size is None:
+        return _at_cells(labels, geometry)
+    if labels.shape == tuple(size):
+        return labels
+    return cv2.resize(labels.astype(np.int32), (int(size[1]), int(size[0])),
+                      interpolation=cv2.INTER_NEAREST).astype(np.int64)
+
+
+def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
+    """H1 x W1 load-size labels -> the h x w labels at the cell centres."""
+    h, w = geometry.grid
+    half = geometry.patch // 2
+    ys = np.minimum(np.arange(h) * geometry.stride + half, labels.shape[0] - 1)
+    xs = np.minimum(np.arange(w) * geometry.stride + half, labels.shape[1] - 1)
+    return labels[np.ix_(ys, xs)]
+
+
+def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
+                               saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
+                               images: Sequence[ImageLike] | None = None, *, num_parts: int | None = None,
+                               elbow: float | None = None, thresh: float | None = None,
+                               votes_percentage: float | None = None, sample_interval: int | None = None,
+                               three_stages: bool = False, elbow_second_stage: float = 0.94, crf: bool | None = None,
+                               crf_params: dict | None = None, thresh_mode: str | None = None,
+                               vote_mode: str | None = None, fallback: bool | None = None,
+                               balanced_parts: bool | None = None,
+                               extra_descs: Sequence["ImageDescriptors"] | None = None,
+                               extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
+                               n_init: int = 10, max_iter: int = 300, seed: int = 0,
+                               extra_params: dict | None = None) -> PartsResult:
+    """Part co-segmentation from already-extracted descriptors (no network pass).
+
+    descs: one :class:`ImageDescriptors` per image (T_i x D). saliency: per image an h x w map (None:
+    ``descs[i].saliency``). images: the original images, needed when ``crf``. extra_descs:
+    descriptors that join every clustering but do not vote and are not returned (crop
+    augmentations); extra_images: their pixels (optional; only the three-stage CRF uses them, without
+    them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
+    :data:`vitdense.ops.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
+    ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.ops.voting`;
+    ``balanced_parts``: every image gives the part k-means as many rows. See :class:`PartsResult`.
+    """
+    _model = descs[0].params.get("model") if len(descs) else None
+    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
+        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                                       balanced_parts=balanced_parts).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
+    check_bool("balanced_parts", balanced_parts)
+    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
+    validate_part_params(num_parts, elbow_second_stage, 0)
+    check_bool("three_stages", three_stages)
+    check_bool("crf", crf)
+    cparams = _check_crf_params(crf_params)
+    extra = list(extra_descs or [])
+    all_descs = list(descs) + extra
+    check_descriptor_set(all_descs if len(descs) else [])  # extras alone are no image set
+    if crf and images is None:
+        raise ParameterError("crf=True needs the original images: pass images= or set crf=False")
+    if images is not None and len(images) != len(descs):
+        raise ParameterError(f"images has {len(images)} entries for {len(descs)} descriptor sets: give one per image")
+    if extra_images is not None and len(extra_images) != len(extra):
+        raise ParameterError(f"extra_images has {len(extra_images)} entries for {len(extra)} extra_descs: "
+                             "give one per extra descriptor set")
+    n = len(descs)
+    sal = saliency_maps(descs, saliency)
+    params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+                  sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
+                  crf=crf, crf_params=cparams, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                  balanced_parts=balanced_parts, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
+                  max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
+    geoms = [d.geometry for d in all_descs]
+    normed = [l2_normalize(d.descs.detach()) for d in all_descs]
+    kw = dict(n_init=n_init, max_iter=max_iter, seed=seed)
+
+    # stage 1: foreground clusters (augmentations are clustered but do not vote)
+    st = foreground_clusters(normed, sal, n, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+                             sample_interval=sample_interval, max_clusters=max_clusters, thresh_mode=thresh_mode,
+                             vote_mode=vote_mode, fallback=fallback, **kw)
+    stage1 = assemble_result(descs, sal, np.arange(n), st, np.ones(n, bool), None, None,
+                             {k: v for k, v in params.items() if k not in ("num_parts", "three_stages",
+                                                                          "elbow_second_stage", "crf",
+                                                                          "crf_params", "balanced_parts")})
+    centroids1 = st.elbow.centroids
+    fg_cells = st.fg_cells
+    # background = the clusters no image took as foreground (a fallback image's own clusters are not)
+    fg_ids = np.unique(np.concatenate([lab[f] for lab, f in zip(st.labels, fg_cells)] + [st.salient]))
+    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), fg_ids)]
+    notes: list[str] = []
+
+    def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
+        none = np.zeros((0, normed[0].shape[1]), np.float32)
+        return PartsResult([np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
+                           [np.zeros(g.grid, np.int64) for g in geoms[:n]],
+                           [np.zeros(g.orig_size, bool) for g in geoms[:n]],
+                           [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
+                           none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
+
+    if not any(f.any() for f in fg_cells[:n]):
+        return empty(stage1.reason or "no foreground cluster")
+    imgs = list(images) if (crf and images is not None) else None
+    aug_imgs = list(extra_images) if (crf and extra_images is not None) else None
+
+    def image_of(i: int) -> ImageLike | None:
+        if i < n:
+            return None if imgs is None else imgs[i]
+        return None if aug_imgs is None else aug_imgs[i - n]
+
+    # the CRF's images at the load size, once (stage 3 smooths the augmentations too)
+    rgbs = [None if image_of(i) is None else resized_rgb(image_of(i), geoms[i])
+            for i in range(len(all_descs) if three_stages else n)]
+
+    # stage 2: parts of the foreground descriptors
+    fg_blocks = [x[torch.from_numpy(f).to(x.device)] for x, f in zip(normed, fg_cells)]
+    parts2 = _cluster_parts(fg_blocks, None if three_stages else int(num_parts), elbow_second_stage,
+                            sample_interval, max_clusters, notes=notes, balanced=balanced_parts, **kw)
+    k2 = int(parts2.shape[0])
+    final_parts, final_bg = parts2, bg1
+    common = None
+    if three_stages:
+        # stage 3: keep the stage-2 parts present in every original image after smoothing
+        smoothed = []
+        for i, x in enumerate(normed):
+            smoothed.append(_smooth(part_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
+        votes = np.zeros(k2 + 1, np.int64)
+        for lab in smoothed[:n]:
+            votes[np.unique(lab)] += 1
+        common = np.flatnonzero(votes[1:] == n)  # stage-2 cluster ids (label 0 is background)
+        if common.size == 0:
+            return empty("no stage-2 part is present in every image (three_stages): try three_stages=False",
+                         k2, common)
+        common_blocks = [x[torch.from_numpy(np.isin(lab.ravel(), common + 1)).to(x.device)]
+                         for x, lab in zip(normed, smoothed)]
+        final_parts = _cluster_parts(common_blocks, int(num_parts), elbow_second_stage, sample_interval,
+                                     max_clusters, notes=notes, balanced=balanced_parts, **kw)
+        final_bg = torch.cat([bg1, parts2[np.setdiff1d(np.arange(k2), common)]], dim=0)
+
+    # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
+    K = int(final_parts.shape[0])
+    unaries = [part_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
+    grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
+    cells = np.concatenate([g.ravel() for g in grid_maps])
+    counts = np.bincount(cells, minlength=K + 1)[1:]
+    rank = relabel_by_size(cells[cells > 0] - 1, K)       # rank[old part id] = 0 for the largest part
+    order = np.argsort(rank)                               # old part ids, largest first
+    remap = np.concatenate([[0], rank + 1])
+    part_maps = []
+    for i in range(n):
+        part_maps.append(remap[_smooth(unaries[i], geoms[i], rgbs[i], cparams, geoms[i].orig_size)])
+    grid_maps = [remap[g] for g in grid_maps]
+    fg_total = max(int(counts.sum()), 1)
+    fractions = counts[order] / fg_total
+    reason = None
+    if not any(m.any() for m in part_maps):
+        reason = "every cell is nearer to a background centroid than to any part"
+    return PartsResult(part_maps, grid_maps, [m > 0 for m in part_maps],
+                       [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], K,
+                       final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
+                       final_bg.detach().float().cpu().numpy(), fractions, stage1, k2, common, imgs is not None,
+                       reason, notes, params)
+
+
+def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
+                       fraction: float = 0.95) -> list[Image.Image]:
+    """The official crop augmentations: for every image, ``num`` random crops of ``fraction`` of its
+    (load-size) height and width, and ``num`` of its mirror image. Seeded; returns 2 * num * N images."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for img in images:
+        if load_size is not None:
+            W0, H0 = img.size
+            s = load_size / min(W0, H0)
+            img = img.resize((max(1, int(round(W0 * s))), max(1, int(round(H0 * s)))), Image.Resampling.LANCZOS)
+        flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        W, H = img.size
+        ch, cw = int(H * fraction), int(W * fraction)
+        for _ in range(num):
+            for src in (img, flipped):
+                y = int(rng.integers(0, H - ch + 1))
+                x = int(rng.integers(0, W - cw + 1))
+                out.append(src.crop((x, y, x + cw, y + ch)))
+    return out
+
+
+def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int | None = None,
+                   elbow: float | None = None, load_size: int | None = 224, layer: int | Sequence[int] | None = None,
+                   facet: str | None = None, bin: bool | None = None, thresh: float | None = None,
+                   stride: int | None = None, votes_percentage: float | None = None,
+                   sample_interval: int | None = None, low_res_saliency_maps: bool = False,
+                   num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,
+                   crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
+                   vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
+                   max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
+                   batch_size: int = 8) -> PartsResult:
+    """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
+
+    ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
+    official code's for DINO v1, the values measured on real sets for DINOv2 (README); a facet the
+    table leaves None is the model's default facet. ``low_res_saliency_maps`` defaults to False (see
+    :func:`vitdense.apps.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
+    original image's resolution.
+    """
+    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
+        fallback, balanced_parts = resolve_knobs(
+            "parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet, bin=bin,
+            thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+            thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts).values()
+    validate_vote_modes(thresh_mode, vote_mode, fallback)
+    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
+    validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
+    for name, value in (("bin", bin), ("low_res_saliency_maps", low_res_saliency_maps),
+                        ("three_stages", three_stages), ("crf", crf), ("balanced_parts", balanced_parts)):
+        check_bool(name, value)
+    _check_crf_params(crf_params)
+    images = as_image_list(images)
+    stride = extractor.resolve_stride(stride)
+    pils = [load_image(im) for im in images]
+    descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
+                                       stride=stride, include_cls=False,
+                                       low_res_saliency_maps=low_res_saliency_maps, batch_size=batch_size)
+    augs = crop_augmentations(pils, num_crop_augmentations, load_size, seed) if num_crop_augmentations else []
+    extra = extractor.extract(augs, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
+                              batch_size=batch_size) if augs else []
+    return part_cosegment_descriptors(
+        descs, sal, pils, num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+        sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
+        crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+        balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
+        n_init=n_init, max_iter=max_iter, seed=seed,
+        extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))

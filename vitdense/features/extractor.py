@@ -1,0 +1,480 @@
+"""Dense ViT descriptors: facets of any layer, overlapping patches, log-binning, saliency.
+
+One forward pass gives every requested layer's facet and the last block's CLS attention; it stops
+after the deepest block it needs, uses fused attention (``F.scaled_dot_product_attention``) and
+never builds a T x T attention matrix (saliency needs only the CLS query against the keys).
+
+Shapes: ``B`` images, ``T = h * w`` patch tokens on an ``h x w`` grid, ``D`` channels.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from vitdense.errors import ImageError, OutOfMemoryError, ParameterError, check_range
+from vitdense.features import rope as _rope
+from vitdense.features.cache import DescriptorCache
+from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
+from vitdense.features.images import ImageLike, as_image_list, load_image, resized_size
+from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
+
+log = logging.getLogger(__name__)
+
+#: channel layouts of key/query/value descriptors: "head" (vitdense: heads concatenated, channel =
+#: head * head_dim + j) or "dim" (the official dino-vit-features code: channel = j * heads + head)
+CHANNEL_ORDERS = ("head", "dim")
+MAX_TOKENS = 65_536    # refuse grids above this many patches (time grows with its square)
+MAX_LOAD_SIZE = 2048   # largest accepted ``load_size`` (smaller image side after resize, px)
+
+
+class DeviceFallbackWarning(UserWarning):
+    """The GPU ran out of memory even for one image and the extractor moved to the CPU."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device or host out-of-memory error (torch raises several kinds)."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and ("out of memory" in str(err)
+                                              or "can't allocate memory" in str(err))
+
+
+@dataclass
+class ForwardOutput:
+    """Raw output of one batched forward pass."""
+
+    features: dict[int, torch.Tensor]  # layer -> B x (P + T) x D, P prefix tokens (CLS, registers)
+    cls_attention: torch.Tensor | None  # B x T, last block's CLS->patch attention, heads averaged
+    grid: tuple[int, int]
+
+
+def log_bin(x: torch.Tensor, hierarchy: int = 2) -> torch.Tensor:
+    """The paper's log-binning: B x D x h x w -> B x (1 + 8 * hierarchy) D x h x w.
+
+    Level ``k`` average-pools the grid with a ``3^k`` window (stride 1, padding not counted) and
+    takes the pooled values at offsets ``{-3^k, 0, 3^k}^2`` around each cell (level 0 all nine, later
+    levels the eight off-centre ones); neighbours off the grid clamp to the nearest border cell.
+    Bins are concatenated level by level, row-major within a level.
+    """
+    return torch.cat(_log_bin_views(x, hierarchy), dim=1)
+
+
+def _log_bin_views(x: torch.Tensor, hierarchy: int) -> list[torch.Tensor]:
+    """The ``1 + 8 * hierarchy`` bins of :func:`log_bin`, each B x D x h x w (views, not copies)."""
+    if hierarchy < 1:
+        raise ParameterError(f"hierarchy={hierarchy} must be at least 1")
+    _, _, h, w = x.shape
+    bins = []
+    for level in range(hierarchy):  # a handful of levels: the spatial work is all tensor ops
+        win = 3 ** level
+        pooled = x if win == 1 else F.avg_pool2d(x, win, stride=1, padding=win // 2,
+                                                 count_include_pad=False)
+        padded = F.pad(pooled, (win, win, win, win), mode="replicate")  # clamp to the border
+        for dy in (-win, 0, win):
+            for dx in (-win, 0, win):
+                if level > 0 and dy == 0 and dx == 0:
+                    continue
+                bins.append(padded[:, :, win + dy:win + dy + h, win + dx:win + dx + w])
+    return bins
+
+
+def log_bin_tokens(descs: torch.Tensor, grid: tuple[int, int], hierarchy: int = 2) -> torch.Tensor:
+    """:func:`log_bin` of T x D row-major descriptors -> T x (1 + 8 * hierarchy) D.
+
+    Writes the bins straight into the token-major result (one allocation of the binned size).
+    """
+    h, w = grid
+    x = descs.reshape(1, h, w, -1).permute(0, 3, 1, 2)  # a channels-last view, no copy
+    views = [v[0].permute(1, 2, 0) for v in _log_bin_views(x, hierarchy)]  # each h x w x D
+    return torch.cat(views, dim=-1).reshape(h * w, -1)
+
+
+def min_max(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Min-max normalise along ``dim`` to [0, 1] (a constant row becomes zeros)."""
+    lo = x.amin(dim=dim, keepdim=True)
+    hi = x.amax(dim=dim, keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ParameterError(f"device={device!r} is not a torch device") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None -> float32; names ``"fp32"``, ``"fp16"``, ``"bf16"`` (half precision on GPUs only)."""
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in names:
+            raise ParameterError(f"dtype={dtype!r}: expected one of fp32, fp16, bf16")
+        dtype = names[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ParameterError(f"dtype={dtype} is not supported: expected fp32, fp16 or bf16")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ParameterError("dtype fp16 needs a GPU; use fp32 (default) or bf16 on the CPU")
+    return dtype
+
+
+def image_digest(image: Image.Image) -> str:
+    """Content hash of an RGB image (pixels and size)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class Extractor:
+    """Dense descriptors from a ViT.
+
+    >>> ex = Extractor("dinov2_vits14_imgfocus")
+    >>> [d] = ex.extract("cat.jpg", layer=11, facet="key", stride=7, saliency=True)
+    >>> d.descs.shape, d.grid          # (h * w) x 384, (h, w)
+
+    Out of memory: a batch is halved and retried (that size is kept for the rest of the call); when one
+    image still does not fit on the GPU, ``cpu_fallback=True`` moves the model to the CPU (fp32)
+    with a notice (``self.notice``, a :class:`DeviceFallbackWarning` and the log), otherwise a
+    one-line :class:`~vitdense.errors.OutOfMemoryError` says what to reduce.
+    """
+
+    def __init__(self, model: str | None = "auto", device: str | torch.device | None = "auto",
+                 dtype: str | torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
+                 cache: DescriptorCache | None = None, pretrained: bool = True,
+                 cpu_fallback: bool = False) -> None:
+        name, self.notice = resolve_model_name(model)
+        self.spec: ModelSpec = get_spec(name)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        self.pretrained = pretrained
+        self.model: nn.Module = load_model(name, checkpoint, pretrained).to(self.device, self.dtype)
+        self.cache = cache
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._rope_cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        if _rope.has_rope(self.model):  # DINOv3: rotary coordinates of the strided grid
+            _rope.check_supported(self.model)
+        self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
+        self.cpu_fallback = cpu_fallback
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.name
+
+    def resolve_stride(self, stride: int | None) -> int:
+        """``None`` -> the model's default stride (half the patch: the paper's 4 for patch 8)."""
+        return self.spec.default_stride if stride is None else stride
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_params(self, layers: Sequence[int], facet: str, stride: int, load_size: int | None,
+                      hierarchy: int, batch_size: int) -> None:
+        depth, patch = self.spec.depth, self.spec.patch_size
+        for layer in layers:
+            if not isinstance(layer, (int, np.integer)) or not 0 <= layer < depth:
+                raise ParameterError(f"layer={layer!r} is out of range for {self.spec.name} "
+                                     f"({depth} blocks): expected 0..{depth - 1}")
+        if facet not in FACETS:
+            raise ParameterError(f"facet={facet!r} is unknown: expected one of {', '.join(FACETS)}")
+        if not isinstance(stride, (int, np.integer)) or stride < 1 or patch % stride:
+            divisors = [d for d in range(1, patch + 1) if patch % d == 0]
+            raise ParameterError(f"stride={stride!r} must divide the patch size {patch} of "
+                                 f"{self.spec.name}: choose one of {divisors}")
+        if load_size is not None:
+            check_range("load_size", load_size, patch, MAX_LOAD_SIZE)
+        check_range("hierarchy", hierarchy, 1, 6)
+        check_range("batch_size", batch_size, 1)
+
+    # -- preprocessing ------------------------------------------------------------------------
+    def preprocess(self, image: ImageLike, load_size: int | None = 224,
+                   stride: int | None = None) -> tuple[torch.Tensor, Geometry]:
+        """One image -> normalised ``3 x H x W`` tensor (CPU) cropped to the grid, and its geometry.
+
+        The smaller side is resized to ``load_size`` (LANCZOS; None keeps the size), then the image
+        is cropped to ``patch + (h - 1) * stride`` pixels per side so that the grid is exact.
+        """
+        stride = self.resolve_stride(stride)
+        return self._preprocess_rgb(load_image(image), load_size, stride)
+
+    def _preprocess_rgb(self, img: Image.Image, load_size: int | None,
+                        stride: int) -> tuple[torch.Tensor, Geometry]:
+        W0, H0 = img.size
+        patch = self.spec.patch_size
+        if load_size is not None:
+            W1, H1 = resized_size((W0, H0), load_size)
+            if H1 * W1 > MAX_TOKENS * stride * stride:
+                raise ImageError(f"image of {W0} x {H0} resized to {W1} x {H1} would make more than "
+                                 f"{MAX_TOKENS} patches: aspect ratio too extreme")
+            if (W1, H1) != (W0, H0):
+                img = img.resize((W1, H1), Image.Resampling.LANCZOS)
+        else:
+            W1, H1 = W0, H0
+        if H1 < patch or W1 < patch:
+            raise ImageError(f"image of {W1} x {H1} pixels is smaller than one {patch} x {patch} patch")
+        h, w = 1 + (H1 - patch) // stride, 1 + (W1 - patch) // stride
+        if h * w > MAX_TOKENS:
+            raise ImageError(f"{h} x {w} patches is above the limit of {MAX_TOKENS}: "
+                             "use a smaller load_size or a larger stride")
+        arr = np.asarray(img, dtype=np.float32)[: patch + (h - 1) * stride, : patch + (w - 1) * stride]
+        mean = np.asarray(self.spec.mean, dtype=np.float32) * 255.0
+        std = np.asarray(self.spec.std, dtype=np.float32) * 255.0
+        tensor = torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy())
+        return tensor, Geometry((H0, W0), (H1, W1), (h, w), patch, stride)
+
+    # -- the network --------------------------------------------------------------------------
+    def _patch_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """1 x (h * w) x D patch position embedding, resized with plain bicubic (no antialias)."""
+        if (h, w) not in self._pos_cache:
+            m = self.model
+            pos = m.pos_embed[:, 0 if m.no_embed_class else m.num_prefix_tokens:]
+            g0, g1 = m.patch_embed.grid_size
+            if (g0, g1) != (h, w):
+                grid = pos.reshape(1, g0, g1, -1).permute(0, 3, 1, 2).float()
+                grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+                pos = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1).to(m.pos_embed.dtype)
+            self._pos_cache[(h, w)] = pos
+        return self._pos_cache[(h, w)]
+
+    def _embed(self, images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """B x 3 x H x W -> tokens B x (P + T) x D (prefix first), and the grid."""
+        m = self.model
+        proj = m.patch_embed.proj
+        x = F.conv2d(images, proj.weight, proj.bias, stride=stride)  # overlapping when stride < patch
+        h, w = x.shape[-2:]
+        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        if m.pos_embed is not None:  # absolute position embedding (DINOv3 has RoPE instead)
+            x = x + self._patch_pos_embed(h, w)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
+        prefix = torch.cat(prefix, dim=1)
+        if not m.no_embed_class and m.pos_embed is not None:
+            prefix = prefix + m.pos_embed[:, :m.num_prefix_tokens]
+        return m.norm_pre(torch.cat([prefix, x], dim=1)), (h, w)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, layers: Sequence[int], facet: str = "key",
+                stride: int | None = None, saliency: bool = False) -> ForwardOutput:
+        """One pass over a batch B x 3 x H x W, stopping after the deepest block it needs."""
+        stride = self.resolve_stride(stride)
+        self._check_params(layers, facet, stride, None, 2, 1)
+        m, spec = self.model, self.spec
+        x, grid = self._embed(images.to(self.device, self.dtype), stride)
+        rope = self._rope_table(grid, stride)
+        last = max([*layers, spec.depth - 1] if saliency else layers)
+        features: dict[int, torch.Tensor] = {}
+        cls_attention = None
+        self.num_forward_calls += 1
+        for i, blk in enumerate(m.blocks[:last + 1]):
+            want_qkv = (i in layers and facet != "token") or (saliency and i == spec.depth - 1)
+            if not want_qkv:
+                x = blk(x) if rope is None else blk(x, rope=rope)
+            else:
+                attn = blk.attn
+                B, N, C = x.shape
+                if rope is None:
+                    qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+                    q, k, v = qkv.unbind(0)                               # each B x H x N x d
+                    q, k = attn.q_norm(q), attn.k_norm(k)
+                    q_rot, k_rot = q, k
+                else:  # facets before the rotation; attention and saliency use the rotated ones
+                    q, k, v, q_rot, k_rot = _rope.qkv(blk, x, rope)
+                if i in layers and facet != "token":
+                    chosen = {"query": q, "key": k, "value": v}[facet]
+                    features[i] = chosen.transpose(1, 2).reshape(B, N, C)  # heads concatenated
+                if saliency and i == spec.depth - 1:
+                    cls_attention = self._cls_attention(q_rot, k_rot)
+                if i == last and not (facet == "token" and i in layers):
+                    break  # nothing after this block's q, k, v is needed
+                if rope is not None:
+                    x = _rope.finish_block(blk, x, q_rot, k_rot, v)
+                    if i in layers and facet == "token":
+                        features[i] = x
+                    continue
+                out = F.scaled_dot_product_attention(q, k, v)
+                out = attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, C)))
+                x = x + blk.ls1(out)
+                x = x + blk.ls2(blk.mlp(blk.norm2(x)))
+            if i in layers and facet == "token":
+                features[i] = x
+        return ForwardOutput(features, cls_attention, grid)
+
+    def _rope_table(self, grid: tuple[int, int], stride: int) -> torch.Tensor | None:
+        """T x 2d rotary table of the strided grid's true patch centres (None without RoPE)."""
+        if not _rope.has_rope(self.model):
+            return None
+        key = (*grid, stride)
+        if key not in self._rope_cache:
+            self._rope_cache[key] = _rope.rope_embed(self.model, grid, stride, self.spec.patch_size)
+        return self._rope_cache[key]
+
+    def _cls_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """CLS query against all keys (B x H x N, never N x N) -> B x T, selected heads averaged.
+
+        A product and a sum over the head dimension rather than a batched matmul: the result of an
+        image then does not depend on the other images of its batch (bit for bit on the CPU).
+        """
+        scale = q.shape[-1] ** -0.5
+        logits = (q[:, :, :1].float() * scale * k.float()).sum(dim=-1)    # B x H x N
+        attn = torch.softmax(logits, dim=-1)
+        heads = list(self.spec.saliency_heads) if self.spec.saliency_heads else slice(None)
+        return attn[:, heads, self.spec.num_prefix_tokens:].mean(dim=1)
+
+    # -- the public entry point ---------------------------------------------------------------
+    def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
+                facet: str | None = None, stride: int | None = None, load_size: int | None = 224,
+                bin: bool = False, hierarchy: int = 2, include_cls: bool = False,
+                saliency: bool = False, batch_size: int = 8, upsample: str | None = None,
+                upsample_size: int | None = None, channel_order: str = "head") -> list[ImageDescriptors]:
+        """Descriptors of every image (see :class:`ImageDescriptors`), in input order.
+
+        ``facet=None`` and ``stride=None`` take the model's defaults (``spec.default_facet``: the
+        paper's ``key``, ``token`` for DINOv2; ``spec.default_stride``: half the patch).
+        ``layer``: one block index or several (their facets are concatenated along D in the given
+        order). Images whose preprocessed sizes are equal share a batch of ``batch_size``.
+        ``upsample`` ``"jbu"`` / ``"bilinear"`` returns one descriptor per pixel of the image resized
+        to smaller side ``upsample_size`` (None: ``load_size``), see :mod:`vitdense.features.upsample`; the
+        cache holds the grid descriptors, so changing the upsampling never re-runs the network.
+        ``channel_order`` (key/query/value only): ``"head"`` concatenates the heads (channel
+        ``head * head_dim + j``); ``"dim"`` is the official code's flattening of ``d x heads``
+        (channel ``j * heads + head``), for descriptor files interchangeable with it. Cosine
+        similarities, and so every application, are the same either way.
+        """
+        layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+        if not layers:
+            raise ParameterError("layer: give at least one layer")
+        stride = self.resolve_stride(stride)
+        facet = facet or self.spec.default_facet
+        self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        if channel_order not in CHANNEL_ORDERS:
+            raise ParameterError(f"channel_order={channel_order!r}: expected 'head' or 'dim'")
+        if upsample is not None and upsample not in ("bilinear", "jbu"):
+            raise ParameterError(f"upsample={upsample!r} is unknown: expected 'jbu', 'bilinear' or None")
+        images = as_image_list(images)
+        params = dict(model=self.spec.name, checkpoint=self.checkpoint, pretrained=self.pretrained,
+                      layer=layers, facet=facet,
+                      stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,
+                      include_cls=include_cls, saliency=saliency, dtype=str(self.dtype))
+        if channel_order != "head" and facet != "token":  # default stays out: cache keys unchanged
+            params["channel_order"] = channel_order
+        rgbs = [load_image(im) for im in images]
+        results: list[ImageDescriptors | None] = [None] * len(rgbs)
+        keys = [None] * len(rgbs)
+        if self.cache is not None:
+            for i, rgb in enumerate(rgbs):
+                keys[i] = self.cache.key(image_digest(rgb), params)
+                results[i] = self.cache.get(keys[i])
+        todo = [i for i, r in enumerate(results) if r is None]
+        prepared = {i: self._preprocess_rgb(rgbs[i], load_size, stride) for i in todo}
+        for batch in _batches(todo, [tuple(prepared[i][0].shape) for i in todo], batch_size):
+            tensors = torch.stack([prepared[i][0] for i in batch])
+            for start, out in self._forward_chunks(tensors, layers, facet, stride, saliency):
+                for b in range(out.features[layers[0]].shape[0]):
+                    i = batch[start + b]
+                    results[i] = self._finish(out, b, prepared[i][1], layers, bin, hierarchy,
+                                              include_cls, params)
+                    if self.cache is not None:
+                        self.cache.put(keys[i], results[i])
+        if any(r.descs.device != self.device for r in results):  # a fallback to the CPU happened
+            results = [r.to(self.device) for r in results]
+        if upsample is not None:
+            from vitdense.features.upsample import upsample_image_descriptors
+            results = [upsample_image_descriptors(r, rgb, upsample, upsample_size)
+                       for r, rgb in zip(results, rgbs)]
+        return results  # type: ignore[return-value]
+
+    def _forward_chunks(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
+                        saliency: bool) -> Iterable[tuple[int, ForwardOutput]]:
+        """Forward passes over a batch B x 3 x H x W -> ``(first index, output)`` per chunk.
+
+        Out of memory halves the chunk (down to one image; kept for the rest of this call), then falls back to the CPU when
+        allowed, else raises :class:`OutOfMemoryError`.
+        """
+        B, _, H, W = tensors.shape
+        start, limit = 0, B
+        while start < B:
+            size = min(B - start, limit)
+            try:
+                out = self.forward(tensors[start:start + size], layers, facet, stride, saliency)
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+                if not is_out_of_memory(err):
+                    raise
+                self._release_memory()
+                if size > 1:
+                    limit = size // 2
+                    log.info("out of memory on %s for %d images: retrying %d at a time",
+                             self.device, size, limit)
+                    continue
+                if self.cpu_fallback and self.device.type != "cpu":
+                    self._fall_back_to_cpu(W, H)
+                    continue
+                raise OutOfMemoryError(f"out of memory on {self.device} even for one image of {W} x {H} "
+                                       "pixels: reduce load_size or use a larger stride") from err
+            yield start, out
+            start += size
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _fall_back_to_cpu(self, W: int, H: int) -> None:
+        """Move the model to the CPU (fp32 unless bf16) and say so once."""
+        was = self.device
+        self.dtype = torch.bfloat16 if self.dtype == torch.bfloat16 else torch.float32
+        self.model = self.model.to("cpu", self.dtype)
+        self.device = torch.device("cpu")
+        self._pos_cache.clear()
+        self._rope_cache.clear()
+        if was.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.notice = (f"the GPU ({was}) ran out of memory even for one image of {W} x {H} pixels: "
+                       "continuing on the CPU (slower); a smaller load size or a larger stride "
+                       "would fit on the GPU")
+        log.warning(self.notice)
+        warnings.warn(self.notice, DeviceFallbackWarning, stacklevel=3)
+
+    def _finish(self, out: ForwardOutput, b: int, geometry: Geometry, layers: list[int], bin: bool,
+                hierarchy: int, include_cls: bool, params: dict) -> ImageDescriptors:
+        """One image of a batch -> its ImageDescriptors (float32, on the device)."""
+        P = self.spec.num_prefix_tokens
+        h, w = out.grid
+        per_layer = [out.features[layer][b].float() for layer in layers]   # (P + T) x D each
+        if params.get("channel_order") == "dim":  # heads x d -> d x heads, the official flattening
+            heads = self.spec.num_heads
+            per_layer = [f.reshape(f.shape[0], heads, -1).transpose(1, 2).reshape(f.shape[0], -1)
+                         for f in per_layer]
+        descs = torch.cat([f[P:] for f in per_layer], dim=-1)             # T x D
+        if bin:
+            descs = log_bin_tokens(descs, (h, w), hierarchy)
+        cls = torch.cat([f[0] for f in per_layer]) if include_cls else None
+        sal = None
+        if out.cls_attention is not None:
+            sal = min_max(out.cls_attention[b].float()).reshape(h, w)
+        return ImageDescriptors(descs.contiguous(), geometry, sal, cls, dict(params))
+
+
+def _batches(indices: list[int], shapes: list[tuple], batch_size: int) -> Iterable[list[int]]:
+    """Group image indices by equal preprocessed shape, in chunks of ``batch_size``."""
+    groups: dict[tuple, list[int]] = {}
+    for i, shape in zip(indices, shapes):
+        groups.setdefault(shape, []).append(i)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start:start + batch_size]
+

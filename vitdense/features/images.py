@@ -1,0 +1,155 @@
+"""Reading images of every common kind into RGB, with clear errors.
+
+:func:`load_image` accepts a path, raw bytes, a PIL image or a NumPy array, applies the EXIF
+orientation, converts grayscale / RGBA / 16-bit / CMYK / palette images to 8-bit RGB and refuses
+images above :data:`MAX_PIXELS` before decoding them (so a "decompression bomb" never fills memory).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vitdense.errors import ImageError, ParameterError
+
+MAX_PIXELS = 50_000_000  # refuse images above 50 megapixels (about 7000 x 7000)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """One image (path / bytes / PIL / ndarray) or a sequence of them -> a non-empty list."""
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
+        return [images]
+    images = list(images)
+    if not images:
+        raise ParameterError("no images given: give at least one image")
+    return images
+
+
+def _name(src: object) -> str:
+    return Path(src).name if isinstance(src, (str, os.PathLike)) else type(src).__name__
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode; alpha is composited onto white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F" and arr.max() <= 1.0:
+            hi = 1.0
+        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageError(f"array of shape {arr.shape} is not an image: expected H x W, H x W x 3 or H x W x 4")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageError("image array contains NaN or infinite values")
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        arr = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
+    elif arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and arr.max() > 255):
+        arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def megapixels(pixels: int) -> str:
+    """``pixels`` in megapixels as shown in messages ("400", "2.5")."""
+    return f"{pixels / 1e6:.0f}" if pixels >= 1e7 else f"{pixels / 1e6:.1f}"
+
+
+def too_large(name: str, pixels: int, max_pixels: int, size: str = "") -> ImageError:
+    """The one sentence for an image (or a decompression bomb) above ``max_pixels``."""
+    return ImageError(f"{name}: {size}too large ({megapixels(pixels)} megapixels, the limit is "
+                      f"{megapixels(max_pixels)}); downscale it first")
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    """Refuse an image of ``size`` (W, H) above ``max_pixels`` with a one-line message."""
+    w, h = size
+    if w * h > max_pixels:
+        raise too_large(name, w * h, max_pixels, f"{w} x {h} pixels is ")
+
+
+def bomb_pixels(err: Exception, default: int) -> int:
+    """The pixel count in PIL's DecompressionBombError text ("Image size (N pixels) exceeds...")."""
+    m = re.search(r"\((\d+) pixels\)", str(err))
+    return int(m.group(1)) if m else default
+
+
+def load_image(src: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Any supported image source -> an 8-bit RGB PIL image, EXIF orientation applied.
+
+    Raises :class:`ImageError` for unreadable data, non-images, and images above ``max_pixels``.
+    """
+    name = _name(src)
+    if isinstance(src, np.ndarray):
+        check_pixels((src.shape[1] if src.ndim > 1 else 1, src.shape[0]), max_pixels, name)
+        return _to_rgb(_array_to_pil(src))
+    if isinstance(src, Image.Image):
+        check_pixels(src.size, max_pixels, name)
+        if src.mode == "RGB" and src.getexif().get(0x0112, 1) == 1:
+            return src  # already what we need: no copy
+        return _to_rgb(ImageOps.exif_transpose(src))
+    if isinstance(src, (bytes, bytearray)):
+        fp: object = io.BytesIO(src)
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file")
+        fp = path
+    else:
+        raise ImageError(f"cannot read an image from a {type(src).__name__}")
+    try:
+        with Image.open(fp) as img:  # type: ignore[arg-type]
+            check_pixels(img.size, max_pixels, name)  # header only: nothing decoded yet
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:  # PIL refuses before our header check can
+        raise too_large(name, bomb_pixels(err, 2 * max_pixels), max_pixels) from None
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{name}: not a readable image ({type(err).__name__})") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageError(f"{name}: corrupt or truncated image ({str(err).splitlines()[0]})") from err
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder`` (by suffix), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def resized_size(size_wh: tuple[int, int], load_size: int | None) -> tuple[int, int]:
+    """(W, H) after the extractor's resize: the smaller side becomes ``load_size`` (the longer one
+    is scaled and truncated to whole pixels); None keeps the size."""
+    w, h = int(size_wh[0]), int(size_wh[1])
+    if load_size is None:
+        return w, h
+    if w <= h:
+        return int(load_size), int(load_size * h / w)
+    return int(load_size * w / h), int(load_size)

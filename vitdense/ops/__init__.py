@@ -1,0 +1,3 @@
+"""Shared numerics of the applications: k-means and the elbow rule (``clustering``), the robust
+foreground votes (``voting``), the saliency-vote / stage-1 clustering / part-unary pipeline shared
+by co-segmentation, parts and video (``foreground``) and the dense CRF (``crf``)."""

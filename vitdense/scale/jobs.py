@@ -1,0 +1,521 @@
+"""Beyond one process: data-set extraction and per-set jobs on Ray Data (optional dependency).
+
+:func:`extract_dataset` streams image files through ``ray.data``: a read stage (bytes + content
+hash, images already stored with the same parameters dropped) feeds a pool of stateful actors that
+each load the :class:`~vitdense.features.extractor.Extractor` once, extract a shard of images (equal sizes
+batched) and write it themselves (:mod:`vitdense.scale.store`). :func:`map_sets` runs one task per image
+set (co-segmentation, parts) on such a pool. The reader, :func:`vitdense.scale.store.open_descriptors`,
+needs no Ray.
+
+Resources: every worker asks for ``cpus_per_worker`` CPUs (default: what is left after one CPU for
+the read tasks, shared among the workers, at most 1), so on a small machine the read stage is never
+starved by the actors (2 actors of 1 CPU each plus a read task deadlock a 2-core machine), and for
+``num_gpus_per_worker`` GPUs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from vitdense.errors import ParameterError, VitdenseError, check_int
+from vitdense.features.images import IMAGE_SUFFIXES
+from vitdense.scale.store import (
+    STORE_DTYPES,
+    content_hash,
+    load_pca,
+    params_key,
+    read_manifest,
+    save_pca,
+    vitdense_version,
+    write_shard,
+)
+
+INSTALL_HINT = 'pip install "vitdense[scale]" (or pip install -r requirements-scale.txt)'
+
+
+class RayUnavailableError(VitdenseError, RuntimeError):
+    """Ray is not installed; the message names the install command."""
+
+
+def require_ray():
+    """The ``ray`` module with ``ray.data``, or :class:`RayUnavailableError`."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise RayUnavailableError(f"this command runs on Ray, which is not installed: {INSTALL_HINT}") from err
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None,
+                object_store_memory: int | None = None, progress: bool = False) -> Iterator[Any]:
+    """Use the running Ray session, or start one (``address`` None: local; ``"auto"``: the running
+    cluster of ``ray start --head``; ``"ray://host:10001"``: a remote cluster) and shut it down after.
+    """
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=None if address in (None, "local") else address, num_cpus=num_cpus,
+                 object_store_memory=object_store_memory, include_dashboard=False,
+                 log_to_driver=False, logging_level="WARNING")
+        started = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _user_error(err: BaseException) -> VitdenseError | None:
+    """The :class:`VitdenseError` a worker raised, found through Ray's exception wrappers."""
+    seen: set[int] = set()
+    stack = [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, VitdenseError):
+            return e
+        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
+    return None
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Re-raise a worker's one-line user error as itself instead of Ray's wrapped traceback."""
+    try:
+        yield
+    except VitdenseError:
+        raise
+    except Exception as err:  # Ray wraps worker exceptions in its own types
+        user = _user_error(err)
+        if user is None:
+            raise
+        raise user.with_traceback(None) from None
+
+
+def worker_resources(ray, num_workers: int, num_gpus_per_worker: float,
+                     cpus_per_worker: float | None) -> dict:
+    """``num_cpus`` / ``num_gpus`` of each actor (see the module docstring)."""
+    if cpus_per_worker is None:
+        total = float(ray.cluster_resources().get("CPU", 1))
+        cpus_per_worker = max(0.1, min(1.0, (total - 1) / num_workers))
+    return {"num_cpus": cpus_per_worker, "num_gpus": num_gpus_per_worker}
+
+
+def default_threads(num_workers: int) -> int:
+    """Torch threads per worker: this machine's cores shared among the workers."""
+    return max(1, (os.cpu_count() or 1) // num_workers)
+
+
+def _make_extractor(options: dict, threads: int):
+    import torch
+
+    from vitdense.features.extractor import Extractor
+    torch.set_num_threads(threads)
+    return Extractor(options["model"], device=options.get("device", "auto"), dtype=options.get("dtype"),
+                     checkpoint=options.get("checkpoint"))
+
+
+# -- sources --------------------------------------------------------------------------------------
+def list_source(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict]:
+    """A folder (searched recursively for image suffixes), a glob pattern or a list of paths ->
+    rows ``{"path", "relpath"}`` in sorted order (``relpath`` relative to the folder, else None)."""
+    import glob
+    if isinstance(source, (str, os.PathLike)):
+        src = Path(source)
+        if src.is_dir():
+            files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(src).parts))
+            rows = [{"path": str(p), "relpath": p.relative_to(src).as_posix()} for p in files]
+        elif any(c in str(source) for c in "*?["):
+            rows = [{"path": p, "relpath": None} for p in sorted(glob.glob(str(source), recursive=True))
+                    if Path(p).is_file()]
+        elif src.is_file():
+            rows = [{"path": str(src), "relpath": None}]
+        else:
+            raise ParameterError(f"{source}: no such folder, file or glob match")
+    else:
+        rows = [{"path": os.fspath(p), "relpath": None} for p in source]
+    if not rows:
+        raise ParameterError(f"{source}: no image files found (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return rows
+
+
+def _read_and_hash(batch: dict[str, np.ndarray], done: frozenset) -> dict[str, np.ndarray]:
+    """Read stage: bytes (or the read error) and content hash of each file; drops stored ones."""
+    out: dict[str, list] = {"path": [], "relpath": [], "bytes": [], "hash": [], "error": []}
+    has_bytes = "bytes" in batch
+    for i, path in enumerate(batch["path"]):
+        path = str(path)
+        error = ""
+        if has_bytes:
+            data = bytes(batch["bytes"][i])
+        else:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as err:
+                data, error = b"", f"cannot read the file ({err.strerror or type(err).__name__})"
+        digest = content_hash(data) if not error else ""
+        if (path, digest) in done:
+            continue
+        rel = batch["relpath"][i] if "relpath" in batch else None
+        out["path"].append(path)
+        out["relpath"].append("" if rel is None else str(rel))
+        out["bytes"].append(data)
+        out["hash"].append(digest)
+        out["error"].append(error)
+    return {k: np.array(v, dtype=object) for k, v in out.items()}
+
+
+# -- extraction -----------------------------------------------------------------------------------
+class _ExtractWorker:
+    """One Ray actor: an Extractor loaded once; each call extracts and writes one shard."""
+
+    def __init__(self, out_dir: str, run_id: str, options: dict, extract_kwargs: dict, threads: int,
+                 store_dtype: str, pca: dict | None, job: dict) -> None:
+        self.ex, self.error = _guarded(_make_extractor, options, threads)
+        self.out_dir, self.kw, self.store_dtype, self.pca, self.job = out_dir, extract_kwargs, store_dtype, pca, job
+        self.prefix = f"{run_id}-{uuid.uuid4().hex[:6]}"
+        self.seq = 0
+
+    def _extract(self, images: list) -> list:
+        """Batched when every image is fine; image by image to isolate one that is not."""
+        from vitdense.errors import ImageError
+        try:
+            return self.ex.extract(images, **self.kw)
+        except ImageError:
+            out = []
+            for im in images:
+                try:
+                    out.extend(self.ex.extract(im, **self.kw))
+                except ImageError as err:
+                    out.append(err)
+            return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        records, error = (None, self.error) if self.error else _guarded(self._shard, batch)
+        if error:
+            records = [{"status": "error", **error}]
+        return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
+
+    def _shard(self, batch: dict[str, np.ndarray]) -> list[dict]:
+        from vitdense.errors import ImageError
+        from vitdense.features.images import load_image
+        base = {"params_key": self.job["params_key"], "model": self.ex.model_name,
+                "vitdense_version": self.job["version"]}
+        rows = [{"path": str(p), "relpath": str(r) or None, "hash": str(h), **base}
+                for p, r, h in zip(batch["path"], batch["relpath"], batch["hash"])]
+        images, good, failures = [], [], []
+        for row, data, error in zip(rows, batch["bytes"], batch["error"]):
+            if error:
+                failures.append({**row, "reason": str(error), "params": self.job["params"]})
+                continue
+            try:
+                images.append(load_image(bytes(data)))
+                good.append(row)
+            except ImageError as err:
+                failures.append({**row, "reason": _reason(err), "params": self.job["params"]})
+        descs, stored = [], []
+        for row, d in zip(good, self._extract(images) if images else []):
+            if isinstance(d, Exception):
+                failures.append({**row, "reason": _reason(d), "params": self.job["params"]})
+                continue
+            if self.pca is not None:
+                mean, comps = (self.pca[k].to(d.descs.device) for k in ("mean", "components"))
+                d.descs = (d.descs.float() - mean) @ comps
+            d.params = {**d.params, **self.job["store"]}
+            descs.append(d)
+            stored.append({**row, "params": d.params})
+        name = f"{self.prefix}-{self.seq:05d}"
+        self.seq += 1
+        return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
+
+
+def _guarded(fn: Callable, *args) -> tuple[Any, dict | None]:
+    """``(fn(*args), None)``, or ``(None, {"error", "reason"})`` when it raises a user error: the
+    driver re-raises it as one line (Ray would wrap it in a traceback of its own)."""
+    try:
+        return fn(*args), None
+    except VitdenseError as err:
+        return None, {"error": type(err).__name__, "reason": str(err)}
+
+
+def _raise_worker_error(error: str, reason: str) -> None:
+    from vitdense import errors
+    kind = getattr(errors, error, None)
+    raise (kind if isinstance(kind, type) and issubclass(kind, VitdenseError) else VitdenseError)(reason)
+
+
+def _reason(err: Exception) -> str:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return msg[len("bytes: "):] if msg.startswith("bytes: ") else msg
+
+
+@dataclass
+class ExtractSummary:
+    """What :func:`extract_dataset` did."""
+
+    out_dir: Path
+    num_listed: int | None        # images in the source (None for a Ray Dataset source)
+    num_extracted: int            # stored by this run
+    num_skipped: int | None       # already stored with the same content hash and parameters
+    failed: dict[str, str]        # path -> reason (this run)
+    shards: list[str]             # shards written by this run
+    seconds: float
+    params: dict = field(default_factory=dict)
+
+
+def _fit_pca(rows: list[dict], pca_dim: int, sample: int, options: dict, extract_kwargs: dict,
+             max_rows: int = 200_000, seed: int = 0):
+    """Exact PCA (eigh of the D x D covariance) of the descriptors of ``sample`` evenly spaced
+    images, on at most ``max_rows`` of their descriptors; in this process."""
+    import torch
+
+    from vitdense.errors import ImageError
+    from vitdense.features.images import load_image
+    ex = _make_extractor(options, default_threads(1))
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(sample, len(rows))).round().astype(int))
+    descs = []
+    for i in picks:
+        try:
+            descs.append(ex.extract(load_image(rows[i]["path"]), **extract_kwargs)[0].descs.float().cpu())
+        except ImageError:
+            continue
+    if not descs:
+        raise ParameterError("pca_dim: none of the sampled images could be read to fit the PCA")
+    x = torch.cat(descs)
+    if pca_dim > x.shape[1]:
+        raise ParameterError(f"pca_dim={pca_dim} is above the descriptor dimension {x.shape[1]}")
+    if len(x) > max_rows:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_rows]]
+    mean = x.mean(0)
+    xc = (x - mean).double()
+    evals, evecs = torch.linalg.eigh(xc.T @ xc / max(1, len(x) - 1))
+    order = evals.flip(0)[:pca_dim]
+    comps = evecs.flip(1)[:, :pca_dim].float()
+    return mean, comps, (order / evals.sum()).float(), len(picks)
+
+
+def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "auto",
+                    checkpoint: str | None = None, layer: int | Sequence[int] = 11, facet: str | None = None,
+                    stride: int | None = None, load_size: int | None = 224, bin: bool = False,
+                    hierarchy: int = 2, include_cls: bool = False, saliency: bool = True,
+                    upsample: str | None = None, batch_size: int = 8, shard_size: int = 32,
+                    num_workers: int = 1, num_gpus_per_worker: float = 0, cpus_per_worker: float | None = None,
+                    threads_per_worker: int | None = None, device: str = "auto", dtype: str | None = None,
+                    store_dtype: str = "fp32", pca_dim: int | None = None, pca_sample: int = 32,
+                    resume: bool = True, address: str | None = None, progress: bool = True,
+                    on_record: Callable[[dict], None] | None = None) -> ExtractSummary:
+    """Extract descriptors of every image of ``source`` into a sharded data set at ``out_dir``.
+
+    source: a folder (recursive, by image suffix), a glob, a list of paths, or a Ray Dataset with
+    ``path`` and ``bytes`` columns (``ray.data.read_binary_files(..., include_paths=True)``).
+    Descriptor options as :meth:`Extractor.extract` (``dtype``: the network's precision);
+    ``store_dtype`` ``"fp32"`` / ``"fp16"`` (descriptors only); ``pca_dim``: store descriptors
+    projected to k dims by a PCA fitted on ``pca_sample`` images (kept in ``pca.safetensors``).
+    ``shard_size`` images per shard (and per actor call); ``num_workers`` actors, each with
+    ``num_gpus_per_worker`` GPUs. ``resume``: skip images whose path, content hash and parameters
+    are already in the manifest. ``on_record(record)`` is called in this process per written record.
+    Unreadable or corrupt images are recorded as failed with the reason; the job completes.
+    """
+    require_ray()
+    check_int("num_workers", num_workers, 1)
+    check_int("shard_size", shard_size, 1)
+    check_int("batch_size", batch_size, 1)
+    if store_dtype not in STORE_DTYPES:
+        raise ParameterError(f"store_dtype={store_dtype!r}: expected one of {', '.join(STORE_DTYPES)}")
+    if pca_dim is not None:
+        check_int("pca_dim", pca_dim, 1)
+    from vitdense.features.models import get_spec, resolve_model_name
+    name, notice = resolve_model_name(model)
+    if notice and progress:
+        print(f"notice: {notice}", file=sys.stderr)
+    spec = get_spec(name)
+    options = {"model": name, "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
+               "device": device, "dtype": dtype}
+    extract_kwargs = {"layer": layer, "facet": facet or spec.default_facet,
+                      "stride": spec.default_stride if stride is None else stride, "load_size": load_size,
+                      "bin": bin, "hierarchy": hierarchy, "include_cls": include_cls,
+                      "saliency": saliency, "batch_size": batch_size}
+    if upsample is not None:
+        extract_kwargs["upsample"] = upsample
+    out = Path(out_dir)
+    is_dataset = not isinstance(source, (str, os.PathLike, list, tuple))
+    rows = None if is_dataset else list_source(source)
+    job_params = {**options, **{k: v for k, v in extract_kwargs.items() if k != "batch_size"},
+                  "store_dtype": store_dtype, "pca_dim": pca_dim}
+    store_info: dict = {"store_dtype": store_dtype}
+    pca = None
+    if pca_dim is not None:
+        stored = load_pca(out)
+        if stored is not None and stored[1].get("params") == json.loads(json.dumps(job_params, default=str)):
+            tensors, _, digest = stored
+        elif rows is None:
+            raise ParameterError("pca_dim with a Ray Dataset source needs a pca.safetensors in out_dir "
+                                 "(fit it once from a list of paths)")
+        else:
+            mean, comps, ratio, n = _fit_pca(rows, pca_dim, pca_sample, options, extract_kwargs)
+            digest = save_pca(out, mean, comps, ratio, {"params": job_params, "sample_images": n})
+            tensors = {"mean": mean, "components": comps}
+        pca = {"mean": tensors["mean"], "components": tensors["components"]}
+        store_info.update(pca_dim=pca_dim, pca=digest)
+    job_params["pca"] = store_info.get("pca")
+    key = params_key(job_params)
+    done = frozenset((r["path"], r["hash"]) for r in read_manifest(out)
+                     if resume and r.get("params_key") == key)
+    job = {"params_key": key, "params": job_params, "store": store_info, "version": vitdense_version()}
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    extracted, failed, shards = 0, {}, set()
+    with ray_session(address) as ray, _user_errors():
+        from ray.data import ActorPoolStrategy
+        if is_dataset:
+            ds = source
+        else:
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // shard_size + 1, 64)))
+        ds = ds.map_batches(_read_and_hash, fn_kwargs={"done": done}, batch_size=shard_size)
+        res = worker_resources(ray, num_workers, num_gpus_per_worker, cpus_per_worker)
+        threads = threads_per_worker or default_threads(num_workers)
+        ds = ds.map_batches(_ExtractWorker, batch_size=shard_size, compute=ActorPoolStrategy(size=num_workers),
+                            fn_constructor_kwargs=dict(out_dir=str(out), run_id=run_id, options=options,
+                                                       extract_kwargs=extract_kwargs, threads=threads,
+                                                       store_dtype=store_dtype, pca=pca, job=job), **res)
+        from tqdm import tqdm
+        todo = None if rows is None else len(rows) - len(done)
+        with tqdm(total=todo, desc="vitdense extract-dataset", unit="image", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for row in ds.iter_rows():
+                rec = json.loads(row["record"])
+                if rec["status"] == "error":
+                    _raise_worker_error(rec["error"], rec["reason"])
+                if rec["status"] == "ok":
+                    extracted += 1
+                    shards.add(rec["shard"])
+                else:
+                    failed[rec["path"]] = rec["reason"]
+                bar.update(1)
+                bar.set_postfix_str(f"{len(shards)} shard(s)", refresh=False)
+                if on_record is not None:
+                    on_record(rec)
+    skipped = None if rows is None else len(rows) - extracted - len(failed)
+    return ExtractSummary(out, None if rows is None else len(rows), extracted, skipped, failed,
+                          sorted(shards), time.perf_counter() - start, job_params)
+
+
+# -- per-set jobs ---------------------------------------------------------------------------------
+class _SetWorker:
+    """One Ray actor: an Extractor loaded once; each call runs ``task`` on one set."""
+
+    def __init__(self, task: Callable, options: dict, threads: int, out_dir: str) -> None:
+        self.ex, self.error = _guarded(_make_extractor, options, threads)
+        self.task, self.out = task, Path(out_dir)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.error:   # the model could not be loaded: the whole job stops, in one line
+            return {"name": np.array([""], dtype=object), "ok": np.array([False]),
+                    "text": np.array([json.dumps(self.error)], dtype=object)}
+        names, oks, texts = [], [], []
+        for name, folder in zip(batch["name"], batch["folder"]):
+            ok, text = self.task(self.ex, str(name), Path(str(folder)), self.out / str(name))
+            names.append(str(name))
+            oks.append(bool(ok))
+            texts.append(str(text))
+        return {"name": np.array(names, dtype=object), "ok": np.array(oks),
+                "text": np.array(texts, dtype=object)}
+
+
+def map_sets(sets: Sequence[tuple[str, Path]], task: Callable, out_dir: str | os.PathLike, *,
+             options: dict, num_workers: int = 2, num_gpus_per_worker: float = 0,
+             cpus_per_worker: float | None = None, threads_per_worker: int | None = None,
+             address: str | None = None) -> Iterator[tuple[str, bool, str]]:
+    """Run ``task(extractor, name, folder, out_dir / name) -> (ok, text)`` on every set, one Ray task
+    per set on ``num_workers`` actors (``options``: the Extractor's ``model``, ``checkpoint``,
+    ``device``, ``dtype``). Yields ``(name, ok, text)`` as sets complete. ``task`` must be
+    importable by reference (a module-level function or a ``functools.partial`` of one)."""
+    require_ray()
+    check_int("num_workers", num_workers, 1)
+    return _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cpus_per_worker,
+                     threads_per_worker, address)
+
+
+def _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cpus_per_worker,
+              threads_per_worker, address) -> Iterator[tuple[str, bool, str]]:
+    with ray_session(address) as ray, _user_errors():
+        from ray.data import ActorPoolStrategy
+        items = [{"name": n, "folder": str(f)} for n, f in sets]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        res = worker_resources(ray, num_workers, num_gpus_per_worker, cpus_per_worker)
+        ds = ds.map_batches(_SetWorker, batch_size=1, compute=ActorPoolStrategy(size=min(num_workers, len(items))),
+                            fn_constructor_kwargs=dict(task=task, options=options,
+                                                       threads=threads_per_worker or default_threads(num_workers),
+                                                       out_dir=os.fspath(out_dir)), **res)
+        for row in ds.iter_rows():
+            if not row["name"]:
+                _raise_worker_error(**json.loads(row["text"]))
+            yield str(row["name"]), bool(row["ok"]), str(row["text"])
+
+
+def model_options(model: str, checkpoint: str | None, device: str, dtype: str | None) -> tuple[dict, str | None]:
+    """Extractor options for workers with the model name resolved here once (no hub probe per
+    worker), and the fallback notice to show."""
+    from vitdense.features.models import resolve_model_name
+    name, notice = resolve_model_name(model)
+    return {"model": name, "checkpoint": checkpoint, "device": device, "dtype": dtype}, notice
+
+
+__all__ = ["extract_dataset", "ExtractSummary", "map_sets", "ray_session", "require_ray",
+           "RayUnavailableError", "list_source", "model_options", "INSTALL_HINT"]
+
+
+# -- command line (registered by vitdense.cli.main) ----------------------------------------------------
+def add_extract_dataset_options(p) -> None:
+    """The options of ``vitdense extract-dataset`` beyond model, descriptor and worker options."""
+    import argparse
+    p.add_argument("--include-cls", action="store_true", help="also store the CLS descriptor")
+    p.add_argument("--saliency", action=argparse.BooleanOptionalAction, default=True,
+                   help="also store CLS-attention saliency maps (default on)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per network batch (default 8)")
+    p.add_argument("--shard-size", type=int, default=32, help="images per shard (default 32)")
+    p.add_argument("--store-dtype", choices=sorted(STORE_DTYPES), default="fp32",
+                   help="precision of the stored descriptors (default fp32)")
+    p.add_argument("--pca-dim", type=int, default=None, metavar="K",
+                   help="store descriptors projected to K dims by a PCA fitted on --pca-sample images")
+    p.add_argument("--pca-sample", type=int, default=32, help="images the PCA is fitted on (default 32)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip images already stored with the same content and parameters (default on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def extract_dataset_command(args) -> int:
+    """``vitdense extract-dataset``: parsed options -> :func:`extract_dataset`, then a summary."""
+    s = extract_dataset(
+        args.root, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
+        layer=args.layer[0] if len(args.layer) == 1 else args.layer, facet=args.facet, stride=args.stride,
+        load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy, include_cls=args.include_cls,
+        saliency=args.saliency, batch_size=args.batch_size, shard_size=args.shard_size,
+        num_workers=args.workers or 1, num_gpus_per_worker=args.gpus_per_worker, store_dtype=args.store_dtype,
+        pca_dim=args.pca_dim, pca_sample=args.pca_sample, resume=args.resume, address=args.address,
+        progress=not args.quiet)
+    for path, reason in s.failed.items():
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(f"{s.num_extracted} image(s) extracted, {s.num_skipped} already stored, {len(s.failed)} failed, "
+          f"{len(s.shards)} shard(s) in {s.seconds:.1f} s; output in {s.out_dir}")
+    return 1 if s.failed else 0
