@@ -4,7 +4,7 @@
     python app.py --host 0.0.0.0 --port 8080 --share
 
 Host and port also come from the usual Gradio variables GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
-(flags win). The handlers and the layout live in vitdense/web.py.
+(flags win). The handlers and the layout live in vitdense/web/ (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
@@ -43,14 +43,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "an example, is then instant), e.g. 512MiB (default 512MiB)")
     g.add_argument("--idle-minutes", type=float, default=None,
                    help="a visitor's results are dropped after this many minutes unused (default 20)")
+    g.add_argument("--max-seconds", default=None,
+                   help="refuse a request whose estimated time on a 2-vCPU CPU is above this many seconds "
+                        "(default: $VITDENSE_MAX_SECONDS, else 60 on CPU, none with CUDA); 'inf' for no limit")
     g.add_argument("--max-work", default=None,
                    help="work limit of one request in units of tokens^2 x blocks (default: "
-                        "$VITDENSE_MAX_WORK, else 6e9 on CPU, about a minute on 2 vCPUs); "
+                        "$VITDENSE_MAX_WORK, else none on CPU (--max-seconds rules), 2e11 with CUDA); "
                         "'inf' for no limit")
     g.add_argument("--max-waiting", type=int, default=None,
                    help="heavy jobs that may wait for their turn (default 4); more are told 'busy'")
     g.add_argument("--max-wait", type=float, default=None,
                    help="seconds a heavy job waits at most for its turn (default 120)")
+    g.add_argument("--click-rate", type=float, default=None,
+                   help="clicks (events that are not heavy jobs) per second per visitor (default 20); "
+                        "faster ones are told to slow down")
+    g.add_argument("--proxy-hops", type=int, default=None,
+                   help="trusted proxies in front of the app: a visitor's address is the X-Forwarded-For "
+                        "entry this far from the right (default: 1 on a Hugging Face Space ($SPACE_ID), "
+                        "else 0: the connection's peer); each address has one heavy job at a time")
     g.add_argument("--queue-size", type=int, default=None,
                    help="events (clicks included) that may wait in Gradio's queue (default 64); "
                         "more are told the demo is receiving too many requests")
@@ -63,13 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def limits(args: argparse.Namespace) -> dict:
-    """The flags of the limits group -> keyword arguments of vitdense.web.guard.Limits."""
+    """The flags of the limits group -> keyword arguments of vitdense.web.serving.limits.Limits."""
     from vitdense.web.serving.sessions import parse_bytes
     from vitdense.web.serving.workbudget import parse_work
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
                cache_bytes=None if args.cache_memory is None else parse_bytes(args.cache_memory),
                idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,
                max_work=None if args.max_work is None else parse_work(args.max_work),
+               max_seconds=None if args.max_seconds is None else parse_work(args.max_seconds, "max seconds"),
+               click_rate=args.click_rate, proxy_hops=args.proxy_hops,
                max_waiting=args.max_waiting, max_wait_s=args.max_wait, queue_size=args.queue_size,
                temp_max_age_s=args.temp_max_age,
                temp_max_bytes=None if args.temp_max_disk is None else parse_bytes(args.temp_max_disk))

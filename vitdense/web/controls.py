@@ -76,5 +76,5 @@ class Page:
 
     def watch(self, event: Any) -> Any:
         """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
-        from vitdense.web.guard import wire_status
+        from vitdense.web.status import wire_status
         return wire_status(event, self.tab, self.status)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import math
 import os
-import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
@@ -19,8 +18,10 @@ from vitdense.errors import ImageError, ParameterError
 from vitdense.features.descriptors import FACETS
 from vitdense.features.images import load_image
 from vitdense.features.models import get_spec
-from vitdense.web import guard
+from vitdense.web import gate
+from vitdense.web.patches import upload_path
 from vitdense.web.serving import validate
+from vitdense.web.serving.workbudget import Job
 
 AUTO = "auto"
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
@@ -109,14 +110,21 @@ def prepare_pair(image_a: Any, image_b: Any) -> list[InputImage]:
     return [prepare_image(image_a, "A"), prepare_image(image_b, "B")]
 
 
+def job(model: str, sizes_wh: Sequence[tuple[int, int]], settings: dict, saliency: bool) -> Job:
+    """The heavy job of the running tab that extracts images of ``sizes_wh`` (W, H) with ``model``
+    at the descriptor ``settings``."""
+    spec = get_spec(model)
+    return Job(app=gate.CURRENT_TAB.get(), sizes_wh=tuple(tuple(s) for s in sizes_wh),
+               load_size=settings["load_size"], patch=spec.patch_size, stride=settings["stride"],
+               blocks=gate.blocks_run(spec.depth, settings["layer"], saliency), embed_dim=spec.embed_dim,
+               bin=bool(settings.get("bin")))
+
+
 def admit(model: str, images: Sequence[InputImage], settings: dict, saliency: bool,
           progress: Any = None) -> None:
-    """The work budget of a heavy job (vitdense.web.guard.admit): refused at once above the
-    limit, else it waits (bounded) for its turn; the slot is held until the handler returns."""
-    spec = get_spec(model)
-    guard.admit([im.image.size for im in images], settings["load_size"], spec.patch_size,
-                settings["stride"], guard.blocks_run(spec.depth, settings["layer"], saliency), progress,
-                embed_dim=spec.embed_dim, bin=bool(settings.get("bin")))
+    """Admit the heavy job of ``images`` (vitdense.web.gate.admit): refused at once above the
+    limits, else it waits (bounded, one job per visitor) for its turn; held until the handler returns."""
+    gate.admit(job(model, [im.image.size for im in images], settings, saliency), progress)
 
 
 def numbered_stems(images: Sequence[InputImage]) -> list[str]:
@@ -181,15 +189,6 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
 
 
 # -- upload components ------------------------------------------------------------------------------
-def _upload_path(self: gr.Image, payload: Any) -> Optional[str]:
-    """gr.Image.preprocess replacement: the uploaded file's path, unopened (see image_input)."""
-    if payload is None:
-        return None
-    if payload.path is None or (payload.url or "").startswith("data:"):
-        return gr.Image.preprocess(self, payload)  # pasted data URLs: Gradio writes them to a file
-    return str(payload.path)
-
-
 def image_input(**kwargs: Any) -> gr.Image:
     """A gr.Image upload whose value reaches the handler as the file's path, unopened.
 
@@ -198,9 +197,7 @@ def image_input(**kwargs: Any) -> gr.Image:
     the problem in one line. (The instance's preprocess is replaced: a gr.Image subclass would make
     Gradio write a .pyi stub next to this module.)
     """
-    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
-    component.preprocess = types.MethodType(_upload_path, component)
-    return component
+    return upload_path(gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs))
 
 
 def set_input(label: str | None = None, **kwargs: Any) -> gr.Gallery:

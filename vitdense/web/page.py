@@ -2,7 +2,6 @@
 :data:`vitdense.web.tabs.TABS` (a short loop, as Gradio's ``blocks_plug`` / ``all_demos`` demos)."""
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import gradio as gr
@@ -11,7 +10,7 @@ import torch
 from vitdense.errors import VitdenseError
 from vitdense.features.descriptors import FACETS
 from vitdense.features.models import BUNDLED_MODEL, get_spec
-from vitdense.web import guard
+from vitdense.web import gate, patches
 from vitdense.web.controls import Page
 from vitdense.web.inputs import ASSETS, AUTO, LOAD_SIZES, MAX_SET_IMAGES, MAX_SIDE, MIN_SET_IMAGES, choice
 from vitdense.web.pool import (
@@ -25,8 +24,10 @@ from vitdense.web.pool import (
     update_model_choices,
 )
 from vitdense.web.serving import validate
-from vitdense.web.serving.tempfiles import keep_set
-from vitdense.web.sessions import release_session
+from vitdense.web.serving.limits import Limits
+from vitdense.web.serving.tempfiles import gradio_delete_cache, keep_set
+from vitdense.web.state import release_session
+from vitdense.web.status import check_upload_value
 from vitdense.web.tabs import TABS
 from vitdense.web.zips import output_root
 
@@ -64,7 +65,8 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
     choices = model_choices(online)
     default_model = choices[0][1]
     with gr.Blocks(title="vitdense: deep ViT features as dense descriptors",
-                   delete_cache=guard.delete_cache()) as demo:
+                   delete_cache=gradio_delete_cache(gate.JOBS.limits.temp_max_age_s,
+                                                    gate.JOBS.limits.temp_every_s)) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", scale=3,
@@ -86,20 +88,12 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
                         tab.build(page)
                         check_uploads([demo.blocks[i] for i in demo.blocks if i not in before], page)
         demo.unload(release_session)
-    demo.validate_inputs = types.MethodType(validate_inputs, demo)
+    offered = tuple(name for _, name in choices)
+    patches.check_api_inputs(demo, model, lambda: offered)   # only the page's models over the API
     for block in demo.blocks.values():   # every number / choice reaches our validators as sent
         if isinstance(block, (gr.Number, gr.Slider, gr.Dropdown, gr.Checkbox)):
-            guard.raw(block)
+            patches.raw(block)
     return demo
-
-
-def validate_inputs(self: gr.Blocks, block_fn: Any, inputs: list) -> None:
-    """An API call with too few values: one sentence (Gradio's own text lists component objects)."""
-    if len(inputs) < len(block_fn.inputs):
-        name = f"/{block_fn.api_name}" if block_fn.api_name else "this event"
-        raise gr.Error(f"this call is missing inputs: {name} takes {len(block_fn.inputs)} values "
-                       f"(a session's state counted), {len(inputs)} were given; see the page's "
-                       "'Use via API' for them", print_exception=False)
 
 
 def status_line(tab: str) -> gr.Markdown:
@@ -119,7 +113,7 @@ def check_uploads(components: list, page: Page) -> None:
             check = validate.check_video_upload
         else:
             continue
-        page.watch(c.upload(lambda value, tab=tab, check=check: guard.check_upload_value(value, tab, check),
+        page.watch(c.upload(lambda value, tab=tab, check=check: check_upload_value(value, tab, check),
                             c, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"))
 
 
@@ -130,9 +124,9 @@ def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
         s = spec.default_stride if choice(stride) is None else int(stride)
     except (VitdenseError, TypeError, ValueError):
         return gr.skip()
-    top = guard.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)
+    top = gate.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)
     value = load_size if isinstance(load_size, (int, float)) and load_size <= top else min(224, top)
-    return guard.raw(gr.Slider(maximum=top, value=value))
+    return patches.raw(gr.Slider(maximum=top, value=value))
 
 
 def launch(server_name: str | None = None, server_port: int | None = None, share: bool = False,
@@ -140,25 +134,22 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
            preload: bool = True, limits: dict | None = None, **kwargs: Any) -> Any:
     """Build and serve the demo (blocks the caller unless ``prevent_thread_lock=True``).
 
-    ``limits``: fields of :class:`vitdense.web.guard.Limits` (session memory, work limit, queue,
-    temporary files); heavy jobs run ``concurrency`` at a time through the work gate, clicks never
-    wait for them."""
-    limits = dict(limits or {})
-    if "max_work" not in limits:   # the hardware's default: a GPU (ZeroGPU included) takes far more
-        limits["max_work"] = guard.workbudget.default_max_work(cuda=ON_ZERO_GPU or torch.cuda.is_available())
-    guard.configure(concurrency=concurrency, **limits)
-    guard.atomic_picture_cache()
-    configure(device, cache_bytes=guard.LIMITS.cache_bytes)
+    ``limits``: fields of :class:`vitdense.web.serving.limits.Limits` (session memory, work limits,
+    fairness, queue, temporary files), resolved once against the hardware; heavy jobs run
+    ``concurrency`` at a time through the job gate, clicks never wait for them."""
+    on_gpu = ON_ZERO_GPU or device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    resolved = gate.JOBS.configure(Limits.resolve(cuda=on_gpu, concurrency=concurrency, **(limits or {})))
+    patches.atomic_picture_cache()
+    configure(device, cache_bytes=resolved.cache_bytes)
     # niced job threads keep clicks fast on a CPU; on a GPU the passes hardly load the CPU
-    guard.USE_JOB_THREADS = not (ON_ZERO_GPU or device.startswith("cuda")
-                                 or (device == "auto" and torch.cuda.is_available()))
+    gate.JobThreads.enabled = not on_gpu
     from gradio.utils import get_upload_folder
-    guard.start_janitor([output_root(), get_upload_folder()], keep=keep_set(ASSETS))
+    gate.JOBS.start_janitor([output_root(), get_upload_folder()], keep=keep_set(ASSETS))
     if preload or ON_ZERO_GPU:  # ZeroGPU: the model must be loaded outside the GPU-wrapped calls
         POOL.get(BUNDLED_MODEL)
     demo = build_demo(online)
-    demo.queue(default_concurrency_limit=None, max_size=guard.LIMITS.queue_size)
-    guard.own_queue_full(demo)
+    demo.queue(default_concurrency_limit=None, max_size=resolved.queue_size)
+    patches.own_queue_full(demo)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
                        show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
                        footer_links=["api", "gradio"], **kwargs)

@@ -17,7 +17,7 @@ from vitdense.features.extractor import Extractor
 from vitdense.features.models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
 from vitdense.ops.foreground import extract_with_saliency
 from vitdense.web.errors import NOTICE_SOURCES, log
-from vitdense.web.guard import offered_strides
+from vitdense.web.gate import offered_strides
 from vitdense.web.inputs import LOAD_SIZES, admit
 from vitdense.web.serving.zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
 

@@ -1,15 +1,22 @@
 """What the demo hands out as files: the pictures it shows and the downloads (an application's
-export, the command line's layout, as a zip), written into fresh, unguessable folders under
-:func:`output_root`.
+export, the command line's layout, as a zip), written under :func:`output_root`.
+
+Inside a visitor's event every folder is that visitor's **slot** for the tab and the kind of
+output (:func:`output_folder`): a fresh, unguessable folder per event, of which the slot keeps the
+newest :data:`KEEP_PER_SLOT` and deletes the older ones. A click that redraws a result (and its
+zip) therefore replaces the visitor's previous files instead of adding to them: the disk a visitor
+holds is bounded by what one result of each tab takes, whatever the number of clicks
+(``bench/bench_soak.py`` measures the growth per click).
 
 The root lies inside Gradio's cache folder on purpose: Gradio serves such files as they are. A
-numpy picture returned to a ``gr.Image`` is encoded by Gradio on every event (and was rewritten in
-place under a concurrent download until :func:`vitdense.web.guard.atomic_picture_cache`), and a
-zip outside the cache is hashed and copied. The demo's janitor
-(:func:`vitdense.web.guard.start_janitor`) prunes the root with Gradio's cache.
+numpy picture returned to a ``gr.Image`` is encoded by Gradio on every event (see
+:func:`vitdense.web.patches.atomic_picture_cache`), and a zip outside the cache is hashed and
+copied. The demo's janitor (``JobGate.start_janitor``) prunes the root with Gradio's cache.
 """
 from __future__ import annotations
 
+import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,8 +24,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitdense.export import Png, as_png, zip_entries
+from vitdense.web.gate import CURRENT_TAB, session_id
 
-__all__ = ["Png", "as_png", "output_root", "output_folder", "png_files", "write_zip"]
+__all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "png_files", "write_zip"]
+
+#: folders kept per (visitor, tab, kind): the one just written and the one before it (its files may
+#: still be loading in the page while the new event's outputs arrive)
+KEEP_PER_SLOT = 2
 
 
 def output_root() -> Path:
@@ -29,10 +41,33 @@ def output_root() -> Path:
 
 
 def output_folder(prefix: str = "run-") -> Path:
-    """A fresh folder under :func:`output_root` (served to this session only)."""
+    """A fresh folder for one event's files: in a visitor's event, in that visitor's slot for the
+    running tab and ``prefix`` (older folders of the slot beyond :data:`KEEP_PER_SLOT` are deleted);
+    outside one (tests, benchmarks), directly under :func:`output_root`."""
     root = output_root()
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    session = session_id()
+    if not session:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    visitor = hashlib.sha256(session.encode()).hexdigest()[:20]
+    slot = root / f"v-{visitor}" / f"{CURRENT_TAB.get() or 'page'}-{prefix.strip('-') or 'run'}"
+    slot.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=slot))
+    _keep_newest(slot, KEEP_PER_SLOT, folder)
+    return folder
+
+
+def _keep_newest(slot: Path, keep: int, newest: Path) -> None:
+    """Delete the folders of ``slot`` except ``newest`` and the ``keep - 1`` most recent others."""
+    others = []
+    for entry in slot.iterdir():
+        if entry != newest:
+            try:
+                others.append((entry.stat().st_mtime, entry))
+            except OSError:      # deleted meanwhile (the janitor, a concurrent event)
+                continue
+    for _, old in sorted(others, reverse=True)[keep - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str],
@@ -53,6 +88,6 @@ def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str
 
 def write_zip(stem: str, entries: dict[str, Any], folder: Path | None = None) -> str:
     """Zip an export (name -> uint8 array (PNG) | Png | dict/list (JSON) | bytes | str) into
-    ``folder`` (default: a fresh one); returns the zip's path."""
+    ``folder`` (default: a fresh one of the visitor's slot); returns the zip's path."""
     folder = output_folder() if folder is None else folder
     return str(zip_entries(entries, folder / f"{stem}.zip"))

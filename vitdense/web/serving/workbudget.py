@@ -1,19 +1,22 @@
-"""How much work a request asks for, the limit a shared server accepts, and a bounded wait.
+"""How much work a request asks for, in units and in seconds, the limits a shared server accepts,
+and a bounded, fair wait.
 
-Work is estimated before anything runs, as the attention cost of the pass:
+Work is estimated before anything runs. In units, as the attention cost of the pass:
 ``sum over images of tokens_i**2 x blocks`` (tokens = patches of the resized image at the chosen
-stride; blocks = blocks run). Measured on the 2-vCPU machine of this project with the bundled
-DINOv2 ViT-S/14: a 256 x 256 pair at load size 224 takes 36 s at stride 2 (3.0e9 units) and
-496 s at stride 1 (4.8e10 units), i.e. about 1.2e-8 s per unit once attention dominates.
+stride; blocks = blocks run). In seconds, per application (:func:`estimate_seconds`): the network's
+matrix products (``blocks x T x D^2``) and attention (``blocks x T^2 x D``), log-binning
+(``T x D x 17``) and the application's own work after the pass (clustering, drawing, the zip:
+per patch), with coefficients fitted on the 2-vCPU machine of this project by
+``bench/bench_work_seconds.py`` (:data:`SECONDS_MODEL`; README "Limits of the public demo").
 
-:data:`DEFAULT_MAX_WORK` (6e9 units, about a minute on that CPU) is the default limit; a local
-user raises it (``app.py --max-work 1e12``, or ``$VITDENSE_MAX_WORK``). :func:`max_load_size`
-tells the page which load sizes a stride can use at all, so the settings never offer a
-combination that is always refused.
+The server refuses a request whose estimate is above ``--max-seconds`` (60 s on a CPU) or above
+``--max-work`` units; :func:`max_load_size` tells the page which load sizes a stride can use at
+all, so the settings never offer a combination that is always refused.
 
 :class:`WorkGate` runs heavy jobs one (or ``concurrency``) at a time and bounds the wait: at most
-``max_waiting`` jobs wait, each at most ``max_wait_s`` seconds; beyond that the visitor is told at
-once that the demo is busy. Clicks never pass through the gate.
+``max_waiting`` jobs wait, each at most ``max_wait_s`` seconds, and each visitor has at most
+``per_visitor`` job running or waiting (one visitor cannot fill the waiting room); beyond that the
+visitor is told at once. Clicks never pass through the gate.
 """
 from __future__ import annotations
 
@@ -23,15 +26,29 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 from vitdense.errors import ParameterError, VitdenseError
 from vitdense.features.images import resized_size
 
-DEFAULT_MAX_WORK = 6e9          # units (tokens**2 x blocks, summed over images); ~1 min on 2 vCPU
+DEFAULT_MAX_WORK = math.inf     # units (tokens**2 x blocks, summed over images): on a CPU the
+                                # seconds limit rules (the units were 6e9 until it was calibrated)
 GPU_MAX_WORK = 2e11             # with CUDA: a guess from the CPU figure (not measured here)
 MAX_WORK_ENV = "VITDENSE_MAX_WORK"
-SECONDS_PER_UNIT_CPU = 1.2e-8   # measured (module docstring); shown to visitors as "about N s"
+DEFAULT_MAX_SECONDS = 60.0      # the longest job a CPU server accepts (estimated seconds)
+MAX_SECONDS_ENV = "VITDENSE_MAX_SECONDS"
+SECONDS_PER_UNIT_CPU = 1.2e-8   # attention-bound jobs only (a pair at stride 1 and 2, measured)
+
+#: seconds of a heavy job on the 2-vCPU machine, per term (see :func:`seconds_features`), fitted by
+#: ``bench/bench_work_seconds.py`` (README "Limits of the public demo": date, machine, table);
+#: ``tokens:<tab>`` is that application's own work per patch after the pass
+SECONDS_MODEL: dict[str, float] = {
+    "linear": 1.9e-10, "attention": 3.1e-11, "binned": 2e-8, "constant": 1.0,
+    "tokens:correspondences": 2e-4, "tokens:similarity": 1e-4, "tokens:pca": 2e-4,
+    "tokens:cosegmentation": 4e-4, "tokens:parts": 5e-4, "tokens:transfer": 2e-4,
+}
+#: applications without a fitted term (the video tab; re-clustering) take the costliest per patch
+COSTLIEST = "tokens:parts"
 
 
 class WorkRefused(ParameterError):
@@ -50,14 +67,23 @@ def default_max_work(cuda: bool = False) -> float:
     return GPU_MAX_WORK if cuda else DEFAULT_MAX_WORK
 
 
-def parse_work(text: str | float) -> float:
-    """"6e9" / 6e9 / "inf" -> a positive limit (units), else :class:`ParameterError`."""
+def default_max_seconds(cuda: bool = False) -> float:
+    """``$VITDENSE_MAX_SECONDS`` when set, else 60 s on a CPU; no seconds limit with CUDA (the
+    model is fitted on the CPU; ``--max-work`` bounds a GPU server)."""
+    value = os.environ.get(MAX_SECONDS_ENV)
+    if value:
+        return parse_work(value, "max seconds")
+    return math.inf if cuda else DEFAULT_MAX_SECONDS
+
+
+def parse_work(text: str | float, what: str = "max work") -> float:
+    """"6e9" / 6e9 / "inf" -> a positive limit, else :class:`ParameterError`."""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ParameterError(f"max work {str(text)[:40]!r} is not a number: expected e.g. 6e9") from None
+        raise ParameterError(f"{what} {str(text)[:40]!r} is not a number: expected e.g. 60") from None
     if math.isnan(value) or value <= 0:
-        raise ParameterError(f"max work {str(text)[:40]!r} must be a positive number (or inf)")
+        raise ParameterError(f"{what} {str(text)[:40]!r} must be a positive number (or inf)")
     return value
 
 
@@ -90,6 +116,58 @@ def estimate(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, patch: 
     return Work(tokens, int(blocks), float(sum(t * t for t in tokens)) * int(blocks))
 
 
+def seconds_features(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, patch: int, stride: int,
+                     embed_dim: int, blocks: int, bin: bool = False, hierarchy: int = 2) -> dict[str, float]:
+    """The terms of :data:`SECONDS_MODEL` for a job: ``linear`` (blocks x T x D^2), ``attention``
+    (blocks x T^2 x D), ``binned`` (T x D x 17, log-binned only) and ``tokens`` (T), summed over images."""
+    tokens = [grid_tokens(s, load_size, patch, stride) for s in sizes_wh]
+    d = float(embed_dim)
+    return dict(linear=sum(blocks * t * d * d for t in tokens),
+                attention=sum(blocks * float(t) * t * d for t in tokens),
+                binned=sum(t * d * (1 + 8 * hierarchy) for t in tokens) if bin else 0.0,
+                tokens=float(sum(tokens)))
+
+
+def estimate_seconds(app: str, features: dict[str, float], model: dict[str, float] | None = None) -> float:
+    """Seconds of ``app``'s heavy job with ``features`` (:func:`seconds_features`) on the 2-vCPU machine."""
+    m = SECONDS_MODEL if model is None else model
+    per_token = m.get(f"tokens:{app}", m[COSTLIEST])
+    return (m["constant"] + m["linear"] * features["linear"] + m["attention"] * features["attention"]
+            + m["binned"] * features["binned"] + per_token * features["tokens"])
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a heavy job asks for, known before it runs: the application (its tab id), the images'
+    sizes (W, H) and the descriptor settings that set its cost."""
+
+    app: str = ""
+    sizes_wh: tuple[tuple[int, int], ...] = ()
+    load_size: int | None = None
+    patch: int = 1
+    stride: int = 1
+    blocks: int = 0                 # transformer blocks run (0: no network pass)
+    embed_dim: int = 0
+    bin: bool = False
+
+    @property
+    def work(self) -> Work:
+        return estimate(self.sizes_wh, self.load_size, self.patch, self.stride, self.blocks)
+
+    @property
+    def seconds(self) -> float:
+        """Estimated seconds on the 2-vCPU machine (:data:`SECONDS_MODEL`)."""
+        return estimate_seconds(self.app, seconds_features(self.sizes_wh, self.load_size, self.patch, self.stride,
+                                                           self.embed_dim, self.blocks, self.bin))
+
+    @property
+    def working_bytes(self) -> int:
+        """Memory the job needs while it runs (0 without a network pass)."""
+        if not self.embed_dim:
+            return 0
+        return working_bytes(self.sizes_wh, self.load_size, self.patch, self.stride, self.embed_dim, self.bin)
+
+
 #: working memory of a job: bytes per descriptor value (two fp32 copies: the extracted and the
 #: normalised descriptors), per embedding value of every token (the network's activations, fp32),
 #: and a floor (the interpreter's and the libraries' own buffers, drawing, encoding); fitted, with a
@@ -111,62 +189,86 @@ def working_bytes(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, pa
 
 def check(work: Work, limit: float, stride: int, load_size: int | None,
           patch: int | None = None) -> None:
-    """Raise :class:`WorkRefused` when ``work`` is above ``limit``, naming the knob to lower."""
+    """Raise :class:`WorkRefused` when ``work`` is above ``limit`` units, naming the knob to lower."""
     if work.units <= limit:
         return
+    raise WorkRefused(_too_much(work, f"about {work.units:.2g} units", f"{limit:.2g}", work.units / limit,
+                                stride, load_size, patch, "--max-work"))
+
+
+def check_job(job: Job, max_work: float, max_seconds: float) -> None:
+    """Raise :class:`WorkRefused` when ``job`` is above ``max_work`` units or above ``max_seconds``
+    estimated seconds on this server (one sentence: estimate, limit, the knob to lower)."""
+    check(job.work, max_work, job.stride, job.load_size, job.patch)
+    seconds = job.seconds
+    if seconds > max_seconds:
+        raise WorkRefused(_too_much(job.work, f"about {seconds:.0f} s", f"{max_seconds:.0f} s",
+                                    seconds / max_seconds, job.stride, job.load_size, job.patch,
+                                    "--max-seconds"))
+
+
+def _too_much(work: Work, estimate: str, limit: str, ratio: float, stride: int, load_size: int | None,
+              patch: int | None, flag: str) -> str:
     n = len(work.tokens)
     biggest = max(work.tokens) if work.tokens else 0
-    ratio = work.units / limit
     # the knob with the biggest effect first: stride (square), then load size (fourth power),
     # then the number of images (linear)
     if (patch is None or stride < patch) and ratio <= 64:   # one stride step is ~16x less
         knob = f"use a larger stride than {stride}"
-    elif load_size:
+    elif load_size and ratio > 1.5:
         knob = (f"use a smaller load size than {load_size} (work grows with its fourth power) "
                 f"or a larger stride")
     else:
-        knob = "use fewer or smaller images"
-    raise WorkRefused(f"this request is too much work for this server: about {work.units:.2g} units "
-                      f"({n} image{'s' if n != 1 else ''} of up to {biggest:,} patches, {work.blocks} "
-                      f"blocks), above the limit of {limit:.2g}; {knob} (Advanced settings), or run "
-                      "the demo locally with a higher --max-work")
+        knob = "use fewer or smaller images" + (f" or a smaller load size than {load_size}" if load_size else "")
+    return (f"this request is too much work for this server: {estimate} ({n} image{'s' if n != 1 else ''} "
+            f"of up to {biggest:,} patches, {work.blocks} blocks), above the limit of {limit}; {knob} "
+            f"(Advanced settings), or run the demo locally with a higher {flag}")
 
 
 def max_load_size(patch: int, stride: int, blocks: int, images: int, limit: float,
-                  sizes: Sequence[int]) -> int | None:
-    """The largest of ``sizes`` whose smallest request (``images`` square images) fits ``limit``;
-    None when even the smallest is refused (the page then does not offer this stride)."""
+                  sizes: Sequence[int], fits: Callable[[Job], bool] | None = None, **job: Any) -> int | None:
+    """The largest of ``sizes`` whose smallest request (``images`` square images) fits ``limit``
+    units (and ``fits(job)``, e.g. the seconds limit; ``job``: the Job's other fields); None when
+    even the smallest is refused (the page then does not offer this stride)."""
     best = None
     for s in sorted(sizes):
-        if estimate([(s, s)] * images, s, patch, stride, blocks).units <= limit:
+        j = Job(sizes_wh=((s, s),) * images, load_size=s, patch=patch, stride=stride, blocks=blocks, **job)
+        if j.work.units <= limit and (fits is None or fits(j)):
             best = s
     return best
 
 
-def offered_strides(patch: int, blocks: int, images: int, limit: float,
-                    sizes: Sequence[int]) -> list[int]:
+def offered_strides(patch: int, blocks: int, images: int, limit: float, sizes: Sequence[int],
+                    fits: Callable[[Job], bool] | None = None, **job: Any) -> list[int]:
     """Divisors of ``patch`` that are accepted at least at the smallest load size."""
     return [d for d in range(1, patch + 1)
-            if patch % d == 0 and max_load_size(patch, d, blocks, images, limit, sizes) is not None]
+            if patch % d == 0 and max_load_size(patch, d, blocks, images, limit, sizes, fits, **job) is not None]
 
 
 class WorkGate:
-    """Heavy jobs ``concurrency`` at a time; at most ``max_waiting`` wait, each up to ``max_wait_s``.
+    """Heavy jobs ``concurrency`` at a time; at most ``max_waiting`` wait, each up to ``max_wait_s``;
+    each visitor has at most ``per_visitor`` job running or waiting.
 
-    ``with gate.slot(): ...`` raises :class:`Busy` at once when the waiting room is full, or after
-    ``max_wait_s`` seconds without a free slot; ``on_wait(position)`` is called while waiting (the
-    page's progress line). Waiters are served first come, first served.
+    ``acquire(on_wait, visitors=(session, address))`` raises :class:`Busy` at once when the waiting
+    room is full or when one of ``visitors`` (keys of the same visitor: the browser session, the
+    client's address) already has ``per_visitor`` jobs in, and after ``max_wait_s`` seconds without
+    a free slot; ``on_wait(position)`` is called while waiting (the page's progress line). Waiters
+    are served first come, first served, so a visitor waits at most for the jobs of the visitors
+    ahead, one each.
     """
 
     def __init__(self, concurrency: int = 1, max_waiting: int = 4, max_wait_s: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if concurrency < 1 or max_waiting < 0 or not max_wait_s > 0:
-            raise ParameterError("concurrency >= 1, max_waiting >= 0 and max_wait_s > 0 are needed")
+                 per_visitor: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        if concurrency < 1 or max_waiting < 0 or not max_wait_s > 0 or per_visitor < 1:
+            raise ParameterError("concurrency >= 1, max_waiting >= 0, max_wait_s > 0 and per_visitor >= 1 "
+                                 "are needed")
         self.concurrency, self.max_waiting, self.max_wait_s = concurrency, max_waiting, max_wait_s
+        self.per_visitor = per_visitor
         self._clock = clock
         self._cond = threading.Condition()
         self._running = 0
         self._queue: list[object] = []      # waiting tickets, first come first
+        self._jobs: dict[Hashable, int] = {}    # visitor key -> jobs running or waiting
         self.waits: list[float] = []        # seconds each admitted job waited (the soak reads it)
         self.refused = 0
 
@@ -178,17 +280,29 @@ class WorkGate:
     def waiting(self) -> int:
         return len(self._queue)
 
-    def acquire(self, on_wait: Callable[[int], None] | None = None) -> float:
-        """Wait for a slot (see the class); returns the seconds waited. Pair with :meth:`release`."""
+    def jobs_of(self, visitor: Hashable) -> int:
+        """Jobs of ``visitor`` running or waiting."""
+        with self._cond:
+            return self._jobs.get(visitor, 0)
+
+    def acquire(self, on_wait: Callable[[int], None] | None = None,
+                visitors: Sequence[Hashable] = ()) -> float:
+        """Wait for a slot (see the class); returns the seconds waited. Pair with
+        :meth:`release` (the same ``visitors``)."""
         ticket = object()
         start = self._clock()
         with self._cond:
+            if any(self._jobs.get(v, 0) >= self.per_visitor for v in visitors):
+                self.refused += 1
+                raise Busy("you already have a job running or waiting on this demo (one at a time per "
+                           "visitor): wait for it to finish, then press again")
             if self._running >= self.concurrency or self._queue:
                 if len(self._queue) >= self.max_waiting:
                     self.refused += 1
                     raise Busy(f"the demo is busy ({self._running} job running, {len(self._queue)} "
                                "waiting, the most it queues): try again in a minute, or run it "
                                "locally (python app.py)")
+            self._count(visitors, +1)
             self._queue.append(ticket)
             try:
                 while self._running >= self.concurrency or self._queue[0] is not ticket:
@@ -201,6 +315,9 @@ class WorkGate:
                     if on_wait is not None:
                         on_wait(self._queue.index(ticket) + 1)
                     self._cond.wait(timeout=min(left, 1.0))
+            except BaseException:
+                self._count(visitors, -1)
+                raise
             finally:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
@@ -210,16 +327,64 @@ class WorkGate:
         del self.waits[:-1000]
         return waited
 
-    def release(self) -> None:
+    def release(self, visitors: Sequence[Hashable] = ()) -> None:
         with self._cond:
             self._running -= 1
+            self._count(visitors, -1)
             self._cond.notify_all()
 
+    def _count(self, visitors: Sequence[Hashable], step: int) -> None:
+        for v in set(visitors):
+            n = self._jobs.get(v, 0) + step
+            if n > 0:
+                self._jobs[v] = n
+            else:
+                self._jobs.pop(v, None)
+
     @contextmanager
-    def slot(self, on_wait: Callable[[int], None] | None = None) -> Iterator[float]:
+    def slot(self, on_wait: Callable[[int], None] | None = None,
+             visitors: Sequence[Hashable] = ()) -> Iterator[float]:
         """Hold one slot for the ``with`` body; yields the seconds waited."""
-        waited = self.acquire(on_wait)
+        waited = self.acquire(on_wait, visitors)
         try:
             yield waited
         finally:
-            self.release()
+            self.release(visitors)
+
+
+class ClickLimiter:
+    """At most ``rate`` events per second per visitor, in bursts of up to ``burst`` (a token bucket
+    per visitor key): an auto-clicker is told to slow down instead of taking the cores from others.
+
+    ``allow(visitors)`` is True (and takes a token from each key) or False. Buckets of visitors
+    idle for a minute are forgotten (bounded memory under many addresses)."""
+
+    def __init__(self, rate: float = 20.0, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not rate > 0:
+            raise ParameterError("the click rate must be positive")
+        self.rate, self.burst = float(rate), float(burst if burst is not None else rate)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[Hashable, tuple[float, float]] = {}    # key -> (tokens, time)
+        self.refused = 0
+
+    def allow(self, visitors: Sequence[Hashable]) -> bool:
+        now = self._clock()
+        with self._lock:
+            if len(self._buckets) > 10_000:
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+            levels = {}
+            for v in set(visitors):
+                tokens, then = self._buckets.get(v, (self.burst, now))
+                levels[v] = min(self.burst, tokens + (now - then) * self.rate)
+            if any(t < 1.0 for t in levels.values()):
+                self.refused += 1
+                return False
+            for v, t in levels.items():
+                self._buckets[v] = (t - 1.0, now)
+            return True
+
+    def sentence(self) -> str:
+        return (f"you are clicking faster than this demo answers ({self.rate:.0f} clicks a second at most "
+                "per visitor): wait a moment, then click again")

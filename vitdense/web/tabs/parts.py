@@ -15,7 +15,7 @@ from vitdense.apps.registry import Inputs
 from vitdense.errors import ParameterError, VitdenseError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web import guard
+from vitdense.web import gate
 from vitdense.web.controls import Page, knob_components, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
@@ -32,6 +32,7 @@ from vitdense.web.inputs import (
 from vitdense.web.pool import extract_set
 from vitdense.web.serving import validate
 from vitdense.web.serving.sessions import compact_descriptors, expand_descriptors
+from vitdense.web.serving.workbudget import Job
 from vitdense.web.sessions import keep, load, session_state, store, updated
 from vitdense.web.zips import write_zip
 
@@ -156,7 +157,7 @@ def recluster_parts(key: Any, num_parts: float | None = None,
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first, then change the number of parts")
     knobs = _knobs(session.params["model"], (num_parts, thresh, elbow, votes_percentage, crf))
-    guard.admit([], None, 1, 1, 0, progress)   # no network pass, but CPU work: one job at a time
+    gate.admit(Job(app=ID), progress)   # no network pass, but CPU work: one job at a time
     progress(0.1, desc="Re-clustering the cached descriptors")
     result = part_cosegment_descriptors([expand_descriptors(d) for d in session.descs], session.saliency,
                                         [im.image for im in session.images], **knobs)

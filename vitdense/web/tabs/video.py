@@ -12,13 +12,14 @@ from vitdense.apps import get_app
 from vitdense.apps.registry import Inputs
 from vitdense.errors import ImageError, ParameterError
 from vitdense.features.models import BUNDLED_MODEL, get_spec
-from vitdense.web import guard
+from vitdense.web import gate
 from vitdense.web.controls import Page, knob_components, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
 from vitdense.web.inputs import AUTO, assets, descriptor_settings
 from vitdense.web.pool import POOL, run_on_gpu
 from vitdense.web.serving import validate
+from vitdense.web.serving.workbudget import Job
 from vitdense.web.tabs.parts import legend_html
 from vitdense.web.zips import output_folder, write_zip
 
@@ -67,9 +68,10 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
     progress(0.1, desc=f"Part co-segmentation of {min(knobs['num_sampled_frames'], len(frames))} frames, "
                        f"then labelling {len(frames)} frames")
     spec = get_spec(model)
-    guard.admit([frames[0].shape[1::-1]] * min(knobs["num_sampled_frames"], len(frames)), settings["load_size"],
-                spec.patch_size, settings["stride"], spec.depth, progress, embed_dim=spec.embed_dim,
-                bin=bool(settings.get("bin")))
+    sampled = min(knobs["num_sampled_frames"], len(frames))
+    gate.admit(Job(app=ID, sizes_wh=(tuple(frames[0].shape[1::-1]),) * sampled, load_size=settings["load_size"],
+                   patch=spec.patch_size, stride=settings["stride"], blocks=spec.depth, embed_dim=spec.embed_dim,
+                   bin=bool(settings.get("bin"))), progress)
     POOL.get(model)
     result = run_on_gpu(model, video_parts, frames, fps=fps, **settings, **knobs)
     progress(0.85, desc="Drawing and encoding the clip")
