@@ -418,7 +418,7 @@ def main() -> None:
     stride = max(1, len(samples) // 12)
     for s in samples[::stride] + ([samples[-1]] if (len(samples) - 1) % stride else []):
         print(f"| {s[0]:.0f} | {s[1]:.0f} | {s[2]:.1f} | {s[3]} | {s[4]} |")
-    waits = [float(m) for m in re.findall(r"heavy job waited ([\d.]+) s", log_text)]
+    waits = [float(m) for m in re.findall(r"heavy job of \S+ waited ([\d.]+) s", log_text)]
     runs = stats.runs
     answer = [c[1] for c in stats.clicks]
     pictures = [c[2] for c in stats.clicks]
@@ -438,8 +438,8 @@ def main() -> None:
         print(f"| {who} | {kind} | {n} | {stats.examples[(who, kind)]} |")
     evicted = len(re.findall(r"evicted a result", log_text))
     tracebacks = log_text.count("Traceback")
-    from vitdense.web.guard import Limits
-    from vitdense.web.serving.sessions import DEFAULT_BUDGET_BYTES, parse_bytes
+    from vitdense.web.serving.limits import Limits
+    from vitdense.web.serving.results import DEFAULT_BUDGET_BYTES, parse_bytes
     budget = parse_bytes(args.session_memory) if args.session_memory else DEFAULT_BUDGET_BYTES
     bound = samples[0][1] + (budget + Limits().cache_bytes) / 2**20
     print(f"\nRSS bound (at rest {samples[0][1]:.0f} MiB + session budget {budget / 2**20:.0f} MiB + "

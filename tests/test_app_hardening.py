@@ -3,8 +3,10 @@ budget and a short temporary-file age, on a free loopback port, called with grad
 raw HTTP where gradio_client refuses to send the value)."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,7 @@ from test_app_client import CAT_A, CAT_B, CATS
 from vitdense.web.local_server import serve_app
 
 TEMP_AGE_S = 4
+CLICK_RATE = 8        # clicks a second per visitor (20 by default): a burst of 40 surely goes over it
 PAIR_112 = dict(load_size=112, api_name="/correspondences")
 
 
@@ -38,7 +41,8 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("server")
     pair = [Image.open(p).size for p in (CAT_A, CAT_B)]
     budget = working_bytes(pair, 112, 14, 7, 384) + (512 << 10)   # the bundled ViT-S/14, stride 7
-    with serve(tmp, "--session-memory", str(budget), "--temp-max-age", str(TEMP_AGE_S)) as url:
+    with serve(tmp, "--session-memory", str(budget), "--temp-max-age", str(TEMP_AGE_S),
+               "--click-rate", str(CLICK_RATE)) as url:
         yield url, tmp
 
 
@@ -74,8 +78,8 @@ def test_eviction_gives_the_sentence_and_the_server_keeps_answering(server):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(stride="1"), r"too much work for this server: about 1\.9e\+12 units .* above the limit of "
-                       r"6e\+09; use a smaller load size than 448"),
+    (dict(stride="1"), r"too much work for this server: about \d+ s .* above the limit of 60 s; use a "
+                       r"smaller load size than 448 .* a higher --max-seconds$"),
     (dict(bin="on"), r"this request needs about \d+ MiB of memory while it runs, more than the demo's "
                      r"\d+ MiB for visitors' results .* no log-binning")], ids=["work", "memory"])
 def test_a_request_above_a_limit_is_refused_at_once(server, settings, message):
@@ -150,3 +154,105 @@ def test_a_full_queue_is_refused_with_our_sentence(tmp_path):
     assert json.loads(body)["detail"] == (
         "the demo is receiving too many requests right now (0 waiting, the most it holds): try again "
         "in a minute, or run it locally (python app.py)")
+
+
+def queue_join(url: str, session: str, fn_index: int, data: list) -> str:
+    """An event sent as it is (NaN included) in ``session`` (a gradio_client's, whose state holds
+    results); the error text, or "accepted"."""
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                       "trigger_id": None})
+    req = urllib.request.Request(f"{url}gradio_api/queue/join", body.encode(), {"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).read()
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
+        for line in stream:
+            msg = json.loads(line[5:]) if line.startswith(b"data:") else {}
+            if msg.get("msg") == "process_completed":
+                return str((msg.get("output") or {}).get("error") or "accepted")
+    return "no answer"
+
+
+def test_one_heavy_job_per_visitor_and_a_click_rate(server, tmp_path):
+    """A second heavy job of the same visitor (its session, or its address: a new session from the
+    same address) is refused at once; an auto-clicker's clicks beyond 20 a second are told to slow
+    down (8 a second in this server), the others are answered."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    url, _ = server
+    # (the pictures of a burst's older clicks are replaced by the newer ones: not downloaded here)
+    c, same_address = Client(url, verbose=False, download_files=False), client(url)
+    pair = (handle_file(str(CAT_A)), handle_file(str(CAT_B)))
+    jobs = []             # three jobs at once, on images no one sent (each runs the network)
+    for k, who in enumerate((c, c, same_address)):
+        fresh = []
+        for src in (CAT_A, CAT_B):
+            fresh.append(tmp_path / f"fresh_{k}_{Path(src).name}")
+            img = Image.open(src)            # a 2-pixel crop: as large as the budget allows
+            img.crop((2 - k % 2, 2, img.width - 2 - k % 2, img.height - 2)).save(fresh[-1])
+        jobs.append(who.submit(*(handle_file(str(f)) for f in fresh), **PAIR_112))
+    answers = []
+    for job in jobs:
+        try:
+            job.result(timeout=120)
+            answers.append("accepted")
+        except AppError as err:
+            answers.append(str(err))
+    assert sorted(answers) == ["accepted"] + ["you already have a job running or waiting on this demo (one at a "
+                                              "time per visitor): wait for it to finish, then press again"] * 2
+    c.predict(*pair, **PAIR_112)                                  # its turn again once the first ended
+    jobs = [c.submit(10 + i, 10, api_name="/match_point") for i in range(40)]
+    answers = collections.Counter()
+    for job in jobs:
+        try:
+            job.result(timeout=60)
+            answers["answered"] += 1
+        except AppError as err:
+            assert str(err) == (f"you are clicking faster than this demo answers ({CLICK_RATE} clicks a second "
+                                "at most per visitor): wait a moment, then click again")
+            answers["slow down"] += 1
+    assert answers["answered"] >= CLICK_RATE and answers["slow down"] >= 1, answers
+
+
+def test_api_values_are_judged_before_gradio_and_nan_clicks_on_a_session(server):
+    """A file payload that is not a file, a model the page does not offer, and NaN / inf clicks on
+    a session that holds results: one sentence each, no pydantic text, no traceback in the log."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    url, tmp = server
+    c = client(url)
+    video = c._infer_fn_index("/video", None)
+    n = len(c.config["dependencies"][video]["inputs"])
+    bad = json.dumps({"data": [{"path": 5, "meta": {"_type": "gradio.FileData"}}] + [None] * (n - 1)})
+    text = raw_call(url, "video", bad)
+    assert text.startswith("/video: value 1 (") and "is not a file as the page's 'Use via API' shows it" in text
+    with pytest.raises(AppError, match=r"^model 'dino_vitb8' is not available on this demo; choose one of "
+                                       r"dinov2_vits14_imgfocus"):
+        c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), model="dino_vitb8", **PAIR_112)
+    c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    match = c._infer_fn_index("/match_point", None)
+    for x, message in [(math.nan, "x must be a finite number, not nan"),
+                       (math.inf, "x must be a finite number, not inf"),
+                       (-math.inf, "x must be a finite number, not -inf")]:
+        assert message in queue_join(url, c.session_hash, match, [None, x, 10])
+    assert "| a |" in c.predict(200, 100, api_name="/match_point")[3]     # the results are still there
+    log = (tmp / "server.log").read_text()
+    assert "pydantic" not in log and "Traceback" not in log
+
+
+def test_clicks_replace_the_visitors_download_instead_of_adding(server):
+    """Each click redraws the pair and its zip into the visitor's slot, which keeps the newest two
+    folders (and those of the last 2 s, which a concurrent event may still be writing): eleven
+    clicks leave two zips, not twelve."""
+    import hashlib
+
+    from gradio_client import handle_file
+    url, tmp = server
+    c = client(url)
+    c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    for i in range(10):
+        c.predict(20 + 10 * i, 50, api_name="/match_point")
+        time.sleep(1 / CLICK_RATE)
+    time.sleep(2.5)                                  # past the slot's grace (zips.SLOT_GRACE_S)
+    c.predict(130, 50, api_name="/match_point")
+    slot = tmp / "gradio" / "vitdense-app" / f"v-{hashlib.sha256(c.session_hash.encode()).hexdigest()[:20]}"
+    zips = sorted(slot.rglob("*.zip"))             # (the janitor may have deleted the older one: 4 s)
+    assert 1 <= len(zips) <= 2 and {z.parent.parent.name for z in zips} == {"correspondences-corr"}

@@ -15,9 +15,12 @@ copied. The demo's janitor (``JobGate.start_janitor``) prunes the root with Grad
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +34,9 @@ __all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "pn
 #: folders kept per (visitor, tab, kind): the one just written and the one before it (its files may
 #: still be loading in the page while the new event's outputs arrive)
 KEEP_PER_SLOT = 2
+#: a folder younger than this is never deleted: a concurrent event of the same visitor may still be
+#: writing it (an auto-clicker's burst leaves at most ``click rate x SLOT_GRACE_S`` folders)
+SLOT_GRACE_S = 2.0
 
 
 def output_root() -> Path:
@@ -54,11 +60,15 @@ def output_folder(prefix: str = "run-") -> Path:
     slot.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=slot))
     _keep_newest(slot, KEEP_PER_SLOT, folder)
+    for parent in (slot, slot.parent, root):   # the janitor ages a folder by its own time and its
+        with contextlib.suppress(OSError):     # children's: a visitor's event keeps the chain young
+            os.utime(parent)
     return folder
 
 
 def _keep_newest(slot: Path, keep: int, newest: Path) -> None:
-    """Delete the folders of ``slot`` except ``newest`` and the ``keep - 1`` most recent others."""
+    """Delete the folders of ``slot`` except ``newest``, the ``keep - 1`` most recent others and
+    those younger than :data:`SLOT_GRACE_S`."""
     others = []
     for entry in slot.iterdir():
         if entry != newest:
@@ -66,8 +76,10 @@ def _keep_newest(slot: Path, keep: int, newest: Path) -> None:
                 others.append((entry.stat().st_mtime, entry))
             except OSError:      # deleted meanwhile (the janitor, a concurrent event)
                 continue
-    for _, old in sorted(others, reverse=True)[keep - 1:]:
-        shutil.rmtree(old, ignore_errors=True)
+    now = time.time()
+    for mtime, old in sorted(others, reverse=True)[keep - 1:]:
+        if now - mtime > SLOT_GRACE_S:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str],
@@ -75,6 +87,7 @@ def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str
     """Write ``pictures`` (arrays or :class:`Png` bytes; None stays None) as ``<name>.png`` into
     ``folder`` (default: a fresh one); their paths, for ``gr.Image`` / ``gr.Gallery`` outputs."""
     folder = output_folder("shown-") if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)     # (a slot's folder pruned under a very slow event)
     paths: list[str | None] = []
     for picture, name in zip(pictures, names):
         if picture is None:
@@ -90,4 +103,5 @@ def write_zip(stem: str, entries: dict[str, Any], folder: Path | None = None) ->
     """Zip an export (name -> uint8 array (PNG) | Png | dict/list (JSON) | bytes | str) into
     ``folder`` (default: a fresh one of the visitor's slot); returns the zip's path."""
     folder = output_folder() if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
     return str(zip_entries(entries, folder / f"{stem}.zip"))

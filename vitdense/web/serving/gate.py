@@ -84,8 +84,8 @@ class JobGate:
             work.release(visitors)
             raise
         self.last_job = job
-        log.info("heavy job of %s waited %.2f s (%s, ~%.0f s estimated, %.0f MiB reserved)",
-                 job.app or "?", waited, f"{job.work.units:.3g} units", job.seconds, reserved / 2**20)
+        log.info("heavy job of %s waited %.2f s (%s, ~%.0f s estimated, %.0f MiB reserved; %d visitor keys)",
+                 job.app or "?", waited, f"{job.work.units:.3g} units", job.seconds, reserved / 2**20, len(visitors))
         return Held(work, store, reserved, visitors, job, waited)
 
     @staticmethod
