@@ -91,8 +91,15 @@ def fresh_image(folder: Path, rng: random.Random, src: Path) -> str:
 
 
 def client(url: str, address: str) -> Any:
+    """A gradio_client session from ``address`` (retried: 40 at once may time out on a busy server)."""
     from gradio_client import Client
-    return Client(url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
+    for attempt in range(5):
+        try:
+            return Client(url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
+        except Exception:  # noqa: BLE001 - the config request timed out
+            if attempt == 4:
+                raise
+            time.sleep(2 + attempt)
 
 
 def pair_run(c: Any, folder: Path, rng: random.Random, **kw: Any) -> Any:
@@ -113,6 +120,16 @@ def timed_click(c: Any, rng: random.Random, tally: Tally, who: str) -> None:
         tally.add(who, str(err))
 
 
+def ran(c: Any, folder: Path, rng: random.Random, tally: Tally, who: str) -> bool:
+    """A pair at load size 224 (the session then holds results); False when refused (counted)."""
+    try:
+        pair_run(c, folder, rng, load_size=224)
+        return True
+    except Exception as err:  # noqa: BLE001
+        tally.add(who, str(err))
+        return False
+
+
 def hostile(url: str, deadline: float, tally: Tally, folder: Path, seed: int) -> None:
     rng = random.Random(seed)
     c = client(url, HOSTILE)
@@ -128,7 +145,8 @@ def hostile(url: str, deadline: float, tally: Tally, folder: Path, seed: int) ->
 def autoclicker(url: str, deadline: float, tally: Tally, folder: Path) -> None:
     rng = random.Random(1)
     c = client(url, CLICKER)
-    pair_run(c, folder, rng, load_size=224)
+    while not ran(c, folder, rng, tally, "auto-clicker (4 threads)") and time.monotonic() < deadline:
+        time.sleep(1)
 
     def loop(seed: int) -> None:
         r = random.Random(seed)
@@ -162,11 +180,12 @@ def queue_join(url: str, session: str, fn_index: int, data: list, address: str) 
 def malformed(url: str, deadline: float, tally: Tally, folder: Path) -> None:
     rng = random.Random(2)
     c = client(url, MALFORMED)
-    pair_run(c, folder, rng, load_size=224)
+    who = "malformed payloads (raw HTTP)"
+    while not ran(c, folder, rng, tally, who) and time.monotonic() < deadline:
+        time.sleep(1)
     fn = c._infer_fn_index("/match_point", None)
     video_fn = c._infer_fn_index("/video", None)
     n_video = len(c.config["dependencies"][video_fn]["inputs"])
-    who = "malformed payloads (raw HTTP)"
     while time.monotonic() < deadline:
         for x in (math.nan, math.inf, -math.inf, 1e308):
             tally.add(who, queue_join(url, c.session_hash, fn, [None, x, 10], MALFORMED))

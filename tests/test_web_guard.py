@@ -4,6 +4,7 @@ video upload."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 import math
 from pathlib import Path
 
@@ -196,3 +197,40 @@ def test_a_picture_shown_twice_is_replaced_whole_not_rewritten_in_place(tmp_path
     assert again == first and len(head) + len(rest) == size == os.path.getsize(again)
     assert [p.name for p in Path(first).parent.iterdir()] == [Path(first).name]   # no staging file left
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(img))
+
+
+def test_a_visitors_slot_keeps_its_newest_folders_and_keeps_its_parents_young(tmp_path, monkeypatch):
+    """In a visitor's event, each output folder goes to the visitor's slot (tab and kind), which
+    deletes its folders beyond the newest two once they are older than the grace period."""
+    import os
+    import time
+
+    from gradio.context import LocalContext
+
+    from vitdense.web import zips
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    token = LocalContext.request.set(SimpleNamespace(session_hash="visitor-1", headers={}, client=None))
+    tab = gate.CURRENT_TAB.set("correspondences")
+    try:
+        folders = [zips.output_folder("corr-") for _ in range(4)]
+        assert len({f.parent for f in folders}) == 1              # one slot, all younger than the grace
+        assert len(list(folders[0].parent.iterdir())) == 4
+        old = time.time() - 60
+        for i, f in enumerate((*folders, folders[0].parent, folders[0].parent.parent, zips.output_root())):
+            os.utime(f, (old + i, old + i))                        # a minute ago, in creation order
+        newest = zips.output_folder("corr-")
+        assert sorted(folders[0].parent.iterdir()) == sorted([folders[-1], newest])
+        assert time.time() - zips.output_root().stat().st_mtime < 10    # the janitor sees a live tree
+    finally:
+        gate.CURRENT_TAB.reset(tab)
+        LocalContext.request.reset(token)
+    assert zips.output_folder("corr-").parent == zips.output_root()      # outside an event: no slot
+
+
+def test_the_visitors_address_behind_a_proxy():
+    req = SimpleNamespace(headers={"x-forwarded-for": "6.6.6.6, 203.0.113.9"}, client=SimpleNamespace(host="10.16.3.80"))
+    assert gate.client_address(req, 0) == "10.16.3.80"          # no proxy trusted: the connection's peer
+    assert gate.client_address(req, 1) == "203.0.113.9"         # what the nearest proxy saw (not the claim)
+    assert gate.client_address(req, 2) == "6.6.6.6"
+    no_header = SimpleNamespace(headers={}, client=SimpleNamespace(host="10.16.3.80"))
+    assert gate.client_address(no_header, 1) == "10.16.3.80"

@@ -50,7 +50,7 @@ def release_session(request: gr.Request) -> None:
     JOBS.results.release_owner(str(getattr(request, "session_hash", "") or ""))
 
 
-def updated(result: S, **changes: Any) -> S:
+def updated(value: S, /, **changes: Any) -> S:
     """A new result with ``changes``: handlers never mutate the result they were given (a
     visitor's concurrent events may share it)."""
-    return dataclasses.replace(result, **changes)
+    return dataclasses.replace(value, **changes)
