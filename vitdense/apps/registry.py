@@ -83,7 +83,8 @@ class App:
     max_images: int | None = None
     reader: Callable[..., Any] | None = None    # the "read" stage's function (clips: read_video)
     delegates: tuple[Callable, ...] = ()        # functions ``run`` passes its other knobs on to
-    prepare: Callable[..., dict] | None = None  # (inputs, options) -> more run kwargs (e.g. a source index)
+    prepare: Callable[..., dict] | None = None  # (inputs, {name: value}) -> more run kwargs (e.g. a source index)
+    prepare_options: tuple[str, ...] = ()       # the options ``prepare`` reads (e.g. a query point)
     cli_options: Callable[[Any], None] | None = None  # extra CLI arguments the knobs do not describe
 
     def knob(self, name: str) -> Knob:

@@ -473,6 +473,24 @@ def _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cp
             yield str(row["name"]), bool(row["ok"]), str(row["text"])
 
 
+def app_sets(app_id: str, sets: Sequence[tuple[str, Any]], out_dir: str | os.PathLike, given: dict, *,
+             num_workers: int = 2, model: str = "auto", checkpoint: str | None = None, device: str = "auto",
+             dtype: str | None = None, gpus_per_worker: float = 0, address: str | None = None
+             ) -> tuple[Iterator[tuple[str, bool, str]], str | None]:
+    """Application ``app_id`` on every set of ``sets`` (``[(name, folder)]``) on ``num_workers``
+    Ray workers, each calling the library (:class:`vitdense.apps.sets.SetJob`) with its own
+    extractor and writing OUT/<set>/ as ``vitdense APP`` does. ``given``: the application's options
+    by name (unset ones: the defaults for the model), resolved and checked here, once.
+    Returns ``((name, ok, text) as sets complete, the model's fallback notice or None)``."""
+    from vitdense.apps.registry import get_app
+    from vitdense.apps.sets import SetJob, resolve_options
+    require_ray()
+    options, notice = model_options(model, checkpoint, device, dtype)
+    job = SetJob(resolve_options(get_app(app_id), given, options["model"]))
+    return map_sets(sets, job, out_dir, options=options, num_workers=num_workers,
+                    num_gpus_per_worker=gpus_per_worker, address=address), notice
+
+
 def model_options(model: str, checkpoint: str | None, device: str, dtype: str | None) -> tuple[dict, str | None]:
     """Extractor options for workers with the model name resolved here once (no hub probe per
     worker), and the fallback notice to show."""
