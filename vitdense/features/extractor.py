@@ -182,24 +182,14 @@ class Extractor:
 
     def resolve_stride(self, stride: int | None) -> int:
         """``None`` -> the model's default stride (half the patch: the paper's 4 for patch 8)."""
-        return self.spec.default_stride if stride is None else stride
+        return DescriptorSettings(stride=stride).resolve(self.spec).stride
 
     # -- parameters ---------------------------------------------------------------------------
-    def _check_params(self, layers: Sequence[int], facet: str, stride: int, load_size: int | None,
-                      hierarchy: int, batch_size: int) -> None:
-        depth, patch = self.spec.depth, self.spec.patch_size
-        for layer in layers:
-            if not isinstance(layer, (int, np.integer)) or not 0 <= layer < depth:
-                raise ParameterError(f"layer={layer!r} is out of range for {self.spec.name} "
-                                     f"({depth} blocks): expected 0..{depth - 1}")
-        if facet not in FACETS:
-            raise ParameterError(f"facet={facet!r} is unknown: expected one of {', '.join(FACETS)}")
-        if not isinstance(stride, (int, np.integer)) or stride < 1 or patch % stride:
-            divisors = [d for d in range(1, patch + 1) if patch % d == 0]
-            raise ParameterError(f"stride={stride!r} must divide the patch size {patch} of "
-                                 f"{self.spec.name}: choose one of {divisors}")
+    def _check_params(self, load_size: int | None, hierarchy: int, batch_size: int) -> None:
+        """The extraction's own limits (the descriptor settings are checked by
+        :meth:`DescriptorSettings.check`)."""
         if load_size is not None:
-            check_range("load_size", load_size, patch, MAX_LOAD_SIZE)
+            check_range("load_size", load_size, self.spec.patch_size, MAX_LOAD_SIZE)
         check_range("hierarchy", hierarchy, 1, 6)
         check_range("batch_size", batch_size, 1)
 
@@ -273,7 +263,7 @@ class Extractor:
                 stride: int | None = None, saliency: bool = False) -> ForwardOutput:
         """One pass over a batch B x 3 x H x W, stopping after the deepest block it needs."""
         stride = self.resolve_stride(stride)
-        self._check_params(layers, facet, stride, None, 2, 1)
+        DescriptorSettings(tuple(layers), facet, stride).check(self.spec)
         m, spec = self.model, self.spec
         x, grid = self._embed(images.to(self.device, self.dtype), stride)
         rope = self._rope_table(grid, stride)
@@ -356,12 +346,11 @@ class Extractor:
         (channel ``j * heads + head``), for descriptor files interchangeable with it. Cosine
         similarities, and so every application, are the same either way.
         """
-        layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
-        if not layers:
-            raise ParameterError("layer: give at least one layer")
-        stride = self.resolve_stride(stride)
-        facet = facet or self.spec.default_facet
-        self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        settings = DescriptorSettings(layer if isinstance(layer, (int, np.integer)) else tuple(layer), facet,
+                                      stride, load_size, bool(bin), hierarchy).resolve(self.spec)
+        settings.check(self.spec)
+        layers, facet, stride = settings.layers, settings.facet, settings.stride
+        self._check_params(load_size, hierarchy, batch_size)
         if channel_order not in CHANNEL_ORDERS:
             raise ParameterError(f"channel_order={channel_order!r}: expected 'head' or 'dim'")
         if upsample is not None and upsample not in ("bilinear", "jbu"):

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from vitdense.errors import ParameterError, VitdenseError, check_int
+from vitdense.features.descriptors import DescriptorSettings
 from vitdense.features.images import IMAGE_SUFFIXES
 from vitdense.scale.store import (
     STORE_DTYPES,
@@ -350,10 +351,11 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
     spec = get_spec(name)
     options = {"model": name, "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
                "device": device, "dtype": dtype}
-    extract_kwargs = {"layer": layer, "facet": facet or spec.default_facet,
-                      "stride": spec.default_stride if stride is None else stride, "load_size": load_size,
-                      "bin": bin, "hierarchy": hierarchy, "include_cls": include_cls,
-                      "saliency": saliency, "batch_size": batch_size}
+    settings = DescriptorSettings(layer if isinstance(layer, int) else tuple(layer), facet, stride, load_size,
+                                  bool(bin), hierarchy).resolve(spec)
+    settings.check(spec)
+    extract_kwargs = {**settings.kwargs(), "include_cls": include_cls, "saliency": saliency,
+                      "batch_size": batch_size}
     if upsample is not None:
         extract_kwargs["upsample"] = upsample
     out = Path(out_dir)
