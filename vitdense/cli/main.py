@@ -228,16 +228,21 @@ def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
     the defaults table's value for the model in use (so the command follows vitdense/defaults.py)."""
     d = app.defaults(None)
     S = argparse.SUPPRESS
-    p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {d['layer']})")
-    p.add_argument("--facet", default=S, choices=FACETS,
-                   help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
+    takes = app.descriptor_knobs   # an application that does not take a setting has no option for it
+    if "layer" in takes:
+        p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {d['layer']})")
+    if "facet" in takes:
+        p.add_argument("--facet", default=S, choices=FACETS,
+                       help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
     p.add_argument("--stride", type=int, default=S,
                    help="patch-embedding stride; must divide the patch size (default: half the patch)")
     p.add_argument("--load-size", type=_load_size, default=S,
                    help=f"smaller image side after resize in pixels, or 'none' to keep the size "
                         f"(default {d['load_size']})")
-    bin_default = "the model's: on for DINO v1, off for DINOv2" if d["bin"] is None else _shown(d["bin"])
-    p.add_argument("--bin", action=argparse.BooleanOptionalAction, default=S, help=f"log-binning (default {bin_default})")
+    if "bin" in takes:
+        bin_default = "the model's: on for DINO v1, off for DINOv2" if d["bin"] is None else _shown(d["bin"])
+        p.add_argument("--bin", action=argparse.BooleanOptionalAction, default=S,
+                       help=f"log-binning (default {bin_default})")
     p.add_argument("--hierarchy", type=int, default=S, help="log-binning levels (default 2)")
 
 
