@@ -43,8 +43,8 @@ def outlier_set():
 def cached_extractor():
     """The bundled model with an in-memory cache: the sets share photos, each is extracted once."""
     from vitdense.cache import DescriptorCache
-    from vitdense.extractor import Extractor
-    return Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
+    from conftest import bundled
+    return bundled(device="cpu", cache=DescriptorCache())
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,9 @@ def test_chunks_do_not_change_the_result(cat_descs, cat_on_bricks):
 
 def test_extract_upsample_reuses_the_cached_pass(cat_on_bricks):
     from vitdense.cache import DescriptorCache
-    from vitdense.extractor import Extractor
+    from conftest import bundled
     img, _ = cat_on_bricks
-    ex = Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
+    ex = bundled(device="cpu", cache=DescriptorCache())
     [d] = ex.extract(img, layer=9, load_size=LOAD, saliency=True)
     [u] = ex.extract(img, layer=9, load_size=LOAD, saliency=True, upsample="jbu")
     assert ex.num_forward_calls == 1
