@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "descriptors": 1, "images": 1, "workbudget": 1, "benchmarks": 1, "validate": 1, "sessions": 1,
     # 2: numerics and weights
     "clustering": 2, "voting": 2, "metrics": 2, "crf": 2, "bundled": 2, "models": 2, "cache": 2, "store": 2,
-    "upsample": 2,
+    "upsample": 2, "refine": 2,
     # 3: the network
     "extractor": 3, "rope": 3,
     # 4: applications (pure functions -> result dataclasses)
