@@ -54,7 +54,7 @@ STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
         "extraction": [("vitdense.cosegmentation", "extract_with_saliency")],
         "best buddies / clustering": [("vitdense.cosegmentation", "elbow_kmeans")],
         "selection": [("vitdense.cosegmentation", "cluster_votes")],
-        "refinement": [("vitdense.cosegmentation", "grabcut_refine")],
+        "refinement": [("vitdense.cosegmentation", "grabcut_refine"), ("vitdense.cosegmentation", "refine_masks")],
     },
     "part_cosegmentation": {
         "extraction": [("vitdense.part_cosegmentation", "extract_with_saliency"),
@@ -64,7 +64,8 @@ STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
                                       ("vitdense.part_cosegmentation", "kmeans")],
         "selection": [("vitdense.cosegmentation", "cluster_votes"),
                       ("vitdense.foreground", "part_unaries")],
-        "refinement": [("vitdense.part_cosegmentation", "dense_crf")],
+        "refinement": [("vitdense.part_cosegmentation", "dense_crf"),
+                       ("vitdense.part_cosegmentation", "smooth_grid_unaries")],
     },
 }
 APPS = {  # app -> (label, reference-row words that must / must not appear, speed-up target)
@@ -159,7 +160,7 @@ def run_app(app: str, ex, n_images: int) -> tuple[Callable[[], Any], Callable[[A
                 lambda r: f"k={getattr(r, 'num_clusters', '?')} clusters, "
                           f"{len(getattr(r, 'salient_clusters', []))} salient; "
                           f"{sum(bool(m.any()) for m in r.masks)}/{len(r.masks)} non-empty masks, "
-                          f"{sum(map(bool, r.refined))} refined by GrabCut"
+                          f"{sum(map(bool, r.refined))} refined"
                           + (f"; reason: {r.reason}" if getattr(r, "reason", None) else ""))
     if app == "part_cosegmentation":
         from vitdense.part_cosegmentation import part_cosegment

@@ -147,3 +147,43 @@ def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
         torch.cuda.empty_cache()
     assert ex.device.type == "cpu" and len(out) == 4 and out[0].descs.device.type == "cpu"
     assert "ran out of memory" in ex.notice
+
+
+def test_fast_path_equals_the_pil_path(device_extractor, photos, cat_on_bricks):
+    """extract()'s batched path (uint8 pixels normalised on the device, threaded resize, batched
+    finish) against the PIL path one image at a time (``preprocess``: LANCZOS resize and float
+    normalisation on the CPU, then ``forward``), three sizes in one call: the same descriptors."""
+    from vitdense.extractor import log_bin_tokens, min_max
+    ex = device_extractor
+    images = [photos["chelsea"], cat_on_bricks[0], photos["astronaut"], photos["chelsea"][:, ::-1]]
+    layers, P = [9, 11], ex.spec.num_prefix_tokens
+    fast = ex.extract(images, layer=layers, facet="key", stride=7, load_size=112, bin=True, saliency=True,
+                      include_cls=True, batch_size=3)
+    for image, got in zip(images, fast):
+        x, geometry = ex.preprocess(image, load_size=112, stride=7)
+        out = ex.forward(x[None], layers, "key", stride=7, saliency=True)
+        descs = torch.cat([out.features[layer][0, P:].float() for layer in layers], dim=-1)
+        want = log_bin_tokens(descs, out.grid)
+        assert got.geometry == geometry and got.descs.shape == want.shape
+        cos = F.cosine_similarity(got.descs, want, dim=1)
+        rel = (got.descs - want).norm(dim=1) / want.norm(dim=1)
+        assert float(cos.min()) >= 0.99999 and float(rel.max()) <= 2e-4  # the batch tolerance (test_extractor_oom)
+        torch.testing.assert_close(got.saliency, min_max(out.cls_attention[0].float()).reshape(out.grid),
+                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.cls, torch.cat([out.features[layer][0, 0].float() for layer in layers]),
+                                   atol=1e-3, rtol=1e-4)
+
+
+@device_vs_cpu
+def test_refinement_on_the_device_agrees_with_cpu(both, images):
+    """refiner="auto" runs vitdense/refine.py's CRF on the GPU: the same masks and part maps as the
+    same torch code on the CPU (from the CPU's descriptors)."""
+    cpu, dev = both
+    co_c = cosegment_descriptors(cpu, images=images, refiner="torch")
+    co_d = cosegment_descriptors(dev, images=images)  # auto: torch on CUDA
+    for a, b in zip(co_c.masks, co_d.masks):
+        assert a.any() and jaccard(b, a) >= 0.95
+    pa_c = part_cosegment_descriptors(cpu, images=images, num_parts=3, refiner="torch")
+    pa_d = part_cosegment_descriptors(dev, images=images, num_parts=3)
+    for a, b in zip(pa_c.part_maps, pa_d.part_maps):
+        assert ari(a.ravel(), b.ravel()) >= 0.9
