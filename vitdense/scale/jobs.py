@@ -217,22 +217,19 @@ class _ExtractWorker:
         return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
 
     def _shard(self, batch: dict[str, np.ndarray]) -> list[dict]:
-        from vitdense.errors import ImageError
-        from vitdense.features.images import load_image
+        from vitdense.features.images import map_threads
         base = {"params_key": self.job["params_key"], "model": self.ex.model_name,
                 "vitdense_version": self.job["version"]}
         rows = [{"path": str(p), "relpath": str(r) or None, "hash": str(h), **base}
                 for p, r, h in zip(batch["path"], batch["relpath"], batch["hash"])]
         images, good, failures = [], [], []
-        for row, data, error in zip(rows, batch["bytes"], batch["error"]):
-            if error:
-                failures.append({**row, "reason": str(error), "params": self.job["params"]})
+        decoded = map_threads(_decode, list(zip(batch["bytes"], batch["error"])))  # PIL decodes without the GIL
+        for row, (image, reason) in zip(rows, decoded):
+            if reason is not None:
+                failures.append({**row, "reason": reason, "params": self.job["params"]})
                 continue
-            try:
-                images.append(load_image(bytes(data)))
-                good.append(row)
-            except ImageError as err:
-                failures.append({**row, "reason": _reason(err), "params": self.job["params"]})
+            images.append(image)
+            good.append(row)
         descs, stored = [], []
         for row, d in zip(good, self._extract(images) if images else []):
             if isinstance(d, Exception):
@@ -247,6 +244,19 @@ class _ExtractWorker:
         name = f"{self.prefix}-{self.seq:05d}"
         self.seq += 1
         return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
+
+
+def _decode(item: tuple[bytes, str]) -> tuple[Any, str | None]:
+    """(file bytes, read error) -> (RGB image, None) or (None, the reason it failed)."""
+    from vitdense.errors import ImageError
+    from vitdense.features.images import load_image
+    data, error = item
+    if error:
+        return None, str(error)
+    try:
+        return load_image(bytes(data)), None
+    except ImageError as err:
+        return None, _reason(err)
 
 
 def _guarded(fn: Callable, *args) -> tuple[Any, dict | None]:
