@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Sequence
 
 import cv2
@@ -174,10 +175,11 @@ def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, 
         raise ParameterError(f"max_clusters={max_clusters!r} is out of range: expected an integer >= 1")
 
 
-def resolve_knobs(task: str, model: str | None, **given) -> dict:
-    """``given`` knobs with every None replaced by the task's default for ``model`` (same order)."""
+def resolve_knobs(task: str, model: str | None, **given) -> SimpleNamespace:
+    """``given`` knobs by name, each None replaced by the task's default for ``model`` (read them by
+    name: ``k = resolve_knobs(...); k.elbow``)."""
     table = task_defaults(task, model)
-    return {k: (table[k] if v is None and k in table else v) for k, v in given.items()}
+    return SimpleNamespace(**{k: (table[k] if v is None and k in table else v) for k, v in given.items()})
 
 
 def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> None:
@@ -222,10 +224,11 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     (GrabCut) or ``"torch"`` (on the descriptors' device). See :class:`CosegResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    elbow, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, fallback = resolve_knobs(
-        "cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-        sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
-        fallback=fallback).values()
+    k = resolve_knobs("cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+                      sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
+                      fallback=fallback)
+    elbow, thresh, votes_percentage, sample_interval = k.elbow, k.thresh, k.votes_percentage, k.sample_interval
+    refine, thresh_mode, vote_mode, fallback = k.refine, k.thresh_mode, k.vote_mode, k.fallback
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     check_descriptor_set(descs)
@@ -361,11 +364,12 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
     the key CLS of every image is ~0.99 similar to the mean, while "token" separates outliers).
     Returns a :class:`CosegResult` with masks at each original image's resolution.
     """
-    elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, \
-        fallback = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet,
-                                 bin=bin, thresh=thresh, votes_percentage=votes_percentage,
-                                 sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode,
-                                 vote_mode=vote_mode, fallback=fallback).values()
+    k = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet, bin=bin,
+                      thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
+                      refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
+    elbow, layer, facet, bin = k.elbow, k.layer, k.facet, k.bin
+    thresh, votes_percentage, sample_interval, refine = k.thresh, k.votes_percentage, k.sample_interval, k.refine
+    thresh_mode, vote_mode, fallback = k.thresh_mode, k.vote_mode, k.fallback
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     for name, value in (("bin", bin), ("remove_outliers", remove_outliers),

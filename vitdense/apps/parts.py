@@ -211,11 +211,12 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     ``"cpu"`` or ``"torch"`` (on the descriptors' device). See :class:`PartsResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
-        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
-                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                                       balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts)
+    num_parts, elbow, thresh, votes_percentage = k.num_parts, k.elbow, k.thresh, k.votes_percentage
+    sample_interval, crf, thresh_mode, vote_mode = k.sample_interval, k.crf, k.thresh_mode, k.vote_mode
+    fallback, balanced_parts = k.fallback, k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     check_bool("balanced_parts", balanced_parts)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
@@ -262,11 +263,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
         none = np.zeros((0, normed[0].shape[1]), np.float32)
-        return PartsResult([np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.grid, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.orig_size, bool) for g in geoms[:n]],
-                           [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
-                           none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
+        return PartsResult(
+            part_maps=[np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
+            grid_part_maps=[np.zeros(g.grid, np.int64) for g in geoms[:n]],
+            fg_masks=[np.zeros(g.orig_size, bool) for g in geoms[:n]],
+            grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+            num_parts=0, part_centroids=none, bg_centroids=none.copy(), part_fractions=np.zeros(0), stage1=stage1,
+            num_stage2_clusters=k2, common_parts=common, crf_applied=False, reason=reason, notes=notes, params=params)
 
     if not any(f.any() for f in fg_cells[:n]):
         return empty(stage1.reason or "no foreground cluster")
@@ -324,11 +327,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     reason = None
     if not any(m.any() for m in part_maps):
         reason = "every cell is nearer to a background centroid than to any part"
-    return PartsResult(part_maps, grid_maps, [m > 0 for m in part_maps],
-                       [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], K,
-                       final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
-                       final_bg.detach().float().cpu().numpy(), fractions, stage1, k2, common, imgs is not None,
-                       reason, notes, params)
+    return PartsResult(
+        part_maps=part_maps, grid_part_maps=grid_maps, fg_masks=[m > 0 for m in part_maps],
+        grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+        num_parts=K, part_centroids=final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
+        bg_centroids=final_bg.detach().float().cpu().numpy(), part_fractions=fractions, stage1=stage1,
+        num_stage2_clusters=k2, common_parts=common, crf_applied=imgs is not None, reason=reason, notes=notes,
+        params=params)
 
 
 def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
@@ -371,11 +376,14 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     :func:`vitdense.apps.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
     original image's resolution.
     """
-    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
-        fallback, balanced_parts = resolve_knobs(
-            "parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet, bin=bin,
-            thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-            thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet,
+                      bin=bin, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
+                      crf=crf, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                      balanced_parts=balanced_parts)
+    num_parts, elbow, layer, facet = k.num_parts, k.elbow, k.layer, k.facet
+    bin, thresh, votes_percentage, sample_interval = k.bin, k.thresh, k.votes_percentage, k.sample_interval
+    crf, thresh_mode, vote_mode, fallback = k.crf, k.thresh_mode, k.vote_mode, k.fallback
+    balanced_parts = k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
