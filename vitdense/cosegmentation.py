@@ -31,7 +31,7 @@ from .defaults import task_defaults
 from .descriptors import FACETS, check_descriptor_set
 from .errors import ParameterError, check_bool, check_range
 from .foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
-                         foreground_clusters, saliency_maps, votes_needed)
+                         foreground_clusters, saliency_maps, to_host, votes_needed)
 from .images import ImageLike, as_image_list, load_image
 from .refine import refine_masks, resize_labels, resolve_refiner
 from .voting import THRESH_MODES, VOTE_MODES
@@ -321,8 +321,9 @@ def _refine_on_device(descs: Sequence["ImageDescriptors"], grid_masks: list[np.n
         coarse = [torch.from_numpy(grid_to_size(grid_masks[i], geoms[i], None, mode="nearest").astype(bool))
                   for i in todo]
         refined = refine_masks([resized_rgb(images[i], geoms[i]) for i in todo], coarse, device)
-        for i, m in zip(todo, refined):
-            masks[i] = resize_labels(m, geoms[i].orig_size, mode="bilinear").cpu().numpy()
+        full = to_host([resize_labels(m, geoms[i].orig_size, mode="bilinear") for i, m in zip(todo, refined)])
+        for i, m in zip(todo, full):
+            masks[i] = m.numpy()
     return masks, [bool(gm.any()) for gm in grid_masks]
 
 

@@ -29,7 +29,7 @@ from .clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sam
 from .cosegmentation import (CosegResult, assemble_result, grid_to_size, resized_rgb, resolve_knobs,
                              validate_coseg_params, validate_vote_modes)
 from .descriptors import check_descriptor_set
-from .foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
+from .foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
 from .crf import CRF_DEFAULTS, dense_crf
 from .refine import resize_labels, resolve_refiner, smooth_grid_unaries
 from .errors import ParameterError, check_bool, check_range
@@ -165,10 +165,9 @@ def _smooth_all(unaries: list[torch.Tensor], geometries: Sequence["Geometry"], r
     if todo:
         smoothed = smooth_grid_unaries([unaries[i] for i in todo], [geometries[i] for i in todo],
                                        [rgbs[i] for i in todo], **crf_params)
-        for i, lab in zip(todo, smoothed):
-            g = geometries[i]
-            out[i] = (_at_cells(lab.cpu().numpy(), g) if sizes[i] is None
-                      else resize_labels(lab, sizes[i]).cpu().numpy())
+        sized = to_host([lab if sizes[i] is None else resize_labels(lab, sizes[i]) for i, lab in zip(todo, smoothed)])
+        for i, lab in zip(todo, sized):
+            out[i] = _at_cells(lab.numpy(), geometries[i]) if sizes[i] is None else lab.numpy()
     for i in range(len(unaries)):
         if out[i] is None:
             out[i] = _smooth(unaries[i].cpu().numpy(), geometries[i], rgbs[i], crf_params, sizes[i])
@@ -309,7 +308,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
     unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
-    unaries = [u.cpu().numpy() for u in unaries_t]
+    unaries = [u.numpy() for u in to_host(unaries_t)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
