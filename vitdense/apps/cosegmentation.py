@@ -27,13 +27,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitdense.ops.clustering import l2_normalize
 from vitdense.defaults import task_defaults
-from vitdense.features.descriptors import FACETS, check_descriptor_set
 from vitdense.errors import ParameterError, check_bool, check_range
-from vitdense.ops.foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
-                         foreground_clusters, saliency_maps, votes_needed)
+from vitdense.features.descriptors import FACETS, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.clustering import l2_normalize
+from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
+    ForegroundClusters,
+    cluster_votes,
+    extract_with_saliency,
+    foreground_clusters,
+    saliency_maps,
+    to_host,
+    votes_needed,
+)
 from vitdense.ops.refine import refine_masks, resize_labels, resolve_refiner
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
 
@@ -324,8 +331,9 @@ def _refine_on_device(descs: Sequence["ImageDescriptors"], grid_masks: list[np.n
         coarse = [torch.from_numpy(grid_to_size(grid_masks[i], geoms[i], None, mode="nearest").astype(bool))
                   for i in todo]
         refined = refine_masks([resized_rgb(images[i], geoms[i]) for i in todo], coarse, device)
-        for i, m in zip(todo, refined):
-            masks[i] = resize_labels(m, geoms[i].orig_size, mode="bilinear").cpu().numpy()
+        full = to_host([resize_labels(m, geoms[i].orig_size, mode="bilinear") for i, m in zip(todo, refined)])
+        for i, m in zip(todo, full):
+            masks[i] = m.numpy()
     return masks, [bool(gm.any()) for gm in grid_masks]
 
 

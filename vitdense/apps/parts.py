@@ -25,15 +25,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitdense.ops.clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, sample_rows_balanced
-from vitdense.apps.cosegmentation import (CosegResult, assemble_result, grid_to_size, resized_rgb, resolve_knobs,
-                             validate_coseg_params, validate_vote_modes)
-from vitdense.features.descriptors import check_descriptor_set
-from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
-from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
-from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
+from vitdense.apps.cosegmentation import (
+    CosegResult,
+    assemble_result,
+    grid_to_size,
+    resized_rgb,
+    resolve_knobs,
+    validate_coseg_params,
+    validate_vote_modes,
+)
 from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.features.descriptors import check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.clustering import (
+    elbow_kmeans,
+    kmeans,
+    l2_normalize,
+    relabel_by_size,
+    sample_rows,
+    sample_rows_balanced,
+)
+from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
+from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
+from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -165,10 +179,9 @@ def _smooth_all(unaries: list[torch.Tensor], geometries: Sequence["Geometry"], r
     if todo:
         smoothed = smooth_grid_unaries([unaries[i] for i in todo], [geometries[i] for i in todo],
                                        [rgbs[i] for i in todo], **crf_params)
-        for i, lab in zip(todo, smoothed):
-            g = geometries[i]
-            out[i] = (_at_cells(lab.cpu().numpy(), g) if sizes[i] is None
-                      else resize_labels(lab, sizes[i]).cpu().numpy())
+        sized = to_host([lab if sizes[i] is None else resize_labels(lab, sizes[i]) for i, lab in zip(todo, smoothed)])
+        for i, lab in zip(todo, sized):
+            out[i] = _at_cells(lab.numpy(), geometries[i]) if sizes[i] is None else lab.numpy()
     for i in range(len(unaries)):
         if out[i] is None:
             out[i] = _smooth(unaries[i].cpu().numpy(), geometries[i], rgbs[i], crf_params, sizes[i])
@@ -312,7 +325,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
     unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
-    unaries = [u.cpu().numpy() for u in unaries_t]
+    unaries = [u.numpy() for u in to_host(unaries_t)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
