@@ -27,6 +27,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "similarity": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "pca": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
+    # thresh: the co-segmentation's saliency threshold (a salient cell votes there)
+    "saliency": dict(stride=None, load_size=224, thresh=0.065),
 }
 
 #: measured per-family overrides: (task, family) -> {knob: value}

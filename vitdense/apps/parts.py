@@ -46,7 +46,8 @@ from vitdense.ops.clustering import (
     sample_rows_balanced,
 )
 from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
-from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
+from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
+from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -169,6 +170,24 @@ def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf
                       interpolation=cv2.INTER_NEAREST).astype(np.int64)
 
 
+def _smooth_all(unaries: list[torch.Tensor], geometries: Sequence["Geometry"], rgbs: Sequence[np.ndarray | None],
+                crf_params: dict, sizes: Sequence[tuple[int, int] | None], refiner: str) -> list[np.ndarray]:
+    """:func:`_smooth` of several images (T_i x C energies); ``refiner="torch"``: the CRF of the images
+    with pixels is one batch on the energies' device (:func:`vitdense.ops.refine.smooth_grid_unaries`)."""
+    todo = [i for i, r in enumerate(rgbs) if r is not None] if refiner == "torch" else []
+    out: list[np.ndarray | None] = [None] * len(unaries)
+    if todo:
+        smoothed = smooth_grid_unaries([unaries[i] for i in todo], [geometries[i] for i in todo],
+                                       [rgbs[i] for i in todo], **crf_params)
+        sized = to_host([lab if sizes[i] is None else resize_labels(lab, sizes[i]) for i, lab in zip(todo, smoothed)])
+        for i, lab in zip(todo, sized):
+            out[i] = _at_cells(lab.numpy(), geometries[i]) if sizes[i] is None else lab.numpy()
+    for i in range(len(unaries)):
+        if out[i] is None:
+            out[i] = _smooth(unaries[i].cpu().numpy(), geometries[i], rgbs[i], crf_params, sizes[i])
+    return out  # type: ignore[return-value]
+
+
 def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
     """H1 x W1 load-size labels -> the h x w labels at the cell centres."""
     h, w = geometry.grid
@@ -190,7 +209,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                                extra_descs: Sequence["ImageDescriptors"] | None = None,
                                extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
                                n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                               extra_params: dict | None = None) -> PartsResult:
+                               extra_params: dict | None = None, refiner: str = "auto") -> PartsResult:
     """Part co-segmentation from already-extracted descriptors (no network pass).
 
     descs: one :class:`ImageDescriptors` per image (T_i x D). saliency: per image an h x w map (None:
@@ -200,14 +219,17 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
     :data:`vitdense.ops.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
     ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.ops.voting`;
-    ``balanced_parts``: every image gives the part k-means as many rows. See :class:`PartsResult`.
+    ``balanced_parts``: every image gives the part k-means as many rows. ``refiner``: the CRF's
+    implementation, ``"auto"`` (pydensecrf on the CPU, :mod:`vitdense.ops.refine`'s torch CRF on CUDA),
+    ``"cpu"`` or ``"torch"`` (on the descriptors' device). See :class:`PartsResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
-        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
-                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                                       balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts)
+    num_parts, elbow, thresh, votes_percentage = k.num_parts, k.elbow, k.thresh, k.votes_percentage
+    sample_interval, crf, thresh_mode, vote_mode = k.sample_interval, k.crf, k.thresh_mode, k.vote_mode
+    fallback, balanced_parts = k.fallback, k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     check_bool("balanced_parts", balanced_parts)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
@@ -215,6 +237,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     check_bool("three_stages", three_stages)
     check_bool("crf", crf)
     cparams = _check_crf_params(crf_params)
+    refiner = resolve_refiner(refiner, descs[0].descs.device if len(descs) else None)
     extra = list(extra_descs or [])
     all_descs = list(descs) + extra
     check_descriptor_set(all_descs if len(descs) else [])  # extras alone are no image set
@@ -253,11 +276,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
         none = np.zeros((0, normed[0].shape[1]), np.float32)
-        return PartsResult([np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.grid, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.orig_size, bool) for g in geoms[:n]],
-                           [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
-                           none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
+        return PartsResult(
+            part_maps=[np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
+            grid_part_maps=[np.zeros(g.grid, np.int64) for g in geoms[:n]],
+            fg_masks=[np.zeros(g.orig_size, bool) for g in geoms[:n]],
+            grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+            num_parts=0, part_centroids=none, bg_centroids=none.copy(), part_fractions=np.zeros(0), stage1=stage1,
+            num_stage2_clusters=k2, common_parts=common, crf_applied=False, reason=reason, notes=notes, params=params)
 
     if not any(f.any() for f in fg_cells[:n]):
         return empty(stage1.reason or "no foreground cluster")
@@ -282,9 +307,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     common = None
     if three_stages:
         # stage 3: keep the stage-2 parts present in every original image after smoothing
-        smoothed = []
-        for i, x in enumerate(normed):
-            smoothed.append(_smooth(part_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
+        smoothed = _smooth_all([part_unaries(x, parts2, bg1) for x in normed], geoms, rgbs, cparams,
+                               [None] * len(normed), refiner)
         votes = np.zeros(k2 + 1, np.int64)
         for lab in smoothed[:n]:
             votes[np.unique(lab)] += 1
@@ -300,27 +324,29 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
-    unaries = [part_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
+    unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
+    unaries = [u.numpy() for u in to_host(unaries_t)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
     rank = relabel_by_size(cells[cells > 0] - 1, K)       # rank[old part id] = 0 for the largest part
     order = np.argsort(rank)                               # old part ids, largest first
     remap = np.concatenate([[0], rank + 1])
-    part_maps = []
-    for i in range(n):
-        part_maps.append(remap[_smooth(unaries[i], geoms[i], rgbs[i], cparams, geoms[i].orig_size)])
+    part_maps = [remap[lab] for lab in _smooth_all(unaries_t, geoms[:n], rgbs[:n], cparams,
+                                                   [g.orig_size for g in geoms[:n]], refiner)]
     grid_maps = [remap[g] for g in grid_maps]
     fg_total = max(int(counts.sum()), 1)
     fractions = counts[order] / fg_total
     reason = None
     if not any(m.any() for m in part_maps):
         reason = "every cell is nearer to a background centroid than to any part"
-    return PartsResult(part_maps, grid_maps, [m > 0 for m in part_maps],
-                       [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], K,
-                       final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
-                       final_bg.detach().float().cpu().numpy(), fractions, stage1, k2, common, imgs is not None,
-                       reason, notes, params)
+    return PartsResult(
+        part_maps=part_maps, grid_part_maps=grid_maps, fg_masks=[m > 0 for m in part_maps],
+        grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+        num_parts=K, part_centroids=final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
+        bg_centroids=final_bg.detach().float().cpu().numpy(), part_fractions=fractions, stage1=stage1,
+        num_stage2_clusters=k2, common_parts=common, crf_applied=imgs is not None, reason=reason, notes=notes,
+        params=params)
 
 
 def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
@@ -354,7 +380,7 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
                    crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
                    vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
                    max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                   batch_size: int = 8) -> PartsResult:
+                   batch_size: int = 8, refiner: str = "auto") -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
@@ -363,11 +389,14 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     :func:`vitdense.apps.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
     original image's resolution.
     """
-    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
-        fallback, balanced_parts = resolve_knobs(
-            "parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet, bin=bin,
-            thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-            thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet,
+                      bin=bin, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
+                      crf=crf, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                      balanced_parts=balanced_parts)
+    num_parts, elbow, layer, facet = k.num_parts, k.elbow, k.layer, k.facet
+    bin, thresh, votes_percentage, sample_interval = k.bin, k.thresh, k.votes_percentage, k.sample_interval
+    crf, thresh_mode, vote_mode, fallback = k.crf, k.thresh_mode, k.vote_mode, k.fallback
+    balanced_parts = k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
@@ -389,5 +418,5 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
         sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
         crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
         balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
-        n_init=n_init, max_iter=max_iter, seed=seed,
+        n_init=n_init, max_iter=max_iter, seed=seed, refiner=refiner,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))

@@ -28,7 +28,7 @@ GENERIC_ERROR = ("Something went wrong on the server (the details were logged). 
 
 
 def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None,
-              quiet: bool = False, heavy: bool = False) -> Any:
+              quiet: bool = False, heavy: bool = False, tab: str | None = None) -> Any:
     """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
     logged with its traceback on the server and a generic gr.Error for the visitor.
 
@@ -41,19 +41,20 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
     (:func:`vitdense.web.gate.in_job_thread`), so that clicks keep the cores. Any other handler
     that is not ``quiet`` is a click: refused with one sentence when its visitor clicks faster than
     the limit (:func:`vitdense.web.gate.check_click`).
-    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=...)``.
+    ``tab``: the tab whose status line it fills (default: the handler's module name).
+    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=..., tab=...)``.
     """
     if fn is None:
-        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet, heavy=heavy)
+        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet, heavy=heavy, tab=tab)
     if heavy:
         fn.vitdense_heavy = True
-        handler = ui_errors(fn, cleared=cleared, quiet=quiet)
+        handler = ui_errors(fn, cleared=cleared, quiet=quiet, tab=tab)
 
         @functools.wraps(fn)
         def in_job_thread(*args: Any, **kwargs: Any) -> Any:
             return gate.in_job_thread(handler, *args, **kwargs)
         return in_job_thread
-    tab = fn.__module__.rsplit(".", 1)[-1]
+    tab = tab or fn.__module__.rsplit(".", 1)[-1]
     heavy_job = getattr(fn, "vitdense_heavy", False)
 
     @functools.wraps(fn)
