@@ -121,6 +121,11 @@ def test_app_flags_become_limits():
     assert (memory.session_bytes, memory.cache_bytes) == (1 << 30, 64 << 20)
     with pytest.raises(ParameterError, match="'lots' is not a size"):
         app.limits(app.parse_args(["--temp-max-disk", "lots"]))
+    fair = Limits(**app.limits(app.parse_args(["--max-seconds", "30", "--click-rate", "5", "--proxy-hops", "1"])))
+    assert (fair.max_seconds, fair.click_rate, fair.proxy_hops) == (30.0, 5.0, 1)
+    assert Limits.resolve(cuda=False).max_seconds == 60.0 and Limits.resolve(cuda=True).max_seconds == math.inf
+    with pytest.raises(ParameterError, match="max seconds 'soon' is not a number"):
+        app.limits(app.parse_args(["--max-seconds", "soon"]))
 
 
 def test_a_full_queue_answers_our_sentence():
