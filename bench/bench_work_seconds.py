@@ -26,7 +26,6 @@ import math
 import resource
 import sys
 import time
-from pathlib import Path
 
 from _common import REPO, machine_line, table
 
