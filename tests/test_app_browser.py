@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,13 +65,18 @@ def image_pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
 
 
-def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
+def run_cat_pair(page) -> None:
+    """Upload the cat pair and press Find correspondences (default settings); wait for the pairs."""
     page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
     page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
     page.wait_for_selector("#corr-a-input img")
     page.wait_for_selector("#corr-b-input img")
     page.click("#corr-run")
     page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+
+
+def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
+    run_cat_pair(page)
     b_src = page.locator("#corr-b-output img").get_attribute("src")
     before = image_pixels(page, "#corr-b-output img")
     assert before.shape == (238, 340, 3)
@@ -145,3 +151,97 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
             break
         time.sleep(0.3)
     assert all(not np.array_equal(h, a) for h, a in zip(hidden, after))
+
+
+HOVER = "window.vdHover && window.vdHover['corr-a-output']"
+
+
+def hover_path(box: dict, n: int) -> list[tuple[float, float]]:
+    """``n`` page positions over the picture in ``box``: a Lissajous curve over its middle."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return [(box["x"] + box["width"] * (0.5 + 0.35 * np.sin(k)),
+             box["y"] + box["height"] * (0.5 + 0.3 * np.sin(2 * k)))
+            for k in t]
+
+
+def record_hover_gif(page, img, path) -> int:
+    """A short animated capture of hovering (A and B side by side); returns its size in bytes."""
+    a = page.locator("#corr-a-output").bounding_box()
+    b = page.locator("#corr-b-output").bounding_box()
+    clip = {"x": a["x"], "y": a["y"], "width": b["x"] + b["width"] - a["x"],
+            "height": max(a["height"], b["height"])}
+    frames = []
+    for x, y in hover_path(img.bounding_box(), 20):
+        page.mouse.move(x, y)
+        shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
+        shot.thumbnail((560, 560))
+        frames.append(shot.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=120, loop=0, optimize=True)
+    return os.path.getsize(path)
+
+
+def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, artifacts_dir):
+    """After a run, moving over A answers in the page: 100 moves, frame times (mouse move ->
+    redrawn overlay) at >= 30 frames/s, no request to the server; the hovered best cell equals the
+    server's (PointMatcher.query(refine=False)) at >= 99% of A's positions and /match_point's at
+    cell centres."""
+    from gradio_client import Client
+
+    from vitdense.apps.correspondences import PointMatcher
+    from vitdense.features.models import BUNDLED_MODEL
+    from vitdense.web.inputs import descriptor_settings, prepare_pair
+
+    page.get_by_role("tab", name="Correspondences").click()
+    if not page.evaluate(f"() => !!({HOVER}?.ready)"):
+        run_cat_pair(page)
+    page.wait_for_function(f"() => !!({HOVER}?.ready)")
+    img = page.locator("#corr-a-output img")
+    img.scroll_into_view_if_needed()
+    requests: list[str] = []
+
+    def on_request(r) -> None:
+        requests.append(r.url)
+    page.on("request", on_request)
+    for x, y in hover_path(img.bounding_box(), 100):
+        page.mouse.move(x, y)
+    page.wait_for_function(f"() => {HOVER}.moves >= 100")
+    frames = np.array(page.evaluate(f"() => {HOVER}.frames.slice(-100)"))
+    page.screenshot(path=str(artifacts_dir / "app_correspondences_hover.png"), full_page=False)
+    page.remove_listener("request", on_request)
+    print(f"\nhover over 100 moves: median {np.median(frames):.1f} ms, p95 {np.percentile(frames, 95):.1f} ms, "
+          f"max {frames.max():.1f} ms ({1000 / np.median(frames):.0f} frames/s at the median); "
+          f"{len(requests)} requests")
+    assert requests == [], requests[:5]
+    assert np.median(frames) <= 1000 / 30, frames
+
+    # the hovered best cell against the server's rule, computed here on the same pictures
+    images = prepare_pair(str(CAT_A), str(CAT_B))
+    settings = descriptor_settings(BUNDLED_MODEL, "correspondences")
+    d1, d2 = bundled_extractor.extract([im.image for im in images], **settings, saliency=True)
+    matcher = PointMatcher(d1, d2).compact()
+    h, w = d1.geometry.orig_size
+    points = [(x, y) for y in range(0, h, 4) for x in range(0, w, 4)]
+    hovered = page.evaluate(f"(pts) => pts.map(([x, y]) => {HOVER}.bestCell(x, y).targets[0].best)", points)
+    server = [matcher.query(y, x, refine=False).target_index for x, y in points]
+    agreement = float(np.mean(np.equal(hovered, server)))
+    print(f"hovered best cell = server's at {agreement:.2%} of {len(points)} positions")
+    assert agreement >= 0.99
+
+    # /match_point of the same server, at cell centres of A (where the sub-cell query is the cell's)
+    client = Client(app_url, verbose=False)
+    from gradio_client import handle_file
+    client.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), api_name="/correspondences")
+    centres = d1.geometry.cell_centers()
+    grid_h, grid_w = d1.geometry.grid
+    for i, j in [(10, 20), (15, 25), (20, 30), (12, 15), (18, 10), (8, 35)]:
+        y, x = centres[i * grid_w + j]
+        *_, points_json, _ = client.predict(float(x), float(y), api_name="/match_point")
+        b_cell = points_json["clicks"][-1]["b_cell"]
+        js = page.evaluate(f"([x, y]) => {HOVER}.bestCell(x, y).targets[0]", [float(x), float(y)])
+        assert abs(js["x"] - b_cell["x"]) < 0.6 and abs(js["y"] - b_cell["y"]) < 0.6, (i, j, js, b_cell)
+
+    size = record_hover_gif(page, img, artifacts_dir / "hover.gif")
+    if os.environ.get("VITDENSE_RECORD_GIF"):
+        import shutil
+        shutil.copy(artifacts_dir / "hover.gif", Path(__file__).resolve().parent.parent / "assets/hover.gif")
+    print(f"hover GIF: {size / 1024:.0f} KB")

@@ -1,6 +1,7 @@
 """Correspondences tab: the K best-buddy pairs of two images, then click-to-correspond on A."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +20,7 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.web.controls import Page, knob_component, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -73,6 +75,7 @@ def _xy(yx: Any) -> dict:
 
 def _clicks_json(s: PairSession) -> list[dict]:
     return [{"id": click_label(i), "a": _xy(k["a"]), "a_cell": _xy(k["a_cell"]), "b": _xy(k["b"]),
+             "b_cell": _xy(k["b_cell"]),
              "similarity": round(k["similarity"], 4), "mutual": k["mutual"]} for i, k in enumerate(s.clicks)]
 
 
@@ -197,13 +200,23 @@ def match_point(key: Any, x: float, y: float) -> tuple:
     session = _session(key)
     x, y = point_on_a(session.images[0].image.size, x, y)
     m = session.matcher.query(float(y), float(x))
-    click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point,
+    click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point, "b_cell": m.cell_point,
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
     s = updated(session, clicks=clicks, last_map=m.similarity_map)
     store(key, s)
     return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
                                          f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
+
+
+@ui_errors(quiet=True)
+def send_hover(key: Any) -> Any:
+    """After a run: the pair's descriptors and grids for the page's hover preview (private event)."""
+    session = load(key, "press Find correspondences")
+    if session is None:
+        return None
+    m = session.matcher
+    return hover_payload("correspond", [m.d1, m.d2], [m._a, m._b], run=time.monotonic_ns())
 
 
 def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
@@ -234,7 +247,8 @@ def build(page: Page) -> None:
         thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
         run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")
     with gr.Row():
-        a_out = gr.Image(label="A: click a point", format="png", interactive=False, elem_id="corr-a-output")
+        a_out = gr.Image(label="A: hover to preview, click to pin", format="png", interactive=False,
+                         elem_id="corr-a-output")
         b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id="corr-b-output")
     with gr.Row():
         heat = gr.Image(label="Similarity of the last click over B", format="png", interactive=False,
@@ -248,11 +262,16 @@ def build(page: Page) -> None:
                 match_btn = gr.Button("Match this point")
                 clear_btn = gr.Button("Clear clicks", elem_id="corr-clear")
             zip_out = gr.File(height=90, label="Download (points JSON, annotated images, parameters)")
+    hover = hover_block("corr", "corr-a-output", ["corr-b-output"],
+                        "Arrow keys move a cursor cell on image A, Enter asks the server for its match.")
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
-    page.watch(run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
-                             outputs, api_name="correspondences", concurrency_limit=None))
+    run = run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
+                        outputs, api_name="correspondences", concurrency_limit=None)
+    page.watch(run)
+    run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
+                show_progress="hidden")
     page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
                             concurrency_limit=None, show_progress="minimal"))
     page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
