@@ -94,5 +94,15 @@ def hover_block(tab: str, source: str, targets: Sequence[str], hint: str) -> gr.
                 'first picture, or focus here and use the arrow keys (Enter asks the server)." : ""}'
                 '</span></div>')
     js = (script() + f"\nvdHoverInit(element, props, watch, {source!r}, {list(targets)!r});")
-    return gr.HTML(None, html_template=template, js_on_load=js, elem_id=f"{tab}-hover",
+    return gr.HTML(None, html_template=template, css_template=CSS, js_on_load=js, elem_id=f"{tab}-hover",
                    elem_classes=["vd-hover-block"], apply_default_css=False)
+
+
+#: the colour scale and the readout of the hover block (the ramp of static/hover.js)
+CSS = """
+.vd-hover { display: flex; gap: 12px; align-items: center; min-height: 1.6em; font-size: 0.9em; }
+.vd-hover:focus { outline: 2px solid var(--color-accent); }
+.vd-hover-scale { display: inline-flex; align-items: center; gap: 4px; }
+.vd-hover-scale b { display: inline-block; width: 120px; height: 10px; border: 1px solid #888;
+  background: linear-gradient(to right, rgb(128,0,38), rgb(227,26,28), rgb(253,141,60), rgb(254,217,118), #fff); }
+"""

@@ -202,7 +202,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
 
   function scaleBar(lo, hi) {
     const el = box().querySelector(".vd-hover-scale");
-    if (el) el.innerHTML = `<i>${lo.toFixed(2)}</i><b></b><i>${hi.toFixed(2)}</i>`;
+    if (el) el.innerHTML = `<span>top ${Math.round(TOP * 100)}% of similarities</span><i>${lo.toFixed(2)}</i><b></b><i>${hi.toFixed(2)}</i>`;
   }
 
   // draw everything for source pixel (y, x); returns the answer

@@ -137,7 +137,8 @@ def transfer_point(key: Any, x: float, y: float) -> tuple:
                              f"({w} x {h} pixels)")
     new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
     store(key, new)
-    return _outputs(new, key)
+    return (*_outputs(new, key), Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) "
+                                      f"matched on {len(s.images) - 1} images."))
 
 
 def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
