@@ -46,16 +46,29 @@ def app_url(artifacts_dir):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app_url):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, app_url):
+    """A new visitor's page of the served demo (``width`` x ``height`` viewport)."""
+    def open_page(width: int = 1280, height: int = 1000):
+        pg = browser.new_page(viewport={"width": width, "height": height})
         pg.set_default_timeout(120_000)
         pg.goto(app_url)
         pg.wait_for_selector("#corr-run")
-        yield pg
-        browser.close()
+        return pg
+    return open_page
+
+
+@pytest.fixture(scope="module")
+def page(browser_page):
+    return browser_page()
 
 
 def image_pixels(page, selector: str) -> np.ndarray:
@@ -66,13 +79,15 @@ def image_pixels(page, selector: str) -> np.ndarray:
 
 
 def run_cat_pair(page) -> None:
-    """Upload the cat pair and press Find correspondences (default settings); wait for the pairs."""
+    """Upload the cat pair and press Find correspondences (default settings); wait for the pairs
+    (after the landing result, which shows the same pair on arrival)."""
+    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
     page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
     page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
     page.wait_for_selector("#corr-a-input img")
     page.wait_for_selector("#corr-b-input img")
     page.click("#corr-run")
-    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+    page.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.includes('Found')")
 
 
 def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
@@ -245,3 +260,34 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
         import shutil
         shutil.copy(artifacts_dir / "hover.gif", Path(__file__).resolve().parent.parent / "assets/hover.gif")
     print(f"hover GIF: {size / 1024:.0f} KB")
+
+
+def test_landing_shows_the_first_example_and_errors_keep_the_outputs(page, browser_page, artifacts_dir):
+    """A fresh visitor sees the first example's result with zero clicks; an input mistake then is
+    one sentence (a toast): no red "Error" badge over the outputs, which keep what they showed."""
+    pg = browser_page()
+    pg.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+    pg.wait_for_selector("#corr-a-output img")
+    before = pg.locator("#corr-a-output img").get_attribute("src")
+    pg.get_by_label("x on A").fill("5000")          # a point outside image A
+    pg.get_by_label("y on A").fill("5")
+    pg.get_by_role("button", name="Match this point").click()
+    pg.wait_for_function("() => document.querySelector('.toast-body')?.innerText.includes('outside image A')")
+    pg.screenshot(path=str(artifacts_dir / "app_input_error.png"), full_page=False)
+    assert pg.locator("#corr-a-output img").get_attribute("src") == before
+    for out in ("#corr-a-output", "#corr-b-output", "#corr-heat", "#corr-summary"):
+        assert not pg.locator(f"{out} .error").is_visible(), out
+    pg.close()
+
+
+def test_every_tab_is_reachable_on_a_phone(browser_page, artifacts_dir):
+    """At 390 px wide every tab's button is visible (the tab bar wraps; no "more" menu)."""
+    pg = browser_page(width=390, height=844)
+    tabs = pg.get_by_role("tab")
+    names = tabs.all_inner_texts()
+    pg.screenshot(path=str(artifacts_dir / "app_phone_tabs.png"), full_page=False)
+    assert len(names) >= 6, names
+    for i in range(tabs.count()):
+        box = tabs.nth(i).bounding_box()
+        assert tabs.nth(i).is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= 390, (names[i], box)
+    pg.close()

@@ -80,6 +80,7 @@ class Page:
     default_model: str
     tab: str = ""                  # the tab being built
     status: Any = None             # its status line (gr.Markdown)
+    demo: Any = None               # the page's gr.Blocks (for load events)
 
     def watch(self, event: Any) -> Any:
         """Show the tab's status line after ``event`` (what went wrong, or what was done)."""

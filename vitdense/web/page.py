@@ -84,7 +84,7 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
             gr.Markdown("Each application's own settings are in its tab.")
         model.change(update_model_choices, model, [layer, stride], api_visibility="private")
         stride.change(update_load_size, [model, stride, load_size], load_size, api_visibility="private")
-        page = Page(model, [model, layer, facet, stride, load_size, bin_], default_model)
+        page = Page(model, [model, layer, facet, stride, load_size, bin_], default_model, demo=demo)
         with gr.Tabs(overflow_behavior="wrap"):     # every tab at a glance, also on a phone
             for tab in TABS:
                 if getattr(tab, "available", lambda: True)():

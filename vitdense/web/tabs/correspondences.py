@@ -1,6 +1,7 @@
 """Correspondences tab: the K best-buddy pairs of two images, then click-to-correspond on A."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from vitdense.web.inputs import (
     InputImage,
     admit,
     descriptor_settings,
+    example_pairs,
     image_input,
     pair_examples,
     prepare_pair,
@@ -160,16 +162,11 @@ def _stem(name: str) -> str:
     return Path(name).stem or "image"
 
 
-@ui_errors(heavy=True)
-def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
-                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
-                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
-                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
-    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
-
-    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
-    zip path, session).
-    """
+def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
+                 model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
+                 load_size: float | None = None, bin: Any = AUTO, corr_thresh: float | None = None,
+                 progress: Any = lambda *a, **k: None) -> PairSession:
+    """Two images -> their PairSession: descriptors, the K best-buddy pairs drawn once, the matcher."""
     images = prepare_pair(image_a, image_b)
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
     num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
@@ -189,9 +186,23 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = No
                   max_side=MAX_SIDE)
     matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
     overview = draw.draw_correspondence_result(images[0].array, images[1].array, corr, lines=True)
-    s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
-                    base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
-    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(corr)} pairs."),)
+    return PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
+                       base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
+
+
+@ui_errors(heavy=True)
+def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
+                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
+
+    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
+    zip path, session).
+    """
+    s = pair_session(image_a, image_b, num_pairs, model, layer, facet, stride, load_size, bin, corr_thresh,
+                     progress)
+    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(s.corr)} pairs."),)
 
 
 @ui_errors(cleared=_cleared)
@@ -207,6 +218,24 @@ def match_point(key: Any, x: float, y: float) -> tuple:
     store(key, s)
     return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
                                          f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
+
+
+_LANDING: dict[str, PairSession] = {}     # the first example's result (computed once per server)
+_LANDING_LOCK = threading.Lock()
+
+
+@ui_errors(quiet=True)
+def landing() -> tuple:
+    """On arrival: the first example pair's result at the defaults, computed once per server, so
+    that a visitor sees what the tab does with zero clicks (then hovers and clicks on it)."""
+    pairs = example_pairs()
+    if not pairs:
+        return (gr.skip(),) * 9
+    with _LANDING_LOCK:           # one computation, however many visitors arrive at once
+        if "pair" not in _LANDING:
+            _LANDING["pair"] = pair_session(*pairs[0])
+    s = _LANDING["pair"]
+    return (*pairs[0], *_pair_outputs(s, keep(s, ID)))
 
 
 @ui_errors(quiet=True)
@@ -272,6 +301,11 @@ def build(page: Page) -> None:
     page.watch(run)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
                 show_progress="hidden")
+    if page.demo is not None:     # the first example's result on arrival (computed once per server)
+        page.demo.load(landing, None, [a_in, b_in, *outputs], api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden") \
+            .success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
+                     show_progress="hidden")
     page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
                             concurrency_limit=None, show_progress="minimal"))
     page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
