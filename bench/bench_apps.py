@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+
 import torch  # noqa: E402
 
 STAGE_NAMES = ["extraction", "best buddies / clustering", "selection", "refinement"]
@@ -53,7 +54,7 @@ STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
         "extraction": [("vitdense.apps.cosegmentation", "extract_with_saliency")],
         "best buddies / clustering": [("vitdense.apps.cosegmentation", "elbow_kmeans")],
         "selection": [("vitdense.apps.cosegmentation", "cluster_votes")],
-        "refinement": [("vitdense.apps.cosegmentation", "grabcut_refine")],
+        "refinement": [("vitdense.apps.cosegmentation", "grabcut_refine"), ("vitdense.apps.cosegmentation", "refine_masks")],
     },
     "part_cosegmentation": {
         "extraction": [("vitdense.apps.parts", "extract_with_saliency"),
@@ -63,7 +64,8 @@ STAGES: dict[str, dict[str, list[tuple[str, str]]]] = {
                                       ("vitdense.apps.parts", "kmeans")],
         "selection": [("vitdense.apps.cosegmentation", "cluster_votes"),
                       ("vitdense.ops.foreground", "part_unaries")],
-        "refinement": [("vitdense.apps.parts", "dense_crf")],
+        "refinement": [("vitdense.apps.parts", "dense_crf"),
+                       ("vitdense.apps.parts", "smooth_grid_unaries")],
     },
 }
 APPS = {  # app -> (label, reference-row words that must / must not appear, speed-up target)
@@ -158,7 +160,7 @@ def run_app(app: str, ex, n_images: int) -> tuple[Callable[[], Any], Callable[[A
                 lambda r: f"k={getattr(r, 'num_clusters', '?')} clusters, "
                           f"{len(getattr(r, 'salient_clusters', []))} salient; "
                           f"{sum(bool(m.any()) for m in r.masks)}/{len(r.masks)} non-empty masks, "
-                          f"{sum(map(bool, r.refined))} refined by GrabCut"
+                          f"{sum(map(bool, r.refined))} refined"
                           + (f"; reason: {r.reason}" if getattr(r, "reason", None) else ""))
     if app == "part_cosegmentation":
         from vitdense.apps.parts import part_cosegment

@@ -4,7 +4,13 @@
 * batched extraction, stride 8, load 224, layer-11 keys: target > 100 images/s;
 * correspondences for one pair (what the web demo's handler computes: both images' descriptors,
   best buddies, pair selection): target < 1 s server time;
-* part co-segmentation of 10 images end to end, with the dense CRF's share: target < 3 s.
+* issue 19: the raw-forward ceiling (timm's ``forward_features`` on a ready device tensor, same model,
+  batch and dtype) against ``Extractor.extract`` from PIL images, their ratio (target >= 0.7) and
+  the model FLOP utilisation (FLOPs of the forward counted from the architecture, over the GPU's
+  dense peak for the dtype); extract-dataset's worker (read + hash, threaded JPEG decode,
+  extract, write shards; in-process, no Ray) in images/s; co-segmentation and part co-segmentation
+  of 10 images end to end with the refinement ``refiner="auto"`` picks (torch CRF on CUDA), with
+  the refinement's and the network's shares: target < 0.6 s each.
 
 Times are medians of ``--repeats`` runs after a warm-up, CUDA synchronised. ``--dry-run`` runs
 each measurement once on tiny inputs (any device) to prove the script works.
@@ -14,6 +20,7 @@ Run: ``python bench/bench_gpu.py --device cuda --dtype fp32`` (see bench/README.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +28,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -45,6 +53,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64, help="images per batch for the throughput row")
     ap.add_argument("--dry-run", action="store_true", help="tiny inputs, one run each")
+    ap.add_argument("--ceiling-batch", type=int, default=256, help="images per batch for the ceiling rows")
+    ap.add_argument("--dataset-images", type=int, default=512, help="JPEGs for the extract-dataset row")
+    ap.add_argument("--refiner", default="auto", choices=["auto", "cpu", "torch"],
+                    help="refinement of the application rows (auto: torch on CUDA, GrabCut / pydensecrf on the CPU)")
+    ap.add_argument("--only", default="", help="comma-separated subset: one,batched,pair,ceiling,"
+                                              "dataset,apps (default: all)")
     args = ap.parse_args()
     dev, dry = args.device, args.dry_run
     reps = 1 if dry else args.repeats
@@ -85,11 +99,12 @@ def main() -> None:
         t = median_time(lambda: find_correspondences(ex, a, b, load_size=load), dev, reps)
         row("correspondences, one pair (extraction, best buddies, selection)", t, "s", "< 1 s", t < 1.0)
 
-    guarded("one image, stride 4", one_image)
-    guarded("batched extraction", batched)
-    guarded("correspondences, one pair", pair)
-    guarded("part co-segmentation", lambda: parts(ex, photos, load, dev, reps, dry, row, rows))
-
+    # a step killed by gpu_check.sh's time budget (SIGTERM) still prints the rows it has
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        measure_all(args, guarded, one_image, batched, pair, ex, photos, load, dev, reps, dry, row, rows)
+    except KeyboardInterrupt:
+        rows.append(["(stopped by the time budget: rows below are missing)", "-", "-", "-"])
     print(f"\n## GPU targets, DINO ViT-S/8 (random weights), {dev}, {args.dtype}"
           f"{' (DRY RUN: tiny inputs)' if dry else ''}\n")
     print(C.machine_line(dev))
@@ -99,29 +114,164 @@ def main() -> None:
         print(f"\nGPU peak allocated: {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB")
 
 
-def parts(ex: Any, photos: list, load: int, dev: str, reps: int, dry: bool, row: Callable,
-          rows: list) -> None:
-    """Part co-segmentation end to end, and the dense CRF's share of it."""
+def measure_all(args: argparse.Namespace, guarded: Callable, one_image: Callable, batched: Callable,
+                pair: Callable, ex: Any, photos: list, load: int, dev: str, reps: int, dry: bool,
+                row: Callable, rows: list) -> None:
+    """The rows ``--only`` asks for, in order."""
+    only = set(filter(None, args.only.split(",")))
+    want = lambda name: not only or name in only  # noqa: E731
+    if want("one"):
+        guarded("one image, stride 4", one_image)
+    if want("batched"):
+        guarded("batched extraction", batched)
+    if want("pair"):
+        guarded("correspondences, one pair", pair)
+    if want("ceiling"):
+        guarded("ceiling", lambda: ceiling(ex, photos, 4 if dry else args.ceiling_batch, 224, dev,
+                                           args.dtype, reps, row, rows))
+    if want("dataset"):
+        guarded("extract-dataset", lambda: dataset(photos, 8 if dry else args.dataset_images, load, dev,
+                                                   args.dtype, row, rows))
+    if want("apps"):
+        for app in ("cosegmentation", "part_cosegmentation"):
+            guarded(app, lambda app=app: application(app, ex, photos, load, dev, reps, dry, row, rows,
+                                                     args.refiner))
+
+
+#: dense peaks of the GPUs we may be lent (TFLOP/s, no sparsity; fp32 without TF32, torch's
+#: default for matmuls), from NVIDIA's data sheets (H100 / H200 SXM)
+PEAK_TFLOPS = {"H200": {"fp32": 66.9, "bf16": 989.5, "fp16": 989.5},
+               "H100": {"fp32": 66.9, "bf16": 989.5, "fp16": 989.5}}
+
+
+def peak_tflops(dev: str, dtype: str) -> float | None:
+    if not dev.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(dev))
+    return next((p[dtype] for gpu, p in PEAK_TFLOPS.items() if gpu in name), None)
+
+
+def forward_flops(model: Any, x: torch.Tensor) -> int:
+    """FLOPs (2 per multiply-add) of one ``forward_features`` over the batch ``x`` (B x 3 x H x W),
+    counted from the architecture: patch embedding, and per block the qkv / proj / MLP matmuls and
+    attention's two N x N x D products (norms, softmax and GELU left out: under 1%). Counted by
+    hand because torch's FlopCounterMode misses attention on some backends (the CPU's)."""
+    B, _, H, W = x.shape
+    pe = model.patch_embed.proj
+    p, D = pe.kernel_size[0], pe.out_channels
+    patches = (H // p) * (W // p)
+    N = patches + model.num_prefix_tokens
+    hidden = model.blocks[0].mlp.fc1.out_features
+    per_block = N * D * 3 * D + N * D * D + 2 * N * D * hidden + 2 * N * N * D
+    return int(2 * B * (patches * 3 * p * p * D + len(model.blocks) * per_block))
+
+
+def ceiling(ex: Any, photos: list, n: int, load: int, dev: str, dtype: str, reps: int, row: Callable,
+            rows: list) -> None:
+    """Raw forward on a ready device tensor vs ``Extractor.extract`` from PIL images, side by side
+    (``load`` must be the model's own 224: timm's forward_features checks the input size)."""
+    x = torch.randn(n, 3, load, load, device=ex.device, dtype=ex.dtype)
+    pils = [photos[i % len(photos)].resize((load, load)) for i in range(n)]
+    with torch.inference_mode():
+        t_raw = median_time(lambda: ex.model.forward_features(x), dev, reps)
+    t_ext = median_time(lambda: ex.extract(pils, layer=11, facet="key", stride=8, load_size=load,
+                                           batch_size=n), dev, reps)
+    flops = forward_flops(ex.model, x)
+    rows.append([f"raw forward ceiling: timm forward_features, {n} x {load} px on the device",
+                 f"{n / t_raw:.4g} images/s", "-", "-"])
+    row(f"Extractor.extract, {n} PIL images of {load} px, layer-11 keys, stride 8", n / t_ext, "images/s",
+        ">= 0.7x raw", t_raw / t_ext >= 0.7)
+    rows.append(["  ratio extract / raw forward", f"{t_raw / t_ext:.2f}x", ">= 0.7x",
+                 "met" if t_raw / t_ext >= 0.7 else "NOT met"])
+    peak = peak_tflops(dev, dtype)
+    achieved = flops / t_raw / 1e12
+    util = f", {100 * achieved / peak:.0f}% of the {peak:g} TFLOP/s dense {dtype} peak" if peak else \
+        " (peak of this device unknown)"
+    rows.append([f"  model FLOP utilisation ({flops / n / 1e9:.2f} GFLOP per image)",
+                 f"raw {achieved:.3g} TFLOP/s{util}; extract {flops / t_ext / 1e12:.3g} TFLOP/s", "-", "-"])
+
+
+def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable, rows: list) -> None:
+    """extract-dataset's worker on a folder of JPEGs: what each Ray actor runs, in this process."""
+    import shutil
+    import tempfile
+    from vitdense.scale.jobs import jobs as scale
+    from vitdense.version import __version__
+    folder = Path(tempfile.mkdtemp(prefix="vitdense-bench-ds-"))
+    try:
+        for i in range(n):
+            photos[i % len(photos)].resize((320, 240)).save(folder / f"img_{i:04d}.jpg", quality=92)
+        kwargs = dict(layer=11, facet="key", stride=8, load_size=load, bin=False, hierarchy=2,
+                      include_cls=False, saliency=True, batch_size=64)
+        job = {"params_key": "bench", "params": kwargs, "store": {"store_dtype": "fp16"}, "version": __version__}
+        # the actor without its constructor, which would load pretrained weights: random ones, like every row
+        worker = scale._ExtractWorker.__new__(scale._ExtractWorker)
+        worker.ex, worker.error = C.random_weights_extractor(device=dev, dtype=dtype), None
+        worker.out_dir, worker.kw, worker.store_dtype, worker.pca, worker.job = str(folder / "out"), kwargs, \
+            "fp16", None, job
+        worker.prefix, worker.seq = "bench", 0
+        rows_in = scale.list_source(folder)
+        shard = 128
+
+        def run() -> None:
+            for s in range(0, len(rows_in), shard):
+                part = {k: np.array([r.get(k) for r in rows_in[s:s + shard]], dtype=object) for k in rows_in[0]}
+                worker(scale._read_and_hash(part, frozenset()))
+        run()  # warm-up
+        C.sync(dev)
+        t0 = time.perf_counter()
+        run()
+        C.sync(dev)
+        t = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    row(f"extract-dataset worker: {n} JPEGs of 320 x 240 -> fp16 shards (read, hash, decode, extract, write; "
+        "no Ray)", n / t, "images/s", "-", True)
+    rows[-1][-1] = "-"
+
+
+def application(app: str, ex: Any, photos: list, load: int, dev: str, reps: int, dry: bool, row: Callable,
+                rows: list, refiner: str = "auto") -> None:
+    """Co-segmentation / parts of 10 images end to end (refiner "auto"), network and refinement shares."""
+    from vitdense.apps import cosegmentation as cs
     from vitdense.apps import parts as pc
     k = 3 if dry else 10
-    crf_time = [0.0]
-    real_crf = pc.dense_crf
+    targets = {"refinement": [(cs, "grabcut_refine"), (cs, "refine_masks"), (pc, "dense_crf"),
+                              (pc, "smooth_grid_unaries")],
+               "network": [(cs, "extract_with_saliency"), (pc, "extract_with_saliency")]}
+    spent = {name: 0.0 for name in targets}
+    saved = []
 
-    def timed_crf(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return real_crf(*a, **kw)
-        finally:
-            crf_time[0] += time.perf_counter() - t0
+    def wrap(name: str, fn: Callable) -> Callable:
+        def timed_fn(*a: Any, **kw: Any) -> Any:
+            C.sync(dev)
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                C.sync(dev)
+                spent[name] += time.perf_counter() - t0
+        return timed_fn
 
-    pc.dense_crf = timed_crf
+    for name, fns in targets.items():
+        for mod, attr in fns:
+            saved.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, wrap(name, getattr(mod, attr)))
+    fn = cs.cosegment if app == "cosegmentation" else pc.part_cosegment
+    run = lambda: fn(ex, photos[:k], load_size=load, refiner=refiner)  # noqa: E731
     try:
-        t = median_time(lambda: pc.part_cosegment(ex, photos[:k], load_size=load), dev, reps)
-        crf_share = crf_time[0] / max(1, reps + 1)
+        t = median_time(run, dev, reps)
     finally:
-        pc.dense_crf = real_crf
-    row(f"part co-segmentation, {k} images end to end", t, "s", "< 3 s", t < 3.0)
-    rows.append(["  of which the dense CRF (CPU)", f"{crf_share:.3g} s ({100 * crf_share / t:.0f}%)", "-", "-"])
+        for mod, attr, fn in reversed(saved):
+            setattr(mod, attr, fn)
+    from vitdense.ops.refine import resolve_refiner
+    label = "co-segmentation" if app == "cosegmentation" else "part co-segmentation"
+    row(f"{label}, {k} images end to end (refiner: {resolve_refiner(refiner, ex.device)})", t, "s", "< 0.6 s",
+        t < 0.6)
+    share = {name: v / (reps + 1) for name, v in spent.items()}
+    rows.append([f"  of which network / refinement / other",
+                 " / ".join(f"{v:.3g} s" for v in (share["network"], share["refinement"],
+                                                    t - share["network"] - share["refinement"])), "-", "-"])
 
 
 if __name__ == "__main__":

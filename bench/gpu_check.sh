@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (at most 9 minutes: GPU_CHECK_BUDGET=540 s): install what travels, run the CUDA test
-# layer, then the benchmarks on CUDA in fp32 and bf16/fp16; every table goes under $OUT.
+# layer (and say whether it passed), then the benchmarks on CUDA in fp32 and bf16/fp16 (issue 19: the raw-forward
+# ceiling and the ratio to it, model FLOP utilisation, extract-dataset images/s, the 10-image applications with
+# the device refinement); every table goes under $OUT.
 #
 #   bash bench/gpu_check.sh             # on the GPU machine (python3 = its Python 3.12 + torch)
 #   bash bench/gpu_check.sh --dry-run   # anywhere, on the CPU, quickly: proves the script works
 #
 # What travels (bench/README.md "GPU check"): the repository and the ignored folder .gpu/ (carry it),
 # built here by bench/gpu_prepare.sh: .gpu/wheels (timm 1.0.31, platformdirs, Cython 0.29.36 for the
-# CRF build), .gpu/sdist (pydensecrf2 1.1, built there), .gpu/weights (the bundled model in fp16).
+# CRF build), .gpu/sdist (pydensecrf2 1.1), .gpu/weights (the bundled model in fp16). The CUDA path needs
+# no pydensecrf (its CRF is vitdense/ops/refine.py's, in torch): the 73 s build runs last, only when at least
+# GPU_CHECK_CRF_S (default 150) seconds are left, for one CPU-refinement comparison row.
 # Files back: at most 8 under $OUT (summary.md, tests.txt, targets.md, extract.md, apps.md,
 # selection.md, log.txt).
 set -u -o pipefail
@@ -22,6 +26,7 @@ LOG=$OUT/log.txt
 : >"$LOG"
 SUMMARY=$OUT/summary.md
 T0=$(date +%s)
+STEP_RC=none
 # the whole call must end inside the device tool's 600 s per command: every step gets at most what
 # is left of this budget (GPU_CHECK_BUDGET seconds), and a step that would start too late is skipped
 DEADLINE=$((T0 + ${GPU_CHECK_BUDGET:-540}))
@@ -30,12 +35,14 @@ step() {  # step NAME TIMEOUT_S OUTFILE CMD...: run, append stdout to OUTFILE, s
     local left=$((DEADLINE - $(date +%s)))
     if [ "$left" -lt 20 ]; then
         echo "- $name: skipped (the time budget is spent)" >>"$SUMMARY"
+        STEP_RC=skipped
         return 0
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name ($(($(date +%s) - T0)) s, limit $limit s)" | tee -a "$LOG" >&2
     timeout "$limit" "$@" >>"$out" 2>>"$LOG"
     local rc=$?
+    STEP_RC=$rc
     echo "- $name: exit $rc ($(($(date +%s) - T0)) s)" >>"$SUMMARY"
     return 0
 }
@@ -70,40 +77,55 @@ for name in ("timm", "numpy", "scikit-learn", "opencv-python-headless", "pydense
 EOF
 
 # 2. the CUDA test layer
-TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py"
+TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py tests/test_refine.py"
 if [ $DRY = 1 ]; then
     step "tests (CPU, dry run: collect the layer, run tests/test_rope.py)" 300 "$OUT/tests.txt" \
         env VITDENSE_TEST_DEVICE=cpu $PY -m pytest -q -p no:cacheprovider --co $TESTS
     step "tests/test_rope.py" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cpu \
         $PY -m pytest -q -p no:cacheprovider -rs tests/test_rope.py
 else
-    step "CUDA test layer" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cuda \
+    step "CUDA test layer" 240 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cuda \
         $PY -m pytest -q -p no:cacheprovider -rs --durations=10 $TESTS
+fi
+# one line on whether the layer passed: pytest's exit status and its own last line
+LAST=$(grep -E "[0-9]+ (passed|failed|error)" "$OUT/tests.txt" 2>/dev/null | tail -1)
+LAYER=$([ $DRY = 1 ] && echo "CPU dry run of the test layer" || echo "CUDA test layer")
+if [ "$STEP_RC" = 0 ]; then
+    echo "- **$LAYER: PASSED** ($LAST)" >>"$SUMMARY"
+else
+    echo "- **$LAYER: FAILED** (exit $STEP_RC; ${LAST:-no pytest summary}; see tests.txt)" >>"$SUMMARY"
 fi
 
 # 3. benchmarks: the issue's targets, extraction, applications, pair selection
 if [ $DRY = 1 ]; then
-    step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run
+    step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run --refiner torch
     for s in bench_extract bench_apps bench_selection; do  # arguments and imports only
         step "$s.py --help" 60 "$OUT/extract.md" $PY bench/$s.py --help
     done
 else
-    if compgen -G ".gpu/sdist/pydensecrf2-*.tar.gz" >/dev/null; then  # the CRF of part co-segmentation
-        step "build pydensecrf2 (CRF)" 120 "$LOG" $PY -m pip install -q --no-index --no-deps \
-            --no-build-isolation --no-cache-dir --target "$SITE" .gpu/sdist/pydensecrf2-*.tar.gz
-    fi
-    step "targets fp32" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp32
-    step "extract fp32" 150 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype fp32 \
+    # targets: one image, batch, pair, the raw-forward ceiling + ratio + FLOP utilisation, extract-dataset,
+    # co-segmentation and parts of 10 images with the torch refinement (refiner auto on CUDA)
+    step "targets fp32" 150 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp32 --repeats 5
+    step "targets bf16" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype bf16 --repeats 5
+    step "ceiling fp16" 45 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp16 --repeats 5 \
+        --only one,ceiling
+    step "extract fp32" 75 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype fp32 \
         --no-baseline --repeats 10 --rows forward,key9bin,saliency,key9bin+sal
-    step "apps fp32" 150 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype fp32 --repeats 3
-    for dt in bf16 fp16; do
-        step "targets $dt" 90 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype $dt
-        step "extract $dt" 90 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype $dt \
-            --no-baseline --repeats 10 --rows key9bin,key9bin+sal
-    done
-    step "apps bf16" 120 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype bf16 --repeats 3
-    step "pair selection" 90 "$OUT/selection.md" $PY bench/bench_selection.py --device cuda \
+    step "extract bf16" 45 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype bf16 \
+        --no-baseline --repeats 10 --rows key9bin,key9bin+sal
+    step "apps fp32" 100 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype fp32 --repeats 3
+    step "pair selection" 60 "$OUT/selection.md" $PY bench/bench_selection.py --device cuda \
         ${CKPT:+--checkpoint "$CKPT"}
+    # last, when time is left: the CPU refinements (GrabCut, pydensecrf: built here) beside the torch one
+    if compgen -G ".gpu/sdist/pydensecrf2-*.tar.gz" >/dev/null \
+            && [ $((DEADLINE - $(date +%s))) -ge "${GPU_CHECK_CRF_S:-150}" ]; then
+        step "build pydensecrf2 (CRF)" 100 "$LOG" $PY -m pip install -q --no-index --no-deps \
+            --no-build-isolation --no-cache-dir --target "$SITE" .gpu/sdist/pydensecrf2-*.tar.gz
+        step "apps, CPU refinement (comparison)" 60 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda \
+            --dtype bf16 --repeats 3 --only apps --refiner cpu
+    else
+        echo "- CPU-refinement comparison: skipped (pydensecrf2 build needs ${GPU_CHECK_CRF_S:-150} s)" >>"$SUMMARY"
+    fi
 fi
 echo "- total $(($(date +%s) - T0)) s; files: $(ls "$OUT" | tr '\n' ' ')" >>"$SUMMARY"
 cat "$SUMMARY"

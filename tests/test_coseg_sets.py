@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from vitdense.apps.cosegmentation import cosegment, cosegment_descriptors, extract_with_saliency
-from vitdense.apps.parts import part_cosegment_descriptors
 from vitdense.defaults import task_defaults
 from vitdense.eval.metrics import ari, jaccard, nmi
+from vitdense.apps.parts import part_cosegment_descriptors
 
 DATA = Path(__file__).resolve().parent.parent / "bench" / "data" / "coseg_sets"
 
@@ -43,8 +43,8 @@ def outlier_set():
 def cached_extractor():
     """The bundled model with an in-memory cache: the sets share photos, each is extracted once."""
     from vitdense.features.cache import DescriptorCache
-    from vitdense.features.extractor import Extractor
-    return Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
+    from conftest import bundled
+    return bundled(device="cpu", cache=DescriptorCache())
 
 
 @pytest.fixture(scope="module")

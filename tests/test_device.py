@@ -3,8 +3,8 @@
 On a GPU (``VITDENSE_TEST_DEVICE=cuda``, run by ``bench/gpu_check.sh``) these check CPU/GPU
 agreement with the same weights, half precision against fp32, the applications' answers, the cache
 and the point matcher with CUDA tensors, that nothing silently falls back to the CPU, and a real
-out-of-memory. On the CPU the same code runs (the comparisons are then trivially equal) and the
-GPU-only checks are skipped with their reason.
+out-of-memory. On the CPU the same code runs; the CPU-vs-device comparisons (both sides would be
+the same extractor there) and the GPU-only checks are skipped with their reason.
 
 Tolerances (documented in the README "GPU"): fp32 descriptors within 1e-3 relative (L2, per
 descriptor) and cosine >= 0.9999; fp16/bf16 cosine >= 0.999 on average, >= 0.99 for every
@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import on_cuda
 
+from conftest import device_vs_cpu, on_cuda
+from vitdense.features.cache import DescriptorCache
+from vitdense.ops.clustering import kmeans
 from vitdense.apps.correspondences import PointMatcher, best_buddies, find_correspondences_descriptors
 from vitdense.apps.cosegmentation import cosegment_descriptors
-from vitdense.apps.parts import part_cosegment_descriptors
-from vitdense.eval.metrics import ari, jaccard
-from vitdense.features.cache import DescriptorCache
 from vitdense.features.extractor import Extractor
-from vitdense.ops.clustering import kmeans
+from vitdense.eval.metrics import ari, jaccard
+from vitdense.apps.parts import part_cosegment_descriptors
 
 KW = dict(layer=11, facet="token", stride=14, load_size=168, saliency=True)
 
@@ -42,6 +42,7 @@ def both(bundled_extractor, device_extractor, images):
     return cpu, (cpu if device_extractor is bundled_extractor else device_extractor.extract(images, **KW))
 
 
+@device_vs_cpu
 def test_descriptors_live_on_the_test_device(both, test_device, device_extractor):
     _, dev = both
     assert device_extractor.device.type == test_device.type
@@ -50,6 +51,7 @@ def test_descriptors_live_on_the_test_device(both, test_device, device_extractor
     assert device_extractor.notice is None
 
 
+@device_vs_cpu
 def test_fp32_descriptors_agree_with_cpu(both):
     for c, d in zip(*both):
         d_cpu = d.descs.cpu()
@@ -73,6 +75,7 @@ def test_half_precision_cosine_to_fp32(dtype, test_device, photos, device_extrac
     assert float(cos.mean()) >= 0.999 and float(cos.min()) >= 0.99
 
 
+@device_vs_cpu
 def test_applications_agree_with_cpu(both, images):
     cpu, dev = both
     co_c = cosegment_descriptors(cpu, images=images, refine=False)
@@ -113,6 +116,7 @@ def test_cache_and_matcher_keep_device_tensors(both, test_device, images, device
     assert mask.device.type == nn12.device.type == test_device.type
 
 
+@device_vs_cpu
 def test_kmeans_stays_on_the_device(both, test_device):
     _, dev = both
     x = F.normalize(dev[0].descs, dim=1)
@@ -131,13 +135,55 @@ def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
                    cpu_fallback=True)
     torch.cuda.empty_cache()
     budget = torch.cuda.memory_allocated() + (16 << 20)  # what is alive plus 16 MiB
-    total = torch.cuda.get_device_properties(test_device).total_memory
-    torch.cuda.set_per_process_memory_fraction(budget / total, test_device)
+    # set_per_process_memory_fraction wants an int or a torch.device WITH an index ("cuda" has none)
+    index = test_device.index if test_device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(budget / total, index)
     try:
         with pytest.warns(UserWarning, match="ran out of memory"):
             out = ex.extract([photos["coffee"]] * 4, layer=11, facet="token", stride=1, load_size=84)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, test_device)
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
         torch.cuda.empty_cache()
     assert ex.device.type == "cpu" and len(out) == 4 and out[0].descs.device.type == "cpu"
     assert "ran out of memory" in ex.notice
+
+
+def test_fast_path_equals_the_pil_path(device_extractor, photos, cat_on_bricks):
+    """extract()'s batched path (uint8 pixels normalised on the device, threaded resize, batched
+    finish) against the PIL path one image at a time (``preprocess``: LANCZOS resize and float
+    normalisation on the CPU, then ``forward``), three sizes in one call: the same descriptors."""
+    from vitdense.features.extractor import log_bin_tokens, min_max
+    ex = device_extractor
+    images = [photos["chelsea"], cat_on_bricks[0], photos["astronaut"], photos["chelsea"][:, ::-1]]
+    layers, P = [9, 11], ex.spec.num_prefix_tokens
+    fast = ex.extract(images, layer=layers, facet="key", stride=7, load_size=112, bin=True, saliency=True,
+                      include_cls=True, batch_size=3)
+    for image, got in zip(images, fast):
+        x, geometry = ex.preprocess(image, load_size=112, stride=7)
+        out = ex.forward(x[None], layers, "key", stride=7, saliency=True)
+        descs = torch.cat([out.features[layer][0, P:].float() for layer in layers], dim=-1)
+        want = log_bin_tokens(descs, out.grid)
+        assert got.geometry == geometry and got.descs.shape == want.shape
+        cos = F.cosine_similarity(got.descs, want, dim=1)
+        rel = (got.descs - want).norm(dim=1) / want.norm(dim=1)
+        assert float(cos.min()) >= 0.99999 and float(rel.max()) <= 2e-4  # the batch tolerance (test_extractor_oom)
+        torch.testing.assert_close(got.saliency, min_max(out.cls_attention[0].float()).reshape(out.grid),
+                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.cls, torch.cat([out.features[layer][0, 0].float() for layer in layers]),
+                                   atol=1e-3, rtol=1e-4)
+
+
+@device_vs_cpu
+def test_refinement_on_the_device_agrees_with_cpu(both, images):
+    """refiner="auto" runs vitdense/ops/refine.py's CRF on the GPU: the same masks and part maps as the
+    same torch code on the CPU (from the CPU's descriptors)."""
+    cpu, dev = both
+    co_c = cosegment_descriptors(cpu, images=images, refiner="torch")
+    co_d = cosegment_descriptors(dev, images=images)  # auto: torch on CUDA
+    for a, b in zip(co_c.masks, co_d.masks):
+        assert a.any() and jaccard(b, a) >= 0.95
+    pa_c = part_cosegment_descriptors(cpu, images=images, num_parts=3, refiner="torch")
+    pa_d = part_cosegment_descriptors(dev, images=images, num_parts=3)
+    for a, b in zip(pa_c.part_maps, pa_d.part_maps):
+        assert ari(a.ravel(), b.ravel()) >= 0.9

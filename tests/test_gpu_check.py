@@ -18,3 +18,17 @@ def test_script_parses_and_names_existing_files():
     named = set(re.findall(r"\b((?:tests|bench)/[\w/]+\.py)\b", text))
     assert {"tests/test_device.py", "bench/bench_gpu.py", "bench/bench_extract.py"} <= named
     assert all((REPO / p).is_file() for p in named), sorted(p for p in named if not (REPO / p).is_file())
+
+
+def test_script_reports_the_issue_19_rows_and_the_layer_verdict():
+    """The check measures what issue 19 asks (the bench rows exist) and says whether the layer passed."""
+    text = SCRIPT.read_text()
+    bench = (REPO / "bench" / "bench_gpu.py").read_text()
+    assert "tests/test_refine.py" in text and "CUDA test layer" in text
+    assert ': PASSED**' in text and ': FAILED**' in text
+    for row in ("raw forward ceiling", "ratio extract / raw forward", "model FLOP utilisation",
+                "extract-dataset worker", "network / refinement / other"):
+        assert row in bench, row
+    # pydensecrf is no longer needed on CUDA: its build runs last, and only with time left
+    assert text.index("build pydensecrf2") > text.index("pair selection")
+    assert "GPU_CHECK_CRF_S" in text

@@ -148,6 +148,17 @@ def test_serving_guards_do_not_import_gradio(path):
         assert not any(n.split(".")[0] == "gradio" for n in names), f"{module_name(path)} imports Gradio"
 
 
+def test_serving_guards_import_without_gradio():
+    """Importing every web/serving module (a GPU machine, a Space build step) never loads Gradio,
+    also not through vitdense/web/__init__.py."""
+    import subprocess
+    import sys
+    mods = ", ".join(f"vitdense.web.serving.{p.stem}" for p in sorted((PACKAGE / "web" / "serving").glob("[!_]*.py")))
+    code = f"import sys, {mods}; assert 'gradio' not in sys.modules, 'gradio imported'"
+    run = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     """The checks above can fail: a lazy cycle and an upward import in a scratch package are found."""
     pkg = tmp_path / "vitdense"

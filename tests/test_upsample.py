@@ -71,9 +71,9 @@ def test_chunks_do_not_change_the_result(cat_descs, cat_on_bricks):
 
 def test_extract_upsample_reuses_the_cached_pass(cat_on_bricks):
     from vitdense.features.cache import DescriptorCache
-    from vitdense.features.extractor import Extractor
+    from conftest import bundled
     img, _ = cat_on_bricks
-    ex = Extractor("dinov2_vits14_imgfocus", device="cpu", cache=DescriptorCache())
+    ex = bundled(device="cpu", cache=DescriptorCache())
     [d] = ex.extract(img, layer=9, load_size=LOAD, saliency=True)
     [u] = ex.extract(img, layer=9, load_size=LOAD, saliency=True, upsample="jbu")
     assert ex.num_forward_calls == 1
@@ -88,7 +88,6 @@ def test_extract_upsample_reuses_the_cached_pass(cat_on_bricks):
 def test_cli_extract_upsample_writes_pixel_descriptors(tmp_path, cat_on_bricks):
     from PIL import Image
     from safetensors import safe_open
-
     from vitdense.cli.main import main
     img, _ = cat_on_bricks
     Image.fromarray(img).save(tmp_path / "cat.png")

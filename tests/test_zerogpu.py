@@ -109,8 +109,7 @@ def test_web_demo_wraps_its_gpu_calls_without_cuda_at_import(tmp_path):
         for name in ("init", "_lazy_init", "is_available", "device_count", "current_device"):
             real = getattr(torch.cuda, name)
             setattr(torch.cuda, name, lambda *a, _n=name, _r=real, **k: (touched.append(_n), _r(*a, **k))[1])
-        name = "vitdense.web" if importlib.util.find_spec("vitdense.web") else "vitdense.webapp"
-        importlib.import_module(name)
+        importlib.import_module("vitdense.web.page")   # the demo's page, as app.py loads it
         import vitdense.web.serving.zerogpu as z
         print("REGISTERED", sorted(n for n, d in spaces.registered if callable(d)))
         print("TOUCHED", touched, "ZERO", z.on_zero_gpu())

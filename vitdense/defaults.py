@@ -30,6 +30,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
                   elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4,
                   crf=False, thresh_mode="absolute", vote_mode="all", fallback=False, balanced_parts=False),
+    # thresh: the co-segmentation's saliency threshold (a salient cell votes there)
+    "saliency": dict(stride=None, load_size=224, thresh=0.065),
 }
 
 #: measured per-family overrides: (task, family) -> {knob: value}

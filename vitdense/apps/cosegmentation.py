@@ -26,19 +26,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitdense.defaults import task_defaults
-from vitdense.errors import ParameterError, check_bool, check_range
-from vitdense.features.descriptors import FACETS, check_descriptor_set
-from vitdense.features.images import ImageLike, as_image_list, load_image
 from vitdense.ops.clustering import l2_normalize
-from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
-    ForegroundClusters,
-    cluster_votes,
-    extract_with_saliency,
-    foreground_clusters,
-    saliency_maps,
-    votes_needed,
-)
+from vitdense.defaults import task_defaults
+from vitdense.features.descriptors import FACETS, check_descriptor_set
+from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.ops.foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
+                         foreground_clusters, saliency_maps, votes_needed)
+from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.refine import refine_masks, resize_labels, resolve_refiner
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,7 +209,7 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                           outliers_thresh: float = 0.7, refine: bool | None = None, thresh_mode: str | None = None,
                           vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
                           n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                          extra_params: dict | None = None) -> CosegResult:
+                          extra_params: dict | None = None, refiner: str = "auto") -> CosegResult:
     """Co-segment a set from already-extracted descriptors (no network pass).
 
     descs: one :class:`ImageDescriptors` per image (T_i x D, same D). saliency: per image an h x w map
@@ -222,7 +217,9 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     ``descs[i].saliency``. images: the original images (needed when ``refine``; used for GrabCut).
     ``remove_outliers`` needs ``descs[i].cls``. ``None`` knobs take the value of
     :func:`vitdense.defaults.task_defaults` for the descriptors' model; ``thresh_mode``, ``vote_mode``
-    and ``fallback`` are the robust votes of :mod:`vitdense.ops.voting`. See :class:`CosegResult`.
+    and ``fallback`` are the robust votes of :mod:`vitdense.ops.voting`. ``refiner``: how ``refine`` runs,
+    ``"auto"`` (GrabCut on the CPU; on CUDA :mod:`vitdense.ops.refine`'s dense CRF in torch), ``"cpu"``
+    (GrabCut) or ``"torch"`` (on the descriptors' device). See :class:`CosegResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
     elbow, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, fallback = resolve_knobs(
@@ -232,6 +229,7 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     check_descriptor_set(descs)
+    refiner = resolve_refiner(refiner, descs[0].descs.device)
     if refine and images is None:
         raise ParameterError("refine=True needs the original images: pass images= or set refine=False")
     if images is not None and len(images) != len(descs):
@@ -261,13 +259,14 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                              votes_percentage=votes_percentage, sample_interval=sample_interval,
                              max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
                              thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
-    return assemble_result(descs, sal, idx, st, inliers, sims, images if refine else None, params)
+    return assemble_result(descs, sal, idx, st, inliers, sims, images if refine else None, params, refiner)
 
 
 def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], idx: np.ndarray, st: ForegroundClusters,
                     inliers: np.ndarray, sims: np.ndarray | None, images: Sequence[ImageLike] | None,
-                    params: dict) -> CosegResult:
-    """Stage-1 clustering of the images ``idx`` -> :class:`CosegResult` (GrabCut when ``images``)."""
+                    params: dict, refiner: str = "cpu") -> CosegResult:
+    """Stage-1 clustering of the images ``idx`` -> :class:`CosegResult` (refined when ``images``: GrabCut,
+    or with ``refiner="torch"`` one batched dense CRF on the descriptors' device)."""
     geoms = [d.geometry for d in descs]
     labels = [np.full(d.grid, -1, np.int64) for d in descs]
     for j, i in enumerate(idx):
@@ -280,6 +279,9 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
         reason = (f"no cluster is salient in enough images: the best has {int(st.votes.max())} of the "
                   f"{st.votes_needed} votes needed; lower thresh={params.get('thresh')} or "
                   f"votes_percentage={params.get('votes_percentage')}")
+    if images is not None and refiner == "torch":
+        return _assemble(_refine_on_device(descs, grid_masks, images), grid_masks, labels, sal, geoms, st,
+                         inliers, sims, reason, params, idx)
     masks, refined = [], []
     for i, (gm, g) in enumerate(zip(grid_masks, geoms)):
         if not gm.any():
@@ -294,10 +296,34 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
             coarse, ok = grabcut_refine(resized_rgb(images[i], g), coarse)
             masks.append(resize_mask(coarse, g.orig_size))
         refined.append(ok)
+    return _assemble((masks, refined), grid_masks, labels, sal, geoms, st, inliers, sims, reason, params, idx)
+
+
+def _assemble(masks_refined: tuple[list[np.ndarray], list[bool]], grid_masks: list[np.ndarray],
+              labels: list[np.ndarray], sal: list[np.ndarray], geoms: list["Geometry"], st: ForegroundClusters,
+              inliers: np.ndarray, sims: np.ndarray | None, reason: str | None, params: dict,
+              idx: np.ndarray) -> CosegResult:
+    masks, refined = masks_refined
     return CosegResult(masks, grid_masks, labels, sal, geoms, refined, st.elbow.k, st.salient, st.votes,
                        st.votes_needed, inliers, sims, list(st.elbow.objectives),
                        st.elbow.centroids.detach().cpu().numpy(), reason=reason, params=params,
-                       fallback=_per_image(st.fallback, idx, len(descs)))
+                       fallback=_per_image(st.fallback, idx, len(grid_masks)))
+
+
+def _refine_on_device(descs: Sequence["ImageDescriptors"], grid_masks: list[np.ndarray],
+                      images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[bool]]:
+    """Coarse h x w grid masks -> H0 x W0 masks refined by one batched torch CRF at the load size."""
+    geoms = [d.geometry for d in descs]
+    todo = [i for i, gm in enumerate(grid_masks) if gm.any()]
+    masks = [np.zeros(g.orig_size, bool) for g in geoms]
+    if todo:
+        device = descs[0].descs.device
+        coarse = [torch.from_numpy(grid_to_size(grid_masks[i], geoms[i], None, mode="nearest").astype(bool))
+                  for i in todo]
+        refined = refine_masks([resized_rgb(images[i], geoms[i]) for i in todo], coarse, device)
+        for i, m in zip(todo, refined):
+            masks[i] = resize_labels(m, geoms[i].orig_size, mode="bilinear").cpu().numpy()
+    return masks, [bool(gm.any()) for gm in grid_masks]
 
 
 def _per_image(flags: np.ndarray | None, idx: np.ndarray, n: int) -> np.ndarray | None:
@@ -317,7 +343,8 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
               remove_outliers: bool = False, outliers_thresh: float = 0.7, outliers_facet: str | None = None,
               low_res_saliency_maps: bool = False, refine: bool | None = None, thresh_mode: str | None = None,
               vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
-              n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8) -> CosegResult:
+              n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8,
+              refiner: str = "auto") -> CosegResult:
     """Co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("cosegmentation") for the extractor's
@@ -360,6 +387,6 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
                                  sample_interval=sample_interval, remove_outliers=remove_outliers,
                                  outliers_thresh=outliers_thresh, refine=refine, thresh_mode=thresh_mode,
                                  vote_mode=vote_mode, fallback=fallback, max_clusters=max_clusters,
-                                 n_init=n_init, max_iter=max_iter, seed=seed,
+                                 n_init=n_init, max_iter=max_iter, seed=seed, refiner=refiner,
                                  extra_params=dict(low_res_saliency_maps=low_res_saliency_maps,
                                                    outliers_facet=outliers_facet))

@@ -24,7 +24,7 @@ from vitdense.apps.parts import part_cosegment, part_cosegment_descriptors
 from vitdense.apps.pca import pca, pca_descriptors
 from vitdense.apps.registry import APPS, App, Inputs, Knob, get_app, register_app  # noqa: F401 (APPS, get_app re-exported)
 from vitdense.apps.similarity import inspect_similarity, inspect_similarity_descriptors
-from vitdense.apps.transfer import transfer_points, transfer_points_descriptors
+from vitdense.apps.transfer import source_index, transfer_points, transfer_points_descriptors
 from vitdense.apps.video import read_video, video_parts, video_parts_descriptors, write_video
 from vitdense.ops.crf import CRF_DEFAULTS
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
@@ -293,8 +293,8 @@ def _similarity_options(p: Any) -> None:
     q.add_argument("--cls", action="store_true", help="query A's CLS descriptor instead of a point")
 
 
-def _similarity_prepare(inputs: Inputs, options: Any) -> dict:
-    return {"point": None if options.cls else tuple(options.point)}
+def _similarity_prepare(inputs: Inputs, options: dict) -> dict:
+    return {"point": None if options.get("cls") else tuple(options["point"])}
 
 
 register_app(App(
@@ -307,7 +307,7 @@ register_app(App(
     input="images", run=inspect_similarity, run_descriptors=inspect_similarity_descriptors,
     export=export_similarity, describe=describe_similarity,
     min_images=1, max_images=2, api_names=("similarity", "similarity_point"),
-    prepare=_similarity_prepare, cli_options=_similarity_options,
+    prepare=_similarity_prepare, prepare_options=("point", "cls"), cli_options=_similarity_options,
     knobs=(Knob("top_n", int, "most similar patches reported per image", 1, 20, 1, web=True),
            Knob("refine", bool, "query the descriptor interpolated at the exact point and answer B "
                 "below the cell, as clicks do (off: the query cell and the best cell's centre)"),
@@ -400,10 +400,9 @@ def _transfer_options(p: Any) -> None:
                    help="a point on the source image in its pixels (x right, y down); repeat for more")
 
 
-def _transfer_prepare(inputs: Inputs, options: Any) -> dict:
-    from vitdense.apps.transfer import source_index
-    return {"source_index": source_index(inputs.names, options.source),
-            "points": [(y, x) for x, y in options.point]}
+def _transfer_prepare(inputs: Inputs, options: dict) -> dict:
+    return {"source_index": source_index(inputs.names, options["source"]),
+            "points": [(y, x) for x, y in options["point"]]}
 
 
 register_app(App(
@@ -415,4 +414,4 @@ register_app(App(
     input="set", run=transfer_points, run_descriptors=transfer_points_descriptors,
     export=export_transfer, describe=describe_transfer, min_images=2,
     api_names=("transfer_extract", "transfer_point", "transfer_clear"),
-    prepare=_transfer_prepare, cli_options=_transfer_options))
+    prepare=_transfer_prepare, prepare_options=("source", "point"), cli_options=_transfer_options))

@@ -25,28 +25,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitdense.apps.cosegmentation import (
-    CosegResult,
-    assemble_result,
-    grid_to_size,
-    resized_rgb,
-    resolve_knobs,
-    validate_coseg_params,
-    validate_vote_modes,
-)
-from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.ops.clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, sample_rows_balanced
+from vitdense.apps.cosegmentation import (CosegResult, assemble_result, grid_to_size, resized_rgb, resolve_knobs,
+                             validate_coseg_params, validate_vote_modes)
 from vitdense.features.descriptors import check_descriptor_set
-from vitdense.features.images import ImageLike, as_image_list, load_image
-from vitdense.ops.clustering import (
-    elbow_kmeans,
-    kmeans,
-    l2_normalize,
-    relabel_by_size,
-    sample_rows,
-    sample_rows_balanced,
-)
-from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
 from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
+from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
+from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
+from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.features.images import ImageLike, as_image_list, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -169,6 +156,25 @@ def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf
                       interpolation=cv2.INTER_NEAREST).astype(np.int64)
 
 
+def _smooth_all(unaries: list[torch.Tensor], geometries: Sequence["Geometry"], rgbs: Sequence[np.ndarray | None],
+                crf_params: dict, sizes: Sequence[tuple[int, int] | None], refiner: str) -> list[np.ndarray]:
+    """:func:`_smooth` of several images (T_i x C energies); ``refiner="torch"``: the CRF of the images
+    with pixels is one batch on the energies' device (:func:`vitdense.ops.refine.smooth_grid_unaries`)."""
+    todo = [i for i, r in enumerate(rgbs) if r is not None] if refiner == "torch" else []
+    out: list[np.ndarray | None] = [None] * len(unaries)
+    if todo:
+        smoothed = smooth_grid_unaries([unaries[i] for i in todo], [geometries[i] for i in todo],
+                                       [rgbs[i] for i in todo], **crf_params)
+        for i, lab in zip(todo, smoothed):
+            g = geometries[i]
+            out[i] = (_at_cells(lab.cpu().numpy(), g) if sizes[i] is None
+                      else resize_labels(lab, sizes[i]).cpu().numpy())
+    for i in range(len(unaries)):
+        if out[i] is None:
+            out[i] = _smooth(unaries[i].cpu().numpy(), geometries[i], rgbs[i], crf_params, sizes[i])
+    return out  # type: ignore[return-value]
+
+
 def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
     """H1 x W1 load-size labels -> the h x w labels at the cell centres."""
     h, w = geometry.grid
@@ -190,7 +196,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
                                extra_descs: Sequence["ImageDescriptors"] | None = None,
                                extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
                                n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                               extra_params: dict | None = None) -> PartsResult:
+                               extra_params: dict | None = None, refiner: str = "auto") -> PartsResult:
     """Part co-segmentation from already-extracted descriptors (no network pass).
 
     descs: one :class:`ImageDescriptors` per image (T_i x D). saliency: per image an h x w map (None:
@@ -200,7 +206,9 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
     :data:`vitdense.ops.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
     ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.ops.voting`;
-    ``balanced_parts``: every image gives the part k-means as many rows. See :class:`PartsResult`.
+    ``balanced_parts``: every image gives the part k-means as many rows. ``refiner``: the CRF's
+    implementation, ``"auto"`` (pydensecrf on the CPU, :mod:`vitdense.ops.refine`'s torch CRF on CUDA),
+    ``"cpu"`` or ``"torch"`` (on the descriptors' device). See :class:`PartsResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
     num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
@@ -215,6 +223,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     check_bool("three_stages", three_stages)
     check_bool("crf", crf)
     cparams = _check_crf_params(crf_params)
+    refiner = resolve_refiner(refiner, descs[0].descs.device if len(descs) else None)
     extra = list(extra_descs or [])
     all_descs = list(descs) + extra
     check_descriptor_set(all_descs if len(descs) else [])  # extras alone are no image set
@@ -282,9 +291,8 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     common = None
     if three_stages:
         # stage 3: keep the stage-2 parts present in every original image after smoothing
-        smoothed = []
-        for i, x in enumerate(normed):
-            smoothed.append(_smooth(part_unaries(x, parts2, bg1).cpu().numpy(), geoms[i], rgbs[i], cparams))
+        smoothed = _smooth_all([part_unaries(x, parts2, bg1) for x in normed], geoms, rgbs, cparams,
+                               [None] * len(normed), refiner)
         votes = np.zeros(k2 + 1, np.int64)
         for lab in smoothed[:n]:
             votes[np.unique(lab)] += 1
@@ -300,16 +308,16 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
-    unaries = [part_unaries(normed[i], final_parts, final_bg).cpu().numpy() for i in range(n)]
+    unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
+    unaries = [u.cpu().numpy() for u in unaries_t]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
     rank = relabel_by_size(cells[cells > 0] - 1, K)       # rank[old part id] = 0 for the largest part
     order = np.argsort(rank)                               # old part ids, largest first
     remap = np.concatenate([[0], rank + 1])
-    part_maps = []
-    for i in range(n):
-        part_maps.append(remap[_smooth(unaries[i], geoms[i], rgbs[i], cparams, geoms[i].orig_size)])
+    part_maps = [remap[lab] for lab in _smooth_all(unaries_t, geoms[:n], rgbs[:n], cparams,
+                                                   [g.orig_size for g in geoms[:n]], refiner)]
     grid_maps = [remap[g] for g in grid_maps]
     fg_total = max(int(counts.sum()), 1)
     fractions = counts[order] / fg_total
@@ -354,7 +362,7 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
                    crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
                    vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
                    max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                   batch_size: int = 8) -> PartsResult:
+                   batch_size: int = 8, refiner: str = "auto") -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
@@ -389,5 +397,5 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
         sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
         crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
         balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
-        n_init=n_init, max_iter=max_iter, seed=seed,
+        n_init=n_init, max_iter=max_iter, seed=seed, refiner=refiner,
         extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))

@@ -10,8 +10,10 @@ entries into an output folder, the web demo into a zip, so both have one layout)
 summarises a result in one line.
 
 The command line (:mod:`vitdense.cli.main`), the web tabs (:mod:`vitdense.web`), the API-name lists of
-the tests and the README table are derived from :data:`APPS`. The entries themselves live in
-:mod:`vitdense.apps.entries` (which re-exports ``APPS``: import it to have every entry registered).
+the tests and the README table are derived from :data:`APPS`. The entries live in
+:mod:`vitdense.apps.entries`, or at the bottom of an application's own module (as timm's
+``@register_model``): importing :mod:`vitdense.apps` imports every module of the package, so each
+entry is registered.
 """
 from __future__ import annotations
 
@@ -83,8 +85,10 @@ class App:
     max_images: int | None = None
     reader: Callable[..., Any] | None = None    # the "read" stage's function (clips: read_video)
     delegates: tuple[Callable, ...] = ()        # functions ``run`` passes its other knobs on to
-    prepare: Callable[..., dict] | None = None  # (inputs, options) -> more run kwargs (e.g. a source index)
+    prepare: Callable[..., dict] | None = None  # (inputs, {name: value}) -> more run kwargs (e.g. a source index)
+    prepare_options: tuple[str, ...] = ()       # the options ``prepare`` reads (e.g. a query point)
     cli_options: Callable[[Any], None] | None = None  # extra CLI arguments the knobs do not describe
+    extract_options: dict = field(default_factory=dict)  # what Extractor.extract must add (e.g. saliency)
 
     def knob(self, name: str) -> Knob:
         return next(k for k in self.knobs if k.name == name)

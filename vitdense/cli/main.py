@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vitdense.apps import APPS
-from vitdense.apps.registry import App, Inputs, Knob
-from vitdense.errors import ImageError, ParameterError, VitdenseError
-from vitdense.export import unique_stems, write_atomic, write_entries, write_json
+from vitdense.apps.registry import App, Knob
+from vitdense.apps.sets import find_sets, guarded, resolve_options, run_app_set, write_summary
+from vitdense.errors import VitdenseError
+from vitdense.export import unique_stems, write_atomic
 from vitdense.features.descriptors import FACETS
-from vitdense.features.images import list_images, load_image
 from vitdense.version import __version__
 
 
@@ -228,16 +228,21 @@ def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
     the defaults table's value for the model in use (so the command follows vitdense/defaults.py)."""
     d = app.defaults(None)
     S = argparse.SUPPRESS
-    p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {d['layer']})")
-    p.add_argument("--facet", default=S, choices=FACETS,
-                   help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
+    takes = app.descriptor_knobs   # an application that does not take a setting has no option for it
+    if "layer" in takes:
+        p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {d['layer']})")
+    if "facet" in takes:
+        p.add_argument("--facet", default=S, choices=FACETS,
+                       help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
     p.add_argument("--stride", type=int, default=S,
                    help="patch-embedding stride; must divide the patch size (default: half the patch)")
     p.add_argument("--load-size", type=_load_size, default=S,
                    help=f"smaller image side after resize in pixels, or 'none' to keep the size "
                         f"(default {d['load_size']})")
-    bin_default = "the model's: on for DINO v1, off for DINOv2" if d["bin"] is None else _shown(d["bin"])
-    p.add_argument("--bin", action=argparse.BooleanOptionalAction, default=S, help=f"log-binning (default {bin_default})")
+    if "bin" in takes:
+        bin_default = "the model's: on for DINO v1, off for DINOv2" if d["bin"] is None else _shown(d["bin"])
+        p.add_argument("--bin", action=argparse.BooleanOptionalAction, default=S,
+                       help=f"log-binning (default {bin_default})")
     p.add_argument("--hierarchy", type=int, default=S, help="log-binning levels (default 2)")
 
 
@@ -314,46 +319,8 @@ def _register_app(app: App) -> Callable[[argparse._SubParsersAction], None]:
 
 def app_options(app: App, args: argparse.Namespace, model: str | None, stage: str) -> dict:
     """The options of ``stage`` the command line gives, each unset one the application's default for
-    ``model`` (descriptor settings included for ``"run"``; a single --layer becomes an int)."""
-    given = vars(args)
-    out = {}
-    for name, default in app.defaults(model, stage).items():
-        value = given.get(name, default)
-        if name == "layer" and isinstance(value, list):
-            value = value[0] if len(value) == 1 else value
-        if name == "crf_params":
-            from vitdense.ops.crf import CRF_DEFAULTS
-            crf = {k: given["crf_" + k] for k in CRF_DEFAULTS if "crf_" + k in given}
-            value = crf or None
-        out[name] = value
-    if stage == "run" and "hierarchy" in given and "hierarchy" not in app.descriptor_knobs:
-        raise ParameterError(f"--hierarchy is not used by `vitdense {app.id}` (it has no log-binning levels)")
-    return out
-
-
-def find_sets(root: str | Path, out: str | Path | None = None) -> list[tuple[str, Path]]:
-    """ROOT -> [(set name, folder)]: ROOT itself when it holds images, else its sub-folders (sorted;
-    hidden ones and the output folder skipped)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ImageError(f"{root}: not a folder (ROOT must hold one folder per set, or the images of one set)")
-    if list_images(root):
-        return [(root.resolve().name or "set", root)]
-    out_dir = Path(out).resolve() if out is not None else None
-    subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  and (out_dir is None or d.resolve() != out_dir))
-    if not subs:
-        raise ImageError(f"{root}: no images and no set folders inside")
-    return [(d.name, d) for d in subs]
-
-
-def run_set(process: Callable[[str, Any, Path], str], name: str, source: Any, out: Path) -> tuple[bool, str]:
-    """``process(name, source, out)`` -> (True, its summary line), or (False, the one-line error) when
-    it raises a :class:`VitdenseError` or an OSError."""
-    try:
-        return True, process(name, source, out)
-    except (VitdenseError, OSError) as err:
-        return False, str(err).splitlines()[0] if str(err) else type(err).__name__
+    ``model`` (see :func:`vitdense.apps.sets.resolve_options`)."""
+    return resolve_options(app, vars(args), model)[stage]
 
 
 def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]],
@@ -364,7 +331,7 @@ def run_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]],
     Writes OUT/summary.json; returns 0, or :data:`SETS_FAILED_EXIT` when some set failed.
     """
     out = Path(args.out)
-    return report_sets(args, sets, ((name, *run_set(process, name, source, out / name)) for name, source in sets))
+    return report_sets(args, sets, ((name, *guarded(process, name, source, out / name)) for name, source in sets))
 
 
 def report_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]], results) -> int:
@@ -387,36 +354,10 @@ def report_sets(args: argparse.Namespace, sets: Sequence[tuple[str, Any]], resul
             status[name] = f"failed: {text}"
     bar.close()
     status = {name: status[name] for name, _ in sets if name in status}
-    failed = [n for n, s in status.items() if s != "ok"]
-    write_json({"command": args.command, "sets": status, "failed": failed}, out / "summary.json")
+    failed = write_summary(out, args.command, status)
     print(f"{len(status) - len(failed)} of {len(status)} set(s) done, output in {out}"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return SETS_FAILED_EXIT if failed else 0
-
-
-def read_folder(app: App, folder: Path) -> Inputs:
-    """A set (or pair) folder -> its images (H x W x 3 uint8, file order) and file names."""
-    import numpy as np
-    paths = list_images(folder)
-    if not paths:
-        raise ImageError(f"{folder}: no images in this set folder")
-    if app.input == "pair" and len(paths) != 2:
-        raise ParameterError(f"{folder.name}: a pair folder must hold exactly 2 images, found {len(paths)}")
-    return Inputs([np.asarray(load_image(p)) for p in paths], [p.name for p in paths], source=str(folder))
-
-
-def read_clip(app: App, path: Path, options: dict) -> Inputs:
-    """A video file or a folder of frames -> its frames, with the frame rate as a run option."""
-    frames, fps = app.reader(path, **options)
-    return Inputs(frames, [f"frame_{i}" for i in range(len(frames))], {"fps": fps}, source=str(path))
-
-
-def _model_info(ex) -> dict:
-    return {"model": ex.model_name, "patch_size": ex.spec.patch_size}
-
-
-def _run_params(app: App, ex, knobs: dict) -> dict:
-    return {"task": app.task, "model": ex.model_name, **knobs}
 
 
 def run_app(app: App, args: argparse.Namespace) -> int:
@@ -430,82 +371,35 @@ def run_app(app: App, args: argparse.Namespace) -> int:
     else:
         sets = [("", None)]
     if getattr(args, "workers", None):
-        from vitdense.scale.jobs import map_sets, model_options
-        options, notice = model_options(args.model, args.checkpoint, args.device, args.dtype)
+        from vitdense.scale.jobs import app_sets
+        results, notice = app_sets(app.id, sets, args.out, vars(args), num_workers=args.workers, model=args.model,
+                                   checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
+                                   gpus_per_worker=args.gpus_per_worker, address=args.address)
         if notice:
             print(f"notice: {notice}", file=sys.stderr)
-        plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
-        for stage in ("run", "export", "read"):   # option errors here, once, not on every worker
-            app_options(app, plain, options["model"], stage)
-        results = map_sets(sets, functools.partial(app_set_task, app.id, plain), args.out, options=options,
-                           num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
-                           address=args.address)
         return report_sets(args, sets, results)
     ex = make_extractor(args)
-    for stage in ("run", "export", "read"):
-        app_options(app, args, ex.model_name, stage)
-    process = functools.partial(run_app_set, app.id, args, ex)
+    options = resolve_options(app, vars(args), ex.model_name)
+    process = functools.partial(run_app_set, app, ex, options)
     if app.input == "images":    # one run, its summary printed (files only with --out)
-        print(process("", None, Path(args.out) if args.out else None))
+        print(process("", (args.image_a, args.image_b), Path(args.out) if args.out else None))
         return 0
     return run_sets(args, sets, process)
 
 
-def app_set_task(app_id: str, args: argparse.Namespace, ex, name: str, source: Any, out: Path) -> tuple[bool, str]:
-    """:func:`run_app_set` guarded as :func:`run_set` (the task of a Ray worker, which owns ``ex``)."""
-    return run_set(functools.partial(run_app_set, app_id, args, ex), name, source, out)
-
-
-def run_app_set(app_id: str, args: argparse.Namespace, ex, name: str, source: Any, out: Path | None) -> str:
-    """One set (pair, clip; or the two images) of application ``app_id``: read, run, write its files
-    into ``out``; returns the one-line summary."""
-    import numpy as np
-    app = APPS[app_id]
-    knobs = app_options(app, args, ex.model_name, "run")
-    export_opts = app_options(app, args, ex.model_name, "export")
-    read_opts = app_options(app, args, ex.model_name, "read")
-    if app.input == "clip":
-        inputs = read_clip(app, source, read_opts)
-    elif app.input == "images":
-        a = np.asarray(load_image(args.image_a))
-        b = None if args.image_b is None else np.asarray(load_image(args.image_b))
-        inputs = Inputs([a, b], [args.image_a, args.image_b or args.image_a])
-    else:
-        inputs = read_folder(app, source)
-    extra = dict(inputs.extra)
-    if app.prepare is not None:
-        extra.update(app.prepare(inputs, args))
-    images = inputs.images
-    if app.input in ("pair", "images"):
-        result = app.run(ex, *images, **extra, **knobs)
-        inputs.images = [im if im is not None else images[0] for im in images]
-    else:
-        result = app.run(ex, images, **extra, **knobs)
-    if out is not None:
-        meta = {"set": name, **_model_info(ex)} if name else _model_info(ex)
-        entries = app.export(result, inputs, unique_stems(inputs.names), meta=meta, **export_opts)
-        entries["params.json"] = _run_params(app, ex, {**knobs, **export_opts, **read_opts})
-        write_entries(entries, out)
-    return app.describe(result)
-
-
-def sets_job(command: str, root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
-    """``vitdense COMMAND ROOT --out OUT --workers N [--option value ...]`` from Python: each set of
-    ROOT one task on ``num_workers`` Ray workers, the files written as the command writes them.
-    ``options`` are the command's options by keyword (``load_size=112``, ``refine=False``,
-    ``gpus_per_worker=1``, ``address="auto"``). Returns OUT/summary.json's ``{set: "ok" | "failed: ..."}``;
-    a job-level error raises its :class:`VitdenseError`."""
-    argv = [command, str(root), "--out", str(out), "--workers", str(num_workers), "--quiet"]
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + name.replace("_", "-"))
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, "none" if value is None else str(value)]
-    args = build_parser().parse_args(argv)
-    args.func(args)
+def sets_job(command: str, root: str | Path, out: str | Path, *, num_workers: int = 2, model: str = "auto",
+             checkpoint: str | None = None, device: str = "auto", dtype: str | None = None,
+             gpus_per_worker: float = 0, address: str | None = None, **options: Any) -> dict[str, str]:
+    """``vitdense COMMAND ROOT --out OUT --workers N`` from Python (quiet): each set of ROOT one task
+    on ``num_workers`` Ray workers (:func:`vitdense.scale.jobs.app_sets`), reported and written as the
+    command does. ``options``: the application's knobs by keyword (``load_size=112``,
+    ``refine=False``). Returns OUT/summary.json's ``{set: "ok" | "failed: ..."}``; a job-level error
+    raises its :class:`VitdenseError`."""
+    from vitdense.scale.jobs import app_sets
+    sets = find_sets(root, out)
+    results, _ = app_sets(command, sets, out, options, num_workers=num_workers, model=model, checkpoint=checkpoint,
+                          device=device, dtype=dtype, gpus_per_worker=gpus_per_worker, address=address)
+    report_sets(argparse.Namespace(out=out, command=command, quiet=True), sets, results)
     return json.loads((Path(out) / "summary.json").read_text())["sets"]
 
 

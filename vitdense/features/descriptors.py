@@ -1,6 +1,6 @@
 """Descriptor types: what an extraction returns, and the settings that produce it.
 
-A leaf of the package (it imports only :mod:`vitdense.errors` and :mod:`vitdense.defaults`): the
+A leaf of the features layer (it imports only :mod:`vitdense.errors` and :mod:`vitdense.defaults`): the
 extractor fills these types, the cache stores them and every application reads them, without any
 of them importing each other for it.
 
@@ -150,10 +150,11 @@ class ImageDescriptors:
 
 @dataclass(frozen=True)
 class DescriptorSettings:
-    """The model-independent descriptor knobs of :meth:`vitdense.features.extractor.Extractor.extract`.
+    """The descriptor settings of one extraction: the one settings object, resolved once against
+    the task's defaults and the model (:meth:`for_model`), then passed down.
 
     ``facet``, ``stride`` and ``bin`` may be None: the model's own default
-    (:class:`vitdense.features.models.ModelSpec`), resolved by the extractor.
+    (:class:`vitdense.features.models.ModelSpec`), filled in by :meth:`resolve`.
     """
 
     layer: int | tuple[int, ...] = 11
@@ -171,7 +172,48 @@ class DescriptorSettings:
         table = task_defaults(task, model_name)
         values = {k: table[k] for k in DESCRIPTOR_KNOBS if k in table}
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("layer"), list):
+            values["layer"] = tuple(values["layer"])
         return cls(**values)
+
+    @classmethod
+    def for_model(cls, task: str, spec: Any, **overrides: Any) -> "DescriptorSettings":
+        """:meth:`for_task` for ``spec`` (a :class:`~vitdense.features.models.ModelSpec`), resolved
+        and checked: what an application extracts with when the caller leaves settings unset."""
+        out = cls.for_task(task, spec.name, **overrides).resolve(spec)
+        out.check(spec)
+        return out
+
+    def resolve(self, spec: Any) -> "DescriptorSettings":
+        """The model's own defaults for the None ``facet``, ``stride`` and ``bin`` of ``spec``
+        (key facet for DINO v1, token for DINOv2; half the patch; log-binning on for DINO v1)."""
+        return dataclasses.replace(
+            self, facet=self.facet or spec.default_facet,
+            stride=spec.default_stride if self.stride is None else self.stride,
+            bin=spec.default_bin if self.bin is None else bool(self.bin))
+
+    def check(self, spec: Any) -> None:
+        """One :class:`ParameterError` sentence for a setting the model cannot take."""
+        layers = self.layers
+        if not layers:
+            raise ParameterError("layer: give at least one layer")
+        for layer in layers:
+            if not isinstance(layer, (int, np.integer)) or not 0 <= layer < spec.depth:
+                raise ParameterError(f"layer={layer!r} is out of range for {spec.name} "
+                                     f"({spec.depth} blocks): expected 0..{spec.depth - 1}")
+        if self.facet is not None and self.facet not in FACETS:
+            raise ParameterError(f"facet={self.facet!r} is unknown: expected one of {', '.join(FACETS)}")
+        patch = spec.patch_size
+        if self.stride is not None and (not isinstance(self.stride, (int, np.integer)) or self.stride < 1
+                                        or patch % self.stride):
+            divisors = [d for d in range(1, patch + 1) if patch % d == 0]
+            raise ParameterError(f"stride={self.stride!r} must divide the patch size {patch} of "
+                                 f"{spec.name}: choose one of {divisors}")
+
+    @property
+    def layers(self) -> list[int]:
+        """The layer(s) as a list (one layer, or several concatenated along D)."""
+        return [self.layer] if isinstance(self.layer, (int, np.integer)) else list(self.layer)
 
     def replace(self, **changes: Any) -> "DescriptorSettings":
         return dataclasses.replace(self, **changes)

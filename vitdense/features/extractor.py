@@ -8,6 +8,7 @@ Shapes: ``B`` images, ``T = h * w`` patch tokens on an ``h x w`` grid, ``D`` cha
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ from vitdense.errors import ImageError, OutOfMemoryError, ParameterError, check_
 from vitdense.features import rope as _rope
 from vitdense.features.cache import DescriptorCache
 from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
-from vitdense.features.images import ImageLike, as_image_list, load_image, resized_size
+from vitdense.features.images import ImageLike, as_image_list, load_image, map_threads, resized_size
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,16 @@ def log_bin_tokens(descs: torch.Tensor, grid: tuple[int, int], hierarchy: int = 
 
     Writes the bins straight into the token-major result (one allocation of the binned size).
     """
+    return _log_bin_batch(descs[None], grid, hierarchy)[0]
+
+
+def _log_bin_batch(descs: torch.Tensor, grid: tuple[int, int], hierarchy: int) -> torch.Tensor:
+    """:func:`log_bin_tokens` of a batch: B x T x D -> B x T x (1 + 8 * hierarchy) D."""
+    B = descs.shape[0]
     h, w = grid
-    x = descs.reshape(1, h, w, -1).permute(0, 3, 1, 2)  # a channels-last view, no copy
-    views = [v[0].permute(1, 2, 0) for v in _log_bin_views(x, hierarchy)]  # each h x w x D
-    return torch.cat(views, dim=-1).reshape(h * w, -1)
+    x = descs.reshape(B, h, w, -1).permute(0, 3, 1, 2)  # a channels-last view, no copy
+    views = [v.permute(0, 2, 3, 1) for v in _log_bin_views(x, hierarchy)]  # each B x h x w x D
+    return torch.cat(views, dim=-1).reshape(B, h * w, -1)
 
 
 def min_max(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -182,24 +189,14 @@ class Extractor:
 
     def resolve_stride(self, stride: int | None) -> int:
         """``None`` -> the model's default stride (half the patch: the paper's 4 for patch 8)."""
-        return self.spec.default_stride if stride is None else stride
+        return DescriptorSettings(stride=stride).resolve(self.spec).stride
 
     # -- parameters ---------------------------------------------------------------------------
-    def _check_params(self, layers: Sequence[int], facet: str, stride: int, load_size: int | None,
-                      hierarchy: int, batch_size: int) -> None:
-        depth, patch = self.spec.depth, self.spec.patch_size
-        for layer in layers:
-            if not isinstance(layer, (int, np.integer)) or not 0 <= layer < depth:
-                raise ParameterError(f"layer={layer!r} is out of range for {self.spec.name} "
-                                     f"({depth} blocks): expected 0..{depth - 1}")
-        if facet not in FACETS:
-            raise ParameterError(f"facet={facet!r} is unknown: expected one of {', '.join(FACETS)}")
-        if not isinstance(stride, (int, np.integer)) or stride < 1 or patch % stride:
-            divisors = [d for d in range(1, patch + 1) if patch % d == 0]
-            raise ParameterError(f"stride={stride!r} must divide the patch size {patch} of "
-                                 f"{self.spec.name}: choose one of {divisors}")
+    def _check_params(self, load_size: int | None, hierarchy: int, batch_size: int) -> None:
+        """The extraction's own limits (the descriptor settings are checked by
+        :meth:`DescriptorSettings.check`)."""
         if load_size is not None:
-            check_range("load_size", load_size, patch, MAX_LOAD_SIZE)
+            check_range("load_size", load_size, self.spec.patch_size, MAX_LOAD_SIZE)
         check_range("hierarchy", hierarchy, 1, 6)
         check_range("batch_size", batch_size, 1)
 
@@ -216,6 +213,12 @@ class Extractor:
 
     def _preprocess_rgb(self, img: Image.Image, load_size: int | None,
                         stride: int) -> tuple[torch.Tensor, Geometry]:
+        pixels, geometry = self._prepare(img, load_size, stride)
+        return self._normalise(torch.from_numpy(np.array(pixels))[None], "cpu", torch.float32)[0], geometry
+
+    def _prepare(self, img: Image.Image, load_size: int | None, stride: int) -> tuple[np.ndarray, Geometry]:
+        """One RGB image -> its ``H x W x 3`` uint8 pixels resized (LANCZOS) and cropped to the grid,
+        and its geometry (no float work: that happens batched, on the device, in :meth:`forward`)."""
         W0, H0 = img.size
         patch = self.spec.patch_size
         if load_size is not None:
@@ -233,11 +236,20 @@ class Extractor:
         if h * w > MAX_TOKENS:
             raise ImageError(f"{h} x {w} patches is above the limit of {MAX_TOKENS}: "
                              "use a smaller load_size or a larger stride")
-        arr = np.asarray(img, dtype=np.float32)[: patch + (h - 1) * stride, : patch + (w - 1) * stride]
-        mean = np.asarray(self.spec.mean, dtype=np.float32) * 255.0
-        std = np.asarray(self.spec.std, dtype=np.float32) * 255.0
-        tensor = torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy())
-        return tensor, Geometry((H0, W0), (H1, W1), (h, w), patch, stride)
+        arr = np.asarray(img, dtype=np.uint8)[: patch + (h - 1) * stride, : patch + (w - 1) * stride]
+        return arr, Geometry((H0, W0), (H1, W1), (h, w), patch, stride)
+
+    def _normalise(self, pixels: torch.Tensor, device: torch.device | str,
+                   dtype: torch.dtype) -> torch.Tensor:
+        """B x H x W x 3 uint8 pixels -> B x 3 x H x W ``(x - mean) / std`` in ``dtype`` on ``device``.
+
+        One copy of the uint8 batch (non-blocking from pinned memory), then one batched op on the
+        device; the arithmetic is float32 as on the PIL path (bit-equal on the CPU).
+        """
+        x = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.spec.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
+        return ((x - mean) / std).to(dtype)
 
     # -- the network --------------------------------------------------------------------------
     def _patch_pos_embed(self, h: int, w: int) -> torch.Tensor:
@@ -271,10 +283,16 @@ class Extractor:
     @torch.inference_mode()
     def forward(self, images: torch.Tensor, layers: Sequence[int], facet: str = "key",
                 stride: int | None = None, saliency: bool = False) -> ForwardOutput:
-        """One pass over a batch B x 3 x H x W, stopping after the deepest block it needs."""
+        """One pass over a batch, stopping after the deepest block it needs.
+
+        images: B x 3 x H x W normalised floats, or B x H x W x 3 uint8 pixels (normalised here, on
+        the device: what :meth:`extract` sends).
+        """
         stride = self.resolve_stride(stride)
-        self._check_params(layers, facet, stride, None, 2, 1)
+        DescriptorSettings(tuple(layers), facet, stride).check(self.spec)
         m, spec = self.model, self.spec
+        if images.dtype == torch.uint8:
+            images = self._normalise(images, self.device, self.dtype)
         x, grid = self._embed(images.to(self.device, self.dtype), stride)
         rope = self._rope_table(grid, stride)
         last = max([*layers, spec.depth - 1] if saliency else layers)
@@ -356,12 +374,11 @@ class Extractor:
         (channel ``j * heads + head``), for descriptor files interchangeable with it. Cosine
         similarities, and so every application, are the same either way.
         """
-        layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
-        if not layers:
-            raise ParameterError("layer: give at least one layer")
-        stride = self.resolve_stride(stride)
-        facet = facet or self.spec.default_facet
-        self._check_params(layers, facet, stride, load_size, hierarchy, batch_size)
+        settings = DescriptorSettings(layer if isinstance(layer, (int, np.integer)) else tuple(layer), facet,
+                                      stride, load_size, bool(bin), hierarchy).resolve(self.spec)
+        settings.check(self.spec)
+        layers, facet, stride = settings.layers, settings.facet, settings.stride
+        self._check_params(load_size, hierarchy, batch_size)
         if channel_order not in CHANNEL_ORDERS:
             raise ParameterError(f"channel_order={channel_order!r}: expected 'head' or 'dim'")
         if upsample is not None and upsample not in ("bilinear", "jbu"):
@@ -373,24 +390,25 @@ class Extractor:
                       include_cls=include_cls, saliency=saliency, dtype=str(self.dtype))
         if channel_order != "head" and facet != "token":  # default stays out: cache keys unchanged
             params["channel_order"] = channel_order
-        rgbs = [load_image(im) for im in images]
+        rgbs = map_threads(load_image, images)
         results: list[ImageDescriptors | None] = [None] * len(rgbs)
         keys = [None] * len(rgbs)
-        if self.cache is not None:
-            for i, rgb in enumerate(rgbs):
-                keys[i] = self.cache.key(image_digest(rgb), params)
+        if self.cache is not None:  # the digest only when there is a cache (hashed in worker threads)
+            for i, digest in enumerate(map_threads(image_digest, rgbs)):
+                keys[i] = self.cache.key(digest, params)
                 results[i] = self.cache.get(keys[i])
         todo = [i for i, r in enumerate(results) if r is None]
-        prepared = {i: self._preprocess_rgb(rgbs[i], load_size, stride) for i in todo}
-        for batch in _batches(todo, [tuple(prepared[i][0].shape) for i in todo], batch_size):
-            tensors = torch.stack([prepared[i][0] for i in batch])
-            for start, out in self._forward_chunks(tensors, layers, facet, stride, saliency):
-                for b in range(out.features[layers[0]].shape[0]):
-                    i = batch[start + b]
-                    results[i] = self._finish(out, b, prepared[i][1], layers, bin, hierarchy,
-                                              include_cls, params)
-                    if self.cache is not None:
-                        self.cache.put(keys[i], results[i])
+        prepared = dict(zip(todo, map_threads(lambda i: self._prepare(rgbs[i], load_size, stride), todo)))
+        for batch in _batches(todo, [prepared[i][0].shape for i in todo], batch_size):
+            pixels = self._stack_pixels([prepared[i][0] for i in batch])
+            for start, out in self._forward_chunks(pixels, layers, facet, stride, saliency):
+                done = self._finish_batch(out, [prepared[i][1] for i in batch[start:]], layers, bin,
+                                          hierarchy, include_cls, params)
+                for i, r in zip(batch[start:], done):
+                    if self.cache is not None:  # its own storage, not a view of the batch
+                        r = dataclasses.replace(r, descs=r.descs.clone())
+                        self.cache.put(keys[i], r)
+                    results[i] = r
         if any(r.descs.device != self.device for r in results):  # a fallback to the CPU happened
             results = [r.to(self.device) for r in results]
         if upsample is not None:
@@ -399,14 +417,22 @@ class Extractor:
                        for r, rgb in zip(results, rgbs)]
         return results  # type: ignore[return-value]
 
+    def _stack_pixels(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """H x W x 3 uint8 arrays of one size -> B x H x W x 3 uint8, pinned when bound for CUDA."""
+        pinned = self.device.type == "cuda" and torch.cuda.is_available()
+        out = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=pinned)
+        np.stack(arrays, out=out.numpy())  # one copy, straight into the (pinned) buffer
+        return out
+
     def _forward_chunks(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
                         saliency: bool) -> Iterable[tuple[int, ForwardOutput]]:
-        """Forward passes over a batch B x 3 x H x W -> ``(first index, output)`` per chunk.
+        """Forward passes over a batch (see :meth:`forward`) -> ``(first index, output)`` per chunk.
 
         Out of memory halves the chunk (down to one image; kept for the rest of this call), then falls back to the CPU when
         allowed, else raises :class:`OutOfMemoryError`.
         """
-        B, _, H, W = tensors.shape
+        B = tensors.shape[0]
+        H, W = tensors.shape[1:3] if tensors.dtype == torch.uint8 else tensors.shape[2:]
         start, limit = 0, B
         while start < B:
             size = min(B - start, limit)
@@ -449,24 +475,30 @@ class Extractor:
         log.warning(self.notice)
         warnings.warn(self.notice, DeviceFallbackWarning, stacklevel=3)
 
-    def _finish(self, out: ForwardOutput, b: int, geometry: Geometry, layers: list[int], bin: bool,
-                hierarchy: int, include_cls: bool, params: dict) -> ImageDescriptors:
-        """One image of a batch -> its ImageDescriptors (float32, on the device)."""
+    def _finish_batch(self, out: ForwardOutput, geometries: list[Geometry], layers: list[int], bin: bool,
+                      hierarchy: int, include_cls: bool, params: dict) -> list[ImageDescriptors]:
+        """A batch's output -> one ImageDescriptors per image (float32, on the device).
+
+        Every step is one op over the batch (B x T x D); the images' tensors are views of it (no
+        per-image kernels or host syncs).
+        """
         P = self.spec.num_prefix_tokens
         h, w = out.grid
-        per_layer = [out.features[layer][b].float() for layer in layers]   # (P + T) x D each
+        per_layer = [out.features[layer].float() for layer in layers]    # B x (P + T) x D each
+        B, N = per_layer[0].shape[:2]
         if params.get("channel_order") == "dim":  # heads x d -> d x heads, the official flattening
             heads = self.spec.num_heads
-            per_layer = [f.reshape(f.shape[0], heads, -1).transpose(1, 2).reshape(f.shape[0], -1)
-                         for f in per_layer]
-        descs = torch.cat([f[P:] for f in per_layer], dim=-1)             # T x D
+            per_layer = [f.reshape(B, N, heads, -1).transpose(2, 3).reshape(B, N, -1) for f in per_layer]
+        descs = torch.cat([f[:, P:] for f in per_layer], dim=-1)            # B x T x D
         if bin:
-            descs = log_bin_tokens(descs, (h, w), hierarchy)
-        cls = torch.cat([f[0] for f in per_layer]) if include_cls else None
+            descs = _log_bin_batch(descs, (h, w), hierarchy)
+        descs = descs.contiguous()
+        cls = torch.cat([f[:, 0] for f in per_layer], dim=-1) if include_cls else None
         sal = None
         if out.cls_attention is not None:
-            sal = min_max(out.cls_attention[b].float()).reshape(h, w)
-        return ImageDescriptors(descs.contiguous(), geometry, sal, cls, dict(params))
+            sal = min_max(out.cls_attention.float()).reshape(B, h, w)
+        return [ImageDescriptors(descs[b], geometries[b], None if sal is None else sal[b],
+                                 None if cls is None else cls[b], dict(params)) for b in range(B)]
 
 
 def _batches(indices: list[int], shapes: list[tuple], batch_size: int) -> Iterable[list[int]]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -153,3 +154,19 @@ def resized_size(size_wh: tuple[int, int], load_size: int | None) -> tuple[int, 
     if w <= h:
         return int(load_size), int(load_size * h / w)
     return int(load_size * w / h), int(load_size)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def map_threads(fn: Callable[[Any], Any], items: Sequence[Any], min_items: int = 4) -> list[Any]:
+    """``[fn(x) for x in items]`` on a shared pool of worker threads (decoding, resizing and hashing
+    release the GIL in PIL / hashlib), in order; in the calling thread below ``min_items`` items.
+    ``VITDENSE_THREADS`` sets the pool's size (default: the CPU count, at most 16)."""
+    global _POOL
+    if len(items) < min_items:
+        return [fn(x) for x in items]
+    if _POOL is None:
+        size = int(os.environ.get("VITDENSE_THREADS", "0")) or min(16, os.cpu_count() or 1)
+        _POOL = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="vitdense-io")
+    return list(_POOL.map(fn, items))

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from vitdense.errors import ParameterError, VitdenseError, check_int
+from vitdense.features.descriptors import DescriptorSettings
 from vitdense.features.images import IMAGE_SUFFIXES
 from vitdense.scale.store import (
     STORE_DTYPES,
@@ -216,22 +217,19 @@ class _ExtractWorker:
         return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
 
     def _shard(self, batch: dict[str, np.ndarray]) -> list[dict]:
-        from vitdense.errors import ImageError
-        from vitdense.features.images import load_image
+        from vitdense.features.images import map_threads
         base = {"params_key": self.job["params_key"], "model": self.ex.model_name,
                 "vitdense_version": self.job["version"]}
         rows = [{"path": str(p), "relpath": str(r) or None, "hash": str(h), **base}
                 for p, r, h in zip(batch["path"], batch["relpath"], batch["hash"])]
         images, good, failures = [], [], []
-        for row, data, error in zip(rows, batch["bytes"], batch["error"]):
-            if error:
-                failures.append({**row, "reason": str(error), "params": self.job["params"]})
+        decoded = map_threads(_decode, list(zip(batch["bytes"], batch["error"])))  # PIL decodes without the GIL
+        for row, (image, reason) in zip(rows, decoded):
+            if reason is not None:
+                failures.append({**row, "reason": reason, "params": self.job["params"]})
                 continue
-            try:
-                images.append(load_image(bytes(data)))
-                good.append(row)
-            except ImageError as err:
-                failures.append({**row, "reason": _reason(err), "params": self.job["params"]})
+            images.append(image)
+            good.append(row)
         descs, stored = [], []
         for row, d in zip(good, self._extract(images) if images else []):
             if isinstance(d, Exception):
@@ -246,6 +244,19 @@ class _ExtractWorker:
         name = f"{self.prefix}-{self.seq:05d}"
         self.seq += 1
         return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
+
+
+def _decode(item: tuple[bytes, str]) -> tuple[Any, str | None]:
+    """(file bytes, read error) -> (RGB image, None) or (None, the reason it failed)."""
+    from vitdense.errors import ImageError
+    from vitdense.features.images import load_image
+    data, error = item
+    if error:
+        return None, str(error)
+    try:
+        return load_image(bytes(data)), None
+    except ImageError as err:
+        return None, _reason(err)
 
 
 def _guarded(fn: Callable, *args) -> tuple[Any, dict | None]:
@@ -350,10 +361,11 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
     spec = get_spec(name)
     options = {"model": name, "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
                "device": device, "dtype": dtype}
-    extract_kwargs = {"layer": layer, "facet": facet or spec.default_facet,
-                      "stride": spec.default_stride if stride is None else stride, "load_size": load_size,
-                      "bin": bin, "hierarchy": hierarchy, "include_cls": include_cls,
-                      "saliency": saliency, "batch_size": batch_size}
+    settings = DescriptorSettings(layer if isinstance(layer, int) else tuple(layer), facet, stride, load_size,
+                                  bool(bin), hierarchy).resolve(spec)
+    settings.check(spec)
+    extract_kwargs = {**settings.kwargs(), "include_cls": include_cls, "saliency": saliency,
+                      "batch_size": batch_size}
     if upsample is not None:
         extract_kwargs["upsample"] = upsample
     out = Path(out_dir)
@@ -471,6 +483,24 @@ def _map_sets(sets, task, out_dir, options, num_workers, num_gpus_per_worker, cp
             if not row["name"]:
                 _raise_worker_error(**json.loads(row["text"]))
             yield str(row["name"]), bool(row["ok"]), str(row["text"])
+
+
+def app_sets(app_id: str, sets: Sequence[tuple[str, Any]], out_dir: str | os.PathLike, given: dict, *,
+             num_workers: int = 2, model: str = "auto", checkpoint: str | None = None, device: str = "auto",
+             dtype: str | None = None, gpus_per_worker: float = 0, address: str | None = None
+             ) -> tuple[Iterator[tuple[str, bool, str]], str | None]:
+    """Application ``app_id`` on every set of ``sets`` (``[(name, folder)]``) on ``num_workers``
+    Ray workers, each calling the library (:class:`vitdense.apps.sets.SetJob`) with its own
+    extractor and writing OUT/<set>/ as ``vitdense APP`` does. ``given``: the application's options
+    by name (unset ones: the defaults for the model), resolved and checked here, once.
+    Returns ``((name, ok, text) as sets complete, the model's fallback notice or None)``."""
+    from vitdense.apps.registry import get_app
+    from vitdense.apps.sets import SetJob, resolve_options
+    require_ray()
+    options, notice = model_options(model, checkpoint, device, dtype)
+    job = SetJob(resolve_options(get_app(app_id), given, options["model"]))
+    return map_sets(sets, job, out_dir, options=options, num_workers=num_workers,
+                    num_gpus_per_worker=gpus_per_worker, address=address), notice
 
 
 def model_options(model: str, checkpoint: str | None, device: str, dtype: str | None) -> tuple[dict, str | None]:

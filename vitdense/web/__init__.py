@@ -15,62 +15,90 @@ Layout (docs/ARCHITECTURE.md):
 
 Handlers are plain functions, unit-tested without a server; the names below are re-exported for
 tests and ``app.py``.
+
+Nothing is imported until asked for (``from vitdense.web import build_demo`` imports the page), so
+that ``vitdense.web.serving`` (the Gradio-free guards) imports without Gradio.
 """
 from __future__ import annotations
 
-from vitdense.features.models import weights_status  # noqa: F401,E402  (the tests check model availability through it)
-from vitdense.web.controls import Page, knob_component, knob_value  # noqa: F401
-from vitdense.web.errors import GENERIC_ERROR, log, ui_errors  # noqa: F401
-from vitdense.web.inputs import (  # noqa: F401
-                     ASSETS,
-                     AUTO,
-                     MAX_SET_IMAGES,
-                     MAX_SIDE,
-                     MIN_SET_IMAGES,
-                     InputImage,
-                     descriptor_settings,
-                     example_pairs,
-                     example_sets,
-                     image_input,
-                     prepare_image,
-                     prepare_set,
-)
-from vitdense.web.page import INTRO, build_demo, launch  # noqa: F401
-from vitdense.web.pool import (  # noqa: F401
-                     POOL,
-                     ModelPool,
-                     configure,
-                     device_note,
-                     layer_choices,
-                     model_choices,
-                     stride_choices,
-                     update_model_choices,
-                     update_stride_choices,
-)
-from vitdense.web.sessions import STATE_TTL_S, session_state  # noqa: F401
-from vitdense.web.tabs import TABS  # noqa: F401
-from vitdense.web.tabs.correspondences import (  # noqa: F401
-                     CLICK_COLORS,
-                     MAX_CLICKS,
-                     PairSession,
-                     clear_points,
-                     click_correspondence,
-                     match_point,
-                     run_correspondences,
-)
-from vitdense.web.tabs.cosegmentation import CosegSession, coseg_maps, run_cosegmentation  # noqa: F401
-from vitdense.web.tabs.parts import (  # noqa: F401
-                     PartsSession,
-                     click_part,
-                     part_display,
-                     part_highlight,
-                     part_pick_image,
-                     part_toggles,
-                     part_view,
-                     recluster_parts,
-                     run_part_cosegmentation,
-)
-from vitdense.web.tabs.pca import run_pca  # noqa: F401
-from vitdense.web.tabs.similarity import SimilaritySession, click_similarity, run_similarity, similarity_point  # noqa: F401
-from vitdense.web.tabs.video import MAX_VIDEO_FRAMES, VIDEO_MAX_SIDE, run_video, video_available  # noqa: F401
-from vitdense.web.zips import output_root, png_files, write_zip  # noqa: F401
+import importlib
+from typing import Any
+
+#: name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "weights_status": "vitdense.features.models",
+    "Page": "vitdense.web.controls",
+    "knob_component": "vitdense.web.controls",
+    "knob_value": "vitdense.web.controls",
+    "GENERIC_ERROR": "vitdense.web.errors",
+    "log": "vitdense.web.errors",
+    "ui_errors": "vitdense.web.errors",
+    "ASSETS": "vitdense.web.inputs",
+    "AUTO": "vitdense.web.inputs",
+    "MAX_SET_IMAGES": "vitdense.web.inputs",
+    "MAX_SIDE": "vitdense.web.inputs",
+    "MIN_SET_IMAGES": "vitdense.web.inputs",
+    "InputImage": "vitdense.web.inputs",
+    "descriptor_settings": "vitdense.web.inputs",
+    "example_pairs": "vitdense.web.inputs",
+    "example_sets": "vitdense.web.inputs",
+    "image_input": "vitdense.web.inputs",
+    "prepare_image": "vitdense.web.inputs",
+    "prepare_set": "vitdense.web.inputs",
+    "INTRO": "vitdense.web.page",
+    "build_demo": "vitdense.web.page",
+    "launch": "vitdense.web.page",
+    "POOL": "vitdense.web.pool",
+    "ModelPool": "vitdense.web.pool",
+    "configure": "vitdense.web.pool",
+    "device_note": "vitdense.web.pool",
+    "layer_choices": "vitdense.web.pool",
+    "model_choices": "vitdense.web.pool",
+    "stride_choices": "vitdense.web.pool",
+    "update_model_choices": "vitdense.web.pool",
+    "update_stride_choices": "vitdense.web.pool",
+    "STATE_TTL_S": "vitdense.web.sessions",
+    "session_state": "vitdense.web.sessions",
+    "TABS": "vitdense.web.tabs",
+    "CLICK_COLORS": "vitdense.web.tabs.correspondences",
+    "MAX_CLICKS": "vitdense.web.tabs.correspondences",
+    "PairSession": "vitdense.web.tabs.correspondences",
+    "clear_points": "vitdense.web.tabs.correspondences",
+    "click_correspondence": "vitdense.web.tabs.correspondences",
+    "match_point": "vitdense.web.tabs.correspondences",
+    "run_correspondences": "vitdense.web.tabs.correspondences",
+    "CosegSession": "vitdense.web.tabs.cosegmentation",
+    "coseg_maps": "vitdense.web.tabs.cosegmentation",
+    "run_cosegmentation": "vitdense.web.tabs.cosegmentation",
+    "PartsSession": "vitdense.web.tabs.parts",
+    "click_part": "vitdense.web.tabs.parts",
+    "part_display": "vitdense.web.tabs.parts",
+    "part_highlight": "vitdense.web.tabs.parts",
+    "part_pick_image": "vitdense.web.tabs.parts",
+    "part_toggles": "vitdense.web.tabs.parts",
+    "part_view": "vitdense.web.tabs.parts",
+    "recluster_parts": "vitdense.web.tabs.parts",
+    "run_part_cosegmentation": "vitdense.web.tabs.parts",
+    "run_pca": "vitdense.web.tabs.pca",
+    "SimilaritySession": "vitdense.web.tabs.similarity",
+    "click_similarity": "vitdense.web.tabs.similarity",
+    "run_similarity": "vitdense.web.tabs.similarity",
+    "similarity_point": "vitdense.web.tabs.similarity",
+    "MAX_VIDEO_FRAMES": "vitdense.web.tabs.video",
+    "VIDEO_MAX_SIDE": "vitdense.web.tabs.video",
+    "run_video": "vitdense.web.tabs.video",
+    "video_available": "vitdense.web.tabs.video",
+    "output_root": "vitdense.web.zips",
+    "png_files": "vitdense.web.zips",
+    "write_zip": "vitdense.web.zips",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -26,7 +26,7 @@ GENERIC_ERROR = ("Something went wrong on the server (the details were logged). 
 
 
 def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | None = None,
-              quiet: bool = False, heavy: bool = False) -> Any:
+              quiet: bool = False, heavy: bool = False, tab: str | None = None) -> Any:
     """VitdenseError -> gr.Error(its message); out of memory -> what to reduce; anything else ->
     logged with its traceback on the server and a generic gr.Error for the visitor.
 
@@ -37,18 +37,19 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
     ``quiet``: a success leaves the status line as it is (an auxiliary step chained after a run).
     ``heavy``: a handler that runs the network: the whole handler runs in a low-priority job thread
     (:func:`vitdense.web.guard.in_job_thread`), so that clicks keep the cores.
-    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=...)``.
+    ``tab``: the tab whose status line it fills (default: the handler's module name).
+    ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=..., tab=...)``.
     """
     if fn is None:
-        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet, heavy=heavy)
+        return lambda f: ui_errors(f, cleared=cleared, quiet=quiet, heavy=heavy, tab=tab)
     if heavy:
-        handler = ui_errors(fn, cleared=cleared, quiet=quiet)
+        handler = ui_errors(fn, cleared=cleared, quiet=quiet, tab=tab)
 
         @functools.wraps(fn)
         def in_job_thread(*args: Any, **kwargs: Any) -> Any:
             return guard.in_job_thread(handler, *args, **kwargs)
         return in_job_thread
-    tab = fn.__module__.rsplit(".", 1)[-1]
+    tab = tab or fn.__module__.rsplit(".", 1)[-1]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

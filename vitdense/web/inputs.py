@@ -14,9 +14,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from vitdense.defaults import task_defaults
 from vitdense.errors import ImageError, ParameterError
-from vitdense.features.descriptors import FACETS
+from vitdense.features.descriptors import FACETS, DescriptorSettings
 from vitdense.features.images import load_image
 from vitdense.features.models import get_spec
 from vitdense.web import guard
@@ -153,31 +152,25 @@ def descriptor_settings(model: str, task: str, layer: Any = AUTO, facet: Any = A
     the table says None, log-binning (on for DINO v1, off for DINOv2).
     """
     spec = get_spec(model if isinstance(model, str) else validate.shown(model))
-    table = task_defaults(task, model)
-    layer = table["layer"] if choice(layer) is None else int_setting("layer", layer, 0, spec.depth - 1)
-    facet = choice(facet) or table.get("facet") or spec.default_facet
-    if facet not in FACETS:
+    facet = choice(facet)
+    if facet is not None and facet not in FACETS:
         raise ParameterError(f"facet={validate.shown(facet)!r} is unknown: expected one of "
                              f"{', '.join(FACETS)}")
-    stride = (table.get("stride") or spec.default_stride) if choice(stride) is None \
-        else int_setting("stride", stride, 1)
-    if spec.patch_size % stride:
-        divisors = [d for d in range(1, spec.patch_size + 1) if spec.patch_size % d == 0]
-        raise ParameterError(f"stride={stride} must divide the patch size {spec.patch_size} of "
-                             f"{spec.name}: choose one of {divisors}")
-    load_size = table["load_size"] if choice(load_size) is None else \
-        int_setting("load_size", load_size, MIN_LOAD_SIZE, MAX_LOAD_SIZE)
-    if choice(bin) is None:
-        binned = spec.default_bin if table.get("bin") is None else bool(table["bin"])
-    elif bin in (True, False):
-        binned = bool(bin)
+    if choice(bin) is None or bin in (True, False):
+        binned = choice(bin)
     elif str(bin).lower() in ("on", "true", "yes"):
         binned = True
     elif str(bin).lower() in ("off", "false", "no"):
         binned = False
     else:
         raise ParameterError(f"bin={bin!r}: expected auto, on or off")
-    return dict(layer=layer, facet=facet, stride=stride, load_size=load_size, bin=binned)
+    settings = DescriptorSettings.for_model(
+        task, spec, facet=facet, bin=binned,
+        layer=None if choice(layer) is None else int_setting("layer", layer, 0, spec.depth - 1),
+        stride=None if choice(stride) is None else int_setting("stride", stride, 1),
+        load_size=None if choice(load_size) is None else int_setting("load_size", load_size, MIN_LOAD_SIZE,
+                                                                     MAX_LOAD_SIZE))
+    return {k: v for k, v in settings.kwargs().items() if k != "hierarchy"}
 
 
 # -- upload components ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import gradio as gr
 import torch
 
 from vitdense.errors import VitdenseError
-from vitdense.features.descriptors import FACETS
+from vitdense.features.descriptors import FACETS, DescriptorSettings
 from vitdense.features.models import BUNDLED_MODEL, get_spec
 from vitdense.web import guard
 from vitdense.web.controls import Page
@@ -135,7 +135,7 @@ def update_load_size(model: Any, stride: Any, load_size: Any) -> Any:
     """Stride changed -> the load size slider ends at the largest size the work limit accepts."""
     try:
         spec = get_spec(model)
-        s = spec.default_stride if choice(stride) is None else int(stride)
+        s = DescriptorSettings(stride=None if choice(stride) is None else int(stride)).resolve(spec).stride
     except (VitdenseError, TypeError, ValueError):
         return gr.skip()
     top = guard.load_size_bound(spec.patch_size, s, spec.depth, LOAD_SIZES)

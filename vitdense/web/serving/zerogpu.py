@@ -57,13 +57,14 @@ def estimated_seconds(model: str, images: Sequence[Any], settings: dict | None =
     Work per image: ``depth * (24 T D^2 + 4 T^2 D)`` FLOPs for ``T`` tokens of width ``D`` (the
     MLP and projections, then attention), at :data:`FLOPS_PER_SECOND`, plus the minimum.
     """
+    from vitdense.features.descriptors import DescriptorSettings
     from vitdense.features.models import get_spec
     spec = get_spec(model)
     settings = settings or {}
     load = settings.get("load_size", 224)
     load = load if isinstance(load, (int, float)) and load > 0 else None
     stride = settings.get("stride")
-    stride = stride if isinstance(stride, int) and stride > 0 else spec.default_stride
+    stride = DescriptorSettings(stride=stride if isinstance(stride, int) and stride > 0 else None).resolve(spec).stride
     flops = 0.0
     for image in images:
         h, w = _size(image)

@@ -1,7 +1,8 @@
 """The demo's tabs: every module of this package is a tab, in ``ORDER``. Each has ``ID``, ``TITLE``,
 ``APP`` (its registry entry), ``ORDER``, its handlers, its session type and ``build(page)`` (layout
 and wiring inside its ``gr.Tab``); an optional ``available()`` hides it where it cannot run.
-Adding a tab is adding a module here."""
+Adding a tab is adding a module here; an application of the registry without a module here gets a
+tab derived from its entry (:mod:`vitdense.web.apptab`)."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +11,13 @@ from types import ModuleType
 
 
 def _discover() -> list[ModuleType]:
+    from vitdense.apps import APPS
+    from vitdense.web.apptab import FIRST_ORDER, app_tab
     mods = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
-    return sorted((m for m in mods if hasattr(m, "build")), key=lambda m: m.ORDER)
+    tabs = [m for m in mods if hasattr(m, "build")]
+    own = {m.APP for m in tabs}
+    tabs += [app_tab(app, FIRST_ORDER + i) for i, app in enumerate(a for a in APPS.values() if a.id not in own)]
+    return sorted(tabs, key=lambda m: m.ORDER)
 
 
 TABS: list[ModuleType] = _discover()
