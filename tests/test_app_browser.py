@@ -195,6 +195,34 @@ def record_hover_gif(page, img, path) -> int:
     return os.path.getsize(path)
 
 
+def hover_moves(page, source: str, n: int, shot) -> np.ndarray:
+    """Move the mouse ``n`` times over ``#source img`` once its hover engine is ready; asserts that
+    no request left the page and that the median frame (mouse move -> redrawn overlay) allows
+    30 frames/s; returns the frame times (ms) and leaves a screenshot at ``shot``."""
+    engine = f"window.vdHover['{source}']"
+    page.wait_for_function(f"() => !!(window.vdHover && {engine}?.ready)")
+    img = page.locator(f"#{source} img")
+    img.scroll_into_view_if_needed()
+    start = page.evaluate(f"() => {engine}.moves")
+    requests: list[str] = []
+
+    def on_request(r) -> None:
+        requests.append(r.url)
+    page.on("request", on_request)
+    for x, y in hover_path(img.bounding_box(), n):
+        page.mouse.move(x, y)
+    page.wait_for_function(f"(m) => {engine}.moves >= m", arg=start + n)
+    frames = np.array(page.evaluate(f"(n) => {engine}.frames.slice(-n)", n))
+    page.screenshot(path=str(shot), full_page=False)
+    page.remove_listener("request", on_request)
+    print(f"\n{source}: hover over {n} moves: median {np.median(frames):.1f} ms, p95 "
+          f"{np.percentile(frames, 95):.1f} ms, max {frames.max():.1f} ms ({1000 / np.median(frames):.0f} "
+          f"frames/s at the median); {len(requests)} requests")
+    assert requests == [], requests[:5]
+    assert np.median(frames) <= 1000 / 30, frames
+    return frames
+
+
 def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, artifacts_dir):
     """After a run, moving over A answers in the page: 100 moves, frame times (mouse move ->
     redrawn overlay) at >= 30 frames/s, no request to the server; the hovered best cell equals the
@@ -211,23 +239,7 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
         run_cat_pair(page)
     page.wait_for_function(f"() => !!({HOVER}?.ready)")
     img = page.locator("#corr-a-output img")
-    img.scroll_into_view_if_needed()
-    requests: list[str] = []
-
-    def on_request(r) -> None:
-        requests.append(r.url)
-    page.on("request", on_request)
-    for x, y in hover_path(img.bounding_box(), 100):
-        page.mouse.move(x, y)
-    page.wait_for_function(f"() => {HOVER}.moves >= 100")
-    frames = np.array(page.evaluate(f"() => {HOVER}.frames.slice(-100)"))
-    page.screenshot(path=str(artifacts_dir / "app_correspondences_hover.png"), full_page=False)
-    page.remove_listener("request", on_request)
-    print(f"\nhover over 100 moves: median {np.median(frames):.1f} ms, p95 {np.percentile(frames, 95):.1f} ms, "
-          f"max {frames.max():.1f} ms ({1000 / np.median(frames):.0f} frames/s at the median); "
-          f"{len(requests)} requests")
-    assert requests == [], requests[:5]
-    assert np.median(frames) <= 1000 / 30, frames
+    hover_moves(page, "corr-a-output", 100, artifacts_dir / "app_correspondences_hover.png")
 
     # the hovered best cell against the server's rule, computed here on the same pictures
     images = prepare_pair(str(CAT_A), str(CAT_B))
@@ -264,7 +276,8 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
 
 def test_landing_shows_the_first_example_and_errors_keep_the_outputs(page, browser_page, artifacts_dir):
     """A fresh visitor sees the first example's result with zero clicks; an input mistake then is
-    one sentence (a toast): no red "Error" badge over the outputs, which keep what they showed."""
+    one sentence in the tab's status line (and a toast): no red "Error" badge over the outputs,
+    which keep what they showed."""
     pg = browser_page()
     pg.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
     pg.wait_for_selector("#corr-a-output img")
@@ -272,7 +285,7 @@ def test_landing_shows_the_first_example_and_errors_keep_the_outputs(page, brows
     pg.get_by_label("x on A").fill("5000")          # a point outside image A
     pg.get_by_label("y on A").fill("5")
     pg.get_by_role("button", name="Match this point").click()
-    pg.wait_for_function("() => document.querySelector('.toast-body')?.innerText.includes('outside image A')")
+    pg.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.includes('outside image A')")
     pg.screenshot(path=str(artifacts_dir / "app_input_error.png"), full_page=False)
     assert pg.locator("#corr-a-output img").get_attribute("src") == before
     for out in ("#corr-a-output", "#corr-b-output", "#corr-heat", "#corr-summary"):
@@ -291,3 +304,29 @@ def test_every_tab_is_reachable_on_a_phone(browser_page, artifacts_dir):
         box = tabs.nth(i).bounding_box()
         assert tabs.nth(i).is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= 390, (names[i], box)
     pg.close()
+
+
+def test_hover_previews_similarity_and_transfer(page, artifacts_dir):
+    """The Similarity inspector (maps over A and B) and Keypoint transfer (every target of the
+    set) answer hovers in the page too: frame times, no request, the overlays drawn."""
+    from test_app_client import CATS
+    page.get_by_role("tab", name="Similarity inspector").click()
+    page.set_input_files("#sim-a-input input[type=file]", str(CAT_A))
+    page.set_input_files("#sim-b-input input[type=file]", str(CAT_B))
+    page.wait_for_selector("#sim-a-input img")
+    page.wait_for_selector("#sim-b-input img")
+    page.click("#sim-run")
+    hover_moves(page, "sim-a-output", 30, artifacts_dir / "app_similarity_hover.png")
+    drawn = page.evaluate("() => [...document.querySelectorAll('#sim-a-output canvas.vd-overlay, "
+                          "#sim-b-output canvas.vd-overlay')].length")
+    assert drawn == 2
+
+    page.get_by_role("tab", name="Keypoint transfer").click()
+    page.set_input_files("#transfer-input input[type=file]", [str(p) for p in CATS[:4]])
+    page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
+    page.click("#transfer-run")
+    page.wait_for_selector("#transfer-targets img")
+    hover_moves(page, "transfer-source", 30, artifacts_dir / "app_transfer_hover.png")
+    best = page.evaluate("() => window.vdHover['transfer-source'].last.targets.length")
+    assert best == 3                      # one answer per target of the set
+    assert page.evaluate("() => document.querySelectorAll('#transfer-targets canvas.vd-overlay').length") == 3

@@ -83,6 +83,10 @@ class Page:
     demo: Any = None               # the page's gr.Blocks (for load events)
 
     def watch(self, event: Any) -> Any:
-        """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
-        from vitdense.web.guard import wire_status
+        """Show the tab's status line after ``event`` (what went wrong, or what was done).
+
+        Gradio 6 runs no ``.then`` after an event that raised, so a failure reads the line too."""
+        from vitdense.web.guard import status_reader, wire_status
+        event.failure(status_reader(self.tab), None, self.status, api_visibility="private",
+                      concurrency_limit=None, show_progress="hidden", queue=False)
         return wire_status(event, self.tab, self.status)

@@ -64,13 +64,17 @@ def image_entry(desc: ImageDescriptors, unit: torch.Tensor | None = None) -> dic
 
 
 def hover_payload(mode: str, descs: Sequence[ImageDescriptors],
-                  units: Sequence[torch.Tensor] | None = None, run: int = 0) -> dict:
-    """What the page needs to answer hovers: ``mode`` ("correspond": best match and heat map on
-    each target; "similarity": heat maps only), image 0 the source, the others its targets.
-    ``run`` tells one run's payload from the next (the page resets its cursor)."""
+                  units: Sequence[torch.Tensor] | None = None, run: int = 0,
+                  targets: Sequence[int] | None = None) -> dict:
+    """What the page needs to answer hovers: ``mode`` ("correspond": the best match and the top
+    of the similarity map on each target; "similarity": the same, the best cell marked as the
+    peak), image 0 the source, ``targets`` the images drawn on (default: all others; the source
+    itself for a self-similarity map). ``run`` tells one run's payload from the next."""
     units = units or [None] * len(descs)
     images = [image_entry(d, u) for d, u in zip(descs, units)]
-    return {"mode": mode, "dim": int(descs[0].descs.shape[-1]), "run": run, "images": images}
+    targets = list(range(1, len(descs))) if targets is None else [int(t) for t in targets]
+    return {"mode": mode, "dim": int(descs[0].descs.shape[-1]), "run": run, "images": images,
+            "targets": targets}
 
 
 def payload_bytes(payload: dict) -> int:

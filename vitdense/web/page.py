@@ -45,6 +45,8 @@ then press the button. Images are downscaled to {MAX_SIDE} px; sets hold {MIN_SE
 PAGE_CSS = """
 .wrap:has(> .error) { display: none !important; }
 .vitdense-status p:not(:empty) { padding: 4px 8px; border-left: 4px solid var(--color-accent); }
+.gallery-item .caption-label { position: static !important; display: block; margin: 2px auto 0;
+  max-width: 100%; background: none !important; box-shadow: none !important; text-align: center; }
 """
 
 

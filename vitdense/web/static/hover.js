@@ -76,8 +76,8 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   function answer(y, x) {
     const d = state.data, src = d.images[0];
     const cell = pixelToCell(src, y, x);
-    return {cell, targets: d.images.slice(1).map((dst, k) => {
-      const sims = d.sims[k];
+    return {cell, targets: d.targets.map((t, k) => {
+      const dst = d.images[t], sims = d.sims[k];
       const best = similarities(src, cell, dst, sims);
       const [by, bx] = cellCenter(dst, best);
       return {best, y: by, x: bx, similarity: sims[best]};
@@ -85,9 +85,13 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
   state.bestCell = (x, y) => answer(y, x);
 
+  // "id": the picture of an image component; "id@k": the k-th thumbnail of a gallery
   function picture(id) {
-    const el = document.getElementById(id);
-    return el ? el.querySelector("img") : null;
+    const [gid, k] = id.split("@");
+    const el = document.getElementById(gid);
+    if (!el) return null;
+    if (k === undefined) return el.querySelector("img");
+    return el.querySelectorAll(".thumbnail-item img, .gallery-item img")[Number(k)] || null;
   }
 
   // where the picture's content sits in the page (object-fit contain / scale-down)
@@ -102,7 +106,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
 
   // a canvas laid over the picture of component ``id`` (created once, kept on its frame)
-  function overlay(id) {
+  function overlay(id, clear = true) {
     const img = picture(id);
     if (!img || !img.naturalWidth) return null;
     const holder = img.parentElement;
@@ -124,7 +128,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
                              width: `${rc.width}px`, height: `${rc.height}px`, display: "block"});
     const ctx = cv.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, W, H);
+    if (clear) ctx.clearRect(0, 0, W, H);
     return {cv, ctx, img, W, H, dpr, rc};
   }
 
@@ -209,23 +213,24 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   function show(y, x, announce) {
     const d = state.data, src = d.images[0];
     const ans = answer(y, x);
-    const a = overlay(sourceId);
-    if (a) cellBox(a, src, ans.cell);
     let range = null;
-    ans.targets.forEach((t, k) => {
+    ans.targets.forEach((t, k) => {      // each target: the top of its map, and its best cell (the peak)
       const o = overlay(targetIds[k % targetIds.length]);
       if (!o) return;
-      range = heat(o, d.images[k + 1], d.sims[k], k);
-      if (d.mode === "correspond") marker(o, d.images[k + 1], t.y, t.x, "#00e5ff", "");
+      const g = d.images[d.targets[k]];
+      range = heat(o, g, d.sims[k], k);
+      marker(o, g, t.y, t.x, "#00e5ff", d.mode === "correspond" ? "" : "peak");
     });
+    const a = overlay(sourceId, !targetIds.includes(sourceId));    // the cell under the pointer
+    if (a) cellBox(a, src, ans.cell);
     if (range) scaleBar(range[0], range[1]);
     state.last = {x, y, ...ans};
     if (announce) {
       const t = ans.targets[0];
       const [cy, cx] = cellCenter(src, ans.cell);
-      readout(`A at x=${Math.round(cx)}, y=${Math.round(cy)}` + (t && d.mode === "correspond"
-        ? ` matches B at x=${Math.round(t.x)}, y=${Math.round(t.y)} (similarity ${t.similarity.toFixed(2)}).`
-        : "."));
+      readout(`Source cell at x=${Math.round(cx)}, y=${Math.round(cy)}: ` + ans.targets.map((t, k) =>
+        `best on picture ${d.targets[k] + 1} at x=${Math.round(t.x)}, y=${Math.round(t.y)} ` +
+        `(similarity ${t.similarity.toFixed(2)})`).join("; ") + ".");
     }
     return ans;
   }
@@ -292,8 +297,9 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     if (v.run === state.run && state.ready) return;
     state.ready = false;
     const images = await Promise.all(v.images.map((e) => decode(e, v.dim)));
-    const targets = images.slice(1);
-    state.data = {mode: v.mode, dim: v.dim, images,
+    const ids = v.targets || images.map((_, i) => i).slice(1);
+    const targets = ids.map((i) => images[i]);
+    state.data = {mode: v.mode, dim: v.dim, images, targets: ids,
                   sims: targets.map((g) => new Float32Array(g.n)),
                   sorted: targets.map((g) => new Float32Array(g.n)),
                   cells: targets.map((g) => new ImageData(g.w, g.h)),
