@@ -181,15 +181,15 @@ def hover_path(box: dict, n: int) -> list[tuple[float, float]]:
 
 def record_hover_gif(page, img, path) -> int:
     """A short animated capture of hovering (A and B side by side); returns its size in bytes."""
-    a = page.locator("#corr-a-output").bounding_box()
-    b = page.locator("#corr-b-output").bounding_box()
-    clip = {"x": a["x"], "y": a["y"], "width": b["x"] + b["width"] - a["x"],
-            "height": max(a["height"], b["height"])}
+    a = page.locator("#corr-a-output img").bounding_box()
+    b = page.locator("#corr-b-output img").bounding_box()
+    top, bottom = min(a["y"], b["y"]), max(a["y"] + a["height"], b["y"] + b["height"])
+    clip = {"x": a["x"], "y": top, "width": b["x"] + b["width"] - a["x"], "height": bottom - top}
     frames = []
     for x, y in hover_path(img.bounding_box(), 20):
         page.mouse.move(x, y)
         shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
-        shot.thumbnail((560, 560))
+        shot.thumbnail((720, 720))
         frames.append(shot.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=120, loop=0, optimize=True)
     return os.path.getsize(path)

@@ -132,7 +132,36 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     return {cv, ctx, img, W, H, dpr, rc};
   }
 
+  // a line from the source cell to its match (one target): a page-wide canvas over both pictures
+  function link(from, to) {
+    let cv = document.getElementById("vd-link");
+    if (!cv) {
+      cv = Object.assign(document.createElement("canvas"), {id: "vd-link"});
+      cv.setAttribute("aria-hidden", "true");
+      Object.assign(cv.style, {position: "fixed", left: "0", top: "0", pointerEvents: "none", zIndex: "3"});
+      document.body.appendChild(cv);
+    }
+    const dpr = window.devicePixelRatio || 1, W = window.innerWidth, H = window.innerHeight;
+    if (cv.width !== W * dpr || cv.height !== H * dpr) {
+      cv.width = W * dpr; cv.height = H * dpr; cv.style.width = `${W}px`; cv.style.height = `${H}px`;
+    }
+    const ctx = cv.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    cv.style.display = from ? "block" : "none";
+    if (!from) return;
+    ctx.lineWidth = 2; ctx.setLineDash([6, 4]); ctx.strokeStyle = "#00e5ff";
+    ctx.shadowColor = "black"; ctx.shadowBlur = 2;
+    ctx.beginPath(); ctx.moveTo(from[0], from[1]); ctx.lineTo(to[0], to[1]); ctx.stroke();
+  }
+
+  // client coordinates of original pixel (y, x) of image g shown by overlay o
+  function client(o, g, y, x) {
+    return [o.rc.left + x * o.rc.width / g.W, o.rc.top + y * o.rc.height / g.H];
+  }
+
   function hideOverlays() {
+    link(null);
     for (const id of [sourceId, ...targetIds]) {
       const img = picture(id);
       const cv = img && img.parentElement.querySelector("canvas.vd-overlay");
@@ -213,16 +242,21 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   function show(y, x, announce) {
     const d = state.data, src = d.images[0];
     const ans = answer(y, x);
-    let range = null;
+    let range = null, end = null;
     ans.targets.forEach((t, k) => {      // each target: the top of its map, and its best cell (the peak)
       const o = overlay(targetIds[k % targetIds.length]);
       if (!o) return;
       const g = d.images[d.targets[k]];
       range = heat(o, g, d.sims[k], k);
       marker(o, g, t.y, t.x, "#00e5ff", d.mode === "correspond" ? "" : "peak");
+      end = client(o, g, t.y, t.x);
     });
     const a = overlay(sourceId, !targetIds.includes(sourceId));    // the cell under the pointer
     if (a) cellBox(a, src, ans.cell);
+    if (a && end && d.mode === "correspond" && ans.targets.length === 1) {
+      const [cy, cx] = cellCenter(src, ans.cell);
+      link(client(a, src, cy, cx), end);
+    }
     if (range) scaleBar(range[0], range[1]);
     state.last = {x, y, ...ans};
     if (announce) {

@@ -93,7 +93,7 @@ def _render_pair(s: PairSession) -> tuple[np.ndarray, np.ndarray, Optional[np.nd
     heat = None
     if s.clicks and s.last_map is not None:
         last, i = s.clicks[-1], len(s.clicks) - 1
-        heat = draw.heatmap_overlay(s.images[1].array, s.last_map, geometry=s.descs[1].geometry)
+        heat = draw.top_heatmap(s.images[1].array, s.last_map, geometry=s.descs[1].geometry)
         heat = draw.draw_markers(heat, [last["b"]], click_color(i)[None], labels=[click_label(i)])
     return a, b, heat
 
@@ -280,7 +280,7 @@ def build(page: Page) -> None:
                          elem_id="corr-a-output")
         b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id="corr-b-output")
     with gr.Row():
-        heat = gr.Image(label="Similarity of the last click over B", format="png", interactive=False,
+        heat = gr.Image(label="Last click's similarity over B (top 5% coloured)", format="png", interactive=False,
                         elem_id="corr-heat")
         with gr.Column():
             md = gr.Markdown(elem_id="corr-summary")

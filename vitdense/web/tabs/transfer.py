@@ -72,8 +72,7 @@ def _outputs(s: TransferSession, key: str) -> tuple:
     for i, im in enumerate(s.images):
         if i == src:
             continue
-        heat = draw.heatmap_overlay(im.array, result.heatmaps[i][last], alpha=0.45,
-                                    geometry=result.geometries[i])
+        heat = draw.top_heatmap(im.array, result.heatmaps[i][last], geometry=result.geometries[i])
         targets.append((draw.draw_markers(heat, result.matches[i], draw.point_colors(result.num_points)),
                         f"{im.name}: point {last + 1} {result.similarity[i, last]:.2f}"
                         + (" (mutual)" if result.mutual[i, last] else "")))
@@ -183,7 +182,7 @@ def build(page: Page) -> None:
         src_img = gr.Image(label="Source: click a point", format="png", interactive=False, scale=2,
                            elem_id="transfer-source")
         with gr.Column(scale=3):
-            targets = gr.Gallery(label="Matches (heat map of the last point)", columns=3, format="png",
+            targets = gr.Gallery(label="Matches (last point's similarity: top 5% coloured)", columns=3, format="png",
                                  elem_id="transfer-targets", object_fit="contain", height="auto")
     hover = hover_block("transfer", "transfer-source", [f"transfer-targets@{k}" for k in range(MAX_HOVER_IMAGES)],
                         "Arrow keys move a cursor cell on the source, Enter transfers it on the server.")
