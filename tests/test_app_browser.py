@@ -330,3 +330,18 @@ def test_hover_previews_similarity_and_transfer(page, artifacts_dir):
     best = page.evaluate("() => window.vdHover['transfer-source'].last.targets.length")
     assert best == 3                      # one answer per target of the set
     assert page.evaluate("() => document.querySelectorAll('#transfer-targets canvas.vd-overlay').length") == 3
+
+    # clicks: the page pins each click's match at once; the server's refined pictures follow
+    page.locator("#transfer-source img").scroll_into_view_if_needed()
+    box = page.locator("#transfer-source img").bounding_box()
+    server = []
+    for k in range(5):
+        t = time.perf_counter()
+        page.mouse.click(box["x"] + box["width"] * (0.3 + 0.08 * k), box["y"] + box["height"] * 0.5)
+        page.wait_for_function("(n) => document.querySelector('#transfer-summary')?.innerText"
+                               ".includes(`${n} point(s)`)", arg=k + 1, timeout=20_000)
+        server.append(1000 * (time.perf_counter() - t))
+    pins = np.array(page.evaluate("() => window.vdHover['transfer-source'].pinTimes"))
+    print(f"transfer click: pinned in the page in median {np.median(pins):.1f} ms (max {pins.max():.1f}); "
+          f"the server's pictures after median {np.median(server):.0f} ms (max {max(server):.0f})")
+    assert len(pins) == 5 and pins.max() <= 150, pins

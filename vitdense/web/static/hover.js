@@ -9,6 +9,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   const TOP = 0.05;                       // the top 5% of each map is coloured, the rest transparent
   const box = () => root.querySelector(".vd-hover") || root;   // re-rendered with each value
   const state = {ready: false, run: null, frames: [], moves: 0, cursor: null, last: null, data: null,
+                 pins: [], pinTimes: [],
                  bestCell: null, hoverAt: null};
   window.vdHover = window.vdHover || {};
   window.vdHover[sourceId] = state;
@@ -269,6 +270,37 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     return ans;
   }
 
+  // a click is answered at once in the page (the cell's best match, magenta) until the server's
+  // refined picture of that target arrives (its src changes)
+  function drawPins() {
+    const d = state.data;
+    state.pins = state.pins.filter((p) => p.srcs.every((src, k) => (picture(targetIds[k]) || {}).src === src));
+    for (const p of state.pins) {
+      p.ans.targets.forEach((t, k) => {
+        const o = overlay(targetIds[k % targetIds.length], false);
+        if (o) marker(o, d.images[d.targets[k]], t.y, t.x, "#ff00ff", "");
+      });
+    }
+  }
+
+  function onClick(e) {
+    if (!state.ready) return;
+    const img = picture(sourceId);
+    if (!img || e.target !== img) return;
+    const p = sourcePixel(img, e.clientX, e.clientY);
+    if (!p) return;
+    const ans = show(p[0], p[1], true);
+    state.pins.push({ans, srcs: ans.targets.map((_, k) => (picture(targetIds[k % targetIds.length]) || {}).src)});
+    drawPins();
+    state.pinTimes.push(performance.now() - e.timeStamp);
+  }
+
+  function onLoad(e) {        // a new picture from the server: stale pins go, the rest stay drawn
+    if (!state.ready || e.target.tagName !== "IMG" || !state.pins.length) return;
+    hideOverlays();
+    drawPins();
+  }
+
   function sourcePixel(img, clientX, clientY) {
     const rc = contentRect(img);
     const x = Math.round((clientX - rc.left) / rc.s), y = Math.round((clientY - rc.top) / rc.s);
@@ -284,13 +316,14 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     const p = sourcePixel(img, e.clientX, e.clientY);
     if (!p) return;
     show(p[0], p[1], false);
+    if (state.pins.length) drawPins();
     state.moves += 1;
     state.frames.push(performance.now() - e.timeStamp);
     if (state.frames.length > 1000) state.frames.shift();
   }
 
   function onLeave(e) {
-    if (state.ready && e.target === picture(sourceId)) hideOverlays();
+    if (state.ready && e.target === picture(sourceId)) { hideOverlays(); drawPins(); }
   }
 
   function onKey(e) {
@@ -338,13 +371,15 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
                   sorted: targets.map((g) => new Float32Array(g.n)),
                   cells: targets.map((g) => new ImageData(g.w, g.h)),
                   small: targets.map((g) => Object.assign(document.createElement("canvas"), {width: g.w, height: g.h}))};
-    state.run = v.run; state.cursor = null; state.frames = []; state.moves = 0;
+    state.run = v.run; state.cursor = null; state.frames = []; state.moves = 0; state.pins = [];
     state.ready = true;
     box().classList.add("ready");
   }
 
   document.addEventListener("pointermove", onMove, {passive: true});
   document.addEventListener("pointerout", onLeave, {passive: true});
+  document.addEventListener("click", onClick, true);
+  document.addEventListener("load", onLoad, true);
   root.addEventListener("keydown", onKey);
   watch("value", load);
   load();
