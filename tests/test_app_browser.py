@@ -345,3 +345,23 @@ def test_hover_previews_similarity_and_transfer(page, artifacts_dir):
     print(f"transfer click: pinned in the page in median {np.median(pins):.1f} ms (max {pins.max():.1f}); "
           f"the server's pictures after median {np.median(server):.0f} ms (max {max(server):.0f})")
     assert len(pins) == 5 and pins.max() <= 150, pins
+
+
+def test_keyboard_moves_a_cursor_cell_and_enter_asks_the_server(page):
+    """Without a mouse: the hover line is focusable (with an aria label), arrow keys move a cursor
+    cell on A and announce its match (aria-live), Enter asks the server for that cell (a click)."""
+    page.get_by_role("tab", name="Correspondences").click()
+    page.wait_for_function(f"() => !!({HOVER}?.ready)")
+    line = page.locator("#corr-hover .vd-hover")
+    assert "Arrow keys" in line.get_attribute("aria-label")
+    line.focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowUp"):
+        page.keyboard.press(key)
+    cursor = page.evaluate(f"() => {HOVER}.cursor")
+    grid_w = page.evaluate(f"() => {HOVER}.data.images[0].w")
+    grid_h = page.evaluate(f"() => {HOVER}.data.images[0].h")
+    assert cursor == (grid_h // 2 - 1) * grid_w + grid_w // 2 + 2, cursor
+    assert "best on picture 2 at" in page.locator("#corr-hover .vd-hover-read").inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.startsWith('Click')")
+    assert "on A matches" in page.locator("#correspondences-status").inner_text()
