@@ -141,9 +141,16 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
     page.wait_for_function("() => document.querySelectorAll('#parts-toggles input[type=checkbox]').length > 0")
     before = gallery_pixels(page, "#parts-gallery")
     assert len(before) == 3
+    page.wait_for_function("() => window.vdParts?.ready")
     t = click_image_at(page, "#parts-click img", 160, 120)           # the middle of the cat
+    veiled = page.evaluate("() => [...document.querySelectorAll('#parts-gallery canvas.vd-overlay')]"
+                           ".filter(c => c.style.display !== 'none').length")
+    pinned = page.evaluate("() => window.vdParts.pinTimes.slice(-1)[0]")
     page.wait_for_function("() => document.querySelector('#parts-highlight')")
     latency = time.perf_counter() - t
+    print(f"\npart click: highlighted in the page in {pinned:.1f} ms, the server's pictures after "
+          f"{1000 * latency:.0f} ms")
+    assert veiled == 3 and pinned <= 150, (veiled, pinned)
     text = page.locator("#parts-highlight").inner_text()
     part = int(text.split()[1])
     deadline = time.monotonic() + 30

@@ -11,6 +11,7 @@ target cell is the argmax of the dequantised dot products (the rule of
 from __future__ import annotations
 
 import base64
+import io
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
 from vitdense.features.descriptors import ImageDescriptors
 
@@ -97,9 +99,31 @@ def hover_block(tab: str, source: str, targets: Sequence[str], hint: str) -> gr.
                 '<span class="vd-hover-read" aria-live="polite">${value ? "Move the mouse over the '
                 'first picture, or focus here and use the arrow keys (Enter asks the server)." : ""}'
                 '</span></div>')
-    js = (script() + f"\nvdHoverInit(element, props, watch, {source!r}, {list(targets)!r});")
-    return gr.HTML(None, html_template=template, css_template=CSS, js_on_load=js, elem_id=f"{tab}-hover",
-                   elem_classes=["vd-hover-block"], apply_default_css=False)
+    return _script_block(f"{tab}-hover", template, f"vdHoverInit(element, props, watch, {source!r}, "
+                                                   f"{list(targets)!r});")
+
+
+def parts_block(source: str, gallery: str) -> gr.HTML:
+    """The Parts tab's gr.HTML: a click on ``#source img`` highlights the part under it at once
+    over that picture and every thumbnail of ``#gallery`` (value: :func:`parts_payload`)."""
+    return _script_block("parts-pin", "<span></span>",
+                         f"vdPartsInit(element, props, watch, {source!r}, {gallery!r});")
+
+
+def parts_payload(part_maps: Sequence[np.ndarray], index: int, run: int = 0) -> dict:
+    """Each image's label map (0 background, 1..K parts) as a base64 PNG, and the image shown for
+    clicking (``index``): a few KB per image, sent once per result."""
+    def png(m: np.ndarray) -> str:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(m, np.uint8)).save(buf, format="PNG", optimize=True)
+        return _b64(buf.getvalue())
+    return {"run": run, "index": int(index), "maps": [png(m) for m in part_maps]}
+
+
+def _script_block(elem_id: str, template: str, call: str) -> gr.HTML:
+    """A gr.HTML running ``static/hover.js`` and then ``call`` (its value: the payload)."""
+    return gr.HTML(None, html_template=template, css_template=CSS, js_on_load=script() + "\n" + call,
+                   elem_id=elem_id, elem_classes=["vd-hover-block"], apply_default_css=False)
 
 
 #: the colour scale and the readout of the hover block (the ramp of static/hover.js)

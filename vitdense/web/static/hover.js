@@ -4,7 +4,55 @@
 // the source, the others its targets. q: base64 of deflate(byte-shuffled int16 rows), s: base64
 // float32 row scales (row = q * s, unit-normalised). No request reaches the server while hovering.
 
-/* exported vdHoverInit */
+/* exported vdHoverInit, vdPartsInit */
+
+// "id": the picture of an image component; "id@k": the k-th thumbnail of a gallery
+function picture(id) {
+  const [gid, k] = id.split("@");
+  const el = document.getElementById(gid);
+  if (!el) return null;
+  if (k === undefined) return el.querySelector("img");
+  return el.querySelectorAll(".thumbnail-item img, .gallery-item img")[Number(k)] || null;
+}
+
+// where the picture's content sits in the page (object-fit contain / scale-down)
+function contentRect(img) {
+  const r = img.getBoundingClientRect();
+  const fit = getComputedStyle(img).objectFit;
+  let s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+  if (fit === "scale-down") s = Math.min(s, 1);
+  if (fit === "fill") return {left: r.left, top: r.top, width: r.width, height: r.height, s};
+  const w = img.naturalWidth * s, h = img.naturalHeight * s;
+  return {left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, width: w, height: h, s};
+}
+
+// a canvas laid over the picture of component ``id`` (created once, kept on its frame)
+function overlay(id, clear = true) {
+  const img = picture(id);
+  if (!img || !img.naturalWidth) return null;
+  const holder = img.parentElement;
+  let cv = holder.querySelector("canvas.vd-overlay");
+  if (!cv) {
+    cv = document.createElement("canvas");
+    cv.className = "vd-overlay";
+    cv.setAttribute("aria-hidden", "true");
+    cv.style.position = "absolute";
+    cv.style.pointerEvents = "none";
+    cv.style.zIndex = "2";
+    holder.appendChild(cv);
+    if (getComputedStyle(holder).position === "static") holder.style.position = "relative";
+  }
+  const rc = contentRect(img), rh = holder.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+  const W = Math.max(1, Math.round(rc.width * dpr)), H = Math.max(1, Math.round(rc.height * dpr));
+  if (cv.width !== W || cv.height !== H) { cv.width = W; cv.height = H; }
+  Object.assign(cv.style, {left: `${rc.left - rh.left}px`, top: `${rc.top - rh.top}px`,
+                           width: `${rc.width}px`, height: `${rc.height}px`, display: "block"});
+  const ctx = cv.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  if (clear) ctx.clearRect(0, 0, W, H);
+  return {cv, ctx, img, W, H, dpr, rc};
+}
+
 function vdHoverInit(root, props, watch, sourceId, targetIds) {
   const TOP = 0.05;                       // the top 5% of each map is coloured, the rest transparent
   const box = () => root.querySelector(".vd-hover") || root;   // re-rendered with each value
@@ -85,53 +133,6 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     })};
   }
   state.bestCell = (x, y) => answer(y, x);
-
-  // "id": the picture of an image component; "id@k": the k-th thumbnail of a gallery
-  function picture(id) {
-    const [gid, k] = id.split("@");
-    const el = document.getElementById(gid);
-    if (!el) return null;
-    if (k === undefined) return el.querySelector("img");
-    return el.querySelectorAll(".thumbnail-item img, .gallery-item img")[Number(k)] || null;
-  }
-
-  // where the picture's content sits in the page (object-fit contain / scale-down)
-  function contentRect(img) {
-    const r = img.getBoundingClientRect();
-    const fit = getComputedStyle(img).objectFit;
-    let s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
-    if (fit === "scale-down") s = Math.min(s, 1);
-    if (fit === "fill") return {left: r.left, top: r.top, width: r.width, height: r.height, s};
-    const w = img.naturalWidth * s, h = img.naturalHeight * s;
-    return {left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, width: w, height: h, s};
-  }
-
-  // a canvas laid over the picture of component ``id`` (created once, kept on its frame)
-  function overlay(id, clear = true) {
-    const img = picture(id);
-    if (!img || !img.naturalWidth) return null;
-    const holder = img.parentElement;
-    let cv = holder.querySelector("canvas.vd-overlay");
-    if (!cv) {
-      cv = document.createElement("canvas");
-      cv.className = "vd-overlay";
-      cv.setAttribute("aria-hidden", "true");
-      cv.style.position = "absolute";
-      cv.style.pointerEvents = "none";
-      cv.style.zIndex = "2";
-      holder.appendChild(cv);
-      if (getComputedStyle(holder).position === "static") holder.style.position = "relative";
-    }
-    const rc = contentRect(img), rh = holder.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
-    const W = Math.max(1, Math.round(rc.width * dpr)), H = Math.max(1, Math.round(rc.height * dpr));
-    if (cv.width !== W || cv.height !== H) { cv.width = W; cv.height = H; }
-    Object.assign(cv.style, {left: `${rc.left - rh.left}px`, top: `${rc.top - rh.top}px`,
-                             width: `${rc.width}px`, height: `${rc.height}px`, display: "block"});
-    const ctx = cv.getContext("2d");
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (clear) ctx.clearRect(0, 0, W, H);
-    return {cv, ctx, img, W, H, dpr, rc};
-  }
 
   // a line from the source cell to its match (one target): a page-wide canvas over both pictures
   function link(from, to) {
@@ -381,6 +382,92 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   document.addEventListener("click", onClick, true);
   document.addEventListener("load", onLoad, true);
   root.addEventListener("keydown", onKey);
+  watch("value", load);
+  load();
+}
+
+// Parts tab: a click on the picture highlights the part under it at once in the page (the other
+// parts and the background dimmed over the picture and every gallery thumbnail), until the
+// server's pictures arrive. props.value: {run, index (the clicked picture's image), maps: [base64
+// PNG of each image's label map, 0 = background]}.
+function vdPartsInit(root, props, watch, sourceId, galleryId) {
+  const state = {ready: false, maps: [], index: 0, pinTimes: [], shown: 0};
+  window.vdParts = state;
+
+  async function labels(b64) {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const cv = Object.assign(document.createElement("canvas"), {width: img.width, height: img.height});
+    const ctx = cv.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const rgba = ctx.getImageData(0, 0, img.width, img.height).data;
+    const out = new Uint8Array(img.width * img.height);
+    for (let i = 0; i < out.length; i++) out[i] = rgba[4 * i];
+    return {W: img.width, H: img.height, labels: out};
+  }
+
+  // a veil over every pixel of map m that is not part p (cached per image and part)
+  function veil(m, p) {
+    m.veils = m.veils || {};
+    if (!m.veils[p]) {
+      const cv = Object.assign(document.createElement("canvas"), {width: m.W, height: m.H});
+      const ctx = cv.getContext("2d"), im = ctx.createImageData(m.W, m.H);
+      for (let i = 0; i < m.labels.length; i++) im.data[4 * i + 3] = m.labels[i] === p ? 0 : 150;
+      ctx.putImageData(im, 0, 0);
+      m.veils[p] = cv;
+    }
+    return m.veils[p];
+  }
+
+  function paint(id, m, p) {
+    const o = overlay(id);
+    if (!o) return;
+    o.ctx.drawImage(veil(m, p), 0, 0, o.W, o.H);
+    o.img.dataset.vdSrc = o.img.src;
+  }
+
+  function clearAll() {
+    document.querySelectorAll(`#${sourceId} canvas.vd-overlay, #${galleryId} canvas.vd-overlay`)
+      .forEach((cv) => { cv.style.display = "none"; });
+  }
+
+  function onClick(e) {
+    if (!state.ready) return;
+    const img = picture(sourceId);
+    if (!img || e.target !== img) return;
+    const rc = contentRect(img), m = state.maps[state.index];
+    const x = Math.round((e.clientX - rc.left) / rc.s), y = Math.round((e.clientY - rc.top) / rc.s);
+    if (!m || x < 0 || y < 0 || x >= m.W || y >= m.H) return;
+    const p = m.labels[y * m.W + x];
+    state.shown = p;
+    clearAll();
+    if (p) {
+      paint(sourceId, m, p);
+      state.maps.forEach((mk, k) => paint(`${galleryId}@${k}`, mk, p));
+    }
+    state.pinTimes.push(performance.now() - e.timeStamp);
+  }
+
+  function onLoad(e) {      // the server's pictures replace the page's highlight
+    if (e.target.tagName === "IMG" && e.target.dataset.vdSrc && e.target.dataset.vdSrc !== e.target.src) {
+      const cv = e.target.parentElement.querySelector("canvas.vd-overlay");
+      if (cv) cv.style.display = "none";
+    }
+  }
+
+  async function load() {
+    const v = props.value;
+    state.ready = false;
+    clearAll();
+    if (!v || !v.maps) return;
+    state.maps = await Promise.all(v.maps.map(labels));
+    state.index = v.index || 0;
+    state.ready = true;
+  }
+
+  document.addEventListener("click", onClick, true);
+  document.addEventListener("load", onLoad, true);
   watch("value", load);
   load();
 }

@@ -2,6 +2,7 @@
 descriptors, and an interactive view of one image."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -19,6 +20,7 @@ from vitdense.web import guard
 from vitdense.web.controls import Page, knob_components, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import parts_block, parts_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -260,6 +262,15 @@ def click_part(key: Any, evt: gr.SelectData) -> tuple:
     return part_highlight(key, None if s is None else s.index, evt.index[0], evt.index[1])
 
 
+@ui_errors(quiet=True)
+def send_parts(key: Any) -> Any:
+    """The label maps for the page's instant highlight (private event, after a result or a pick)."""
+    s = load(key, "press Find parts")
+    if s is None or not hasattr(s.result, "part_maps"):
+        return None
+    return parts_payload(s.result.part_maps, s.index, run=time.monotonic_ns())
+
+
 @ui_errors(quiet=True)      # an auxiliary step after a run: it leaves the status line as it is
 def part_pick_image(key: Any, index: Any) -> tuple:
     """The image to click on (and the hover view of the same image)."""
@@ -293,7 +304,7 @@ def build(page: Page) -> None:
         recluster_btn = gr.Button("Re-cluster", elem_id="parts-recluster")
     md = gr.HTML(elem_id="parts-legend")
     gallery = gr.Gallery(label="Parts (same colour = same part in every image)", columns=5, format="png",
-                         elem_id="parts-gallery")
+                         elem_id="parts-gallery", object_fit="contain", height="auto")
     with gr.Row():
         toggles = gr.CheckboxGroup(choices=[], value=[], label="Parts shown", elem_id="parts-toggles", scale=3)
         opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Opacity", elem_id="parts-opacity", scale=1)
@@ -305,6 +316,7 @@ def build(page: Page) -> None:
         click_img = gr.Image(label="Click a part", format="png", interactive=False, scale=2,
                              elem_id="parts-click")
         plot = gr.Plot(label="Interactive view (hover: the part under the cursor)", scale=2)
+    pin = parts_block("parts-click", "parts-gallery")
     zip_out = gr.File(height=90, label="Download (label maps PNG: 0 = background, 1..K = parts)")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
@@ -316,9 +328,10 @@ def build(page: Page) -> None:
                                         outputs, api_name="part_cosegmentation", concurrency_limit=None)),
                page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
                                               concurrency_limit=None))):
-        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux)
+        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux) \
+            .then(send_parts, state, pin, **aux)
     page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None)) \
-        .then(part_pick_image, [state, index], [click_img, state], **aux)
+        .then(part_pick_image, [state, index], [click_img, state], **aux).then(send_parts, state, pin, **aux)
     page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
     page.watch(toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
                              concurrency_limit=None))
