@@ -284,11 +284,14 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     }
   }
 
+  // the source pixel (y, x) under a pointer event on the source picture, or null
+  function pointed(e) {
+    const img = state.ready ? picture(sourceId) : null;
+    return img && e.target === img ? sourcePixel(img, e.clientX, e.clientY) : null;
+  }
+
   function onClick(e) {
-    if (!state.ready) return;
-    const img = picture(sourceId);
-    if (!img || e.target !== img) return;
-    const p = sourcePixel(img, e.clientX, e.clientY);
+    const p = pointed(e);
     if (!p) return;
     const ans = show(p[0], p[1], true);
     state.pins.push({ans, srcs: ans.targets.map((_, k) => (picture(targetIds[k % targetIds.length]) || {}).src)});
@@ -311,10 +314,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
 
   function onMove(e) {
-    if (!state.ready) return;
-    const img = picture(sourceId);
-    if (!img || e.target !== img) return;
-    const p = sourcePixel(img, e.clientX, e.clientY);
+    const p = pointed(e);
     if (!p) return;
     show(p[0], p[1], false);
     if (state.pins.length) drawPins();
