@@ -193,11 +193,11 @@ def record_hover_gif(page, img, path) -> int:
     top, bottom = min(a["y"], b["y"]), max(a["y"] + a["height"], b["y"] + b["height"])
     clip = {"x": a["x"], "y": top, "width": b["x"] + b["width"] - a["x"], "height": bottom - top}
     frames = []
-    for x, y in hover_path(img.bounding_box(), 20):
+    for x, y in hover_path(img.bounding_box(), 14):
         page.mouse.move(x, y)
         shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
-        shot.thumbnail((720, 720))
-        frames.append(shot.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+        shot.thumbnail((600, 600))
+        frames.append(shot.quantize(colors=40, method=Image.Quantize.MEDIANCUT))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=120, loop=0, optimize=True)
     return os.path.getsize(path)
 
