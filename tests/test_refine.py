@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from vitdense.apps.cosegmentation import cosegment_descriptors, grid_to_size
-from vitdense.ops.crf import dense_crf, unary_from_labels
+from vitdense.apps.parts import part_cosegment_descriptors
 from vitdense.errors import ParameterError
 from vitdense.eval.metrics import ari, jaccard, nmi
-from vitdense.apps.parts import part_cosegment_descriptors
-from vitdense.ops.refine import dense_crf_batch, grid_to_pixels, pad_batch, resolve_refiner
+from vitdense.ops.crf import dense_crf, unary_from_labels
+from vitdense.ops.refine import crf_labels, grid_to_pixels, resolve_refiner
 
 SETS = Path(__file__).resolve().parent.parent / "bench" / "data" / "coseg_sets"
 
@@ -37,10 +37,7 @@ def noisy(cat_on_bricks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _torch_crf(images: list[np.ndarray], unaries: list[np.ndarray]) -> list[np.ndarray]:
-    imgs, valid = pad_batch([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images])
-    un, _ = pad_batch([torch.from_numpy(u) for u in unaries])
-    labels = dense_crf_batch(imgs, un, valid)
-    return [labels[k, :i.shape[0], :i.shape[1]].numpy() for k, i in enumerate(images)]
+    return [lab.numpy() for lab in crf_labels(images, [torch.from_numpy(u) for u in unaries])]
 
 
 def test_torch_crf_agrees_with_pydensecrf_on_a_photo(noisy):
@@ -63,14 +60,21 @@ def _components(mask: np.ndarray) -> int:
     return int(label(mask, connectivity=1).max() + label(~mask, connectivity=1).max())
 
 
-def test_padding_and_batching_do_not_change_labels(noisy, photos):
+def test_padding_batching_and_orientation_do_not_change_labels(noisy, photos):
+    """One image alone, in a batch with a larger portrait photo (transposed and padded for the batch),
+    and transposed itself: the same labels."""
     image, _, labels = noisy
     unary = unary_from_labels(labels, 2)
-    big = photos["coffee"][:256, :336]
+    big = photos["coffee"][:336, :256]
     big_unary = unary_from_labels((big.mean(axis=2) > 120).astype(np.int64), 2)
     [alone] = _torch_crf([image], [unary])
     together = _torch_crf([big, image], [big_unary, unary])
     np.testing.assert_array_equal(together[1], alone)
+    [turned] = _torch_crf([image.transpose(1, 0, 2)], [unary.transpose(0, 2, 1)])
+    assert (turned.T == alone).mean() >= 0.999  # equal up to the order of float sums
+    # the portrait photo, transposed for the batch and back, gets its own labels
+    [big_alone] = _torch_crf([big], [big_unary])
+    assert (together[0] == big_alone).mean() >= 0.999 and together[0].shape == big.shape[:2]
 
 
 def test_grid_to_pixels_is_the_geometry_upsampling(bundled_extractor, photos):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Sequence
 
 import cv2
@@ -26,13 +27,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitdense.ops.clustering import l2_normalize
 from vitdense.defaults import task_defaults
-from vitdense.features.descriptors import FACETS, check_descriptor_set
 from vitdense.errors import ParameterError, check_bool, check_range
-from vitdense.ops.foreground import (ForegroundClusters, cluster_votes, extract_with_saliency,  # noqa: F401 (re-exported)
-                         foreground_clusters, saliency_maps, votes_needed)
+from vitdense.features.descriptors import FACETS, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.clustering import l2_normalize
+from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
+    ForegroundClusters,
+    cluster_votes,
+    extract_with_saliency,
+    foreground_clusters,
+    saliency_maps,
+    to_host,
+    votes_needed,
+)
 from vitdense.ops.refine import refine_masks, resize_labels, resolve_refiner
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
 
@@ -174,10 +182,11 @@ def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, 
         raise ParameterError(f"max_clusters={max_clusters!r} is out of range: expected an integer >= 1")
 
 
-def resolve_knobs(task: str, model: str | None, **given) -> dict:
-    """``given`` knobs with every None replaced by the task's default for ``model`` (same order)."""
+def resolve_knobs(task: str, model: str | None, **given) -> SimpleNamespace:
+    """``given`` knobs by name, each None replaced by the task's default for ``model`` (read them by
+    name: ``k = resolve_knobs(...); k.elbow``)."""
     table = task_defaults(task, model)
-    return {k: (table[k] if v is None and k in table else v) for k, v in given.items()}
+    return SimpleNamespace(**{k: (table[k] if v is None and k in table else v) for k, v in given.items()})
 
 
 def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> None:
@@ -222,10 +231,11 @@ def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     (GrabCut) or ``"torch"`` (on the descriptors' device). See :class:`CosegResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    elbow, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, fallback = resolve_knobs(
-        "cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-        sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
-        fallback=fallback).values()
+    k = resolve_knobs("cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
+                      sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
+                      fallback=fallback)
+    elbow, thresh, votes_percentage, sample_interval = k.elbow, k.thresh, k.votes_percentage, k.sample_interval
+    refine, thresh_mode, vote_mode, fallback = k.refine, k.thresh_mode, k.vote_mode, k.fallback
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     check_descriptor_set(descs)
@@ -321,8 +331,9 @@ def _refine_on_device(descs: Sequence["ImageDescriptors"], grid_masks: list[np.n
         coarse = [torch.from_numpy(grid_to_size(grid_masks[i], geoms[i], None, mode="nearest").astype(bool))
                   for i in todo]
         refined = refine_masks([resized_rgb(images[i], geoms[i]) for i in todo], coarse, device)
-        for i, m in zip(todo, refined):
-            masks[i] = resize_labels(m, geoms[i].orig_size, mode="bilinear").cpu().numpy()
+        full = to_host([resize_labels(m, geoms[i].orig_size, mode="bilinear") for i, m in zip(todo, refined)])
+        for i, m in zip(todo, full):
+            masks[i] = m.numpy()
     return masks, [bool(gm.any()) for gm in grid_masks]
 
 
@@ -361,11 +372,12 @@ def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: flo
     the key CLS of every image is ~0.99 similar to the mean, while "token" separates outliers).
     Returns a :class:`CosegResult` with masks at each original image's resolution.
     """
-    elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, refine, thresh_mode, vote_mode, \
-        fallback = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet,
-                                 bin=bin, thresh=thresh, votes_percentage=votes_percentage,
-                                 sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode,
-                                 vote_mode=vote_mode, fallback=fallback).values()
+    k = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet, bin=bin,
+                      thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
+                      refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
+    elbow, layer, facet, bin = k.elbow, k.layer, k.facet, k.bin
+    thresh, votes_percentage, sample_interval, refine = k.thresh, k.votes_percentage, k.sample_interval, k.refine
+    thresh_mode, vote_mode, fallback = k.thresh_mode, k.vote_mode, k.fallback
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
     for name, value in (("bin", bin), ("remove_outliers", remove_outliers),

@@ -25,15 +25,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitdense.ops.clustering import elbow_kmeans, kmeans, l2_normalize, relabel_by_size, sample_rows, sample_rows_balanced
-from vitdense.apps.cosegmentation import (CosegResult, assemble_result, grid_to_size, resized_rgb, resolve_knobs,
-                             validate_coseg_params, validate_vote_modes)
-from vitdense.features.descriptors import check_descriptor_set
-from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
-from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
-from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
+from vitdense.apps.cosegmentation import (
+    CosegResult,
+    assemble_result,
+    grid_to_size,
+    resized_rgb,
+    resolve_knobs,
+    validate_coseg_params,
+    validate_vote_modes,
+)
 from vitdense.errors import ParameterError, check_bool, check_range
+from vitdense.features.descriptors import check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
+from vitdense.ops.clustering import (
+    elbow_kmeans,
+    kmeans,
+    l2_normalize,
+    relabel_by_size,
+    sample_rows,
+    sample_rows_balanced,
+)
+from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
+from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
+from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -165,10 +179,9 @@ def _smooth_all(unaries: list[torch.Tensor], geometries: Sequence["Geometry"], r
     if todo:
         smoothed = smooth_grid_unaries([unaries[i] for i in todo], [geometries[i] for i in todo],
                                        [rgbs[i] for i in todo], **crf_params)
-        for i, lab in zip(todo, smoothed):
-            g = geometries[i]
-            out[i] = (_at_cells(lab.cpu().numpy(), g) if sizes[i] is None
-                      else resize_labels(lab, sizes[i]).cpu().numpy())
+        sized = to_host([lab if sizes[i] is None else resize_labels(lab, sizes[i]) for i, lab in zip(todo, smoothed)])
+        for i, lab in zip(todo, sized):
+            out[i] = _at_cells(lab.numpy(), geometries[i]) if sizes[i] is None else lab.numpy()
     for i in range(len(unaries)):
         if out[i] is None:
             out[i] = _smooth(unaries[i].cpu().numpy(), geometries[i], rgbs[i], crf_params, sizes[i])
@@ -211,11 +224,12 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     ``"cpu"`` or ``"torch"`` (on the descriptors' device). See :class:`PartsResult`.
     """
     _model = descs[0].params.get("model") if len(descs) else None
-    num_parts, elbow, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, fallback, \
-        balanced_parts = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
-                                       votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-                                       thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                                       balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
+                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
+                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts)
+    num_parts, elbow, thresh, votes_percentage = k.num_parts, k.elbow, k.thresh, k.votes_percentage
+    sample_interval, crf, thresh_mode, vote_mode = k.sample_interval, k.crf, k.thresh_mode, k.vote_mode
+    fallback, balanced_parts = k.fallback, k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     check_bool("balanced_parts", balanced_parts)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
@@ -262,11 +276,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
 
     def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
         none = np.zeros((0, normed[0].shape[1]), np.float32)
-        return PartsResult([np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.grid, np.int64) for g in geoms[:n]],
-                           [np.zeros(g.orig_size, bool) for g in geoms[:n]],
-                           [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], 0,
-                           none, none.copy(), np.zeros(0), stage1, k2, common, False, reason, notes, params)
+        return PartsResult(
+            part_maps=[np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
+            grid_part_maps=[np.zeros(g.grid, np.int64) for g in geoms[:n]],
+            fg_masks=[np.zeros(g.orig_size, bool) for g in geoms[:n]],
+            grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+            num_parts=0, part_centroids=none, bg_centroids=none.copy(), part_fractions=np.zeros(0), stage1=stage1,
+            num_stage2_clusters=k2, common_parts=common, crf_applied=False, reason=reason, notes=notes, params=params)
 
     if not any(f.any() for f in fg_cells[:n]):
         return empty(stage1.reason or "no foreground cluster")
@@ -309,7 +325,7 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
     K = int(final_parts.shape[0])
     unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
-    unaries = [u.cpu().numpy() for u in unaries_t]
+    unaries = [u.numpy() for u in to_host(unaries_t)]
     grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
@@ -324,11 +340,13 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     reason = None
     if not any(m.any() for m in part_maps):
         reason = "every cell is nearer to a background centroid than to any part"
-    return PartsResult(part_maps, grid_maps, [m > 0 for m in part_maps],
-                       [f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geoms[:n], K,
-                       final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
-                       final_bg.detach().float().cpu().numpy(), fractions, stage1, k2, common, imgs is not None,
-                       reason, notes, params)
+    return PartsResult(
+        part_maps=part_maps, grid_part_maps=grid_maps, fg_masks=[m > 0 for m in part_maps],
+        grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
+        num_parts=K, part_centroids=final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
+        bg_centroids=final_bg.detach().float().cpu().numpy(), part_fractions=fractions, stage1=stage1,
+        num_stage2_clusters=k2, common_parts=common, crf_applied=imgs is not None, reason=reason, notes=notes,
+        params=params)
 
 
 def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
@@ -371,11 +389,14 @@ def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLik
     :func:`vitdense.apps.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
     original image's resolution.
     """
-    num_parts, elbow, layer, facet, bin, thresh, votes_percentage, sample_interval, crf, thresh_mode, vote_mode, \
-        fallback, balanced_parts = resolve_knobs(
-            "parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet, bin=bin,
-            thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-            thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts).values()
+    k = resolve_knobs("parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet,
+                      bin=bin, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
+                      crf=crf, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
+                      balanced_parts=balanced_parts)
+    num_parts, elbow, layer, facet = k.num_parts, k.elbow, k.layer, k.facet
+    bin, thresh, votes_percentage, sample_interval = k.bin, k.thresh, k.votes_percentage, k.sample_interval
+    crf, thresh_mode, vote_mode, fallback = k.crf, k.thresh_mode, k.vote_mode, k.fallback
+    balanced_parts = k.balanced_parts
     validate_vote_modes(thresh_mode, vote_mode, fallback)
     validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
     validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)

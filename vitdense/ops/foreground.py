@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.extractor import Extractor
 
 __all__ = ["FAR", "ForegroundClusters", "cluster_votes", "extract_with_saliency", "foreground_clusters",
-           "part_unaries", "saliency_maps", "votes_needed"]
+           "part_unaries", "saliency_maps", "to_host", "votes_needed"]
 
 #: squared distance used for "background" when every stage-1 cluster is foreground (unit vectors: max 4)
 FAR = 4.0
@@ -37,12 +37,13 @@ def saliency_maps(descs: Sequence["ImageDescriptors"],
     """Per image h x w float32 saliency (given, or ``descs[i].saliency``), resized to the grid."""
     if saliency is not None and len(saliency) != len(descs):
         raise ParameterError(f"saliency has {len(saliency)} maps for {len(descs)} images: give one per image")
-    out = []
-    for i, d in enumerate(descs):
-        s = d.saliency if saliency is None else saliency[i]
+    maps = [d.saliency if saliency is None else saliency[i] for i, d in enumerate(descs)]
+    for i, s in enumerate(maps):
         if s is None:
             raise ParameterError(f"image {i} has no saliency map: extract with saliency=True or pass saliency=")
-        t = torch.as_tensor(s).detach().float().cpu()
+    out = []
+    for i, (d, t) in enumerate(zip(descs, to_host(maps))):
+        t = t.float()
         if t.ndim == 1 and t.numel() == d.grid[0] * d.grid[1]:
             t = t.reshape(d.grid)
         if t.ndim != 2:
@@ -51,6 +52,18 @@ def saliency_maps(descs: Sequence["ImageDescriptors"],
             t = F.interpolate(t[None, None], size=tuple(d.grid), mode="nearest-exact")[0, 0]
         out.append(t.numpy().astype(np.float32))
     return out
+
+
+def to_host(tensors: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
+    """Tensors (or arrays) of any shapes -> CPU tensors, float32 saliency or integer labels alike,
+    with one device-to-host copy for all of them (one sync, not one per image)."""
+    ts = [torch.as_tensor(t).detach() for t in tensors]
+    on_device = [i for i, t in enumerate(ts) if t.device.type != "cpu"]
+    if len(on_device) > 1 and len({ts[i].dtype for i in on_device}) == 1:
+        flat = torch.cat([ts[i].reshape(-1) for i in on_device]).cpu()
+        for i, part in zip(on_device, torch.split(flat, [ts[i].numel() for i in on_device])):
+            ts[i] = part.reshape(ts[i].shape)
+    return [t.cpu() for t in ts]
 
 
 def votes_needed(num_voters: int, votes_percentage: float) -> int:
@@ -99,7 +112,7 @@ def foreground_clusters(normed: Sequence[torch.Tensor], saliency: Sequence[np.nd
     el = elbow_kmeans(train, full, elbow=elbow, max_clusters=max_clusters, n_init=n_init, max_iter=max_iter,
                       seed=seed)
     sizes = [int(t.shape[0]) for t in normed]
-    labels = [x.cpu().numpy() for x in torch.split(el.labels, sizes)]
+    labels = [x.numpy() for x in to_host(list(torch.split(el.labels, sizes)))]
     voters = [s.ravel() for s in saliency[:num_voters]]
     v = count_votes(labels[:num_voters], voters, el.k, thresh=thresh, votes_percentage=votes_percentage,
                     thresh_mode=thresh_mode, vote_mode=vote_mode)

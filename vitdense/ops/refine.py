@@ -182,6 +182,26 @@ def rgb_tensors(rgbs: Sequence[np.ndarray], device: torch.device | str) -> list[
             for r in rgbs]
 
 
+def crf_labels(rgbs: Sequence[np.ndarray], unaries: Sequence[torch.Tensor], **crf_params: float) -> list[torch.Tensor]:
+    """One :func:`dense_crf_batch` over images of any sizes -> H_i x W_i int64 labels (unaries' device).
+
+    rgbs: H_i x W_i x 3 uint8; unaries: C x H_i x W_i energies. Portrait images are transposed to
+    landscape for the batch (the kernels are isotropic) so that the padding stays small when
+    orientations mix, and transposed back.
+    """
+    device = unaries[0].device
+    tall = [u.shape[-2] > u.shape[-1] for u in unaries]
+    flip = lambda x, t: x.transpose(-2, -1) if t else x  # noqa: E731
+    images, valid = pad_batch([flip(r, t) for r, t in zip(rgb_tensors(rgbs, device), tall)])
+    unary, _ = pad_batch([flip(u, t) for u, t in zip(unaries, tall)])
+    labels = dense_crf_batch(images, unary, valid, **crf_params)
+    out = []
+    for i, (u, t) in enumerate(zip(unaries, tall)):
+        h, w = (u.shape[-1], u.shape[-2]) if t else u.shape[-2:]
+        out.append(flip(labels[i, :h, :w], t))
+    return out
+
+
 def refine_masks(rgbs: Sequence[np.ndarray], masks: Sequence[torch.Tensor], device: torch.device | str,
                  **crf_params: float) -> list[torch.Tensor]:
     """Coarse H_i x W_i bool masks -> refined masks (bool, on ``device``), one batched CRF.
@@ -189,10 +209,8 @@ def refine_masks(rgbs: Sequence[np.ndarray], masks: Sequence[torch.Tensor], devi
     rgbs: the images at the masks' size (H_i x W_i x 3 uint8). Two labels, unaries from the masks
     (:data:`MASK_CONFIDENCE`), the dense CRF of :data:`vitdense.ops.crf.CRF_DEFAULTS`.
     """
-    images, valid = pad_batch(rgb_tensors(rgbs, device))
-    m, _ = pad_batch([torch.as_tensor(x, device=device)[None] for x in masks])
-    labels = dense_crf_batch(images, unary_from_masks(m[:, 0]), valid, **crf_params)
-    return [labels[i, :x.shape[0], :x.shape[1]] > 0 for i, x in enumerate(masks)]
+    unaries = [unary_from_masks(torch.as_tensor(m, device=device)[None])[0] for m in masks]
+    return [lab > 0 for lab in crf_labels(rgbs, unaries, **crf_params)]
 
 
 def smooth_grid_unaries(unaries: Sequence[torch.Tensor], geometries: Sequence, rgbs: Sequence[np.ndarray],
@@ -203,13 +221,9 @@ def smooth_grid_unaries(unaries: Sequence[torch.Tensor], geometries: Sequence, r
     :data:`vitdense.apps.parts.UNARY_UPSAMPLING`), then one :func:`dense_crf_batch` over
     every image; rgbs: the images at the load size (H1 x W1 x 3 uint8). On the energies' device.
     """
-    device = unaries[0].device
     maps = [grid_to_pixels(u, g.grid, g.patch, g.stride, tuple(g.resized_size))
             for u, g in zip(unaries, geometries)]
-    unary, valid = pad_batch(maps)
-    images, _ = pad_batch(rgb_tensors(rgbs, device))
-    labels = dense_crf_batch(images, unary, valid, **crf_params)
-    return [labels[i, :m.shape[1], :m.shape[2]] for i, m in enumerate(maps)]
+    return crf_labels(rgbs, maps, **crf_params)
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int], mode: str = "nearest") -> torch.Tensor:
