@@ -26,7 +26,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                   crf=True, thresh_mode="absolute", vote_mode="all", fallback=False, balanced_parts=False),
     "similarity": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
     "pca": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
-    "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False),
+    # video: part co-segmentation of sampled frames, so the parts' values (CRF off: every frame)
+    "video": dict(layer=11, facet=None, stride=None, load_size=224, bin=False,
+                  elbow=0.975, thresh=0.065, votes_percentage=75, sample_interval=100, num_parts=4,
+                  crf=False, thresh_mode="absolute", vote_mode="all", fallback=False, balanced_parts=False),
     # thresh: the co-segmentation's saliency threshold (a salient cell votes there)
     "saliency": dict(stride=None, load_size=224, thresh=0.065),
 }
@@ -44,6 +47,7 @@ FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # values (not measurable here)
     ("cosegmentation", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
     ("parts", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),
+    ("video", "dinov2"): dict(layer=9, vote_mode="present", fallback=True),   # as parts
 }
 
 

@@ -3,6 +3,7 @@ other image shows each point's match and the last point's heat map (no network p
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -18,6 +19,7 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.web.controls import Page
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -70,8 +72,7 @@ def _outputs(s: TransferSession, key: str) -> tuple:
     for i, im in enumerate(s.images):
         if i == src:
             continue
-        heat = draw.heatmap_overlay(im.array, result.heatmaps[i][last], alpha=0.45,
-                                    geometry=result.geometries[i])
+        heat = draw.top_heatmap(im.array, result.heatmaps[i][last], geometry=result.geometries[i])
         targets.append((draw.draw_markers(heat, result.matches[i], draw.point_colors(result.num_points)),
                         f"{im.name}: point {last + 1} {result.similarity[i, last]:.2f}"
                         + (" (mutual)" if result.mutual[i, last] else "")))
@@ -137,7 +138,24 @@ def transfer_point(key: Any, x: float, y: float) -> tuple:
                              f"({w} x {h} pixels)")
     new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
     store(key, new)
-    return _outputs(new, key)
+    return (*_outputs(new, key), Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) "
+                                      f"matched on {len(s.images) - 1} images."))
+
+
+#: sets sent to the page for hovering (each image is about 0.9 MB of text at the defaults)
+MAX_HOVER_IMAGES = 8
+
+
+@ui_errors(quiet=True)
+def send_hover(key: Any) -> Any:
+    """After a run or a new source: the source and the targets (in the gallery's order) for the
+    page's hover preview; None (click only) for a set larger than :data:`MAX_HOVER_IMAGES`."""
+    session = load(key, "press Extract descriptors")
+    if session is None or len(session.descs) > MAX_HOVER_IMAGES:
+        return None
+    src = session.matcher.source_index
+    order = [src] + [i for i in range(len(session.descs)) if i != src]
+    return hover_payload("correspond", [session.descs[i] for i in order], run=time.monotonic_ns())
 
 
 def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
@@ -164,8 +182,10 @@ def build(page: Page) -> None:
         src_img = gr.Image(label="Source: click a point", format="png", interactive=False, scale=2,
                            elem_id="transfer-source")
         with gr.Column(scale=3):
-            targets = gr.Gallery(label="Matches (heat map of the last point)", columns=3, format="png",
-                                 elem_id="transfer-targets")
+            targets = gr.Gallery(label="Matches (last point's similarity: top 5% coloured)", columns=3, format="png",
+                                 elem_id="transfer-targets", object_fit="contain", height="auto")
+    hover = hover_block("transfer", "transfer-source", [f"transfer-targets@{k}" for k in range(MAX_HOVER_IMAGES)],
+                        "Arrow keys move a cursor cell on the source, Enter transfers it on the server.")
     md = gr.Markdown(elem_id="transfer-summary")
     with gr.Row():
         with gr.Column():
@@ -176,9 +196,13 @@ def build(page: Page) -> None:
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
-    page.watch(run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
-                  api_name="transfer_extract", concurrency_limit=None))
-    page.watch(source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None))
+    aux = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    for ev in (run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
+                             api_name="transfer_extract", concurrency_limit=None),
+               source.input(transfer_source, [state, source], outputs, api_visibility="private",
+                            concurrency_limit=None)):
+        page.watch(ev)
+        ev.success(send_hover, state, hover, **aux)
     page.watch(src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
                    show_progress="minimal"))
     page.watch(point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None))
