@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "extractor": 3, "rope": 3,
     # 4: applications (pure functions -> result dataclasses)
     "foreground": 4, "cosegmentation": 4, "part_cosegmentation": 4, "correspondences": 4, "pca": 4,
-    "similarity": 4, "video": 4, "transfer": 4, "evaluation": 4, "scale": 4,
+    "similarity": 4, "video": 4, "transfer": 4, "evaluation": 4, "scale": 4, "mirror": 4,
     # 5: drawing results
     "draw": 5,
     # 6: the application registry (descriptions the interfaces derive from)
