@@ -27,7 +27,7 @@ def measure(label: str) -> None:
     from vitdense.sessions import nbytes
     from vitdense.web.sessions import load
     out = web.run_correspondences(str(CAT_A), str(CAT_B), 10)
-    key = out[-2]                      # (..., session key, status)
+    key = out[-1]                      # (A, B, heat map, summary, points, zip, session key)
     w, h = Image.open(CAT_A).size
     times = []
     for y in np.linspace(0.1 * h, 0.9 * h, 5):

@@ -9,10 +9,11 @@ click: :class:`vitdense.correspondences.PointMatcher` ``.query`` on the pair's d
 :func:`vitdense.mirror.choose_orientation` when the setting mirrors). Reported: PCK@0.05 / @0.1
 per point and per image (pair), per category, left/right swaps (an answer within 0.1 L of the
 opposite side's keypoint and nearer to it than to its own; of all keypoints, and of those whose
-opposite keypoint is visible in the target), and the CLI's best-buddy pairs: the fraction of
-foreground best buddies within 0.05 L of a source keypoint that land within 0.1 L of its truth
-(semantic), and PCK@0.05 / @0.1 of the 10 pairs ``vitdense correspondences`` prints (warped,
-mirrored: exact truth from the homography).
+opposite keypoint is visible in the target), and the CLI's best-buddy pairs: on the semantic
+set, the fraction of all best buddies (mutual nearest neighbours) whose source cell lies within
+0.05 L of a labelled keypoint that land within 0.1 L of that keypoint's truth; on the warped and
+mirrored sets, PCK@0.1 of the 10 pairs ``vitdense correspondences`` prints (exact truth from the
+homography).
 
 One 4-layer network pass per image (and its mirror), cached on disk; layer subsets, fusion,
 binning, mirroring and refinement reuse it.
@@ -76,13 +77,14 @@ class Descriptors:
         return d
 
     def get(self, img: np.ndarray, cfg: dict, mirrored: bool = False) -> ImageDescriptors:
-        """Layers normalised and concatenated (fusion), log-binned when ``cfg["bin"]``; with
+        """One layer as the extractor gives it; several normalised and concatenated (fusion);
+        log-binned when ``cfg["bin"]`` (as ``Extractor.extract(bin=True)``); with
         ``cfg["chiral"]`` = lam: ``[d + m, lam (d - m)]``, m the mirrored image's descriptor at
         the mirrored position (its antisymmetric half tells left from right)."""
         d = self.base(img, mirrored)
         dim = d.descs.shape[1] // len(LAYERS)
-        x = torch.cat([l2_normalize(d.descs[:, LAYERS.index(la) * dim:(LAYERS.index(la) + 1) * dim])
-                       for la in cfg["layer"]], 1)
+        parts = [d.descs[:, LAYERS.index(la) * dim:(LAYERS.index(la) + 1) * dim] for la in cfg["layer"]]
+        x = torch.cat([l2_normalize(p) for p in parts], 1) if len(parts) > 1 else parts[0]  # one layer: as extracted
         x = log_bin_tokens(x, d.grid) if cfg["bin"] else x
         out = dataclasses.replace(d, descs=x, params=dict(d.params, model=self.ex.model_name))
         if cfg["chiral"] is not None and not mirrored:
@@ -183,13 +185,13 @@ def guard_sets() -> dict[str, tuple[list[KeypointPair], dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--half", choices=["study", "check"], default="study")
-    ap.add_argument("--rows", default=None, help="comma-separated row names (default: all on study, "
+    ap.add_argument("--rows", default=None, help="';'-separated row names (default: all on study, "
                     "'default' and the new default on check)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "vitdense-study"))
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     split = {"study": "val", "check": "test"}[args.half]
-    rows = args.rows.split(",") if args.rows else (list(ROWS) if args.half == "study" else
+    rows = args.rows.split(";") if args.rows else (list(ROWS) if args.half == "study" else
                                                    ["default", "new: binned, flip, radius 2"])
     torch.set_num_threads(min(2, torch.get_num_threads()))
     desc = Descriptors(Extractor("dinov2_vits14_imgfocus", device=args.device,
