@@ -7,18 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gradio as gr
+from PIL import ImageOps
 
 from ... import draw
 from ...apps import get_app
 from ...errors import ParameterError
+from ...defaults import task_defaults
 from ...export import to_jsonable
+from ...mirror import choose_orientation
 from ...models import BUNDLED_MODEL
 from ...registry import Inputs
 from ...transfer import SetMatcher, TransferResult, transfer_points_descriptors
 from ..controls import Page
 from ..errors import ui_errors
 from ..inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, set_examples, set_input
-from ..pool import extract_set
+from ..pool import extract, extract_set
 from ... import validate
 from ..guard import Done
 from ..sessions import keep, load, session_state, store, updated
@@ -94,6 +97,13 @@ def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer
     index = validate.number("source", source, 0, None, integer=True, default=0)
     if not 0 <= index < len(ims):
         index = 0
+    if task_defaults("correspondences", model)["flip"]:    # every target also mirrored (vitdense.mirror)
+        progress(0.6, desc="Describing the mirrored targets")
+        targets = [t for t in range(len(ims)) if t != index]
+        mirrored = extract(model, [ImageOps.mirror(ims[t].image) for t in targets], settings)
+        descs = list(descs)
+        for t, m in zip(targets, mirrored):
+            descs[t] = choose_orientation(descs[index], descs[t], m)[0]
     progress(0.8, desc="Preparing the matchers")
     s = TransferSession(ims, descs, SetMatcher(descs, index),
                         dict(task="transfer", model=model, **settings, max_side=MAX_SIDE))
