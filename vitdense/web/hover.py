@@ -15,7 +15,7 @@ import io
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import gradio as gr
 import numpy as np

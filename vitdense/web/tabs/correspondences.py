@@ -9,15 +9,18 @@ from typing import Any, Optional
 
 import gradio as gr
 import numpy as np
+from PIL import ImageOps
 
 from vitdense import draw
 from vitdense.apps import get_app
 from vitdense.apps.correspondences import PointMatcher, find_correspondences_descriptors
 from vitdense.apps.registry import Inputs
+from vitdense.defaults import task_defaults
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.models import BUNDLED_MODEL
+from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, knob_component, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
@@ -171,11 +174,15 @@ def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
     num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
     thresh = knob_value(APP, "thresh", corr_thresh, model)
-    admit(model, images, settings, True, progress)
+    flip = bool(task_defaults("correspondences", model)["flip"])   # B mirrored too (vitdense.ops.mirror)
+    admit(model, list(images) + [images[1]] * flip, settings, True, progress)
     progress(0.05, desc=f"Loading {model}")
     POOL.get(model)
     progress(0.2, desc="Extracting descriptors")
     d1, d2 = extract(model, [im.image for im in images], dict(settings, saliency=True))
+    if flip:
+        [d2m] = extract(model, [ImageOps.mirror(images[1].image)], settings)
+        d2, _ = choose_orientation(d1, d2, d2m)
     progress(0.75, desc="Finding best buddies")
     matcher = PointMatcher(d1, d2)  # one mutual-NN pass serves the automatic pairs and the clicks
     corr = find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh, matcher=matcher)

@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gradio as gr
+from PIL import ImageOps
 
 from vitdense import draw
 from vitdense.apps import get_app
 from vitdense.apps.registry import Inputs
 from vitdense.apps.transfer import SetMatcher, TransferResult, transfer_points_descriptors
+from vitdense.defaults import task_defaults
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
+from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
@@ -30,7 +33,7 @@ from vitdense.web.inputs import (
     set_examples,
     set_input,
 )
-from vitdense.web.pool import extract_set
+from vitdense.web.pool import extract, extract_set
 from vitdense.web.serving import validate
 from vitdense.web.sessions import keep, load, session_state, store, updated
 from vitdense.web.zips import output_folder
@@ -104,6 +107,13 @@ def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer
     index = validate.number("source", source, 0, None, integer=True, default=0)
     if not 0 <= index < len(ims):
         index = 0
+    if task_defaults("correspondences", model)["flip"]:    # every target also mirrored (vitdense.ops.mirror)
+        progress(0.6, desc="Describing the mirrored targets")
+        targets = [t for t in range(len(ims)) if t != index]
+        mirrored = extract(model, [ImageOps.mirror(ims[t].image) for t in targets], settings)
+        descs = list(descs)
+        for t, m in zip(targets, mirrored):
+            descs[t] = choose_orientation(descs[index], descs[t], m)[0]
     progress(0.8, desc="Preparing the matchers")
     s = TransferSession(ims, descs, SetMatcher(descs, index),
                         dict(task="transfer", model=model, **settings, max_side=MAX_SIDE))
