@@ -5,6 +5,7 @@ Run from the repository root: ``python assets/make_assets.py``. Deterministic: t
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,33 @@ def main() -> None:
         for f in frames:
             writer.append_data(f)
     print(f"video/cat_pan.mp4: {len(frames)} frames, {path.stat().st_size / 1024:.0f} KB")
+
+
+#: Tux Paint's stamps (Debian package tuxpaint-stamps-default, GPL-2): ``apt-get download
+#: tuxpaint-stamps-default && dpkg -x tuxpaint-stamps-default_*.deb x`` then TUXPAINT_STAMPS=x/usr/share/tuxpaint/stamps
+STAMPS = Path(os.environ.get("TUXPAINT_STAMPS", "/usr/share/tuxpaint/stamps"))
+
+
+def stamp_on(stamp: Path, background: np.ndarray, size: tuple[int, int], scale: float,
+             top_left: tuple[int, int], flip: bool = False) -> Image.Image:
+    """A cut-out animal stamp (RGBA) scaled and composited on a real background of ``size`` (H, W)."""
+    bg = Image.fromarray(background).convert("RGBA").resize(size[::-1], Image.Resampling.LANCZOS)
+    st = Image.open(stamp).convert("RGBA")
+    st = st.resize((round(st.width * scale), round(st.height * scale)), Image.Resampling.LANCZOS)
+    if flip:
+        st = st.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    bg.alpha_composite(st, top_left[::-1])
+    return bg.convert("RGB")
+
+
+def animal_pair(grass: np.ndarray) -> None:
+    """Two different animals in the same pose (horse, zebra mirrored to face the same way) on grass."""
+    mammals = STAMPS / "animals/mammals/equines"
+    if not mammals.is_dir():
+        print(f"skipped pairs/animals_*.jpg: no Tux Paint stamps in {STAMPS}")
+        return
+    save(stamp_on(mammals / "horse.png", grass, (300, 400), 1.8, (25, 20)), "pairs/animals_a.jpg")
+    save(stamp_on(mammals / "zebra.png", grass, (300, 400), 1.75, (20, 30), flip=True), "pairs/animals_b.jpg")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable
     """extract-dataset's worker on a folder of JPEGs: what each Ray actor runs, in this process."""
     import shutil
     import tempfile
-    from vitdense.scale.jobs import jobs as scale
+    from vitdense.scale import jobs as scale
     from vitdense.version import __version__
     folder = Path(tempfile.mkdtemp(prefix="vitdense-bench-ds-"))
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,16 +46,29 @@ def app_url(artifacts_dir):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app_url):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, app_url):
+    """A new visitor's page of the served demo (``width`` x ``height`` viewport)."""
+    def open_page(width: int = 1280, height: int = 1000):
+        pg = browser.new_page(viewport={"width": width, "height": height})
         pg.set_default_timeout(120_000)
         pg.goto(app_url)
         pg.wait_for_selector("#corr-run")
-        yield pg
-        browser.close()
+        return pg
+    return open_page
+
+
+@pytest.fixture(scope="module")
+def page(browser_page):
+    return browser_page()
 
 
 def image_pixels(page, selector: str) -> np.ndarray:
@@ -64,13 +78,20 @@ def image_pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
 
 
-def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
+def run_cat_pair(page) -> None:
+    """Upload the cat pair and press Find correspondences (default settings); wait for the pairs
+    (after the landing result, which shows the same pair on arrival)."""
+    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
     page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
     page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
     page.wait_for_selector("#corr-a-input img")
     page.wait_for_selector("#corr-b-input img")
     page.click("#corr-run")
-    page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+    page.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.includes('Found')")
+
+
+def test_click_on_a_marks_the_match_on_b(page, artifacts_dir):
+    run_cat_pair(page)
     b_src = page.locator("#corr-b-output img").get_attribute("src")
     before = image_pixels(page, "#corr-b-output img")
     assert before.shape == (238, 340, 3)
@@ -120,9 +141,16 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
     page.wait_for_function("() => document.querySelectorAll('#parts-toggles input[type=checkbox]').length > 0")
     before = gallery_pixels(page, "#parts-gallery")
     assert len(before) == 3
+    page.wait_for_function("() => window.vdParts?.ready")
     t = click_image_at(page, "#parts-click img", 160, 120)           # the middle of the cat
+    veiled = page.evaluate("() => [...document.querySelectorAll('#parts-gallery canvas.vd-overlay')]"
+                           ".filter(c => c.style.display !== 'none').length")
+    pinned = page.evaluate("() => window.vdParts.pinTimes.slice(-1)[0]")
     page.wait_for_function("() => document.querySelector('#parts-highlight')")
     latency = time.perf_counter() - t
+    print(f"\npart click: highlighted in the page in {pinned:.1f} ms, the server's pictures after "
+          f"{1000 * latency:.0f} ms")
+    assert veiled == 3 and pinned <= 150, (veiled, pinned)
     text = page.locator("#parts-highlight").inner_text()
     part = int(text.split()[1])
     deadline = time.monotonic() + 30
@@ -145,3 +173,202 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
             break
         time.sleep(0.3)
     assert all(not np.array_equal(h, a) for h, a in zip(hidden, after))
+
+
+HOVER = "window.vdHover && window.vdHover['corr-a-output']"
+
+
+def hover_path(box: dict, n: int) -> list[tuple[float, float]]:
+    """``n`` page positions over the picture in ``box``: a Lissajous curve over its middle."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return [(box["x"] + box["width"] * (0.5 + 0.35 * np.sin(k)),
+             box["y"] + box["height"] * (0.5 + 0.3 * np.sin(2 * k)))
+            for k in t]
+
+
+def record_hover_gif(page, img, path) -> int:
+    """A short animated capture of hovering (A and B side by side); returns its size in bytes."""
+    a = page.locator("#corr-a-output img").bounding_box()
+    b = page.locator("#corr-b-output img").bounding_box()
+    top, bottom = min(a["y"], b["y"]), max(a["y"] + a["height"], b["y"] + b["height"])
+    clip = {"x": a["x"], "y": top, "width": b["x"] + b["width"] - a["x"], "height": bottom - top}
+    frames = []
+    for x, y in hover_path(img.bounding_box(), 14):
+        page.mouse.move(x, y)
+        shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
+        shot.thumbnail((600, 600))
+        frames.append(shot.quantize(colors=40, method=Image.Quantize.MEDIANCUT))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=120, loop=0, optimize=True)
+    return os.path.getsize(path)
+
+
+def hover_moves(page, source: str, n: int, shot) -> np.ndarray:
+    """Move the mouse ``n`` times over ``#source img`` once its hover engine is ready; asserts that
+    no request left the page and that the median frame (mouse move -> redrawn overlay) allows
+    30 frames/s; returns the frame times (ms) and leaves a screenshot at ``shot``."""
+    engine = f"window.vdHover['{source}']"
+    page.wait_for_function(f"() => !!(window.vdHover && {engine}?.ready)")
+    img = page.locator(f"#{source} img")
+    img.scroll_into_view_if_needed()
+    start = page.evaluate(f"() => {engine}.moves")
+    requests: list[str] = []
+
+    def on_request(r) -> None:
+        requests.append(r.url)
+    page.on("request", on_request)
+    for x, y in hover_path(img.bounding_box(), n):
+        page.mouse.move(x, y)
+    page.wait_for_function(f"(m) => {engine}.moves >= m", arg=start + n)
+    frames = np.array(page.evaluate(f"(n) => {engine}.frames.slice(-n)", n))
+    page.screenshot(path=str(shot), full_page=False)
+    page.remove_listener("request", on_request)
+    print(f"\n{source}: hover over {n} moves: median {np.median(frames):.1f} ms, p95 "
+          f"{np.percentile(frames, 95):.1f} ms, max {frames.max():.1f} ms ({1000 / np.median(frames):.0f} "
+          f"frames/s at the median); {len(requests)} requests")
+    assert requests == [], requests[:5]
+    assert np.median(frames) <= 1000 / 30, frames
+    return frames
+
+
+def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, artifacts_dir):
+    """After a run, moving over A answers in the page: 100 moves, frame times (mouse move ->
+    redrawn overlay) at >= 30 frames/s, no request to the server; the hovered best cell equals the
+    server's (PointMatcher.query(refine=False)) at >= 99% of A's positions and /match_point's at
+    cell centres."""
+    from gradio_client import Client
+
+    from vitdense.apps.correspondences import PointMatcher
+    from vitdense.features.models import BUNDLED_MODEL
+    from vitdense.web.inputs import descriptor_settings, prepare_pair
+
+    page.get_by_role("tab", name="Correspondences").click()
+    if not page.evaluate(f"() => !!({HOVER}?.ready)"):
+        run_cat_pair(page)
+    page.wait_for_function(f"() => !!({HOVER}?.ready)")
+    img = page.locator("#corr-a-output img")
+    hover_moves(page, "corr-a-output", 100, artifacts_dir / "app_correspondences_hover.png")
+
+    # the hovered best cell against the server's rule, computed here on the same pictures
+    images = prepare_pair(str(CAT_A), str(CAT_B))
+    settings = descriptor_settings(BUNDLED_MODEL, "correspondences")
+    d1, d2 = bundled_extractor.extract([im.image for im in images], **settings, saliency=True)
+    matcher = PointMatcher(d1, d2).compact()
+    h, w = d1.geometry.orig_size
+    points = [(x, y) for y in range(0, h, 4) for x in range(0, w, 4)]
+    hovered = page.evaluate(f"(pts) => pts.map(([x, y]) => {HOVER}.bestCell(x, y).targets[0].best)", points)
+    server = [matcher.query(y, x, refine=False).target_index for x, y in points]
+    agreement = float(np.mean(np.equal(hovered, server)))
+    print(f"hovered best cell = server's at {agreement:.2%} of {len(points)} positions")
+    assert agreement >= 0.99
+
+    # /match_point of the same server, at cell centres of A (where the sub-cell query is the cell's)
+    client = Client(app_url, verbose=False)
+    from gradio_client import handle_file
+    client.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), api_name="/correspondences")
+    centres = d1.geometry.cell_centers()
+    grid_h, grid_w = d1.geometry.grid
+    for i, j in [(10, 20), (15, 25), (20, 30), (12, 15), (18, 10), (8, 35)]:
+        y, x = centres[i * grid_w + j]
+        *_, points_json, _ = client.predict(float(x), float(y), api_name="/match_point")
+        b_cell = points_json["clicks"][-1]["b_cell"]
+        js = page.evaluate(f"([x, y]) => {HOVER}.bestCell(x, y).targets[0]", [float(x), float(y)])
+        assert abs(js["x"] - b_cell["x"]) < 0.6 and abs(js["y"] - b_cell["y"]) < 0.6, (i, j, js, b_cell)
+
+    size = record_hover_gif(page, img, artifacts_dir / "hover.gif")
+    if os.environ.get("VITDENSE_RECORD_GIF"):
+        import shutil
+        shutil.copy(artifacts_dir / "hover.gif", Path(__file__).resolve().parent.parent / "assets/hover.gif")
+    print(f"hover GIF: {size / 1024:.0f} KB")
+
+
+def test_landing_shows_the_first_example_and_errors_keep_the_outputs(page, browser_page, artifacts_dir):
+    """A fresh visitor sees the first example's result with zero clicks; an input mistake then is
+    one sentence in the tab's status line (and a toast): no red "Error" badge over the outputs,
+    which keep what they showed."""
+    pg = browser_page()
+    pg.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
+    pg.wait_for_selector("#corr-a-output img")
+    before = pg.locator("#corr-a-output img").get_attribute("src")
+    pg.get_by_label("x on A").fill("5000")          # a point outside image A
+    pg.get_by_label("y on A").fill("5")
+    pg.get_by_role("button", name="Match this point").click()
+    pg.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.includes('outside image A')")
+    pg.screenshot(path=str(artifacts_dir / "app_input_error.png"), full_page=False)
+    assert pg.locator("#corr-a-output img").get_attribute("src") == before
+    for out in ("#corr-a-output", "#corr-b-output", "#corr-heat", "#corr-summary"):
+        assert not pg.locator(f"{out} .error").is_visible(), out
+    pg.close()
+
+
+def test_every_tab_is_reachable_on_a_phone(browser_page, artifacts_dir):
+    """At 390 px wide every tab's button is visible (the tab bar wraps; no "more" menu)."""
+    pg = browser_page(width=390, height=844)
+    tabs = pg.get_by_role("tab")
+    names = tabs.all_inner_texts()
+    pg.screenshot(path=str(artifacts_dir / "app_phone_tabs.png"), full_page=False)
+    assert len(names) >= 6, names
+    for i in range(tabs.count()):
+        box = tabs.nth(i).bounding_box()
+        assert tabs.nth(i).is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= 390, (names[i], box)
+    pg.close()
+
+
+def test_hover_previews_similarity_and_transfer(page, artifacts_dir):
+    """The Similarity inspector (maps over A and B) and Keypoint transfer (every target of the
+    set) answer hovers in the page too: frame times, no request, the overlays drawn."""
+    from test_app_client import CATS
+    page.get_by_role("tab", name="Similarity inspector").click()
+    page.set_input_files("#sim-a-input input[type=file]", str(CAT_A))
+    page.set_input_files("#sim-b-input input[type=file]", str(CAT_B))
+    page.wait_for_selector("#sim-a-input img")
+    page.wait_for_selector("#sim-b-input img")
+    page.click("#sim-run")
+    hover_moves(page, "sim-a-output", 30, artifacts_dir / "app_similarity_hover.png")
+    drawn = page.evaluate("() => [...document.querySelectorAll('#sim-a-output canvas.vd-overlay, "
+                          "#sim-b-output canvas.vd-overlay')].length")
+    assert drawn == 2
+
+    page.get_by_role("tab", name="Keypoint transfer").click()
+    page.set_input_files("#transfer-input input[type=file]", [str(p) for p in CATS[:4]])
+    page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
+    page.click("#transfer-run")
+    page.wait_for_selector("#transfer-targets img")
+    hover_moves(page, "transfer-source", 30, artifacts_dir / "app_transfer_hover.png")
+    best = page.evaluate("() => window.vdHover['transfer-source'].last.targets.length")
+    assert best == 3                      # one answer per target of the set
+    assert page.evaluate("() => document.querySelectorAll('#transfer-targets canvas.vd-overlay').length") == 3
+
+    # clicks: the page pins each click's match at once; the server's refined pictures follow
+    page.locator("#transfer-source img").scroll_into_view_if_needed()
+    box = page.locator("#transfer-source img").bounding_box()
+    server = []
+    for k in range(5):
+        t = time.perf_counter()
+        page.mouse.click(box["x"] + box["width"] * (0.3 + 0.08 * k), box["y"] + box["height"] * 0.5)
+        page.wait_for_function("(n) => document.querySelector('#transfer-summary')?.innerText"
+                               ".includes(`${n} point(s)`)", arg=k + 1, timeout=20_000)
+        server.append(1000 * (time.perf_counter() - t))
+    pins = np.array(page.evaluate("() => window.vdHover['transfer-source'].pinTimes"))
+    print(f"transfer click: pinned in the page in median {np.median(pins):.1f} ms (max {pins.max():.1f}); "
+          f"the server's pictures after median {np.median(server):.0f} ms (max {max(server):.0f})")
+    assert len(pins) == 5 and np.median(pins) <= 150, pins      # a loaded 2-core machine: the median
+
+
+def test_keyboard_moves_a_cursor_cell_and_enter_asks_the_server(page):
+    """Without a mouse: the hover line is focusable (with an aria label), arrow keys move a cursor
+    cell on A and announce its match (aria-live), Enter asks the server for that cell (a click)."""
+    page.get_by_role("tab", name="Correspondences").click()
+    page.wait_for_function(f"() => !!({HOVER}?.ready)")
+    line = page.locator("#corr-hover .vd-hover")
+    assert "Arrow keys" in line.get_attribute("aria-label")
+    line.focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowUp"):
+        page.keyboard.press(key)
+    cursor = page.evaluate(f"() => {HOVER}.cursor")
+    grid_w = page.evaluate(f"() => {HOVER}.data.images[0].w")
+    grid_h = page.evaluate(f"() => {HOVER}.data.images[0].h")
+    assert cursor == (grid_h // 2 - 1) * grid_w + grid_w // 2 + 2, cursor
+    assert "best on picture 2 at" in page.locator("#corr-hover .vd-hover-read").inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.startsWith('Click')")
+    assert "on A matches" in page.locator("#correspondences-status").inner_text()

@@ -35,12 +35,12 @@ def serve(tmp: Path, *flags: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A server whose memory budget holds one pair job at load size 112 while it runs plus 512 KiB
-    (so a visitor's result, ~1.5 MiB, is evicted when the next visitor's job starts), and whose
-    temporary files live 4 s."""
+    (so a visitor's result is evicted when the next visitor's job starts), and whose temporary
+    files live 4 s. The job is the default's: log-binned, with image B also described mirrored."""
     from vitdense.web.serving.workbudget import working_bytes
     tmp = tmp_path_factory.mktemp("server")
     pair = [Image.open(p).size for p in (CAT_A, CAT_B)]
-    budget = working_bytes(pair, 112, 14, 7, 384) + (512 << 10)   # the bundled ViT-S/14, stride 7
+    budget = working_bytes(pair + pair[1:], 112, 14, 7, 384, bin=True) + (512 << 10)   # ViT-S/14, stride 7
     with serve(tmp, "--session-memory", str(budget), "--temp-max-age", str(TEMP_AGE_S),
                "--click-rate", str(CLICK_RATE)) as url:
         yield url, tmp
@@ -78,8 +78,9 @@ def test_eviction_gives_the_sentence_and_the_server_keeps_answering(server):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(stride="1"), r"too much work for this server: about \d+ s .* above the limit of 60 s; use a "
-                       r"smaller load size than 448 .* a higher --max-seconds$"),
+    # 3 images: the default also describes B mirrored (vitdense.ops.mirror)
+    (dict(stride="1"), r"too much work for this server: about \d+ s \(3 images .* above the limit of 60 s; use "
+                       r"a smaller load size than 448 .* a higher --max-seconds$"),
     (dict(bin="on"), r"this request needs about \d+ MiB of memory while it runs, more than the demo's "
                      r"\d+ MiB for visitors' results .* no log-binning")], ids=["work", "memory"])
 def test_a_request_above_a_limit_is_refused_at_once(server, settings, message):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,32 @@ def test_sets_layout(tmp_path, photos):
     assert any("c1.jpg has no mask" in p for p in problems) and any("set empty: no images" in p for p in problems)
     with pytest.raises(DatasetError, match="no <set>/images"):
         read_sets(tmp_path / "cats" / "masks")
+
+
+# --------------------------------------------------------------------------- the semantic keypoint benchmark
+SEMANTIC = Path(__file__).resolve().parent.parent / "bench" / "data" / "semantic_kp"
+
+
+def test_semantic_benchmark_is_spair_layout_split_by_image():
+    """bench/data/semantic_kp: read by the SPair-71k reader; the study half (val) and the check half
+    (test) share no image; every pair joins two images of one category and half; keypoints lie in
+    their images, carry names, and the box holds the target's keypoints."""
+    halves = {split: read_spair(SEMANTIC, split) for split in ("val", "test")}
+    images = {split: {p.image_a for p in s.pairs} | {p.image_b for p in s.pairs} for split, s in halves.items()}
+    assert not images["val"] & images["test"]
+    pairs = [p for s in halves.values() for p in s.pairs]
+    assert len(pairs) >= 30 and sum(len(p.points_a) for p in pairs) >= 250
+    assert len({p.category for p in pairs}) >= 5 and not any(s.problems for s in halves.values())
+    for split, s in halves.items():
+        for p in s.pairs:
+            ann = json.loads((SEMANTIC / "PairAnnotation" / split / f"{p.name}.json").read_text())
+            a = json.loads((SEMANTIC / "ImageAnnotation" / p.category / f"{p.image_a.stem}.json").read_text())
+            b = json.loads((SEMANTIC / "ImageAnnotation" / p.category / f"{p.image_b.stem}.json").read_text())
+            assert a["half"] == b["half"] == {"val": "study", "test": "check"}[split]
+            assert p.image_a != p.image_b and p.image_a.parent.name == p.image_b.parent.name == p.category
+            names = [a["kps_names"][k] for k in ann["kps_ids"]]
+            assert names == ann["kps_names"] and len(names) == len(p.points_a) == len(p.points_b)
+            for pts, img in ((p.points_a, a), (p.points_b, b)):
+                assert np.all((pts >= 0) & (pts < [img["image_height"], img["image_width"]]))
+            y0, x0, y1, x1 = p.bbox_b
+            assert np.all((p.points_b >= [y0 - 2, x0 - 2]) & (p.points_b <= [y1 + 2, x1 + 2]))

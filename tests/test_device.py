@@ -127,6 +127,16 @@ def test_kmeans_stays_on_the_device(both, test_device):
 
 
 @on_cuda
+def test_small_kmeans_on_cuda_equals_the_cpu(test_device, photos, device_extractor):
+    """A small k-means on CUDA runs on the host (no sync per Lloyd iteration): the CPU's result
+    exactly, handed back on the device."""
+    x = F.normalize(device_extractor.extract(photos["chelsea"], layer=11, load_size=112)[0].descs, dim=1)
+    km, ref = kmeans(x, 6, n_init=3, seed=1), kmeans(x.cpu(), 6, n_init=3, seed=1)
+    assert km.centroids.device.type == km.labels.device.type == "cuda"
+    assert torch.equal(km.labels.cpu(), ref.labels) and torch.equal(km.centroids.cpu(), ref.centroids)
+
+
+@on_cuda
 def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
     """A per-process memory cap makes a real CUDA out-of-memory: stride 1 needs ~10x the memory
     of stride 14 for one image, so 4 images are halved down, then the CPU takes over."""

@@ -287,3 +287,18 @@ def test_draw_video_parts_from_precomputed_label_maps(cat):
         np.testing.assert_array_equal(a, draw.overlay_parts(f, m, num_parts=2))
     with pytest.raises(ParameterError, match="1 label maps for 2 frames"):
         draw.draw_video_parts(frames, Result(), label_maps=maps[:1])
+
+
+def test_top_heatmap_colours_only_the_top_of_the_map(cat):
+    """Only the top 5% of a map is coloured (the rest of the photo untouched), brightest at the peak."""
+    h, w = 12, 16
+    yy, xx = np.mgrid[0:h, 0:w]
+    heat = -np.hypot(yy - 4, xx - 11).astype(np.float32)          # peak at cell (4, 11)
+    img = np.asarray(Image.fromarray(cat).resize((160, 120)))
+    out = draw.top_heatmap(img, heat, top=0.05)
+    changed = np.abs(out.astype(int) - img).max(axis=2) > 0
+    assert 0.01 < changed.mean() < 0.12, changed.mean()
+    ys, xs = np.nonzero(changed)
+    assert abs(np.median(ys) - 45) < 12 and abs(np.median(xs) - 115) < 12, (np.median(ys), np.median(xs))
+    with pytest.raises(ParameterError):
+        draw.top_heatmap(img, heat, top=0)

@@ -130,6 +130,22 @@ def test_batch_equals_single(bundled_extractor, photos):
     assert batch[0].descs.shape[1] == 17 * 384
 
 
+def test_pipelined_passes_equal_one_batch(bundled_extractor, photos, monkeypatch):
+    """Passes of a few images, each prepared while the previous one runs (what CUDA does), give the
+    descriptors of one batch (mixed sizes: chunks never mix shapes), in input order."""
+    imgs = [photos["coffee"], photos["chelsea"], photos["coffee"][:, ::-1], photos["astronaut"], photos["chelsea"]]
+    kw = dict(layer=11, stride=14, load_size=112, saliency=True, batch_size=8)
+    one = bundled_extractor.extract(imgs, **kw)
+    calls = bundled_extractor.num_forward_calls
+    monkeypatch.setattr(bundled_extractor, "pipeline_images", 1)
+    piped = bundled_extractor.extract(imgs, **kw)
+    assert bundled_extractor.num_forward_calls - calls == len(imgs)      # one pass per image
+    for a, b in zip(one, piped):
+        assert a.grid == b.grid
+        torch.testing.assert_close(b.descs, a.descs, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b.saliency, a.saliency, rtol=1e-4, atol=1e-4)
+
+
 def test_flip_nearest_neighbour_is_mirrored(bundled_extractor, photos):
     """Salient cells of the cat find their nearest neighbour at the mirrored place in the flipped photo."""
     img = photos["chelsea"]

@@ -154,6 +154,8 @@ def test_web_clicks_transfer_to_every_image_without_the_network(web_run, bundled
     assert bundled_extractor.num_forward_calls == calls and min(times) < 2.0, times
     src_pic, targets, md, points, file, session2 = out
     assert len(points["points"]) == 1 and len(targets) == 4
+    from vitdense.web.guard import status_reader         # the click says what it did
+    assert status_reader("transfer")().startswith("Point 1 (x=159, y=177) matched on 4 images")
     assert session2 == session                      # the page's state is a key of the server's store
     got = {m["image"]: m for m in points["points"][0]["matches"]}
     for other in ("cat_3.jpg", "cat_4.jpg"):

@@ -132,7 +132,7 @@ def test_one_label_map_per_frame(result):
     assert full.shape == SIZE and set(np.unique(full)) <= set(range(res.num_parts + 1))
     # the cat's face fills the clip: most of every frame is some part, and every part is used
     assert (res.labels > 0).mean() > 0.4
-    assert set(np.unique(res.labels)) == set(range(res.num_parts + 1)) or (res.labels > 0).all()
+    assert set(range(1, res.num_parts + 1)) <= set(np.unique(res.labels).tolist())
 
 
 def test_propagation_reproduces_the_sampled_frames(result):

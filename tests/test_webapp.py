@@ -189,7 +189,8 @@ def test_cosegmentation_masks_cover_the_pasted_cat(coseg_run):
         np.testing.assert_array_equal(cutouts[i][0][m], photo[m])
         assert np.abs(cutouts[i][0][~m].astype(int) - photo[~m]).mean() > 20
     assert json.loads(files["params.json"])["thresh"] == 0.065
-    assert "clusters" in md
+    # the vote in words, with the Votes % of the page (DINOv2: counted where a cluster appears)
+    assert "clusters" in md and "75% of the images where it appears vote for it" in md and "needs" not in md
 
 
 def test_intermediate_maps_on_demand(coseg_run):
@@ -238,7 +239,8 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
     calls = bundled_extractor.num_forward_calls
     maps = [np.asarray(m) for m in STORE.get(session).result.part_maps]
     ys, xs = np.nonzero(maps[1] == 1)
-    gallery, click_img, md, s2 = webapp.part_highlight(session, 1, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    gallery, click_img, fig, md, s2 = webapp.part_highlight(session, 1, int(xs[len(xs) // 2]),
+                                                            int(ys[len(ys) // 2]))
     assert STORE.get(s2).highlight == 1 and "Part 1 highlighted in every image" in md
     assert bundled_extractor.num_forward_calls == calls
     for (img, _), pm, path in zip(gallery, maps, CATS[:3]):
@@ -258,7 +260,7 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
     bg = np.argwhere(maps[0] == 0)[0]
     assert STORE.get(webapp.part_highlight(s2, 0, int(bg[1]), int(bg[0]))[-1]).highlight == 0
     # toggles: only part 2 shown; opacity 1: part pixels take the palette colour exactly (but edges)
-    gallery, _, _, s3 = webapp.part_display(session, [2], 1.0)
+    gallery, _, _, _, s3 = webapp.part_display(session, [2], 1.0)
     colour = part_colors(3)[1]
     for (img, _), pm in zip(gallery, maps):
         inside = pm == 2
@@ -269,6 +271,29 @@ def test_interactive_part_masks_highlight_toggle_and_opacity(bundled_extractor):
             assert not np.any(np.all(img[hidden] == part_colors(3)[0], axis=1).mean() > 0.5)
     with pytest.raises(gr.Error, match="parts 1..3"):
         webapp.part_display(session, [7], 0.5)
+
+
+def test_parts_toggles_win_over_a_highlight_and_show_all(bundled_extractor):
+    """Toggling parts while one is highlighted shows the ticked parts (the highlight goes); "Show all
+    parts" brings every part back; the hover view (plotly) follows the toggles and the opacity."""
+    from vitdense.web.guard import STORE
+    from vitdense.web.tabs import parts as parts_tab
+    *_, key = webapp.run_part_cosegmentation(CATS[:3], 3, load_size=LOAD, crf=False)
+    maps = [np.asarray(m) for m in STORE.get(key).result.part_maps]
+    ys, xs = np.nonzero(maps[0] == 1)
+    lit, *_ = webapp.part_highlight(key, 0, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    gallery, _, fig, md, _ = webapp.part_display(key, [2, 3], 0.55)
+    assert STORE.get(key).highlight == 0 and STORE.get(key).shown == (2, 3)
+    changed = [not np.array_equal(a, b) for (a, _), (b, _) in zip(gallery, lit)]
+    assert any(changed), "toggling parts while one was highlighted changed nothing"
+    from vitdense.web.guard import status_reader          # each action says what it did
+    assert status_reader("parts")().startswith("Showing parts 2, 3 at opacity 0.55")
+    hover_parts = set(np.unique(np.asarray(fig.data[-1].z)))   # 0 background, p part p
+    assert 1 not in hover_parts and hover_parts & {2, 3}, hover_parts   # part 1 hidden there too
+    *view, toggles = parts_tab.show_all_parts(key)
+    assert STORE.get(key).shown is None and STORE.get(key).highlight == 0
+    assert toggles.value == [1, 2, 3]
+    np.testing.assert_array_equal(view[0][0][0], parts_tab._view(STORE.get(key), 0))
     with pytest.raises(gr.Error, match="part co-segmentation first"):
         webapp.part_highlight(None, 0, 1, 1)
 
@@ -438,3 +463,40 @@ def test_layout_builds_with_stable_api_names():
             "pca"} <= names
     from vitdense.apps import APPS
     assert {n for app in APPS.values() for n in app.api_names} <= names     # the registry's names
+
+
+def test_every_tab_starts_at_the_defaults_table():
+    """Each application knob of the page starts at the defaults table's value for the page's model
+    (vitdense/defaults.py), or at its function's default where the table has none; never empty
+    (the Video tab once started at its sliders' minimum: no "video" entry in the table)."""
+    from vitdense.apps import get_app
+    from vitdense.defaults import task_defaults
+    from vitdense.features.models import BUNDLED_MODEL
+    demo = webapp.build_demo(online=False)
+    knobs = [b for b in demo.blocks.values() if getattr(b, "knob", None)]
+    seen = {b.knob[0] for b in knobs}
+    assert {"correspond", "cosegment", "parts", "similarity", "video"} <= seen, seen
+    for block in knobs:
+        app = get_app(block.knob[0])
+        name = block.knob[1]
+        table = task_defaults(app.task, BUNDLED_MODEL)
+        expected = table[name] if name in table else app.default(name, BUNDLED_MODEL)
+        assert block.value is not None and block.value == expected, (block.knob, block.value, expected)
+    video = {b.knob[1]: b.value for b in knobs if b.knob[0] == "video"}
+    parts = {b.knob[1]: b.value for b in knobs if b.knob[0] == "parts"}
+    assert {k: video[k] for k in ("num_parts", "thresh", "elbow", "votes_percentage")} == \
+        {k: parts[k] for k in ("num_parts", "thresh", "elbow", "votes_percentage")}
+
+
+def test_example_pairs_say_what_they_are():
+    """The mirrored pairs are labelled as mirrored (left/right swaps are expected), the cat pair
+    comes first (the landing result) and a pair of different animals is offered."""
+    from vitdense.web.inputs import example_pairs, pair_caption
+    pairs = example_pairs()
+    names = [Path(a).name for a, _ in pairs]
+    assert names[:2] == ["cat_a.jpg", "animals_a.jpg"] and all(Path(b).is_file() for _, b in pairs)
+    caption = pair_caption(pairs)
+    assert "1. the cat and a **mirrored** crop" in caption and "2. a horse and a zebra" in caption
+    assert caption.count("mirrored") == 3
+    licences = (ASSETS / "LICENSES.md").read_text()
+    assert "pairs/animals_a.jpg" in licences and "GPL-2" in licences

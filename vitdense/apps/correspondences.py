@@ -52,8 +52,10 @@ __all__ = [
 
 # Sub-cell refinement of a match: soft-argmax of the similarity map over the
 # (2 * REFINE_RADIUS + 1)^2 cells around the best one, softmax temperature REFINE_TEMPERATURE
-# (cosine units); measured on warped pairs of real photos (README, "Correspondence defaults").
-REFINE_RADIUS = 1
+# (cosine units). Radius 2 cells at the default stride (half the patch) spans one patch on each
+# side: the window matched to the patch size (study half of bench/data/semantic_kp and warped
+# pairs, README "Correspondence defaults"; radius 1 before).
+REFINE_RADIUS = 2
 REFINE_TEMPERATURE = 0.02
 
 # Similarity entries per chunk when ``chunk=None`` (16 M float32 = 64 MB).
@@ -413,16 +415,28 @@ def pair_defaults(extractor: "Extractor", layer: Any, bin: Any) -> tuple[Any, bo
 
 def extract_pair(extractor: "Extractor", image1: Any, image2: Any, *, load_size: int | None = 224,
                  layer: int | Sequence[int] | None = None, facet: str | None = None, bin: bool | None = None,
-                 hierarchy: int = 2, stride: int | None = None, saliency: bool = True
-                 ) -> tuple["ImageDescriptors", "ImageDescriptors"]:
-    """Descriptors of two images with the correspondence defaults: ``layer``, ``bin``, ``facet``
-    and ``stride`` None are the table's values for the model (``vitdense.defaults``: the paper's
-    binned layer-9 keys for DINO v1; the measured values for DINOv2)."""
+                 hierarchy: int = 2, stride: int | None = None, saliency: bool = True,
+                 flip: bool | None = None) -> tuple["ImageDescriptors", "ImageDescriptors"]:
+    """Descriptors of two images with the correspondence defaults: ``layer``, ``bin``, ``facet``,
+    ``stride`` and ``flip`` None are the table's values for the model (``vitdense.defaults``: the
+    paper's binned layer-9 keys for DINO v1; the measured values for DINOv2). ``flip``: image 2 is
+    also described mirrored and the orientation that fits image 1 better is kept
+    (:func:`vitdense.ops.mirror.extract_oriented`; image 2's descriptors stay on its own grid)."""
     layer, bin = pair_defaults(extractor, layer, bin)
-    d1, d2 = extractor.extract([image1, image2], layer=layer, facet=facet,
-                               stride=stride, load_size=load_size,
-                               bin=bin, hierarchy=hierarchy, saliency=saliency)
+    knobs = dict(layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
+                 hierarchy=hierarchy, saliency=saliency)
+    if pair_flip(extractor, flip):
+        from vitdense.ops.mirror import extract_oriented
+        d1, d2, _ = extract_oriented(extractor, image1, image2, **knobs)
+        return d1, d2
+    d1, d2 = extractor.extract([image1, image2], **knobs)
     return d1, d2
+
+
+def pair_flip(extractor: "Extractor", flip: bool | None) -> bool:
+    """``flip`` None -> the correspondence default of the extractor's model."""
+    from vitdense.defaults import task_defaults
+    return bool(task_defaults("correspondences", extractor.model_name)["flip"] if flip is None else flip)
 
 
 def find_correspondences(extractor: "Extractor", image1: Any, image2: Any, *,
@@ -430,16 +444,16 @@ def find_correspondences(extractor: "Extractor", image1: Any, image2: Any, *,
                          load_size: int | None = 224, layer: int | Sequence[int] | None = None,
                          facet: str | None = None, bin: bool | None = None, hierarchy: int = 2,
                          stride: int | None = None, chunk: int | None = None,
-                         n_init: int | str = "auto") -> Correspondences:
+                         n_init: int | str = "auto", flip: bool | None = None) -> Correspondences:
     """``num_pairs`` well-spread correspondences between two images.
 
-    ``layer`` / ``bin`` / ``stride`` / ``facet`` None are the correspondence defaults of the model
+    ``layer`` / ``bin`` / ``stride`` / ``facet`` / ``flip`` None are the correspondence defaults of the model
     (``vitdense.defaults.task_defaults("correspondences", model)``). Images: path / PIL / ndarray
     / bytes. See :func:`find_correspondences_descriptors` for the matching knobs.
     """
     _check_knobs(num_pairs, thresh, chunk, n_init)
     d1, d2 = extract_pair(extractor, image1, image2, load_size=load_size, layer=layer, facet=facet,
-                          bin=bin, hierarchy=hierarchy, stride=stride, saliency=True)
+                          bin=bin, hierarchy=hierarchy, stride=stride, saliency=True, flip=flip)
     return find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh,
                                             chunk=chunk, n_init=n_init)
 

@@ -160,10 +160,12 @@ def transfer_points_descriptors(descs: Sequence["ImageDescriptors"], source_inde
 def transfer_points(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], source_index: int,
                     points: Any, *, load_size: int | None = 224, layer: int | None = None, facet: str | None = None,
                     bin: bool | None = None, hierarchy: int = 2, stride: int | None = None,
-                    batch_size: int = 8) -> TransferResult:
+                    batch_size: int = 8, flip: bool | None = None) -> TransferResult:
     """Extract the set (descriptor options as :func:`vitdense.apps.correspondences.find_correspondences`:
-    ``layer=None`` / ``bin=None`` are the correspondences row of :mod:`vitdense.defaults` for the
-    model, then the model's default) and transfer ``points`` of image ``source_index``."""
+    ``layer=None`` / ``bin=None`` / ``flip=None`` are the correspondences row of
+    :mod:`vitdense.defaults` for the model, then the model's default) and transfer ``points`` of
+    image ``source_index``. ``flip``: every target is also described mirrored and the orientation
+    that fits the source better is kept (:func:`vitdense.ops.mirror.choose_orientation`)."""
     images = as_image_list(images)
     if len(images) < 2:
         raise ParameterError(f"a set of {len(images)} image(s) has nothing to transfer to: give at least 2 images")
@@ -172,6 +174,14 @@ def transfer_points(extractor: "Extractor", images: ImageLike | Sequence[ImageLi
     layer = table["layer"] if layer is None else layer
     if bin is None:
         bin = extractor.spec.default_bin if table.get("bin") is None else table["bin"]
-    descs = extractor.extract(images, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
-                              hierarchy=hierarchy, batch_size=batch_size)
+    knobs = dict(layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin, hierarchy=hierarchy,
+                 batch_size=batch_size)
+    descs = extractor.extract(images, **knobs)
+    if table["flip"] if flip is None else flip:
+        from vitdense.features.images import load_image
+        from vitdense.ops.mirror import choose_orientation
+        targets = [t for t in range(len(images)) if t != source_index]
+        mirrored = extractor.extract([np.asarray(load_image(images[t]))[:, ::-1].copy() for t in targets], **knobs)
+        for t, m in zip(targets, mirrored):
+            descs[t] = choose_orientation(descs[source_index], descs[t], m)[0]
     return transfer_points_descriptors(descs, source_index, points)

@@ -278,6 +278,22 @@ def heatmap_overlay(image: Any, heat: Any, alpha: float = 0.55, cmap: str = "inf
     return _blend(img, apply_colormap(h, cmap, vmin, vmax), alpha)
 
 
+def top_heatmap(image: Any, heat: Any, top: float = 0.05, cmap: str = "inferno",
+                geometry: Any = None) -> np.ndarray:
+    """Only the top ``top`` share of a similarity map coloured over ``image`` (contrast stretched
+    per map from that quantile to the map's maximum; opacity rising with the value), the rest of
+    the picture left as it is: the peak stands out and nothing tints the whole picture."""
+    img = as_rgb(image)
+    if not 0.0 < top <= 1.0:
+        raise ParameterError(f"top={top} must be in (0, 1]")
+    grid = heat.detach().cpu().float().numpy() if hasattr(heat, "detach") else np.asarray(heat, np.float32)
+    lo, hi = float(np.quantile(grid, 1.0 - top)), float(grid.max())
+    h = resize_map(np.asarray(grid, np.float32), img.shape[:2], "bilinear", geometry)
+    v = np.clip((h - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    alpha = np.where(h >= lo, 0.35 + 0.5 * v, 0.0)
+    return _blend(img, apply_colormap(v, cmap, 0.0, 1.0), alpha)
+
+
 def saliency_overlay(image: Any, saliency: Any, alpha: float = 0.6, cmap: str = "viridis",
                      geometry: Any = None) -> np.ndarray:
     """Saliency map in [0, 1] (grid or full size) blended over ``image`` (fixed 0..1 scale)."""

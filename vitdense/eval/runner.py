@@ -132,7 +132,7 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
                              load_size: int | None | str = "default", bin: bool | None = None,
                              hierarchy: int = 2, upsample: str | None = None,
                              upsample_size: int | None = None, refine: bool | None = None,
-                             alphas: Sequence[float] = ALPHAS,
+                             flip: bool | None = None, alphas: Sequence[float] = ALPHAS,
                              progress: Callable[[int, int, str], None] | None = None) -> CorrespondenceReport:
     """PCK of keypoint transfer on ``data`` with the descriptor knobs given.
 
@@ -140,21 +140,25 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
     model (:func:`vitdense.defaults.task_defaults`). Images go through ``extractor.extract``, so an
     extractor with a :class:`~vitdense.features.cache.DescriptorCache` on disk makes a rerun (or a sweep of
     ``refine`` / ``upsample``) skip the network. ``progress(i, n, name)`` is called per pair.
+    ``flip`` (None: the default): B is also described mirrored, the better-fitting orientation
+    kept (:func:`vitdense.ops.mirror.extract_oriented`), as :func:`~vitdense.apps.correspondences.extract_pair`.
     """
     from vitdense.defaults import task_defaults
     from vitdense.features.images import load_image
     if not alphas or any(not 0 < a <= 1 for a in alphas):
         raise ParameterError(f"alphas={alphas!r}: give thresholds in (0, 1]")
     dflt = task_defaults("correspondences", extractor.model_name)
-    from vitdense.apps.correspondences import pair_defaults
+    from vitdense.apps.correspondences import pair_defaults, pair_flip
+    from vitdense.ops.mirror import extract_oriented
     layer, bin = pair_defaults(extractor, layer, bin)
+    flip = pair_flip(extractor, flip)
     facet = dflt["facet"] if facet is None else facet
     stride = dflt["stride"] if stride is None else stride
     load_size = dflt["load_size"] if load_size == "default" else load_size
     refine = dflt["refine"] if refine is None else refine
     params = dict(model=extractor.model_name, layer=layer, facet=facet or extractor.spec.default_facet,
                   stride=extractor.resolve_stride(stride), load_size=load_size, bin=bin, hierarchy=hierarchy,
-                  upsample=upsample, upsample_size=upsample_size, refine=bool(refine), alphas=list(alphas),
+                  upsample=upsample, upsample_size=upsample_size, refine=bool(refine), flip=flip, alphas=list(alphas),
                   reference=data.reference, dataset=data.dataset)
     problems = list(data.problems)
     scores: list[PairScore] = []
@@ -164,9 +168,10 @@ def evaluate_correspondences(extractor: Any, data: PairSet, *, layer: int | Sequ
             progress(i, len(data.pairs), pair.name)
         try:
             img_a, img_b = load_image(pair.image_a), load_image(pair.image_b)
-            d_a, d_b = extractor.extract([img_a, img_b], layer=layer, facet=facet, stride=stride,
-                                         load_size=load_size, bin=bin, hierarchy=hierarchy,
-                                         upsample=upsample, upsample_size=upsample_size)
+            knobs = dict(layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
+                         hierarchy=hierarchy, upsample=upsample, upsample_size=upsample_size)
+            d_a, d_b = extract_oriented(extractor, img_a, img_b, **knobs)[:2] if flip else \
+                extractor.extract([img_a, img_b], **knobs)
         except (VitdenseError, OSError) as err:
             problems.append(f"{pair.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}, pair skipped")
             continue
@@ -354,7 +359,7 @@ def run_evaluate(args: Any) -> int:
         report = evaluate_correspondences(
             ex, data, layer=layer, facet=args.facet, stride=args.stride, load_size=args.load_size,
             bin=args.bin, hierarchy=args.hierarchy, upsample=args.upsample, upsample_size=args.upsample_size,
-            refine=args.refine, alphas=args.alphas, progress=progress)
+            refine=args.refine, flip=args.flip, alphas=args.alphas, progress=progress)
     else:
         knobs = {k: v for k, v in (("layer", args.layer[0] if args.layer and len(args.layer) == 1 else args.layer),
                                    ("facet", args.facet), ("stride", args.stride), ("bin", args.bin))
@@ -423,5 +428,7 @@ def add_evaluate_parser(sub: Any) -> None:
     p.add_argument("--upsample-size", type=int, default=None)
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="sub-cell answers (default: the library's, on)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="also match B mirrored, keep the better orientation (default: the model's)")
     p.add_argument("--num-parts", type=int, default=4, help="parts: number of parts (default 4)")
     p.set_defaults(func=run_evaluate)

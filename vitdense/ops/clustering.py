@@ -18,6 +18,10 @@ import torch
 from vitdense.errors import ParameterError, check_range
 
 DEFAULT_CHUNK = 32768  # rows per distance block in :func:`assign` (chunk x k floats)
+#: k-means of at most this many values (N x D) on an accelerator runs on the CPU: its restarts and
+#: Lloyd iterations are thousands of launch-bound ops, each ending in a host sync on a GPU (the
+#: 10-image co-segmentation's "other" time on an H200, README "GPU"); the result is moved back
+SMALL_ON_HOST = 2_000_000
 
 
 def _as_tensor(x: torch.Tensor | np.ndarray, name: str = "x") -> torch.Tensor:
@@ -148,6 +152,9 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: 
 
     ``local_trials``: candidates per k-means++ step (1: plain k-means++; more: greedy).
 
+    A small ``x`` on an accelerator is clustered on the CPU (:data:`SMALL_ON_HOST`): the same
+    result as on the CPU, without a host sync per iteration.
+
     Raises :class:`ParameterError` when ``k`` is not in ``[1, N]``.
     """
     x = _as_tensor(x, "x")
@@ -158,6 +165,9 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: 
         raise ParameterError(f"n_init={n_init!r} is out of range: expected an integer >= 1")
     if int(max_iter) < 1:
         raise ParameterError(f"max_iter={max_iter!r} is out of range: expected an integer >= 1")
+    if x.device.type != "cpu" and x.numel() <= SMALL_ON_HOST:
+        r = kmeans(x.cpu(), k, n_init=n_init, max_iter=max_iter, seed=seed, local_trials=local_trials)
+        return KMeansResult(r.centroids.to(x.device), r.labels.to(x.device), r.inertia, r.n_iter)
     gen = torch.Generator().manual_seed(int(seed))
     best: KMeansResult | None = None
     restarts = 1 if k == 1 else int(n_init)  # k = 1 has a unique solution (the mean)

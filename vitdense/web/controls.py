@@ -30,8 +30,15 @@ def knob_components(app: App | str, names: tuple[str, ...], model: str | None) -
 def knob_component(app: App | str, name: str, model: str | None, label: str | None = None,
                    **kwargs: Any) -> Any:
     """The control of knob ``name`` of ``app``: a slider (numbers with a range), a checkbox (bool),
-    a dropdown (choices), a number otherwise; its value is the app's default for ``model``."""
+    a dropdown (choices), a number otherwise; its value is the app's default for ``model``
+    (``component.knob`` names it: ``(app id, knob name)``)."""
     app = get_app(app) if isinstance(app, str) else app
+    component = _control(app, name, model, label, **kwargs)
+    component.knob = (app.id, name)
+    return component
+
+
+def _control(app: App, name: str, model: str | None, label: str | None, **kwargs: Any) -> Any:
     knob = app.knob(name)
     value = app.default(name, model)
     info = knob.help[0].upper() + knob.help[1:] + "."
@@ -73,8 +80,13 @@ class Page:
     default_model: str
     tab: str = ""                  # the tab being built
     status: Any = None             # its status line (gr.Markdown)
+    demo: Any = None               # the page's gr.Blocks (for load events)
 
     def watch(self, event: Any) -> Any:
-        """Show the tab's status line after ``event`` (what went wrong, or what was done)."""
-        from vitdense.web.status import wire_status
+        """Show the tab's status line after ``event`` (what went wrong, or what was done).
+
+        Gradio 6 runs no ``.then`` after an event that raised, so a failure reads the line too."""
+        from vitdense.web.status import status_reader, wire_status
+        event.failure(status_reader(self.tab), None, self.status, api_visibility="private",
+                      concurrency_limit=None, show_progress="hidden", queue=False)
         return wire_status(event, self.tab, self.status)

@@ -205,13 +205,24 @@ def assets(pattern: str) -> list[str]:
     return [str(p) for p in sorted(ASSETS.glob(pattern))]
 
 
+#: the example pairs, in the page's order, and what each shows (the first is the landing result)
+PAIRS = {"cat": "the cat and a **mirrored** crop of it (B is flipped: its left and right swap)",
+         "animals": "a horse and a zebra: **different animals** in the same pose",
+         "astronaut": "the astronaut and a **mirrored** crop",
+         "coffee": "the cup and a **mirrored** copy pasted on gravel"}
+
+
 def example_pairs() -> list[list[str]]:
-    pairs = []
-    for a in assets("pairs/*_a.jpg"):
-        b = a[:-len("_a.jpg")] + "_b.jpg"
-        if Path(b).is_file():
-            pairs.append([a, b])
-    return pairs
+    """[A, B] paths of the example pairs: those of :data:`PAIRS` first, in its order."""
+    found = {Path(a).name[:-len("_a.jpg")]: [a, a[:-len("_a.jpg")] + "_b.jpg"] for a in assets("pairs/*_a.jpg")}
+    order = [n for n in PAIRS if n in found] + sorted(n for n in found if n not in PAIRS)
+    return [found[n] for n in order if Path(found[n][1]).is_file()]
+
+
+def pair_caption(pairs: list[list[str]]) -> str:
+    """What each example row shows, in order (mirrored pairs say so: left/right swaps are expected)."""
+    rows = [PAIRS.get(Path(a).name[:-len("_a.jpg")], Path(a).stem[:-2]) for a, _ in pairs]
+    return "Example pairs, top to bottom: " + "; ".join(f"{i + 1}. {r}" for i, r in enumerate(rows)) + "."
 
 
 def example_sets() -> dict[str, list[str]]:
@@ -229,4 +240,5 @@ def set_examples(component: Any) -> None:
 def pair_examples(a: Any, b: Any) -> None:
     pairs = example_pairs()
     if pairs:
+        gr.Markdown(pair_caption(pairs), elem_classes=["vd-examples-caption"])
         gr.Examples(pairs, [a, b], label="Example pairs")

@@ -41,6 +41,16 @@ then press the button. Images are downscaled to {MAX_SIDE} px; sets hold {MIN_SE
 """
 
 
+#: the page's own CSS (passed to launch): an error is one sentence in the tab's status line (and a
+#: toast), so the outputs keep what they showed instead of a red "Error" badge each
+PAGE_CSS = """
+.wrap:has(> .error) { display: none !important; }
+.vitdense-status p:not(:empty) { padding: 4px 8px; border-left: 4px solid var(--color-accent); }
+.gallery-item .caption-label { position: static !important; display: block; margin: 2px auto 0;
+  max-width: 100%; background: none !important; box-shadow: none !important; text-align: center; }
+"""
+
+
 def descriptor_controls(default_model: str) -> list:
     """The Advanced settings every tab shares: layer, facet, stride, log-binning, load size."""
     with gr.Row():
@@ -78,8 +88,8 @@ def build_demo(online: bool | None = None) -> gr.Blocks:
             gr.Markdown("Each application's own settings are in its tab.")
         model.change(update_model_choices, model, [layer, stride], api_visibility="private")
         stride.change(update_load_size, [model, stride, load_size], load_size, api_visibility="private")
-        page = Page(model, [model, layer, facet, stride, load_size, bin_], default_model)
-        with gr.Tabs():
+        page = Page(model, [model, layer, facet, stride, load_size, bin_], default_model, demo=demo)
+        with gr.Tabs(overflow_behavior="wrap"):     # every tab at a glance, also on a phone
             for tab in TABS:
                 if getattr(tab, "available", lambda: True)():
                     with gr.Tab(tab.TITLE, id=tab.ID):
@@ -151,5 +161,5 @@ def launch(server_name: str | None = None, server_port: int | None = None, share
     demo.queue(default_concurrency_limit=None, max_size=resolved.queue_size)
     patches.own_queue_full(demo)
     return demo.launch(server_name=server_name, server_port=server_port, share=share,
-                       show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(),
+                       show_error=True, allowed_paths=[str(ASSETS)], theme=gr.themes.Soft(), css=PAGE_CSS,
                        footer_links=["api", "gradio"], **kwargs)

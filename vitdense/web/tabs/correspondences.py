@@ -1,30 +1,37 @@
 """Correspondences tab: the K best-buddy pairs of two images, then click-to-correspond on A."""
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
 import numpy as np
+from PIL import ImageOps
 
 from vitdense import draw
 from vitdense.apps import get_app
 from vitdense.apps.correspondences import PointMatcher, find_correspondences_descriptors
 from vitdense.apps.registry import Inputs
+from vitdense.defaults import task_defaults
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.models import BUNDLED_MODEL
+from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, knob_component, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
     InputImage,
     admit,
     descriptor_settings,
+    example_pairs,
     image_input,
     pair_examples,
     prepare_pair,
@@ -73,6 +80,7 @@ def _xy(yx: Any) -> dict:
 
 def _clicks_json(s: PairSession) -> list[dict]:
     return [{"id": click_label(i), "a": _xy(k["a"]), "a_cell": _xy(k["a_cell"]), "b": _xy(k["b"]),
+             "b_cell": _xy(k["b_cell"]),
              "similarity": round(k["similarity"], 4), "mutual": k["mutual"]} for i, k in enumerate(s.clicks)]
 
 
@@ -88,7 +96,7 @@ def _render_pair(s: PairSession) -> tuple[np.ndarray, np.ndarray, Optional[np.nd
     heat = None
     if s.clicks and s.last_map is not None:
         last, i = s.clicks[-1], len(s.clicks) - 1
-        heat = draw.heatmap_overlay(s.images[1].array, s.last_map, geometry=s.descs[1].geometry)
+        heat = draw.top_heatmap(s.images[1].array, s.last_map, geometry=s.descs[1].geometry)
         heat = draw.draw_markers(heat, [last["b"]], click_color(i)[None], labels=[click_label(i)])
     return a, b, heat
 
@@ -157,25 +165,24 @@ def _stem(name: str) -> str:
     return Path(name).stem or "image"
 
 
-@ui_errors(heavy=True)
-def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
-                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
-                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
-                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
-    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
-
-    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
-    zip path, session).
-    """
+def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
+                 model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
+                 load_size: float | None = None, bin: Any = AUTO, corr_thresh: float | None = None,
+                 progress: Any = lambda *a, **k: None) -> PairSession:
+    """Two images -> their PairSession: descriptors, the K best-buddy pairs drawn once, the matcher."""
     images = prepare_pair(image_a, image_b)
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
     num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
     thresh = knob_value(APP, "thresh", corr_thresh, model)
-    admit(model, images, settings, True, progress)
+    flip = bool(task_defaults("correspondences", model)["flip"])   # B mirrored too (vitdense.ops.mirror)
+    admit(model, list(images) + [images[1]] * flip, settings, True, progress)
     progress(0.05, desc=f"Loading {model}")
     POOL.get(model)
     progress(0.2, desc="Extracting descriptors")
     d1, d2 = extract(model, [im.image for im in images], dict(settings, saliency=True))
+    if flip:
+        [d2m] = extract(model, [ImageOps.mirror(images[1].image)], settings)
+        d2, _ = choose_orientation(d1, d2, d2m)
     progress(0.75, desc="Finding best buddies")
     matcher = PointMatcher(d1, d2)  # one mutual-NN pass serves the automatic pairs and the clicks
     corr = find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh, matcher=matcher)
@@ -186,9 +193,23 @@ def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = No
                   max_side=MAX_SIDE)
     matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
     overview = draw.draw_correspondence_result(images[0].array, images[1].array, corr, lines=True)
-    s = PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
-                    base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
-    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(corr)} pairs."),)
+    return PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
+                       base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
+
+
+@ui_errors(heavy=True)
+def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
+                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
+
+    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
+    zip path, session).
+    """
+    s = pair_session(image_a, image_b, num_pairs, model, layer, facet, stride, load_size, bin, corr_thresh,
+                     progress)
+    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(s.corr)} pairs."),)
 
 
 @ui_errors(cleared=_cleared)
@@ -197,13 +218,41 @@ def match_point(key: Any, x: float, y: float) -> tuple:
     session = _session(key)
     x, y = point_on_a(session.images[0].image.size, x, y)
     m = session.matcher.query(float(y), float(x))
-    click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point,
+    click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point, "b_cell": m.cell_point,
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
     s = updated(session, clicks=clicks, last_map=m.similarity_map)
     store(key, s)
     return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
                                          f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
+
+
+_LANDING: dict[str, PairSession] = {}     # the first example's result (computed once per server)
+_LANDING_LOCK = threading.Lock()
+
+
+@ui_errors(quiet=True)
+def landing() -> tuple:
+    """On arrival: the first example pair's result at the defaults, computed once per server, so
+    that a visitor sees what the tab does with zero clicks (then hovers and clicks on it)."""
+    pairs = example_pairs()
+    if not pairs:
+        return (gr.skip(),) * 9
+    with _LANDING_LOCK:           # one computation, however many visitors arrive at once
+        if "pair" not in _LANDING:
+            _LANDING["pair"] = pair_session(*pairs[0])
+    s = _LANDING["pair"]
+    return (*pairs[0], *_pair_outputs(s, keep(s, ID)))
+
+
+@ui_errors(quiet=True)
+def send_hover(key: Any) -> Any:
+    """After a run: the pair's descriptors and grids for the page's hover preview (private event)."""
+    session = load(key, "press Find correspondences")
+    if session is None:
+        return None
+    m = session.matcher
+    return hover_payload("correspond", [m.d1, m.d2], [m._a, m._b], run=time.monotonic_ns())
 
 
 def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
@@ -234,10 +283,11 @@ def build(page: Page) -> None:
         thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
         run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")
     with gr.Row():
-        a_out = gr.Image(label="A: click a point", format="png", interactive=False, elem_id="corr-a-output")
+        a_out = gr.Image(label="A: hover to preview, click to pin", format="png", interactive=False,
+                         elem_id="corr-a-output")
         b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id="corr-b-output")
     with gr.Row():
-        heat = gr.Image(label="Similarity of the last click over B", format="png", interactive=False,
+        heat = gr.Image(label="Last click's similarity over B (top 5% coloured)", format="png", interactive=False,
                         elem_id="corr-heat")
         with gr.Column():
             md = gr.Markdown(elem_id="corr-summary")
@@ -248,11 +298,21 @@ def build(page: Page) -> None:
                 match_btn = gr.Button("Match this point")
                 clear_btn = gr.Button("Clear clicks", elem_id="corr-clear")
             zip_out = gr.File(height=90, label="Download (points JSON, annotated images, parameters)")
+    hover = hover_block("corr", "corr-a-output", ["corr-b-output"],
+                        "Arrow keys move a cursor cell on image A, Enter asks the server for its match.")
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
-    page.watch(run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
-                             outputs, api_name="correspondences", concurrency_limit=None))
+    run = run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
+                        outputs, api_name="correspondences", concurrency_limit=None)
+    page.watch(run)
+    run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
+                show_progress="hidden")
+    if page.demo is not None:     # the first example's result on arrival (computed once per server)
+        page.demo.load(landing, None, [a_in, b_in, *outputs], api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden") \
+            .success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
+                     show_progress="hidden")
     page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
                             concurrency_limit=None, show_progress="minimal"))
     page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",

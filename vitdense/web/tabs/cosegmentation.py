@@ -43,6 +43,17 @@ class CosegSession:
     params: dict
 
 
+def vote_rule(model: str, knobs: dict, needed: int, n: int) -> str:
+    """The foreground vote in words, with the Votes % the visitor set: an image votes for a cluster
+    whose mean saliency there exceeds the threshold; counted over all images (the paper's rule) or
+    over the images where the cluster appears (the default for DINOv2)."""
+    pct, thresh = knobs["votes_percentage"], knobs["thresh"]
+    vote = f"an image votes when the cluster's mean saliency there exceeds {thresh:g}"
+    if get_app(APP).default("vote_mode", model) == "present":
+        return f"a cluster is foreground when {pct:g}% of the images where it appears vote for it; {vote}"
+    return f"a cluster is foreground when {pct:g}% of the {n} images vote for it, here {needed}; {vote}"
+
+
 @ui_errors(heavy=True)
 def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
@@ -72,7 +83,7 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
     summary = to_jsonable(entries["result.json"])
     md = (f"**{result.num_clusters} clusters**, salient (foreground): "
           f"{', '.join(str(c) for c in result.salient_clusters) or 'none'} "
-          f"(a cluster needs {result.votes_needed} of {len(ims)} votes). Foreground per image: "
+          f"({vote_rule(model, knobs, result.votes_needed, len(ims))}). Foreground per image: "
           + ", ".join(f"{row['file']} {100 * row['foreground_fraction']:.0f}%" for row in summary["images"]))
     key = keep(CosegSession(ims, result, params), ID)
     return (overlays, cutouts, md, summary, write_zip("cosegmentation", entries), key,

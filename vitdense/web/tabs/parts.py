@@ -2,6 +2,7 @@
 descriptors, and an interactive view of one image."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -19,6 +20,7 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, knob_components, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import parts_block, parts_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -60,6 +62,16 @@ def _view(s: PartsSession, i: int) -> Any:
                                 s.highlight, s.opacity)
 
 
+def _shown_map(s: PartsSession, i: int) -> np.ndarray:
+    """Image ``i``'s part map as displayed: hidden parts and, with a highlight, the others are 0."""
+    pm = np.asarray(s.result.part_maps[i]).copy()
+    if s.shown is not None:
+        pm[~np.isin(pm, np.asarray(s.shown, dtype=pm.dtype))] = 0
+    if s.highlight:
+        pm[pm != s.highlight] = 0
+    return pm
+
+
 def shares_html(s: PartsSession) -> str:
     """Each part's share of each image (percent of its pixels); the highlighted part in bold."""
     k = int(s.result.num_parts)
@@ -72,8 +84,8 @@ def shares_html(s: PartsSession) -> str:
         cells = "".join((f"<td><b>{100 * v:.1f}%</b></td>" if p + 1 == s.highlight else f"<td>{100 * v:.1f}%</td>")
                         for p, v in enumerate(share))
         rows.append(f"<tr><td>{im.name}</td>{cells}</tr>")
-    note = (f"<p id='parts-highlight'>Part {s.highlight} highlighted in every image (click the background "
-            "to show all parts).</p>" if s.highlight else
+    note = (f"<p id='parts-highlight'>Part {s.highlight} highlighted in every image (\"Show all parts\" "
+            "or a click on the background shows them all).</p>" if s.highlight else
             "<p>Click a part in the picture below to highlight it in every image.</p>")
     return f"{note}<table class='parts-shares'><tr><th>image</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -91,8 +103,9 @@ def legend_html(k: int, fractions: Sequence[float]) -> str:
 
 
 def _figure(s: PartsSession, index: int) -> Any:
+    """The hover view of image ``index``, as displayed (toggles, highlight and opacity)."""
     im = s.images[index]
-    return draw.parts_figure(im.array, s.result.part_maps[index], num_parts=int(s.result.num_parts),
+    return draw.parts_figure(im.array, _shown_map(s, index), alpha=s.opacity, num_parts=int(s.result.num_parts),
                              title=im.name)
 
 
@@ -185,14 +198,15 @@ def _image_index(s: PartsSession, index: Any) -> int:
     return validate.number("image index", index, 0, len(s.images) - 1, integer=True, default=0)
 
 
-def _view_outputs(s: PartsSession, key: str) -> tuple:
-    """(gallery, the clickable image, legend and shares, session key); ``s`` is stored under ``key``."""
+def _view_outputs(s: PartsSession, key: str, done: str) -> tuple:
+    """(gallery, the clickable image, the hover view, legend and shares, session key, status);
+    ``s`` is stored under ``key``."""
     store(key, s)
     k = int(s.result.num_parts)
     gallery = [(_view(s, i), im.name) for i, im in enumerate(s.images)]
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
           + legend_html(k, s.result.part_fractions) + shares_html(s))
-    return gallery, _view(s, s.index), md, key
+    return gallery, _view(s, s.index), _figure(s, s.index), md, key, Done(done)
 
 
 @ui_errors
@@ -206,7 +220,21 @@ def part_display(key: Any, shown: Any = None, opacity: float | None = None) -> t
     if ids is not None and any(not 1 <= p <= k for p in ids):
         raise ParameterError(f"parts {list(ids)}: this result has parts 1..{k}")
     opacity = s.opacity if opacity is None else validate.number("opacity", opacity, 0.0, 1.0)
-    return _view_outputs(updated(s, shown=ids, opacity=opacity), key)
+    # new toggles show the parts ticked (a highlight would hide the change)
+    highlight = s.highlight if ids == s.shown else 0
+    shown_text = "all parts" if ids is None or len(ids) == k else \
+        ("no part" if not ids else "part" + ("s " if len(ids) > 1 else " ") + ", ".join(map(str, ids)))
+    return _view_outputs(updated(s, shown=ids, opacity=opacity, highlight=highlight), key,
+                         f"Showing {shown_text} at opacity {opacity:.2f}.")
+
+
+@ui_errors
+def show_all_parts(key: Any) -> tuple:
+    """Every part shown, no highlight (the toggles all ticked again)."""
+    s = _need(key)
+    k = int(s.result.num_parts)
+    return (*_view_outputs(updated(s, shown=None, highlight=0), key, "Showing all parts.")[:-1],
+            gr.CheckboxGroup(value=list(range(1, k + 1))), Done("Showing all parts."))
 
 
 @ui_errors
@@ -221,7 +249,10 @@ def part_highlight(key: Any, index: Any, x: float, y: float) -> tuple:
     if not (0 <= x < w and 0 <= y < h):
         raise ParameterError(f"the point (x={validate.shown(x)}, y={validate.shown(y)}) is outside the "
                              f"image ({w} x {h} pixels)")
-    return _view_outputs(updated(s, index=index, highlight=int(pm[int(y), int(x)])), key)
+    part = int(pm[int(y), int(x)])
+    done = (f"Part {part} highlighted in every image." if part else
+            "Background clicked: all parts shown.")
+    return _view_outputs(updated(s, index=index, highlight=part), key, done)
 
 
 def click_part(key: Any, evt: gr.SelectData) -> tuple:
@@ -230,6 +261,15 @@ def click_part(key: Any, evt: gr.SelectData) -> tuple:
     except VitdenseError:
         s = None                     # part_highlight says why
     return part_highlight(key, None if s is None else s.index, evt.index[0], evt.index[1])
+
+
+@ui_errors(quiet=True)
+def send_parts(key: Any) -> Any:
+    """The label maps for the page's instant highlight (private event, after a result or a pick)."""
+    s = load(key, "press Find parts")
+    if s is None or not hasattr(s.result, "part_maps"):
+        return None
+    return parts_payload(s.result.part_maps, s.index, run=time.monotonic_ns())
 
 
 @ui_errors(quiet=True)      # an auxiliary step after a run: it leaves the status line as it is
@@ -265,32 +305,36 @@ def build(page: Page) -> None:
         recluster_btn = gr.Button("Re-cluster", elem_id="parts-recluster")
     md = gr.HTML(elem_id="parts-legend")
     gallery = gr.Gallery(label="Parts (same colour = same part in every image)", columns=5, format="png",
-                         elem_id="parts-gallery")
+                         elem_id="parts-gallery", object_fit="contain", height="auto")
     with gr.Row():
         toggles = gr.CheckboxGroup(choices=[], value=[], label="Parts shown", elem_id="parts-toggles", scale=3)
         opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Opacity", elem_id="parts-opacity", scale=1)
+        show_all = gr.Button("Show all parts", elem_id="parts-show-all", scale=1)
     with gr.Row():
         index = gr.Dropdown(choices=[], label="Inspect image", scale=1,
                             info="Click a part in the picture: it is highlighted in every image. "
                                  "Hover the plot to see the part under the cursor.")
         click_img = gr.Image(label="Click a part", format="png", interactive=False, scale=2,
                              elem_id="parts-click")
-        plot = gr.Plot(label="Interactive view", scale=2)
+        plot = gr.Plot(label="Interactive view (hover: the part under the cursor)", scale=2)
+    pin = parts_block("parts-click", "parts-gallery")
     zip_out = gr.File(height=90, label="Download (label maps PNG: 0 = background, 1..K = parts)")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
-    view_outputs = [gallery, click_img, md, state]
+    view_outputs = [gallery, click_img, plot, md, state]
     aux = dict(api_visibility="private", concurrency_limit=None)
     for ev in (page.watch(run_btn.click(run_part_cosegmentation,
                                         [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
                                         outputs, api_name="part_cosegmentation", concurrency_limit=None)),
                page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
                                               concurrency_limit=None))):
-        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux)
+        ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux) \
+            .then(send_parts, state, pin, **aux)
     page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None)) \
-        .then(part_pick_image, [state, index], [click_img, state], **aux)
+        .then(part_pick_image, [state, index], [click_img, state], **aux).then(send_parts, state, pin, **aux)
     page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
     page.watch(toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
                              concurrency_limit=None))
     page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))
+    page.watch(show_all.click(show_all_parts, state, [*view_outputs, toggles], **aux))

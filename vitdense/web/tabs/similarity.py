@@ -1,6 +1,7 @@
 """Similarity inspector tab: click a point of A, see its similarity over A and B."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,6 +16,7 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.web.controls import Page, knob_component, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -90,6 +92,16 @@ def similarity_point(key: Any, x: float, y: float, top_n: float | None = None) -
     return maps[0], maps[1], md, info
 
 
+@ui_errors(quiet=True)
+def send_hover(key: Any) -> Any:
+    """After a run: A's and B's descriptors for the page's hover preview (maps over A and B)."""
+    session = load(key, "press Extract descriptors")
+    if session is None:
+        return None
+    return hover_payload("similarity", [expand_descriptors(d) for d in session.descs],
+                         run=time.monotonic_ns(), targets=[0, 1])
+
+
 def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
     return similarity_point(session, evt.index[0], evt.index[1], top_n)
 
@@ -97,24 +109,30 @@ def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
 def build(page: Page) -> None:
     state = session_state()
     with gr.Row():
-        a_in = image_input(label="Image A", height=260)
-        b_in = image_input(label="Image B", height=260)
+        a_in = image_input(label="Image A", height=260, elem_id="sim-a-input")
+        b_in = image_input(label="Image B", height=260, elem_id="sim-b-input")
     pair_examples(a_in, b_in)
     with gr.Row():
         top_n = knob_component(APP, "top_n", page.default_model, label="Top-n patches")
-        run_btn = gr.Button("Extract descriptors", variant="primary")
+        run_btn = gr.Button("Extract descriptors", variant="primary", elem_id="sim-run")
     md = gr.Markdown()
     with gr.Row():
-        a_out = gr.Image(label="A: click a point (similarity over A)", format="png", interactive=False)
-        b_out = gr.Image(label="Similarity over B (top-n numbered)", format="png", interactive=False)
+        a_out = gr.Image(label="A: hover to preview, click for the top-n (similarity over A)", format="png",
+                         interactive=False, elem_id="sim-a-output")
+        b_out = gr.Image(label="Similarity over B (top-n numbered)", format="png", interactive=False,
+                         elem_id="sim-b-output")
+    hover = hover_block("sim", "sim-a-output", ["sim-a-output", "sim-b-output"],
+                        "Arrow keys move a cursor cell on image A, Enter asks the server for its top patches.")
     with gr.Row():
         x = gr.Number(None, label="x on A", precision=0, minimum=0)
         y = gr.Number(None, label="y on A", precision=0, minimum=0)
         point_btn = gr.Button("Inspect this point")
     with gr.Accordion("Top patches (JSON)", open=False):
         info = gr.JSON()
-    page.watch(run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
-                  api_name="similarity", concurrency_limit=None))
+    run = run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
+                        api_name="similarity", concurrency_limit=None)
+    page.watch(run)
+    run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     page.watch(a_out.select(click_similarity, [state, top_n], [a_out, b_out, md, info], api_visibility="private",
                  concurrency_limit=None, show_progress="minimal"))
     page.watch(point_btn.click(similarity_point, [state, x, y, top_n], [a_out, b_out, md, info],

@@ -3,21 +3,26 @@ other image shows each point's match and the last point's heat map (no network p
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gradio as gr
+from PIL import ImageOps
 
 from vitdense import draw
 from vitdense.apps import get_app
 from vitdense.apps.registry import Inputs
 from vitdense.apps.transfer import SetMatcher, TransferResult, transfer_points_descriptors
+from vitdense.defaults import task_defaults
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
+from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
+from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -28,7 +33,7 @@ from vitdense.web.inputs import (
     set_examples,
     set_input,
 )
-from vitdense.web.pool import extract_set
+from vitdense.web.pool import extract, extract_set
 from vitdense.web.serving import validate
 from vitdense.web.sessions import keep, load, session_state, store, updated
 from vitdense.web.zips import output_folder
@@ -70,8 +75,7 @@ def _outputs(s: TransferSession, key: str) -> tuple:
     for i, im in enumerate(s.images):
         if i == src:
             continue
-        heat = draw.heatmap_overlay(im.array, result.heatmaps[i][last], alpha=0.45,
-                                    geometry=result.geometries[i])
+        heat = draw.top_heatmap(im.array, result.heatmaps[i][last], geometry=result.geometries[i])
         targets.append((draw.draw_markers(heat, result.matches[i], draw.point_colors(result.num_points)),
                         f"{im.name}: point {last + 1} {result.similarity[i, last]:.2f}"
                         + (" (mutual)" if result.mutual[i, last] else "")))
@@ -103,6 +107,13 @@ def run_transfer(images: Any, source: Any = 0, model: str = BUNDLED_MODEL, layer
     index = validate.number("source", source, 0, None, integer=True, default=0)
     if not 0 <= index < len(ims):
         index = 0
+    if task_defaults("correspondences", model)["flip"]:    # every target also mirrored (vitdense.ops.mirror)
+        progress(0.6, desc="Describing the mirrored targets")
+        targets = [t for t in range(len(ims)) if t != index]
+        mirrored = extract(model, [ImageOps.mirror(ims[t].image) for t in targets], settings)
+        descs = list(descs)
+        for t, m in zip(targets, mirrored):
+            descs[t] = choose_orientation(descs[index], descs[t], m)[0]
     progress(0.8, desc="Preparing the matchers")
     s = TransferSession(ims, descs, SetMatcher(descs, index),
                         dict(task="transfer", model=model, **settings, max_side=MAX_SIDE))
@@ -137,7 +148,24 @@ def transfer_point(key: Any, x: float, y: float) -> tuple:
                              f"({w} x {h} pixels)")
     new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
     store(key, new)
-    return _outputs(new, key)
+    return (*_outputs(new, key), Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) "
+                                      f"matched on {len(s.images) - 1} images."))
+
+
+#: sets sent to the page for hovering (each image is about 0.9 MB of text at the defaults)
+MAX_HOVER_IMAGES = 8
+
+
+@ui_errors(quiet=True)
+def send_hover(key: Any) -> Any:
+    """After a run or a new source: the source and the targets (in the gallery's order) for the
+    page's hover preview; None (click only) for a set larger than :data:`MAX_HOVER_IMAGES`."""
+    session = load(key, "press Extract descriptors")
+    if session is None or len(session.descs) > MAX_HOVER_IMAGES:
+        return None
+    src = session.matcher.source_index
+    order = [src] + [i for i in range(len(session.descs)) if i != src]
+    return hover_payload("correspond", [session.descs[i] for i in order], run=time.monotonic_ns())
 
 
 def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
@@ -164,8 +192,10 @@ def build(page: Page) -> None:
         src_img = gr.Image(label="Source: click a point", format="png", interactive=False, scale=2,
                            elem_id="transfer-source")
         with gr.Column(scale=3):
-            targets = gr.Gallery(label="Matches (heat map of the last point)", columns=3, format="png",
-                                 elem_id="transfer-targets")
+            targets = gr.Gallery(label="Matches (last point's similarity: top 5% coloured)", columns=3, format="png",
+                                 elem_id="transfer-targets", object_fit="contain", height="auto")
+    hover = hover_block("transfer", "transfer-source", [f"transfer-targets@{k}" for k in range(MAX_HOVER_IMAGES)],
+                        "Arrow keys move a cursor cell on the source, Enter transfers it on the server.")
     md = gr.Markdown(elem_id="transfer-summary")
     with gr.Row():
         with gr.Column():
@@ -176,9 +206,13 @@ def build(page: Page) -> None:
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
-    page.watch(run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
-                  api_name="transfer_extract", concurrency_limit=None))
-    page.watch(source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None))
+    aux = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    for ev in (run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
+                             api_name="transfer_extract", concurrency_limit=None),
+               source.input(transfer_source, [state, source], outputs, api_visibility="private",
+                            concurrency_limit=None)):
+        page.watch(ev)
+        ev.success(send_hover, state, hover, **aux)
     page.watch(src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
                    show_progress="minimal"))
     page.watch(point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None))
