@@ -59,6 +59,7 @@ ROWS = {
     "chiral 0.5": dict(chiral=0.5), "chiral 1": dict(chiral=1.0),
     "flip, margin 0": dict(flip=True, margin=0.0), "flip": dict(flip=True),
     "layer 9, flip, radius 2": dict(layer=(9,), flip=True, radius=2),
+    "flip, radius 2": dict(flip=True, radius=2),
     "binned, flip, margin 0, radius 2": dict(bin=True, flip=True, margin=0.0, radius=2),
     "binned, flip, margin 0.025, radius 2": dict(bin=True, flip=True, margin=0.025, radius=2),
     "new: binned, flip, radius 2": dict(bin=True, flip=True, radius=2),

@@ -239,6 +239,7 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
 
     from vitdense.apps.correspondences import PointMatcher
     from vitdense.features.models import BUNDLED_MODEL
+    from vitdense.ops.mirror import extract_oriented
     from vitdense.web.inputs import descriptor_settings, prepare_pair
 
     page.get_by_role("tab", name="Correspondences").click()
@@ -251,7 +252,7 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
     # the hovered best cell against the server's rule, computed here on the same pictures
     images = prepare_pair(str(CAT_A), str(CAT_B))
     settings = descriptor_settings(BUNDLED_MODEL, "correspondences")
-    d1, d2 = bundled_extractor.extract([im.image for im in images], **settings, saliency=True)
+    d1, d2, _ = extract_oriented(bundled_extractor, images[0].image, images[1].image, **settings)  # as the tab
     matcher = PointMatcher(d1, d2).compact()
     h, w = d1.geometry.orig_size
     points = [(x, y) for y in range(0, h, 4) for x in range(0, w, 4)]

@@ -36,11 +36,11 @@ def serve(tmp: Path, *flags: str) -> Iterator[str]:
 def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A server whose memory budget holds one pair job at load size 112 while it runs plus 512 KiB
     (so a visitor's result is evicted when the next visitor's job starts), and whose temporary
-    files live 4 s. The job is the default's: log-binned, with image B also described mirrored."""
+    files live 4 s. The job is the default's: image B also described mirrored."""
     from vitdense.web.serving.workbudget import working_bytes
     tmp = tmp_path_factory.mktemp("server")
     pair = [Image.open(p).size for p in (CAT_A, CAT_B)]
-    budget = working_bytes(pair + pair[1:], 112, 14, 7, 384, bin=True) + (512 << 10)   # ViT-S/14, stride 7
+    budget = working_bytes(pair + pair[1:], 112, 14, 7, 384) + (512 << 10)   # ViT-S/14, stride 7
     with serve(tmp, "--session-memory", str(budget), "--temp-max-age", str(TEMP_AGE_S),
                "--click-rate", str(CLICK_RATE)) as url:
         yield url, tmp

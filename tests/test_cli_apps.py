@@ -111,7 +111,7 @@ def test_correspond_pairs_and_bad_pair(roots, tmp_path, capsys):
     pts = _json(out / "pair1" / "points.json")
     assert pts["image1"] == "left.png" and pts["image2"] == "right.png"
     assert 1 <= len(pts["pairs"]) <= 5 and len(pts["points1"]) == len(pts["pairs"])
-    assert pts["params"]["layer"] == [7] and pts["params"]["bin"] is True  # the bundled DINOv2 default
+    assert pts["params"]["layer"] == [7] and pts["params"]["bin"] is False  # the bundled DINOv2 default
     for pair in pts["pairs"]:
         (y1, x1), (y2, x2) = pair["point1"], pair["point2"]
         assert 0 <= y1 < 106 and 0 <= x1 < 160 and 0 <= y2 < 106 and 0 <= x2 < 150

@@ -35,9 +35,9 @@ def stereo():
 
 @pytest.fixture(scope="module")
 def stereo_descs(bundled_extractor, stereo):
-    """The correspondence defaults (vitdense.defaults): on the bundled DINOv2 log-binned layer-7
-    tokens (6528 dimensions), stride 7, load 224, saliency, the right image also described
-    mirrored (the plain orientation is kept: it fits better)."""
+    """The correspondence defaults (vitdense.defaults): on the bundled DINOv2 layer-7 tokens (384
+    dimensions), stride 7, load 224, saliency, the right image also described mirrored (the plain
+    orientation is kept: it fits better)."""
     left, right, _ = stereo
     return extract_pair(bundled_extractor, left, right)
 
@@ -131,8 +131,8 @@ def test_stereo_pck(stereo, stereo_corr):
     assert c.points1.shape == (10, 2) and c.points2.shape == (10, 2)
     gt = gt_right(c.points1, disp)
     size = left.shape[:2]
-    # measured (bundled model, CPU, the defaults, 2026-12-04): PCK@0.1 = 1.0, PCK@0.02 = 0.9
-    # (0.02 * 741 = 14.8 px; unbinned layer 7: 0.9 and 0.8);
+    # measured (bundled model, CPU, the defaults, 2026-12-04): PCK@0.1 = 0.9, PCK@0.02 = 0.8
+    # (0.02 * 741 = 14.8 px; log-binned layer 7: 1.0 and 0.9);
     # doing nothing (points2 = points1) scores 1.0 and 0.0: the disparities are 7..60 px.
     assert pck(c.points2, gt, 0.1, reference="image", image_size=size) >= 0.9
     assert pck(c.points2, gt, 0.02, reference="image", image_size=size) >= 0.7
@@ -151,7 +151,7 @@ def test_stereo_all_best_buddies_pck(stereo, stereo_descs):
     gt = gt_right(p1, disp)
     size = left.shape[:2]
     assert len(i1) > 500                              # measured 1178 of 1426 cells
-    # measured: 0.90 over all best buddies (identity baseline 0.16; unbinned layer 7: 0.86)
+    # measured: 0.86 over all best buddies (identity baseline 0.16; log-binned layer 7: 0.90)
     assert pck(p2, gt, 0.02, reference="image", image_size=size) >= 0.75
     assert pck(p1, gt, 0.02, reference="image", image_size=size) <= 0.3
 
@@ -175,7 +175,7 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
     np.testing.assert_allclose(c.saliency, ((sal1[c.indices1] + sal2[c.indices2]) / 2).numpy(), atol=1e-6)
     assert np.all(np.diff(c.saliency) <= 0)           # sorted by the ranking
     assert c.grid1 == d1.grid and c.size1 == (500, 741) and c.size2 == (500, 741)
-    assert c.params["layer"] == [7] and c.params["bin"] is True  # the bundled DINOv2's default (vitdense.defaults)
+    assert c.params["layer"] == [7] and c.params["bin"] is False  # the bundled DINOv2's default (vitdense.defaults)
     assert not d2.params.get("mirrored")          # a stereo pair faces the same way: not mirrored
     assert c.params["facet"] == "token"           # the bundled DINOv2's default facet
     assert c.params["stride"] == 7 and c.params["num_pairs"] == 10 and c.params["thresh"] == 0.05

@@ -53,12 +53,13 @@ def test_mirrored_field_is_the_mirror_read_back_on_the_own_grid(bundled_extracto
 
 
 def test_a_mirrored_target_is_answered_in_its_own_pixels(cached_extractor, cat, warped_cat):
-    """A against a mirrored warp of itself: the default (binned layer 7; load 112 to keep the test
-    short) clicks land far from the truth unmirrored; with the mirrored field chosen they land
+    """A against a mirrored warp of itself, with log-binned layer 7 (load 112 to keep the test
+    short): clicks land far from the truth unmirrored; with the mirrored field chosen they land
     where the warp says."""
     out, pa, pb, mirrored, pbm = warped_cat
     size = out.shape[:2]
-    d1, d2 = extract_pair(cached_extractor, cat, mirrored, flip=False, saliency=False, load_size=112)
+    d1, d2 = extract_pair(cached_extractor, cat, mirrored, flip=False, saliency=False, load_size=112, layer=7,
+                          bin=True)
     plain = PointMatcher(d1, d2)
     plain_pck = pck(np.array([plain.query(*p).point for p in pa]), pbm, 0.05, reference="image", image_size=size)
     d1, d2f, flipped = extract_oriented(cached_extractor, cat, mirrored, layer=7, bin=True, load_size=112)
@@ -67,10 +68,10 @@ def test_a_mirrored_target_is_answered_in_its_own_pixels(cached_extractor, cat, 
     answers = np.array([m.query(*p).point for p in pa])
     # measured: 1.0 with the mirrored field against 0.44 without
     assert pck(answers, pbm, 0.05, reference="image", image_size=size) >= 0.85 > plain_pck + 0.3
-    # the unmirrored warp keeps its own orientation, and the default pair extraction agrees
+    # the unmirrored warp keeps its own orientation, and the pair extraction (mirroring on) agrees
     d1, d2, flipped = extract_oriented(cached_extractor, cat, out, layer=7, bin=True, load_size=112)
     assert not flipped
-    same = extract_pair(cached_extractor, cat, out, saliency=False, load_size=112)[1]
+    same = extract_pair(cached_extractor, cat, out, saliency=False, load_size=112, layer=7, bin=True, flip=True)[1]
     torch.testing.assert_close(same.descs, d2.descs)
 
 

@@ -38,16 +38,18 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 #: measured per-family overrides: (task, family) -> {knob: value}
 FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # bundled DINOv2 ViT-S/14, click answers: chosen on the STUDY half of bench/data/semantic_kp
-    # (different instances, hand-placed keypoints) with warped / mirrored photos as guards, then
-    # reported on its check half (bench/study_defaults.py, 2026-12-04; README "Correspondence
-    # defaults"). Layer 7, log-binned, the target also described mirrored and kept mirrored when
-    # it fits better by vitdense.ops.mirror.FLIP_MARGIN (with the refine window of radius 2 in
-    # vitdense.apps.correspondences): study PCK@0.1 per point 0.365 -> 0.452, @0.05 0.198 -> 0.333,
-    # left/right swaps 4 -> 4 of 126; warped @0.05 0.878 -> 0.910, mirrored @0.05 0.442 -> 0.912;
-    # check half @0.1 0.456 -> 0.485. Binning alone halves mirrored PCK (0.222); the mirroring is
-    # what makes it safe. Layer 9 with
-    # mirroring scored 0.476 @0.1 on the study half but 0.802 on warped @0.05.
-    ("correspondences", "dinov2"): dict(layer=7, bin=True, flip=True),
+    # (different instances, hand-placed keypoints) with warped / mirrored photos as guards, among
+    # the settings that keep the demo's session memory and the in-page hover within their bounds
+    # (issue 20: memory per pair within today's budget; issue 21: <= 2 MB sent per pair, >= 30
+    # hovers/s), then reported on its check half (bench/study_defaults.py, 2026-12-04; README
+    # "Correspondence defaults"). Layer 7, unbinned, the target also described mirrored and kept
+    # mirrored when it fits better by vitdense.ops.mirror.FLIP_MARGIN, refine window of radius 2
+    # (vitdense.apps.correspondences): study PCK@0.1 per point 0.365 -> 0.389, @0.05 0.198 ->
+    # 0.254; warped @0.05 0.878 -> 0.895, mirrored @0.05 0.442 -> 0.896. Log-binned with mirroring
+    # scored higher on the study half (0.452 @0.1, warped 0.910) but its descriptors are 17x
+    # wider: 4.3 -> 37 MiB of session memory per pair and a 13 MB, ~15 hovers/s page: not a
+    # default (pass bin=True). Binning alone halves mirrored PCK (0.222).
+    ("correspondences", "dinov2"): dict(layer=7, flip=True),
     # co-segmentation / parts on DINOv2: bench/bench_coseg_sets.py on the real sets of
     # bench/data/coseg_sets (README "Co-segmentation and parts on real sets"); DINO v1 keeps the paper's
     # values (not measurable here)

@@ -55,11 +55,26 @@ def client_address(req: Any, hops: int) -> str:
     return str(getattr(getattr(req, "client", None), "host", "") or "")
 
 
+_FOR_EVERY_VISITOR = contextvars.ContextVar("vitdense_for_every_visitor", default=False)
+
+
+@contextlib.contextmanager
+def for_every_visitor():
+    """Jobs admitted inside run for the server, not for the visitor whose event triggered them
+    (the landing example, computed once for everyone): they count against the limits but not
+    against that visitor's one job."""
+    token = _FOR_EVERY_VISITOR.set(True)
+    try:
+        yield
+    finally:
+        _FOR_EVERY_VISITOR.reset(token)
+
+
 def visitor_keys() -> tuple[Hashable, ...]:
     """The running event's visitor, as the keys the gate counts (session, address); () outside
-    an event."""
+    an event, or inside :func:`for_every_visitor`."""
     req = request()
-    if req is None:
+    if req is None or _FOR_EVERY_VISITOR.get():
         return ()
     keys: list[Hashable] = []
     if getattr(req, "session_hash", None):

@@ -21,6 +21,7 @@ from vitdense.export import to_jsonable
 from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.models import BUNDLED_MODEL
 from vitdense.ops.mirror import choose_orientation
+from vitdense.web import gate
 from vitdense.web.controls import Page, knob_component, knob_value
 from vitdense.web.errors import ui_errors
 from vitdense.web.guard import Done
@@ -238,7 +239,7 @@ def landing() -> tuple:
     pairs = example_pairs()
     if not pairs:
         return (gr.skip(),) * 9
-    with _LANDING_LOCK:           # one computation, however many visitors arrive at once
+    with _LANDING_LOCK, gate.for_every_visitor():   # once, for everyone: not the arriving visitor's job
         if "pair" not in _LANDING:
             _LANDING["pair"] = pair_session(*pairs[0])
     s = _LANDING["pair"]
