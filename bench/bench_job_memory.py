@@ -48,6 +48,7 @@ def worker(name: str) -> None:
     import torch
 
     from vitdense import web
+    from vitdense.defaults import task_defaults
     from vitdense.features.models import get_spec
     from vitdense.web import guard
     torch.set_num_threads(2)
@@ -60,6 +61,8 @@ def worker(name: str) -> None:
         run(tab, load, stride, bin_)
     spec = get_spec("dinov2_vits14_imgfocus")
     images = PAIR if tab in ("correspondences", "similarity") else CATS
+    if tab == "correspondences" and task_defaults("correspondences", spec.name)["flip"]:
+        images = images + images[1:]          # image B is also described mirrored, as the tab admits it
     from PIL import Image
 
     from vitdense.web.serving.workbudget import working_bytes
