@@ -291,9 +291,9 @@ def describe_similarity(result: Any) -> str:
 POINT_ORDER = "(y, x) original pixels: y down from the top, x right from the left"
 
 
-def _deprecated_point(order: str, append: bool) -> type:
-    """An argparse action for an old ``--point`` flag in ``order`` ("YX" / "XY"): stores the point
-    as (y, x) under ``yx`` and says once on stderr to use ``--yx Y X``."""
+def _deprecated_point() -> type:
+    """The argparse action of transfer's old ``--point X Y``: appends the point as (y, x) to ``yx``
+    and says once on stderr to use ``--yx Y X``."""
     import argparse
     import sys
 
@@ -302,19 +302,17 @@ def _deprecated_point(order: str, append: bool) -> type:
 
         def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
             if not self.said:
-                print(f"warning: --point {' '.join(order)} is deprecated: use --yx Y X (the library's point "
-                      "order)", file=sys.stderr)
+                print("warning: --point X Y is deprecated: use --yx Y X (the library's point order)", file=sys.stderr)
                 self.said = True
-            yx = tuple(values) if order == "YX" else (values[1], values[0])
-            setattr(namespace, "yx", [*(getattr(namespace, "yx", None) or []), yx] if append else yx)
+            setattr(namespace, "yx", [*(getattr(namespace, "yx", None) or []), (values[1], values[0])])
     return DeprecatedPoint
 
 
 def _similarity_options(p: Any) -> None:
     q = p.add_mutually_exclusive_group(required=True)
-    q.add_argument("--yx", type=float, nargs=2, metavar=("Y", "X"), help=f"query pixel in A, {POINT_ORDER}")
-    q.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), action=_deprecated_point("YX", False),
-                   help="deprecated alias of --yx (same order)")
+    # --point was always Y X here, the library's order: an alias, no warning
+    q.add_argument("--yx", "--point", dest="yx", type=float, nargs=2, metavar=("Y", "X"),
+                   help=f"query pixel in A, {POINT_ORDER} (--point: the same)")
     q.add_argument("--cls", action="store_true", help="query A's CLS descriptor instead of a point")
 
 
@@ -424,7 +422,7 @@ def _transfer_options(p: Any) -> None:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--yx", type=float, nargs=2, action="append", metavar=("Y", "X"),
                    help=f"a point on the source image, {POINT_ORDER}; repeat for more")
-    q.add_argument("--point", type=float, nargs=2, metavar=("X", "Y"), action=_deprecated_point("XY", True),
+    q.add_argument("--point", type=float, nargs=2, metavar=("X", "Y"), action=_deprecated_point(),
                    help="deprecated: a point as X Y (the opposite order of --yx); repeat for more")
 
 
