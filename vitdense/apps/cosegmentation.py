@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
@@ -27,9 +26,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitdense.defaults import task_defaults
+from vitdense.apps.knobs import (
+    REQUIRED,
+    AppKnobs,
+    keyword,
+    keyword_signature,
+    knob_parameters,
+    positional,
+    settings_for,
+    settings_parameters,
+    split_options,
+)
 from vitdense.errors import ParameterError, check_bool, check_range
-from vitdense.features.descriptors import FACETS, check_descriptor_set
+from vitdense.features.descriptors import FACETS, DescriptorSettings, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
 from vitdense.ops.clustering import l2_normalize
 from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
@@ -101,6 +110,59 @@ class CosegResult:
     def is_empty(self) -> bool:
         """True when no image has any foreground pixel."""
         return not any(m.any() for m in self.masks)
+
+
+#: the row of vitdense.defaults.TASK_DEFAULTS
+TASK = "cosegmentation"
+#: the knobs of stage 1 (:func:`vitdense.ops.foreground.foreground_clusters`), shared with the parts
+STAGE1_KNOBS = ("elbow", "thresh", "votes_percentage", "sample_interval", "max_clusters", "n_init", "max_iter",
+                "seed", "thresh_mode", "vote_mode", "fallback")
+
+
+@dataclass(frozen=True)
+class CosegKnobs(AppKnobs):
+    """Co-segmentation's own knobs (the descriptor settings are a
+    :class:`~vitdense.features.descriptors.DescriptorSettings`). None = the value of
+    :func:`vitdense.defaults.task_defaults` ("cosegmentation") for the model (:meth:`resolved`).
+
+    ``elbow``, ``thresh``, ``votes_percentage``, ``sample_interval``: the paper's clustering and votes
+    (module docstring); ``remove_outliers`` / ``outliers_thresh``: drop images whose CLS descriptor
+    has a cosine similarity below this to the set's mean; ``refine``: GrabCut (or the torch CRF) on
+    the masks; ``thresh_mode`` / ``vote_mode`` / ``fallback``: the robust votes of
+    :mod:`vitdense.ops.voting`; ``max_clusters``, ``n_init``, ``max_iter``, ``seed``: k-means;
+    ``refiner``: ``"auto"`` (GrabCut on the CPU; on CUDA :mod:`vitdense.ops.refine`'s dense CRF in
+    torch), ``"cpu"`` or ``"torch"``.
+
+    Extraction knobs (read by :func:`cosegment_with` only): ``outliers_facet`` (None compares the CLS
+    descriptors of the descriptor pass, official; a facet name takes them from an extra pass of that
+    facet at the last layer: on the bundled model the key CLS of every image is ~0.99 similar to the
+    mean, while "token" separates outliers); ``low_res_saliency_maps`` (False: the official
+    low-resolution pass only saved GPU memory, here the full-resolution saliency comes free with the
+    descriptor pass, and on the bundled DINOv2 ViT-S/14 the low-resolution maps, an 8 x 8 grid at
+    112 px, cut the mean Jaccard of a 10-image test set from 0.82 to 0.70); ``batch_size``.
+    """
+
+    TASK: ClassVar[str] = TASK
+    EXTRACTION: ClassVar[tuple[str, ...]] = ("outliers_facet", "low_res_saliency_maps", "batch_size")
+
+    elbow: float | None = None
+    thresh: float | None = None
+    votes_percentage: float | None = None
+    sample_interval: int | None = None
+    remove_outliers: bool = False
+    outliers_thresh: float = 0.7
+    refine: bool | None = None
+    thresh_mode: str | None = None
+    vote_mode: str | None = None
+    fallback: bool | None = None
+    max_clusters: int = 14
+    n_init: int = 10
+    max_iter: int = 300
+    seed: int = 0
+    refiner: str = "auto"
+    outliers_facet: str | None = None
+    low_res_saliency_maps: bool = False
+    batch_size: int = 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,13 +244,6 @@ def validate_coseg_params(elbow: float, thresh: float, votes_percentage: float, 
         raise ParameterError(f"max_clusters={max_clusters!r} is out of range: expected an integer >= 1")
 
 
-def resolve_knobs(task: str, model: str | None, **given) -> SimpleNamespace:
-    """``given`` knobs by name, each None replaced by the task's default for ``model`` (read them by
-    name: ``k = resolve_knobs(...); k.elbow``)."""
-    table = task_defaults(task, model)
-    return SimpleNamespace(**{k: (table[k] if v is None and k in table else v) for k, v in given.items()})
-
-
 def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> None:
     """Raise :class:`ParameterError` for an unknown vote mode (see :mod:`vitdense.ops.voting`)."""
     if thresh_mode not in THRESH_MODES:
@@ -196,6 +251,14 @@ def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> Non
     if vote_mode not in VOTE_MODES:
         raise ParameterError(f"vote_mode={vote_mode!r} is unknown: expected one of {', '.join(VOTE_MODES)}")
     check_bool("fallback", fallback)
+
+
+def validate_stage1(k: Any) -> None:
+    """:func:`validate_vote_modes` and :func:`validate_coseg_params` of resolved knobs (co-segmentation's
+    or the parts' :class:`AppKnobs`)."""
+    validate_vote_modes(k.thresh_mode, k.vote_mode, k.fallback)
+    validate_coseg_params(k.elbow, k.thresh, k.votes_percentage, k.sample_interval,
+                          getattr(k, "outliers_thresh", 0.0), k.max_clusters)
 
 
 def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -> tuple[np.ndarray, np.ndarray]:
@@ -210,66 +273,62 @@ def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
-                          saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
-                          images: Sequence[ImageLike] | None = None, *, elbow: float | None = None,
-                          thresh: float | None = None, votes_percentage: float | None = None,
-                          sample_interval: int | None = None, remove_outliers: bool = False,
-                          outliers_thresh: float = 0.7, refine: bool | None = None, thresh_mode: str | None = None,
-                          vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
-                          n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                          extra_params: dict | None = None, refiner: str = "auto") -> CosegResult:
+def cosegment_descriptors_with(descs: Sequence["ImageDescriptors"],
+                               saliency: Sequence[np.ndarray | torch.Tensor] | None,
+                               images: Sequence[ImageLike] | None, knobs: CosegKnobs | None = None, *,
+                               extra_params: dict | None = None) -> CosegResult:
     """Co-segment a set from already-extracted descriptors (no network pass).
 
     descs: one :class:`ImageDescriptors` per image (T_i x D, same D). saliency: per image an h x w map
     in [0, 1] (any grid size: resized to the descriptor grid with nearest neighbour); None uses
     ``descs[i].saliency``. images: the original images (needed when ``refine``; used for GrabCut).
-    ``remove_outliers`` needs ``descs[i].cls``. ``None`` knobs take the value of
-    :func:`vitdense.defaults.task_defaults` for the descriptors' model; ``thresh_mode``, ``vote_mode``
-    and ``fallback`` are the robust votes of :mod:`vitdense.ops.voting`. ``refiner``: how ``refine`` runs,
-    ``"auto"`` (GrabCut on the CPU; on CUDA :mod:`vitdense.ops.refine`'s dense CRF in torch), ``"cpu"``
-    (GrabCut) or ``"torch"`` (on the descriptors' device). See :class:`CosegResult`.
+    knobs: :class:`CosegKnobs` (its extraction knobs are not read), resolved for the descriptors'
+    model. ``extra_params`` join ``result.params``. See :class:`CosegResult`.
     """
-    _model = descs[0].params.get("model") if len(descs) else None
-    k = resolve_knobs("cosegmentation", _model, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                      sample_interval=sample_interval, refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode,
-                      fallback=fallback)
-    elbow, thresh, votes_percentage, sample_interval = k.elbow, k.thresh, k.votes_percentage, k.sample_interval
-    refine, thresh_mode, vote_mode, fallback = k.refine, k.thresh_mode, k.vote_mode, k.fallback
-    validate_vote_modes(thresh_mode, vote_mode, fallback)
-    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
+    k = (knobs or CosegKnobs()).resolved(descs[0].params.get("model") if len(descs) else None)
+    validate_stage1(k)
     check_descriptor_set(descs)
-    refiner = resolve_refiner(refiner, descs[0].descs.device)
-    if refine and images is None:
+    refiner = resolve_refiner(k.refiner, descs[0].descs.device)
+    if k.refine and images is None:
         raise ParameterError("refine=True needs the original images: pass images= or set refine=False")
     if images is not None and len(images) != len(descs):
         raise ParameterError(f"images has {len(images)} entries for {len(descs)} descriptor sets: give one per image")
     sal = saliency_maps(descs, saliency)
     n = len(descs)
-    geoms = [d.geometry for d in descs]
-    if remove_outliers:
-        inliers, sims = outlier_flags(descs, outliers_thresh)
-    else:
-        inliers, sims = np.ones(n, bool), None
-    params = dict(elbow=elbow, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
-                  remove_outliers=remove_outliers, outliers_thresh=outliers_thresh, refine=refine,
-                  thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
-                  descriptors=dict(descs[0].params), **(extra_params or {}))
+    inliers, sims = outlier_flags(descs, k.outliers_thresh) if k.remove_outliers else (np.ones(n, bool), None)
+    params = dict(k.recorded(), descriptors=dict(descs[0].params), **(extra_params or {}))
     idx = np.flatnonzero(inliers)
-    empty_grid = [np.zeros(d.grid, bool) for d in descs]
-    empty_masks = [np.zeros(g.orig_size, bool) for g in geoms]
     if idx.size == 0:
-        return CosegResult(empty_masks, empty_grid, [np.full(d.grid, -1, np.int64) for d in descs], sal, geoms,
-                           [False] * n, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), 0, inliers, sims, [],
+        return CosegResult([np.zeros(d.geometry.orig_size, bool) for d in descs],
+                           [np.zeros(d.grid, bool) for d in descs], [np.full(d.grid, -1, np.int64) for d in descs],
+                           sal, [d.geometry for d in descs], [False] * n, 0, np.zeros(0, np.int64),
+                           np.zeros(0, np.int64), 0, inliers, sims, [],
                            np.zeros((0, descs[0].descs.shape[1]), np.float32),
                            reason=f"every image is an outlier (CLS cosine similarity to the mean < "
-                                  f"outliers_thresh={outliers_thresh})", params=params)
+                                  f"outliers_thresh={k.outliers_thresh})", params=params)
     normed = [l2_normalize(descs[i].descs.detach()) for i in idx]
-    st = foreground_clusters(normed, [sal[i] for i in idx], len(idx), elbow=elbow, thresh=thresh,
-                             votes_percentage=votes_percentage, sample_interval=sample_interval,
-                             max_clusters=max_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
-                             thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
-    return assemble_result(descs, sal, idx, st, inliers, sims, images if refine else None, params, refiner)
+    st = foreground_clusters(normed, [sal[i] for i in idx], len(idx), **k.pick(*STAGE1_KNOBS))
+    return assemble_result(descs, sal, idx, st, inliers, sims, images if k.refine else None, params, refiner)
+
+
+@keyword_signature(positional(("descs", "Sequence['ImageDescriptors']", REQUIRED),
+                              ("saliency", "Sequence[np.ndarray | torch.Tensor] | None", None),
+                              ("images", "Sequence[ImageLike] | None", None)),
+                   knob_parameters(CosegKnobs, CosegKnobs.descriptor_names()),
+                   keyword("extra_params", "dict | None", None), returns="CosegResult")
+def cosegment_descriptors(descs: Sequence["ImageDescriptors"],
+                          saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
+                          images: Sequence[ImageLike] | None = None, **options: Any) -> CosegResult:
+    """:func:`cosegment_descriptors_with` with the knobs as keywords (those of :class:`CosegKnobs`
+    but its extraction knobs, plus ``extra_params``). ``None`` knobs take the value of
+    :func:`vitdense.defaults.task_defaults` for the descriptors' model; ``thresh_mode``, ``vote_mode``
+    and ``fallback`` are the robust votes of :mod:`vitdense.ops.voting`. ``refiner``: how ``refine`` runs,
+    ``"auto"`` (GrabCut on the CPU; on CUDA :mod:`vitdense.ops.refine`'s dense CRF in torch), ``"cpu"``
+    (GrabCut) or ``"torch"`` (on the descriptors' device). See :class:`CosegResult`.
+    """
+    extra_params = options.pop("extra_params", None)
+    return cosegment_descriptors_with(descs, saliency, images, CosegKnobs.from_descriptor_options(**options),
+                                      extra_params=extra_params)
 
 
 def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], idx: np.ndarray, st: ForegroundClusters,
@@ -345,60 +404,48 @@ def _per_image(flags: np.ndarray | None, idx: np.ndarray, n: int) -> np.ndarray 
     return out
 
 
-
-
-def cosegment(extractor: "Extractor", images: Sequence[ImageLike], *, elbow: float | None = None,
-              load_size: int | None = 224, layer: int | Sequence[int] | None = None, facet: str | None = None,
-              bin: bool | None = None, thresh: float | None = None, stride: int | None = None,
-              votes_percentage: float | None = None, sample_interval: int | None = None,
-              remove_outliers: bool = False, outliers_thresh: float = 0.7, outliers_facet: str | None = None,
-              low_res_saliency_maps: bool = False, refine: bool | None = None, thresh_mode: str | None = None,
-              vote_mode: str | None = None, fallback: bool | None = None, max_clusters: int = 14,
-              n_init: int = 10, max_iter: int = 300, seed: int = 0, batch_size: int = 8,
-              refiner: str = "auto") -> CosegResult:
+def cosegment_with(extractor: "Extractor", images: Sequence[ImageLike], settings: DescriptorSettings | None = None,
+                   knobs: CosegKnobs | None = None) -> CosegResult:
     """Co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
+
+    ``settings``: the descriptor settings (None: :func:`vitdense.apps.knobs.settings_for` the task and
+    the extractor's model); ``knobs``: :class:`CosegKnobs`, resolved for the extractor's model.
+    Returns a :class:`CosegResult` with masks at each original image's resolution.
+    """
+    settings = settings_for(TASK, extractor) if settings is None else settings.resolve(extractor.spec)
+    k = (knobs or CosegKnobs()).resolved(extractor.model_name)
+    validate_stage1(k)
+    for name, value in (("bin", settings.bin), ("remove_outliers", k.remove_outliers),
+                        ("low_res_saliency_maps", k.low_res_saliency_maps), ("refine", k.refine)):
+        check_bool(name, value)
+    images = as_image_list(images)
+    if k.outliers_facet is not None and k.outliers_facet not in FACETS:
+        raise ParameterError(f"outliers_facet={k.outliers_facet!r} is unknown: expected None, key, query, value or token")
+    pils = [load_image(im) for im in images]
+    descs, sal = extract_with_saliency(extractor, pils, load_size=settings.load_size, layer=settings.layer,
+                                       facet=settings.facet, bin=settings.bin, stride=settings.stride,
+                                       include_cls=k.remove_outliers and k.outliers_facet is None,
+                                       low_res_saliency_maps=k.low_res_saliency_maps, batch_size=k.batch_size)
+    if k.remove_outliers and k.outliers_facet is not None:
+        cls_descs = extractor.extract(pils, layer=extractor.spec.depth - 1, facet=k.outliers_facet,
+                                      stride=extractor.spec.patch_size, load_size=settings.load_size,
+                                      include_cls=True, batch_size=k.batch_size)
+        descs = [dataclasses.replace(d, cls=c.cls) for d, c in zip(descs, cls_descs)]
+    return cosegment_descriptors_with(descs, sal, pils, k, extra_params=k.pick("low_res_saliency_maps",
+                                                                               "outliers_facet"))
+
+
+@keyword_signature(positional(("extractor", "'Extractor'", REQUIRED), ("images", "Sequence[ImageLike]", REQUIRED)),
+                   settings_parameters(TASK), knob_parameters(CosegKnobs), returns="CosegResult")
+def cosegment(extractor: "Extractor", images: Sequence[ImageLike], **options: Any) -> CosegResult:
+    """Co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``:
+    :func:`cosegment_with` with the descriptor settings and :class:`CosegKnobs` as keywords.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("cosegmentation") for the extractor's
     model: the official code's for DINO v1, the values measured on real sets of different instances,
     scales and poses for DINOv2 (README); ``stride=None`` is the model's default stride, and a facet
-    the table leaves None the model's default facet. ``low_res_saliency_maps`` defaults to False:
-    the official low-resolution pass only saved GPU memory, here the full-resolution saliency comes
-    free with the descriptor pass, and on the bundled DINOv2 ViT-S/14 the low-resolution maps (an
-    8 x 8 grid at 112 px) cut the mean Jaccard of a 10-image test set from 0.82 to 0.70.
-    ``thresh_mode`` / ``vote_mode`` / ``fallback``: the robust votes of :mod:`vitdense.ops.voting`.
-
-    ``outliers_facet``: None compares the CLS descriptors of the descriptor pass (official); a facet
-    name takes them from an extra pass of that facet at the last layer instead (on the bundled model
-    the key CLS of every image is ~0.99 similar to the mean, while "token" separates outliers).
-    Returns a :class:`CosegResult` with masks at each original image's resolution.
+    the table leaves None the model's default facet. Returns a :class:`CosegResult` with masks at
+    each original image's resolution.
     """
-    k = resolve_knobs("cosegmentation", extractor.model_name, elbow=elbow, layer=layer, facet=facet, bin=bin,
-                      thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
-                      refine=refine, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback)
-    elbow, layer, facet, bin = k.elbow, k.layer, k.facet, k.bin
-    thresh, votes_percentage, sample_interval, refine = k.thresh, k.votes_percentage, k.sample_interval, k.refine
-    thresh_mode, vote_mode, fallback = k.thresh_mode, k.vote_mode, k.fallback
-    validate_vote_modes(thresh_mode, vote_mode, fallback)
-    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, outliers_thresh, max_clusters)
-    for name, value in (("bin", bin), ("remove_outliers", remove_outliers),
-                        ("low_res_saliency_maps", low_res_saliency_maps), ("refine", refine)):
-        check_bool(name, value)
-    images = as_image_list(images)
-    if outliers_facet is not None and outliers_facet not in FACETS:
-        raise ParameterError(f"outliers_facet={outliers_facet!r} is unknown: expected None, key, query, value or token")
-    pils = [load_image(im) for im in images]
-    descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
-                                       stride=stride, include_cls=remove_outliers and outliers_facet is None,
-                                       low_res_saliency_maps=low_res_saliency_maps, batch_size=batch_size)
-    if remove_outliers and outliers_facet is not None:
-        cls_descs = extractor.extract(pils, layer=extractor.spec.depth - 1, facet=outliers_facet,
-                                      stride=extractor.spec.patch_size, load_size=load_size, include_cls=True,
-                                      batch_size=batch_size)
-        descs = [dataclasses.replace(d, cls=c.cls) for d, c in zip(descs, cls_descs)]
-    return cosegment_descriptors(descs, sal, pils, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                                 sample_interval=sample_interval, remove_outliers=remove_outliers,
-                                 outliers_thresh=outliers_thresh, refine=refine, thresh_mode=thresh_mode,
-                                 vote_mode=vote_mode, fallback=fallback, max_clusters=max_clusters,
-                                 n_init=n_init, max_iter=max_iter, seed=seed, refiner=refiner,
-                                 extra_params=dict(low_res_saliency_maps=low_res_saliency_maps,
-                                                   outliers_facet=outliers_facet))
+    given, knobs = split_options(options, CosegKnobs)
+    return cosegment_with(extractor, images, settings_for(TASK, extractor, **given), knobs)

@@ -287,27 +287,50 @@ def describe_similarity(result: Any) -> str:
                  indent=None)
 
 
+#: the one point order of the library and the command line: (y, x) in original pixels
+POINT_ORDER = "(y, x) original pixels: y down from the top, x right from the left"
+
+
+def _deprecated_point() -> type:
+    """The argparse action of transfer's old ``--point X Y``: appends the point as (y, x) to ``yx``
+    and says once on stderr to use ``--yx Y X``."""
+    import argparse
+    import sys
+
+    class DeprecatedPoint(argparse.Action):
+        said = False
+
+        def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+            if not self.said:
+                print("warning: --point X Y is deprecated: use --yx Y X (the library's point order)", file=sys.stderr)
+                self.said = True
+            setattr(namespace, "yx", [*(getattr(namespace, "yx", None) or []), (values[1], values[0])])
+    return DeprecatedPoint
+
+
 def _similarity_options(p: Any) -> None:
     q = p.add_mutually_exclusive_group(required=True)
-    q.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel in A (original pixels)")
+    # --point was always Y X here, the library's order: an alias, no warning
+    q.add_argument("--yx", "--point", dest="yx", type=float, nargs=2, metavar=("Y", "X"),
+                   help=f"query pixel in A, {POINT_ORDER} (--point: the same)")
     q.add_argument("--cls", action="store_true", help="query A's CLS descriptor instead of a point")
 
 
 def _similarity_prepare(inputs: Inputs, options: dict) -> dict:
-    return {"point": None if options.get("cls") else tuple(options["point"])}
+    return {"point": None if options.get("cls") else tuple(options["yx"])}
 
 
 register_app(App(
     id="similarity", task="similarity", title="Similarity inspector",
     summary="similarity of one point's descriptor to every patch of A and B",
-    description="Cosine similarity of the descriptor at --point Y X of image A (or of A's CLS token with "
+    description="Cosine similarity of the descriptor at --yx Y X of image A (or of A's CLS token with "
                 "--cls) to every patch of A and of B (official inspect_similarity.py). Prints the most "
                 "similar points as JSON; with --out also writes similarity_a.png, similarity_b.png and "
                 "similarity.json.",
     input="images", run=inspect_similarity, run_descriptors=inspect_similarity_descriptors,
     export=export_similarity, describe=describe_similarity,
     min_images=1, max_images=2, api_names=("similarity", "similarity_point"),
-    prepare=_similarity_prepare, prepare_options=("point", "cls"), cli_options=_similarity_options,
+    prepare=_similarity_prepare, prepare_options=("yx", "cls"), cli_options=_similarity_options,
     knobs=(Knob("top_n", int, "most similar patches reported per image", 1, 20, 1, web=True),
            Knob("refine", bool, "query the descriptor interpolated at the exact point and answer B "
                 "below the cell, as clicks do (off: the query cell and the best cell's centre)"),
@@ -396,22 +419,24 @@ def describe_transfer(result: Any) -> str:
 def _transfer_options(p: Any) -> None:
     p.add_argument("--source", required=True, metavar="IMAGE",
                    help="file name (or stem) of the source image inside each set")
-    p.add_argument("--point", type=float, nargs=2, action="append", required=True, metavar=("X", "Y"),
-                   help="a point on the source image in its pixels (x right, y down); repeat for more")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--yx", type=float, nargs=2, action="append", metavar=("Y", "X"),
+                   help=f"a point on the source image, {POINT_ORDER}; repeat for more")
+    q.add_argument("--point", type=float, nargs=2, metavar=("X", "Y"), action=_deprecated_point(),
+                   help="deprecated: a point as X Y (the opposite order of --yx); repeat for more")
 
 
 def _transfer_prepare(inputs: Inputs, options: dict) -> dict:
-    return {"source_index": source_index(inputs.names, options["source"]),
-            "points": [(y, x) for x, y in options["point"]]}
+    return {"source_index": source_index(inputs.names, options["source"]), "points": list(options["yx"])}
 
 
 register_app(App(
     id="transfer", task="correspondences", title="Keypoint transfer",
     summary="points clicked on one image, matched on every other image of the set",
-    description="Keypoint transfer across a set: each --point X Y on the --source image is matched on "
+    description="Keypoint transfer across a set: each --yx Y X on the --source image is matched on "
                 "every other image (best match, refined like the pair matcher; its similarity, whether "
                 "it is mutual, and a heat map). Writes OUT/<set>/points.json and points/<image>.png.",
     input="set", run=transfer_points, run_descriptors=transfer_points_descriptors,
     export=export_transfer, describe=describe_transfer, min_images=2,
     api_names=("transfer_extract", "transfer_point", "transfer_clear"),
-    prepare=_transfer_prepare, prepare_options=("source", "point"), cli_options=_transfer_options))
+    prepare=_transfer_prepare, prepare_options=("source", "yx"), cli_options=_transfer_options))

@@ -18,7 +18,7 @@ numbered by decreasing size over the set; a label means the same part in every i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
@@ -26,16 +26,26 @@ import torch
 from PIL import Image
 
 from vitdense.apps.cosegmentation import (
+    STAGE1_KNOBS,
     CosegResult,
     assemble_result,
     grid_to_size,
     resized_rgb,
-    resolve_knobs,
-    validate_coseg_params,
-    validate_vote_modes,
+    validate_stage1,
+)
+from vitdense.apps.knobs import (
+    REQUIRED,
+    AppKnobs,
+    keyword,
+    keyword_signature,
+    knob_parameters,
+    positional,
+    settings_for,
+    settings_parameters,
+    split_options,
 )
 from vitdense.errors import ParameterError, check_bool, check_range
-from vitdense.features.descriptors import check_descriptor_set
+from vitdense.features.descriptors import DescriptorSettings, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
 from vitdense.ops.clustering import (
     elbow_kmeans,
@@ -57,6 +67,57 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_PARTS = 64
 #: how the grid unaries are brought to the load size before the CRF ("nearest" as the official code)
 UNARY_UPSAMPLING = "bilinear"
+#: the knobs of stages 2 and 3, left out of the stage-1 result's params
+STAGE2_PARAMS = ("num_parts", "three_stages", "elbow_second_stage", "crf", "crf_params", "balanced_parts")
+
+
+#: the row of vitdense.defaults.TASK_DEFAULTS
+TASK = "parts"
+
+
+@dataclass(frozen=True)
+class PartsKnobs(AppKnobs):
+    """Part co-segmentation's own knobs (the descriptor settings are a
+    :class:`~vitdense.features.descriptors.DescriptorSettings`). None = the value of
+    :func:`vitdense.defaults.task_defaults` ("parts") for the model (:meth:`resolved`).
+
+    ``num_parts``; stage 1 as co-segmentation (``elbow``, ``thresh``, ``votes_percentage``,
+    ``sample_interval``, the votes ``thresh_mode`` / ``vote_mode`` / ``fallback`` of
+    :mod:`vitdense.ops.voting`); ``three_stages`` with ``elbow_second_stage`` (module docstring);
+    ``crf`` and ``crf_params`` (overrides of :data:`vitdense.ops.crf.CRF_DEFAULTS`);
+    ``balanced_parts``: every image gives the part k-means as many rows; k-means ``max_clusters``,
+    ``n_init``, ``max_iter``, ``seed``; ``refiner``: the CRF's implementation, ``"auto"``
+    (pydensecrf on the CPU, :mod:`vitdense.ops.refine`'s torch CRF on CUDA), ``"cpu"`` or ``"torch"``.
+
+    Extraction knobs (read by :func:`part_cosegment_with` only): ``low_res_saliency_maps`` (see
+    :class:`vitdense.apps.cosegmentation.CosegKnobs`), ``num_crop_augmentations`` (random 95% crops of
+    every image and of its mirror image join the clustering), ``batch_size``.
+    """
+
+    TASK: ClassVar[str] = TASK
+    EXTRACTION: ClassVar[tuple[str, ...]] = ("low_res_saliency_maps", "num_crop_augmentations", "batch_size")
+
+    num_parts: int | None = None
+    elbow: float | None = None
+    thresh: float | None = None
+    votes_percentage: float | None = None
+    sample_interval: int | None = None
+    three_stages: bool = False
+    elbow_second_stage: float = 0.94
+    crf: bool | None = None
+    crf_params: dict | None = None
+    thresh_mode: str | None = None
+    vote_mode: str | None = None
+    fallback: bool | None = None
+    balanced_parts: bool | None = None
+    max_clusters: int = 14
+    n_init: int = 10
+    max_iter: int = 300
+    seed: int = 0
+    refiner: str = "auto"
+    low_res_saliency_maps: bool = False
+    num_crop_augmentations: int = 0
+    batch_size: int = 8
 
 
 @dataclass
@@ -197,50 +258,42 @@ def _at_cells(labels: np.ndarray, geometry: "Geometry") -> np.ndarray:
     return labels[np.ix_(ys, xs)]
 
 
-def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
-                               saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
-                               images: Sequence[ImageLike] | None = None, *, num_parts: int | None = None,
-                               elbow: float | None = None, thresh: float | None = None,
-                               votes_percentage: float | None = None, sample_interval: int | None = None,
-                               three_stages: bool = False, elbow_second_stage: float = 0.94, crf: bool | None = None,
-                               crf_params: dict | None = None, thresh_mode: str | None = None,
-                               vote_mode: str | None = None, fallback: bool | None = None,
-                               balanced_parts: bool | None = None,
-                               extra_descs: Sequence["ImageDescriptors"] | None = None,
-                               extra_images: Sequence[ImageLike] | None = None, max_clusters: int = 14,
-                               n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                               extra_params: dict | None = None, refiner: str = "auto") -> PartsResult:
-    """Part co-segmentation from already-extracted descriptors (no network pass).
+def validate_parts_knobs(k: PartsKnobs) -> dict:
+    """Raise :class:`ParameterError` for a resolved knob out of range; returns the CRF's parameters
+    (:data:`vitdense.ops.crf.CRF_DEFAULTS` with ``k.crf_params`` applied)."""
+    validate_stage1(k)
+    validate_part_params(k.num_parts, k.elbow_second_stage, k.num_crop_augmentations)
+    for name in ("three_stages", "crf", "balanced_parts", "low_res_saliency_maps"):
+        check_bool(name, getattr(k, name))
+    return _check_crf_params(k.crf_params)
 
-    descs: one :class:`ImageDescriptors` per image (T_i x D). saliency: per image an h x w map (None:
-    ``descs[i].saliency``). images: the original images, needed when ``crf``. extra_descs:
-    descriptors that join every clustering but do not vote and are not returned (crop
-    augmentations); extra_images: their pixels (optional; only the three-stage CRF uses them, without
-    them their stage-2 labels are the plain nearest centroids). crf_params: overrides of
-    :data:`vitdense.ops.crf.CRF_DEFAULTS`. ``None`` knobs take :func:`vitdense.defaults.task_defaults`
-    ("parts") for the descriptors' model; the vote modes are those of :mod:`vitdense.ops.voting`;
-    ``balanced_parts``: every image gives the part k-means as many rows. ``refiner``: the CRF's
-    implementation, ``"auto"`` (pydensecrf on the CPU, :mod:`vitdense.ops.refine`'s torch CRF on CUDA),
-    ``"cpu"`` or ``"torch"`` (on the descriptors' device). See :class:`PartsResult`.
-    """
-    _model = descs[0].params.get("model") if len(descs) else None
-    k = resolve_knobs("parts", _model, num_parts=num_parts, elbow=elbow, thresh=thresh,
-                      votes_percentage=votes_percentage, sample_interval=sample_interval, crf=crf,
-                      thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback, balanced_parts=balanced_parts)
-    num_parts, elbow, thresh, votes_percentage = k.num_parts, k.elbow, k.thresh, k.votes_percentage
-    sample_interval, crf, thresh_mode, vote_mode = k.sample_interval, k.crf, k.thresh_mode, k.vote_mode
-    fallback, balanced_parts = k.fallback, k.balanced_parts
-    validate_vote_modes(thresh_mode, vote_mode, fallback)
-    check_bool("balanced_parts", balanced_parts)
-    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
-    validate_part_params(num_parts, elbow_second_stage, 0)
-    check_bool("three_stages", three_stages)
-    check_bool("crf", crf)
-    cparams = _check_crf_params(crf_params)
-    refiner = resolve_refiner(refiner, descs[0].descs.device if len(descs) else None)
-    extra = list(extra_descs or [])
-    all_descs = list(descs) + extra
-    check_descriptor_set(all_descs if len(descs) else [])  # extras alone are no image set
+
+@dataclass
+class _Run:
+    """One run as its steps read it: the original images first, then the augmentations."""
+
+    knobs: PartsKnobs               # resolved
+    crf_params: dict
+    refiner: str
+    n: int                          # original images
+    normed: list[torch.Tensor]      # T_i x D, L2-normalised
+    geoms: list["Geometry"]
+    params: dict
+    notes: list[str] = field(default_factory=list)
+
+    def cluster(self, blocks: list[torch.Tensor], k: int | None) -> torch.Tensor:
+        """:func:`_cluster_parts` with this run's knobs (k None: the second stage's elbow)."""
+        kn = self.knobs
+        return _cluster_parts(blocks, k, kn.elbow_second_stage, kn.sample_interval, kn.max_clusters,
+                              notes=self.notes, balanced=kn.balanced_parts, **kn.pick("n_init", "max_iter", "seed"))
+
+    def fg_maps(self, fg_cells: list[np.ndarray]) -> list[np.ndarray]:
+        return [f.reshape(g.grid) for f, g in zip(fg_cells[:self.n], self.geoms[:self.n])]
+
+
+def _check_inputs(descs: Sequence["ImageDescriptors"], images: Sequence[ImageLike] | None, extra: list,
+                  extra_images: Sequence[ImageLike] | None, crf: bool) -> None:
+    check_descriptor_set(list(descs) + extra if len(descs) else [])  # extras alone are no image set
     if crf and images is None:
         raise ParameterError("crf=True needs the original images: pass images= or set crf=False")
     if images is not None and len(images) != len(descs):
@@ -248,105 +301,157 @@ def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
     if extra_images is not None and len(extra_images) != len(extra):
         raise ParameterError(f"extra_images has {len(extra_images)} entries for {len(extra)} extra_descs: "
                              "give one per extra descriptor set")
-    n = len(descs)
-    sal = saliency_maps(descs, saliency)
-    params = dict(num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                  sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-                  crf=crf, crf_params=cparams, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                  balanced_parts=balanced_parts, num_extra=len(extra), max_clusters=max_clusters, n_init=n_init,
-                  max_iter=max_iter, seed=seed, descriptors=dict(descs[0].params), **(extra_params or {}))
-    geoms = [d.geometry for d in all_descs]
-    normed = [l2_normalize(d.descs.detach()) for d in all_descs]
-    kw = dict(n_init=n_init, max_iter=max_iter, seed=seed)
 
-    # stage 1: foreground clusters (augmentations are clustered but do not vote)
-    st = foreground_clusters(normed, sal, n, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-                             sample_interval=sample_interval, max_clusters=max_clusters, thresh_mode=thresh_mode,
-                             vote_mode=vote_mode, fallback=fallback, **kw)
+
+def _params(k: PartsKnobs, crf_params: dict, num_extra: int, descs: Sequence["ImageDescriptors"],
+            extra_params: dict | None) -> dict:
+    """``result.params``: the recorded knobs (``num_extra`` before the k-means ones), the descriptors'."""
+    rec = {**k.recorded(), "crf_params": crf_params}
+    head = list(rec)[:list(rec).index("max_clusters")]
+    return {**{n: rec[n] for n in head}, "num_extra": num_extra, **{n: v for n, v in rec.items() if n not in head},
+            "descriptors": dict(descs[0].params), **(extra_params or {})}
+
+
+def _stage1(run: _Run, descs: Sequence["ImageDescriptors"], sal: list[np.ndarray]
+            ) -> tuple[list[np.ndarray], CosegResult, torch.Tensor]:
+    """Stage 1: foreground clusters (augmentations are clustered but do not vote) -> (per image the
+    T_i bool foreground cells, the stage's :class:`CosegResult`, B x D background centroids: the
+    clusters no image took as foreground; a fallback image's own clusters are not)."""
+    n = run.n
+    st = foreground_clusters(run.normed, sal, n, **run.knobs.pick(*STAGE1_KNOBS))
     stage1 = assemble_result(descs, sal, np.arange(n), st, np.ones(n, bool), None, None,
-                             {k: v for k, v in params.items() if k not in ("num_parts", "three_stages",
-                                                                          "elbow_second_stage", "crf",
-                                                                          "crf_params", "balanced_parts")})
-    centroids1 = st.elbow.centroids
-    fg_cells = st.fg_cells
-    # background = the clusters no image took as foreground (a fallback image's own clusters are not)
-    fg_ids = np.unique(np.concatenate([lab[f] for lab, f in zip(st.labels, fg_cells)] + [st.salient]))
-    bg1 = centroids1[np.setdiff1d(np.arange(st.elbow.k), fg_ids)]
-    notes: list[str] = []
+                             {k: v for k, v in run.params.items() if k not in STAGE2_PARAMS})
+    fg_ids = np.unique(np.concatenate([lab[f] for lab, f in zip(st.labels, st.fg_cells)] + [st.salient]))
+    return st.fg_cells, stage1, st.elbow.centroids[np.setdiff1d(np.arange(st.elbow.k), fg_ids)]
 
-    def empty(reason: str, k2: int = 0, common: np.ndarray | None = None) -> PartsResult:
-        none = np.zeros((0, normed[0].shape[1]), np.float32)
-        return PartsResult(
-            part_maps=[np.zeros(g.orig_size, np.int64) for g in geoms[:n]],
-            grid_part_maps=[np.zeros(g.grid, np.int64) for g in geoms[:n]],
-            fg_masks=[np.zeros(g.orig_size, bool) for g in geoms[:n]],
-            grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
-            num_parts=0, part_centroids=none, bg_centroids=none.copy(), part_fractions=np.zeros(0), stage1=stage1,
-            num_stage2_clusters=k2, common_parts=common, crf_applied=False, reason=reason, notes=notes, params=params)
 
-    if not any(f.any() for f in fg_cells[:n]):
-        return empty(stage1.reason or "no foreground cluster")
-    imgs = list(images) if (crf and images is not None) else None
-    aug_imgs = list(extra_images) if (crf and extra_images is not None) else None
+def _empty(run: _Run, stage1: CosegResult, fg_cells: list[np.ndarray], reason: str, k2: int = 0,
+           common: np.ndarray | None = None) -> PartsResult:
+    """A result without parts (every label 0) that says why."""
+    none = np.zeros((0, run.normed[0].shape[1]), np.float32)
+    geoms = run.geoms[:run.n]
+    return PartsResult(
+        part_maps=[np.zeros(g.orig_size, np.int64) for g in geoms],
+        grid_part_maps=[np.zeros(g.grid, np.int64) for g in geoms],
+        fg_masks=[np.zeros(g.orig_size, bool) for g in geoms], grid_fg_masks=run.fg_maps(fg_cells), geometries=geoms,
+        num_parts=0, part_centroids=none, bg_centroids=none.copy(), part_fractions=np.zeros(0), stage1=stage1,
+        num_stage2_clusters=k2, common_parts=common, crf_applied=False, reason=reason, notes=run.notes,
+        params=run.params)
 
-    def image_of(i: int) -> ImageLike | None:
-        if i < n:
-            return None if imgs is None else imgs[i]
-        return None if aug_imgs is None else aug_imgs[i - n]
 
-    # the CRF's images at the load size, once (stage 3 smooths the augmentations too)
-    rgbs = [None if image_of(i) is None else resized_rgb(image_of(i), geoms[i])
-            for i in range(len(all_descs) if three_stages else n)]
+def _crf_images(run: _Run, images: Sequence[ImageLike] | None,
+                extra_images: Sequence[ImageLike] | None) -> list[np.ndarray | None]:
+    """The CRF's images at the load size, once (None without ``crf`` or without pixels); with
+    ``three_stages`` the augmentations' too (stage 3 smooths them)."""
+    if not run.knobs.crf:
+        return [None] * run.n
+    pool = list(images or []) + list(extra_images if extra_images is not None else [None] * (len(run.normed) - run.n))
+    count = len(run.normed) if run.knobs.three_stages else run.n
+    return [None if pool[i] is None else resized_rgb(pool[i], run.geoms[i]) for i in range(count)]
 
-    # stage 2: parts of the foreground descriptors
-    fg_blocks = [x[torch.from_numpy(f).to(x.device)] for x, f in zip(normed, fg_cells)]
-    parts2 = _cluster_parts(fg_blocks, None if three_stages else int(num_parts), elbow_second_stage,
-                            sample_interval, max_clusters, notes=notes, balanced=balanced_parts, **kw)
-    k2 = int(parts2.shape[0])
-    final_parts, final_bg = parts2, bg1
-    common = None
-    if three_stages:
-        # stage 3: keep the stage-2 parts present in every original image after smoothing
-        smoothed = _smooth_all([part_unaries(x, parts2, bg1) for x in normed], geoms, rgbs, cparams,
-                               [None] * len(normed), refiner)
-        votes = np.zeros(k2 + 1, np.int64)
-        for lab in smoothed[:n]:
-            votes[np.unique(lab)] += 1
-        common = np.flatnonzero(votes[1:] == n)  # stage-2 cluster ids (label 0 is background)
-        if common.size == 0:
-            return empty("no stage-2 part is present in every image (three_stages): try three_stages=False",
-                         k2, common)
-        common_blocks = [x[torch.from_numpy(np.isin(lab.ravel(), common + 1)).to(x.device)]
-                         for x, lab in zip(normed, smoothed)]
-        final_parts = _cluster_parts(common_blocks, int(num_parts), elbow_second_stage, sample_interval,
-                                     max_clusters, notes=notes, balanced=balanced_parts, **kw)
-        final_bg = torch.cat([bg1, parts2[np.setdiff1d(np.arange(k2), common)]], dim=0)
 
-    # final labels: nearest on the grid, CRF at the load size; parts renumbered by size
-    K = int(final_parts.shape[0])
-    unaries_t = [part_unaries(normed[i], final_parts, final_bg) for i in range(n)]
-    unaries = [u.numpy() for u in to_host(unaries_t)]
-    grid_maps = [u.argmin(axis=1).reshape(geoms[i].grid) for i, u in enumerate(unaries)]
+def _common_parts(run: _Run, parts2: torch.Tensor, bg1: torch.Tensor,
+                  rgbs: list[np.ndarray | None]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Stage 3's vote: the stage-2 cluster ids present in every original image after smoothing, and
+    the smoothed h x w labels of every image (0 = background, c + 1 = stage-2 cluster c)."""
+    smoothed = _smooth_all([part_unaries(x, parts2, bg1) for x in run.normed], run.geoms, rgbs, run.crf_params,
+                           [None] * len(run.normed), run.refiner)
+    votes = np.zeros(int(parts2.shape[0]) + 1, np.int64)
+    for lab in smoothed[:run.n]:
+        votes[np.unique(lab)] += 1
+    return np.flatnonzero(votes[1:] == run.n), smoothed
+
+
+def _final_result(run: _Run, parts: torch.Tensor, bg: torch.Tensor, rgbs: list[np.ndarray | None],
+                  stage1: CosegResult, fg_cells: list[np.ndarray], k2: int,
+                  common: np.ndarray | None) -> PartsResult:
+    """Final labels: nearest centroid on the grid, CRF at the load size; parts renumbered by size."""
+    n, geoms = run.n, run.geoms[:run.n]
+    K = int(parts.shape[0])
+    unaries_t = [part_unaries(run.normed[i], parts, bg) for i in range(n)]
+    grid_maps = [u.numpy().argmin(axis=1).reshape(g.grid) for u, g in zip(to_host(unaries_t), geoms)]
     cells = np.concatenate([g.ravel() for g in grid_maps])
     counts = np.bincount(cells, minlength=K + 1)[1:]
     rank = relabel_by_size(cells[cells > 0] - 1, K)       # rank[old part id] = 0 for the largest part
     order = np.argsort(rank)                               # old part ids, largest first
     remap = np.concatenate([[0], rank + 1])
-    part_maps = [remap[lab] for lab in _smooth_all(unaries_t, geoms[:n], rgbs[:n], cparams,
-                                                   [g.orig_size for g in geoms[:n]], refiner)]
-    grid_maps = [remap[g] for g in grid_maps]
-    fg_total = max(int(counts.sum()), 1)
-    fractions = counts[order] / fg_total
+    part_maps = [remap[lab] for lab in _smooth_all(unaries_t, geoms, rgbs[:n], run.crf_params,
+                                                   [g.orig_size for g in geoms], run.refiner)]
     reason = None
     if not any(m.any() for m in part_maps):
         reason = "every cell is nearer to a background centroid than to any part"
     return PartsResult(
-        part_maps=part_maps, grid_part_maps=grid_maps, fg_masks=[m > 0 for m in part_maps],
-        grid_fg_masks=[f.reshape(g.grid) for f, g in zip(fg_cells[:n], geoms[:n])], geometries=geoms[:n],
-        num_parts=K, part_centroids=final_parts[torch.from_numpy(order).to(final_parts.device)].detach().cpu().numpy(),
-        bg_centroids=final_bg.detach().float().cpu().numpy(), part_fractions=fractions, stage1=stage1,
-        num_stage2_clusters=k2, common_parts=common, crf_applied=imgs is not None, reason=reason, notes=notes,
-        params=params)
+        part_maps=part_maps, grid_part_maps=[remap[g] for g in grid_maps], fg_masks=[m > 0 for m in part_maps],
+        grid_fg_masks=run.fg_maps(fg_cells), geometries=geoms, num_parts=K,
+        part_centroids=parts[torch.from_numpy(order).to(parts.device)].detach().cpu().numpy(),
+        bg_centroids=bg.detach().float().cpu().numpy(), part_fractions=counts[order] / max(int(counts.sum()), 1),
+        stage1=stage1, num_stage2_clusters=k2, common_parts=common, crf_applied=bool(run.knobs.crf), reason=reason,
+        notes=run.notes, params=run.params)
+
+
+def part_cosegment_descriptors_with(descs: Sequence["ImageDescriptors"],
+                                    saliency: Sequence[np.ndarray | torch.Tensor] | None,
+                                    images: Sequence[ImageLike] | None, knobs: PartsKnobs | None = None, *,
+                                    extra_descs: Sequence["ImageDescriptors"] | None = None,
+                                    extra_images: Sequence[ImageLike] | None = None,
+                                    extra_params: dict | None = None) -> PartsResult:
+    """Part co-segmentation from already-extracted descriptors (no network pass).
+
+    descs: one :class:`ImageDescriptors` per image (T_i x D). saliency: per image an h x w map (None:
+    ``descs[i].saliency``). images: the original images, needed when ``crf``. knobs:
+    :class:`PartsKnobs` (its extraction knobs are not read), resolved for the descriptors' model.
+    extra_descs: descriptors that join every clustering but do not vote and are not returned (crop
+    augmentations); extra_images: their pixels (optional; only the three-stage CRF uses them, without
+    them their stage-2 labels are the plain nearest centroids). ``extra_params`` join
+    ``result.params``. See :class:`PartsResult`.
+    """
+    k = (knobs or PartsKnobs()).resolved(descs[0].params.get("model") if len(descs) else None)
+    crf_params = validate_parts_knobs(k)
+    refiner = resolve_refiner(k.refiner, descs[0].descs.device if len(descs) else None)
+    extra = list(extra_descs or [])
+    _check_inputs(descs, images, extra, extra_images, k.crf)
+    all_descs = list(descs) + extra
+    run = _Run(k, crf_params, refiner, len(descs), [l2_normalize(d.descs.detach()) for d in all_descs],
+               [d.geometry for d in all_descs], _params(k, crf_params, len(extra), descs, extra_params))
+    fg_cells, stage1, bg1 = _stage1(run, descs, saliency_maps(descs, saliency))
+    if not any(f.any() for f in fg_cells[:run.n]):
+        return _empty(run, stage1, fg_cells, stage1.reason or "no foreground cluster")
+    rgbs = _crf_images(run, images, extra_images)
+    # stage 2: parts of the foreground descriptors
+    parts2 = run.cluster([x[torch.from_numpy(f).to(x.device)] for x, f in zip(run.normed, fg_cells)],
+                         None if k.three_stages else int(k.num_parts))
+    k2 = int(parts2.shape[0])
+    if not k.three_stages:
+        return _final_result(run, parts2, bg1, rgbs, stage1, fg_cells, k2, None)
+    # stage 3: the descriptors of the stage-2 parts common to every image, clustered again
+    common, smoothed = _common_parts(run, parts2, bg1, rgbs)
+    if common.size == 0:
+        return _empty(run, stage1, fg_cells, "no stage-2 part is present in every image (three_stages): try "
+                      "three_stages=False", k2, common)
+    final_parts = run.cluster([x[torch.from_numpy(np.isin(lab.ravel(), common + 1)).to(x.device)]
+                               for x, lab in zip(run.normed, smoothed)], int(k.num_parts))
+    final_bg = torch.cat([bg1, parts2[np.setdiff1d(np.arange(k2), common)]], dim=0)
+    return _final_result(run, final_parts, final_bg, rgbs, stage1, fg_cells, k2, common)
+
+
+@keyword_signature(positional(("descs", "Sequence['ImageDescriptors']", REQUIRED),
+                              ("saliency", "Sequence[np.ndarray | torch.Tensor] | None", None),
+                              ("images", "Sequence[ImageLike] | None", None)),
+                   knob_parameters(PartsKnobs, PartsKnobs.descriptor_names()),
+                   keyword("extra_descs", "Sequence['ImageDescriptors'] | None", None),
+                   keyword("extra_images", "Sequence[ImageLike] | None", None),
+                   keyword("extra_params", "dict | None", None), returns="PartsResult")
+def part_cosegment_descriptors(descs: Sequence["ImageDescriptors"],
+                               saliency: Sequence[np.ndarray | torch.Tensor] | None = None,
+                               images: Sequence[ImageLike] | None = None, **options: Any) -> PartsResult:
+    """:func:`part_cosegment_descriptors_with` with the knobs as keywords (those of
+    :class:`PartsKnobs` but its extraction knobs, plus ``extra_descs``, ``extra_images`` and
+    ``extra_params``). ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the
+    descriptors' model. See :class:`PartsResult`.
+    """
+    more = {name: options.pop(name, None) for name in ("extra_descs", "extra_images", "extra_params")}
+    return part_cosegment_descriptors_with(descs, saliency, images, PartsKnobs.from_descriptor_options(**options),
+                                           **more)
 
 
 def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int | None, seed: int = 0,
@@ -371,52 +476,41 @@ def crop_augmentations(images: Sequence[Image.Image], num: int, load_size: int |
     return out
 
 
-def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], *, num_parts: int | None = None,
-                   elbow: float | None = None, load_size: int | None = 224, layer: int | Sequence[int] | None = None,
-                   facet: str | None = None, bin: bool | None = None, thresh: float | None = None,
-                   stride: int | None = None, votes_percentage: float | None = None,
-                   sample_interval: int | None = None, low_res_saliency_maps: bool = False,
-                   num_crop_augmentations: int = 0, three_stages: bool = False, elbow_second_stage: float = 0.94,
-                   crf: bool | None = None, crf_params: dict | None = None, thresh_mode: str | None = None,
-                   vote_mode: str | None = None, fallback: bool | None = None, balanced_parts: bool | None = None,
-                   max_clusters: int = 14, n_init: int = 10, max_iter: int = 300, seed: int = 0,
-                   batch_size: int = 8, refiner: str = "auto") -> PartsResult:
+def part_cosegment_with(extractor: "Extractor", images: ImageLike | Sequence[ImageLike],
+                        settings: DescriptorSettings | None = None, knobs: PartsKnobs | None = None) -> PartsResult:
     """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``.
+
+    ``settings``: the descriptor settings (None: :func:`vitdense.apps.knobs.settings_for` the task and
+    the extractor's model); ``knobs``: :class:`PartsKnobs`, resolved for the extractor's model.
+    Returns a :class:`PartsResult` with part maps at each original image's resolution.
+    """
+    settings = settings_for(TASK, extractor) if settings is None else settings.resolve(extractor.spec)
+    k = (knobs or PartsKnobs()).resolved(extractor.model_name)
+    validate_parts_knobs(k)
+    check_bool("bin", settings.bin)
+    pils = [load_image(im) for im in as_image_list(images)]
+    ex_kw = dict(load_size=settings.load_size, layer=settings.layer, facet=settings.facet, bin=settings.bin,
+                 stride=settings.stride, batch_size=k.batch_size)
+    descs, sal = extract_with_saliency(extractor, pils, include_cls=False,
+                                       low_res_saliency_maps=k.low_res_saliency_maps, **ex_kw)
+    augs = crop_augmentations(pils, k.num_crop_augmentations, settings.load_size, k.seed) \
+        if k.num_crop_augmentations else []
+    extra = extractor.extract(augs, **ex_kw) if augs else []
+    return part_cosegment_descriptors_with(descs, sal, pils, k, extra_descs=extra, extra_images=augs,
+                                           extra_params=k.pick("low_res_saliency_maps", "num_crop_augmentations"))
+
+
+@keyword_signature(positional(("extractor", "'Extractor'", REQUIRED),
+                              ("images", "ImageLike | Sequence[ImageLike]", REQUIRED)),
+                   settings_parameters(TASK), knob_parameters(PartsKnobs), returns="PartsResult")
+def part_cosegment(extractor: "Extractor", images: ImageLike | Sequence[ImageLike], **options: Any) -> PartsResult:
+    """Part co-segment a set of images (paths / PIL / arrays / bytes) with ``extractor``:
+    :func:`part_cosegment_with` with the descriptor settings and :class:`PartsKnobs` as keywords.
 
     ``None`` knobs take :func:`vitdense.defaults.task_defaults` ("parts") for the extractor's model: the
     official code's for DINO v1, the values measured on real sets for DINOv2 (README); a facet the
-    table leaves None is the model's default facet. ``low_res_saliency_maps`` defaults to False (see
-    :func:`vitdense.apps.cosegmentation.cosegment`). Returns a :class:`PartsResult` with part maps at each
-    original image's resolution.
+    table leaves None is the model's default facet. Returns a :class:`PartsResult` with part maps at
+    each original image's resolution.
     """
-    k = resolve_knobs("parts", extractor.model_name, num_parts=num_parts, elbow=elbow, layer=layer, facet=facet,
-                      bin=bin, thresh=thresh, votes_percentage=votes_percentage, sample_interval=sample_interval,
-                      crf=crf, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-                      balanced_parts=balanced_parts)
-    num_parts, elbow, layer, facet = k.num_parts, k.elbow, k.layer, k.facet
-    bin, thresh, votes_percentage, sample_interval = k.bin, k.thresh, k.votes_percentage, k.sample_interval
-    crf, thresh_mode, vote_mode, fallback = k.crf, k.thresh_mode, k.vote_mode, k.fallback
-    balanced_parts = k.balanced_parts
-    validate_vote_modes(thresh_mode, vote_mode, fallback)
-    validate_coseg_params(elbow, thresh, votes_percentage, sample_interval, 0.0, max_clusters)
-    validate_part_params(num_parts, elbow_second_stage, num_crop_augmentations)
-    for name, value in (("bin", bin), ("low_res_saliency_maps", low_res_saliency_maps),
-                        ("three_stages", three_stages), ("crf", crf), ("balanced_parts", balanced_parts)):
-        check_bool(name, value)
-    _check_crf_params(crf_params)
-    images = as_image_list(images)
-    stride = extractor.resolve_stride(stride)
-    pils = [load_image(im) for im in images]
-    descs, sal = extract_with_saliency(extractor, pils, load_size=load_size, layer=layer, facet=facet, bin=bin,
-                                       stride=stride, include_cls=False,
-                                       low_res_saliency_maps=low_res_saliency_maps, batch_size=batch_size)
-    augs = crop_augmentations(pils, num_crop_augmentations, load_size, seed) if num_crop_augmentations else []
-    extra = extractor.extract(augs, layer=layer, facet=facet, stride=stride, load_size=load_size, bin=bin,
-                              batch_size=batch_size) if augs else []
-    return part_cosegment_descriptors(
-        descs, sal, pils, num_parts=num_parts, elbow=elbow, thresh=thresh, votes_percentage=votes_percentage,
-        sample_interval=sample_interval, three_stages=three_stages, elbow_second_stage=elbow_second_stage,
-        crf=crf, crf_params=crf_params, thresh_mode=thresh_mode, vote_mode=vote_mode, fallback=fallback,
-        balanced_parts=balanced_parts, extra_descs=extra, extra_images=augs, max_clusters=max_clusters,
-        n_init=n_init, max_iter=max_iter, seed=seed, refiner=refiner,
-        extra_params=dict(low_res_saliency_maps=low_res_saliency_maps, num_crop_augmentations=num_crop_augmentations))
+    given, knobs = split_options(options, PartsKnobs)
+    return part_cosegment_with(extractor, images, settings_for(TASK, extractor, **given), knobs)

@@ -397,8 +397,8 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
             raise ParameterError(f"video_parts got {bad}=: it takes the frames as its images")
     if not isinstance(crf, (bool, np.bool_)):
         raise ParameterError(f"crf={crf!r} is not a boolean: expected True or False")
-    pcs.validate_part_params(part_knobs.get("num_parts", 4), part_knobs.get("elbow_second_stage", 0.94),
-                             num_crop_augmentations)
+    knobs = pcs.PartsKnobs.from_descriptor_options(**part_knobs).resolved(extractor.model_name)
+    pcs.validate_part_params(knobs.num_parts, knobs.elbow_second_stage, num_crop_augmentations)
     idx = sample_indices(len(frames), num_sampled_frames)
     stride = extractor.resolve_stride(stride)
     sampled = _load_frames(frames, idx, None)
@@ -406,7 +406,7 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     ex_kw = dict(load_size=load_size, layer=layer, facet=facet, bin=bin, stride=stride, batch_size=batch_size)
     descs_s, sal = extract_with_saliency(extractor, sampled, include_cls=False,
                                          low_res_saliency_maps=low_res_saliency_maps, **ex_kw)
-    augs = pcs.crop_augmentations(sampled, num_crop_augmentations, load_size, part_knobs.get("seed", 0)) \
+    augs = pcs.crop_augmentations(sampled, num_crop_augmentations, load_size, knobs.seed) \
         if num_crop_augmentations else []
     extra = extractor.extract(augs, **ex_kw) if augs else []
     parts_result = pcs.part_cosegment_descriptors(
