@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+from profile_extract import timed as best_of  # noqa: E402 (the median of the repeats)
 
 from vitdense.features.images import load_image, map_threads  # noqa: E402
-
-
-def best_of(fn, device: str, reps: int) -> float:
-    fn()
-    C.sync(device)
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        C.sync(device)
-        out.append(time.perf_counter() - t)
-    return min(out)
 
 
 def main() -> None:

@@ -305,7 +305,7 @@ def load_pixels(sources: Sequence[ImageLike], device: Any = "cpu", lanczos_to: i
     try:
         import torchvision.io  # noqa: F401
     except ImportError:  # torchvision is optional here: PIL reads them
-        jpegs, out = [], [_pil_or_error(sources[i], o, max_pixels, errors) for i, o in enumerate(out)]
+        return [_pil_or_error(sources[i], o, max_pixels, errors) for i, o in enumerate(out)]
 
     def on_device(data: bytes) -> bool:
         with Image.open(io.BytesIO(data)) as img:
