@@ -77,7 +77,7 @@ for name in ("timm", "numpy", "scikit-learn", "opencv-python-headless", "pydense
 EOF
 
 # 2. the CUDA test layer
-TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py tests/test_refine.py"
+TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py tests/test_refine.py tests/test_images_pixels.py"
 if [ $DRY = 1 ]; then
     step "tests (CPU, dry run: collect the layer, run tests/test_rope.py)" 300 "$OUT/tests.txt" \
         env VITDENSE_TEST_DEVICE=cpu $PY -m pytest -q -p no:cacheprovider --co $TESTS
@@ -99,7 +99,7 @@ fi
 # 3. benchmarks: the issue's targets, extraction, applications, pair selection
 if [ $DRY = 1 ]; then
     step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run --refiner torch
-    for s in bench_extract bench_apps bench_selection; do  # arguments and imports only
+    for s in bench_extract bench_apps bench_selection bench_host_prep; do  # arguments and imports only
         step "$s.py --help" 60 "$OUT/extract.md" $PY bench/$s.py --help
     done
 else
@@ -113,6 +113,10 @@ else
         --no-baseline --repeats 10 --rows forward,key9bin,saliency,key9bin+sal
     step "extract bf16" 45 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype bf16 \
         --no-baseline --repeats 10 --rows key9bin,key9bin+sal
+    # the PIL-free input path: host preparation (PIL / arrays / tensors / JPEG decode on the device) and
+    # extract / raw forward for array, tensor and JPEG inputs, 256 images in bf16
+    step "host preparation bf16" 40 "$OUT/extract.md" $PY bench/bench_host_prep.py --device cuda --dtype bf16 \
+        --extract-images 256 --repeats 3
     step "apps fp32" 100 "$OUT/apps.md" $PY bench/bench_apps.py --device cuda --dtype fp32 --repeats 3
     step "pair selection" 60 "$OUT/selection.md" $PY bench/bench_selection.py --device cuda \
         ${CKPT:+--checkpoint "$CKPT"}

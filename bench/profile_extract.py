@@ -1,6 +1,6 @@
 """Where one batched ``Extractor.extract`` call spends its time (GPU check; CPU with --device cpu).
 
-Prints images/s of the raw forward and of ``extract`` for PIL and uint8-array inputs at several
+Prints images/s of the raw forward and of ``extract`` for PIL, uint8-array and uint8-tensor inputs at several
 pipeline depths (``Extractor.pipeline_images``), then the top of a cProfile of one PIL call.
 
     python bench/profile_extract.py --device cuda --dtype bf16
@@ -45,12 +45,13 @@ def main() -> None:
     pils = [photos[i % len(photos)].resize((224, 224)) for i in range(a.batch)]
     arrays = [np.asarray(im) for im in pils]
     kw = dict(layer=11, facet="key", stride=8, load_size=224, batch_size=a.batch)
-    x = torch.from_numpy(np.stack(arrays)).to(a.device)
+    batch = torch.from_numpy(np.stack(arrays))  # B x H x W x 3 on the host (the PIL-free path)
+    x = batch.to(a.device)
     raw = timed(lambda: ex.model.forward_features(ex._normalise(x, a.device, ex.dtype)), a.device)
     print(f"raw forward ({a.dtype}, {a.batch} images): {a.batch / raw:.0f} images/s")
     for depth in (None, 128, 64, 32):
         ex.pipeline_images = depth
-        for name, inputs in (("PIL", pils), ("uint8 arrays", arrays)):
+        for name, inputs in (("PIL", pils), ("uint8 arrays", arrays), ("uint8 tensor", batch)):
             t = timed(lambda: ex.extract(inputs, **kw), a.device)
             print(f"extract {name:12s} pipeline {str(depth):4s}: {a.batch / t:6.0f} images/s ({raw / t:.2f}x raw)")
     ex.pipeline_images = 64

@@ -27,7 +27,8 @@ from vitdense.errors import ImageError, OutOfMemoryError, ParameterError, check_
 from vitdense.features import rope as _rope
 from vitdense.features.cache import DescriptorCache
 from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
-from vitdense.features.images import ImageLike, as_image_list, load_image, map_threads, resized_size
+from vitdense.features.images import (ImageLike, as_image_list, host_array, load_image, load_pixels, map_threads,
+                                      pixel_size, resized_size)
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
 
 log = logging.getLogger(__name__)
@@ -146,11 +147,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return dtype
 
 
-def image_digest(image: Image.Image) -> str:
-    """Content hash of an RGB image (pixels and size)."""
+def image_digest(image: Image.Image | np.ndarray | torch.Tensor) -> str:
+    """Content hash of an RGB image (pixels and size): a PIL image and its H x W x 3 uint8 pixels
+    hash the same."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{image.size}".encode())
-    h.update(image.tobytes())
+    h.update(f"{pixel_size(image)}".encode())
+    h.update(image.tobytes() if isinstance(image, Image.Image) else np.ascontiguousarray(host_array(image)).data)
     return h.hexdigest()
 
 
@@ -257,14 +259,18 @@ class Extractor:
             return (*g.orig_size, 3)
         return g.patch + (g.grid[0] - 1) * g.stride, g.patch + (g.grid[1] - 1) * g.stride, 3
 
-    def _pixels(self, img: Image.Image, g: Geometry, resize: str = "lanczos") -> np.ndarray:
-        """The uint8 pixels of ``img`` for geometry ``g`` (LANCZOS-resized and cropped to the grid;
-        with ``resize="device"`` and another size, as they are)."""
+    def _pixels(self, img: Image.Image | np.ndarray | torch.Tensor, g: Geometry,
+                resize: str = "lanczos") -> np.ndarray | torch.Tensor:
+        """The uint8 pixels of ``img`` (PIL, or H x W x 3 pixels from :meth:`load_pixels`) for geometry
+        ``g`` (LANCZOS-resized and cropped to the grid; with ``resize="device"`` and another size,
+        as they are). Pixels of the right size are only cropped (a view: no PIL, no copy)."""
         H1, W1 = g.resized_size
-        if img.size != (W1, H1) and resize == "lanczos":
+        if pixel_size(img) != (W1, H1) and resize == "lanczos":
+            if not isinstance(img, Image.Image):
+                img = Image.fromarray(host_array(img))
             img = img.resize((W1, H1), Image.Resampling.LANCZOS)
-        arr = np.asarray(img, dtype=np.uint8)
-        if img.size == (W1, H1):
+        arr = np.asarray(img, dtype=np.uint8) if isinstance(img, Image.Image) else img
+        if pixel_size(img) == (W1, H1):
             arr = arr[: g.patch + (g.grid[0] - 1) * g.stride, : g.patch + (g.grid[1] - 1) * g.stride]
         return arr
 
@@ -435,7 +441,7 @@ class Extractor:
             params["channel_order"] = channel_order
         if resize != "lanczos":
             params["resize"] = resize
-        rgbs = map_threads(load_image, images)
+        rgbs = self.load_pixels(images, load_size, resize)
         results: list[ImageDescriptors | None] = [None] * len(rgbs)
         keys = [None] * len(rgbs)
         if self.cache is not None:  # the digest only when there is a cache (hashed in worker threads)
@@ -443,7 +449,7 @@ class Extractor:
                 keys[i] = self.cache.key(digest, params)
                 results[i] = self.cache.get(keys[i])
         todo = [i for i, r in enumerate(results) if r is None]
-        geoms = {i: self._geometry(rgbs[i].size, load_size, stride) for i in todo}   # every limit, up front
+        geoms = {i: self._geometry(pixel_size(rgbs[i]), load_size, stride) for i in todo}   # every limit, up front
         shapes = [(self._pixel_shape(geoms[i], resize), geoms[i].resized_size) for i in todo]
         step = min(batch_size, self.pipeline_images or batch_size)
         chunks = [b[s:s + step] for b in _batches(todo, shapes, batch_size) for s in range(0, len(b), step)]
@@ -477,8 +483,20 @@ class Extractor:
                        for r, rgb in zip(results, rgbs)]
         return results  # type: ignore[return-value]
 
-    def _stack_pixels(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """H x W x 3 uint8 arrays of one size -> B x H x W x 3 uint8, pinned when bound for CUDA."""
+    def load_pixels(self, images: ImageLike | Sequence[ImageLike], load_size: int | None = 224,
+                    resize: str = "lanczos", errors: str = "raise") -> list:
+        """Images -> per image a PIL image or H x W x 3 uint8 pixels (:func:`~vitdense.features.images.load_pixels`:
+        arrays and tensors as views, RGB JPEGs decoded by torchvision, on this device when no
+        LANCZOS resize follows), what :meth:`extract` reads."""
+        return load_pixels(as_image_list(images), self.device, load_size if resize == "lanczos" else None,
+                           errors=errors)
+
+    def _stack_pixels(self, arrays: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        """H x W x 3 uint8 pixels of one size -> B x H x W x 3 uint8, pinned when bound for CUDA;
+        pixels already on a device (decoded there, or given there) are stacked on this device."""
+        if any(isinstance(a, torch.Tensor) for a in arrays):
+            return torch.stack([(a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a))).to(self.device)
+                                for a in arrays])
         pinned = self.device.type == "cuda" and torch.cuda.is_available()
         out = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=pinned)
         buffer = out.numpy()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
@@ -24,9 +26,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
+def is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch: none exists before it is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    """One image (path / bytes / PIL / ndarray) or a sequence of them -> a non-empty list."""
-    if isinstance(images, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
+    """One image (path / bytes / PIL / ndarray / tensor) or a sequence of them -> a non-empty list.
+    A 4-D array (B x H x W x C) or tensor (B x H x W x C or B x C x H x W) is a batch: its images as views."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    elif is_tensor(images):
+        images = list(images.unbind(0)) if images.ndim == 4 else [images]  # type: ignore[union-attr]
+    elif isinstance(images, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
         return [images]
     images = list(images)
     if not images:
@@ -104,6 +117,8 @@ def load_image(src: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
     Raises :class:`ImageError` for unreadable data, non-images, and images above ``max_pixels``.
     """
     name = _name(src)
+    if is_tensor(src):
+        src = _channels_last(src).detach().cpu().numpy()  # type: ignore[arg-type]
     if isinstance(src, np.ndarray):
         check_pixels((src.shape[1] if src.ndim > 1 else 1, src.shape[0]), max_pixels, name)
         return _to_rgb(_array_to_pil(src))
@@ -170,3 +185,146 @@ def map_threads(fn: Callable[[Any], Any], items: Sequence[Any], min_items: int =
         size = int(os.environ.get("VITDENSE_THREADS", "0")) or min(16, os.cpu_count() or 1)
         _POOL = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="vitdense-io")
     return list(_POOL.map(fn, items))
+
+
+# -- pixels without PIL -------------------------------------------------------------------------
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+_TV_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
+
+
+def _channels_last(t: Any) -> Any:
+    """A 3-D tensor as H x W x C: 3 x H x W (or 1 / 4 channels first) is permuted, a view; H x W x C
+    (the last dimension 1, 3 or 4) stays."""
+    if t.ndim == 3 and t.shape[-1] not in (1, 3, 4) and t.shape[0] in (1, 3, 4):
+        return t.permute(1, 2, 0)
+    return t
+
+
+def rgb_view(src: object, max_pixels: int = MAX_PIXELS) -> Any:
+    """An H x W x 3 uint8 array or tensor as H x W x 3 uint8 pixels without a copy: an ndarray as
+    it is, a CPU tensor as an ndarray view, a device tensor as a tensor on its device; None for
+    anything else (PIL's conversions apply: :func:`load_image`)."""
+    if is_tensor(src):
+        t = _channels_last(src)
+        if t.ndim != 3 or t.shape[2] != 3 or str(t.dtype) != "torch.uint8":
+            return None
+        check_pixels((t.shape[1], t.shape[0]), max_pixels, "Tensor")
+        return t.detach().numpy() if t.device.type == "cpu" else t.detach()
+    if isinstance(src, np.ndarray) and src.ndim == 3 and src.shape[2] == 3 and src.dtype == np.uint8:
+        check_pixels((src.shape[1], src.shape[0]), max_pixels, "ndarray")
+        return src
+    return None
+
+
+def pixel_size(pixels: Any) -> tuple[int, int]:
+    """(W, H) of a PIL image or of H x W x 3 pixels."""
+    return pixels.size if isinstance(pixels, Image.Image) else (int(pixels.shape[1]), int(pixels.shape[0]))
+
+
+def host_array(pixels: Any) -> np.ndarray:
+    """H x W x 3 uint8 pixels (PIL, ndarray or tensor) as an ndarray on the host."""
+    if isinstance(pixels, np.ndarray):
+        return pixels
+    return pixels.cpu().numpy() if is_tensor(pixels) else np.asarray(pixels, dtype=np.uint8)
+
+
+def _plain_jpeg(src: object, max_pixels: int) -> bytes | None:
+    """The file's bytes when ``src`` (path or bytes) is a JPEG that torchvision decodes exactly as
+    PIL does: 3-channel (PIL mode RGB) and no EXIF / XMP rotation; None otherwise (and on any doubt:
+    :func:`load_image` then reads it and words any error)."""
+    if isinstance(src, (str, os.PathLike)):
+        if Path(src).suffix.lower() not in JPEG_SUFFIXES:
+            return None
+        try:
+            data = Path(src).read_bytes()
+        except OSError:
+            return None
+    elif isinstance(src, (bytes, bytearray)):
+        data = bytes(src)
+    else:
+        return None
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # the header only: nothing decoded
+            w, h = img.size
+            plain = img.format == "JPEG" and img.mode == "RGB" and img.getexif().get(0x0112, 1) == 1
+    except Exception:  # noqa: BLE001 (load_image words it)
+        return None
+    return data if plain and w * h <= max_pixels else None
+
+
+def decode_jpegs(datas: Sequence[bytes], device: Any = "cpu") -> list[Any]:
+    """JPEG bytes -> H x W x 3 uint8 each (``torchvision.io.decode_jpeg``): on the CPU an ndarray
+    (libjpeg-turbo, in worker threads), on CUDA a device tensor (nvjpeg, one batched call); None for
+    one it cannot decode (the caller falls back to PIL)."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+    warnings.filterwarnings("ignore", message=_TV_DEPRECATION, category=DeprecationWarning)
+    encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+    if torch.device(device).type == "cuda" and encoded:
+        try:
+            return [t.permute(1, 2, 0) for t in decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)]
+        except RuntimeError:
+            pass  # one bad file fails the batch: decode them one by one on the CPU
+
+    def one(t: Any) -> np.ndarray | None:
+        try:  # decode_jpeg returns a C x H x W view of H x W x C memory: the permute is contiguous
+            return decode_jpeg(t, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+        except RuntimeError:
+            return None
+    return map_threads(one, encoded)
+
+
+def load_pixels(sources: Sequence[ImageLike], device: Any = "cpu", lanczos_to: int | None = None,
+                max_pixels: int = MAX_PIXELS, errors: str = "raise") -> list[Any]:
+    """Images -> per image what extraction reads, without PIL where the result is the same:
+
+    - uint8 RGB arrays and tensors (H x W x 3, tensors also 3 x H x W): :func:`rgb_view`, no copy;
+    - RGB JPEG files or bytes without EXIF rotation: :func:`decode_jpegs` (pixels equal to PIL's on
+      the CPU); on ``device`` (CUDA: nvjpeg) only those that need no LANCZOS resize to smaller side
+      ``lanczos_to`` afterwards (None: none follows), the others on the CPU;
+    - anything else: :func:`load_image`'s RGB PIL image (every mode, EXIF rotation, the same errors).
+
+    ``errors="keep"`` puts an :class:`ImageError` in place of an image that cannot be read.
+    """
+    def first(src: ImageLike) -> Any:
+        try:
+            view = rgb_view(src, max_pixels)
+            if view is not None:
+                return view
+            return _plain_jpeg(src, max_pixels) or load_image(src, max_pixels)
+        except ImageError as err:
+            if errors == "raise":
+                raise
+            return err
+    out = map_threads(first, list(sources))
+    jpegs = [i for i, o in enumerate(out) if isinstance(o, bytes)]
+    if not jpegs:
+        return out
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:  # torchvision is optional here: PIL reads them
+        return [_pil_or_error(sources[i], o, max_pixels, errors) for i, o in enumerate(out)]
+
+    def on_device(data: bytes) -> bool:
+        with Image.open(io.BytesIO(data)) as img:
+            return lanczos_to is None or min(img.size) == lanczos_to
+    groups = {"cpu": [i for i in jpegs if not on_device(out[i])]}
+    groups[str(device)] = groups.get(str(device), []) + [i for i in jpegs if on_device(out[i])]
+    for dev, idx in groups.items():
+        for i, pixels in zip(idx, decode_jpegs([out[i] for i in idx], dev)):
+            out[i] = pixels if pixels is not None else _pil_or_error(sources[i], None, max_pixels, errors)
+    return out
+
+
+def _pil_or_error(src: ImageLike, got: Any, max_pixels: int, errors: str) -> Any:
+    """``got`` unless it is JPEG bytes still to decode; then :func:`load_image` (or its error)."""
+    if got is not None and not isinstance(got, bytes):
+        return got
+    try:
+        return load_image(src, max_pixels)
+    except ImageError as err:
+        if errors == "raise":
+            raise
+        return err

@@ -217,13 +217,12 @@ class _ExtractWorker:
         return {"record": np.array([json.dumps(r, default=str) for r in records], dtype=object)}
 
     def _shard(self, batch: dict[str, np.ndarray]) -> list[dict]:
-        from vitdense.features.images import map_threads
         base = {"params_key": self.job["params_key"], "model": self.ex.model_name,
                 "vitdense_version": self.job["version"]}
         rows = [{"path": str(p), "relpath": str(r) or None, "hash": str(h), **base}
                 for p, r, h in zip(batch["path"], batch["relpath"], batch["hash"])]
         images, good, failures = [], [], []
-        decoded = map_threads(_decode, list(zip(batch["bytes"], batch["error"])))  # PIL decodes without the GIL
+        decoded = _decode(self.ex, list(zip(batch["bytes"], batch["error"])), self.kw)
         for row, (image, reason) in zip(rows, decoded):
             if reason is not None:
                 failures.append({**row, "reason": reason, "params": self.job["params"]})
@@ -246,17 +245,16 @@ class _ExtractWorker:
         return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
 
 
-def _decode(item: tuple[bytes, str]) -> tuple[Any, str | None]:
-    """(file bytes, read error) -> (RGB image, None) or (None, the reason it failed)."""
-    from vitdense.errors import ImageError
-    from vitdense.features.images import load_image
-    data, error = item
-    if error:
-        return None, str(error)
-    try:
-        return load_image(bytes(data)), None
-    except ImageError as err:
-        return None, _reason(err)
+def _decode(ex: Any, items: list[tuple[bytes, str]], kw: dict) -> list[tuple[Any, str | None]]:
+    """(file bytes, read error) pairs -> (pixels, None) or (None, the reason it failed) each: RGB JPEGs
+    by torchvision (on the extractor's device when no LANCZOS resize follows), others by PIL."""
+    ok = [i for i, (_, error) in enumerate(items) if not error]
+    pixels = ex.load_pixels([bytes(items[i][0]) for i in ok], kw.get("load_size", 224),
+                            kw.get("resize", "lanczos"), errors="keep")
+    out: list[tuple[Any, str | None]] = [(None, str(error)) for _, error in items]
+    for i, p in zip(ok, pixels):
+        out[i] = (None, _reason(p)) if isinstance(p, Exception) else (p, None)
+    return out
 
 
 def _guarded(fn: Callable, *args) -> tuple[Any, dict | None]:

@@ -1,0 +1,88 @@
+"""Host preparation (inputs -> the uint8 batch that goes to the device) before and after the PIL-free
+path, side by side in one run; and end-to-end ``Extractor.extract`` for arrays before / after.
+
+"before" is the code path of the previous release: every input through ``load_image`` (arrays
+become PIL images), then PIL's ``tobytes`` into the batch; "after" is ``Extractor.load_pixels``
+(arrays and tensors as views, RGB JPEGs decoded by torchvision). Real photos (``skimage.data``),
+centre-resized to 224 x 224 so that no resize is needed (load_size 224).
+
+    python bench/bench_host_prep.py                       # CPU
+    python bench/bench_host_prep.py --device cuda --dtype bf16 --extract-images 256
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+from profile_extract import timed as best_of  # noqa: E402 (the median of the repeats)
+
+from vitdense.features.images import load_image, map_threads  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--images", type=int, default=256, help="images per host-preparation call")
+    p.add_argument("--extract-images", type=int, default=16, help="images per end-to-end extract call")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    photos = [im.convert("RGB").resize((224, 224)) for _, im in C.photo_set()]
+    pils = [photos[i % len(photos)] for i in range(a.images)]
+    arrays = [np.array(im) for im in pils]
+    batch = torch.from_numpy(np.stack(arrays))
+    ex = C.random_weights_extractor(device=a.device, dtype=a.dtype)
+    stride = ex.spec.patch_size
+    g = ex._geometry((224, 224), 224, stride)
+    tmp = Path(tempfile.mkdtemp(prefix="vitdense-hostprep-"))
+    files = []
+    for i, im in enumerate(photos):
+        im.save(tmp / f"{i}.jpg", quality=90)
+    files = [tmp / f"{i % len(photos)}.jpg" for i in range(a.images)]
+
+    def before(inputs):  # the previous release: load_image (PIL) per input, PIL tobytes per image
+        rgbs = map_threads(load_image, inputs)
+        return ex._stack_pixels(map_threads(lambda im: ex._pixels(im, g), rgbs))
+
+    def after(inputs):
+        rgbs = ex.load_pixels(inputs, 224)
+        return ex._stack_pixels(map_threads(lambda im: ex._pixels(im, g), rgbs))
+
+    rows = []
+    cases = [("PIL images (unchanged path)", before, pils), ("uint8 arrays, before (through PIL)", before, arrays),
+             ("uint8 arrays, after (views)", after, arrays), ("uint8 tensor B x H x W x 3, after", after, batch),
+             ("uint8 tensor B x 3 x H x W, after", after, batch.permute(0, 3, 1, 2)),
+             ("JPEG files, before (PIL decode)", before, files),
+             (f"JPEG files, after (torchvision decode on {ex.device})", after, files)]
+    for name, fn, inputs in cases:
+        t = best_of(lambda: fn(inputs), a.device, a.repeats)
+        rows.append([name, f"{a.images / t:.0f}"])
+    print(f"## Host preparation, {a.images} images of 224 x 224 px -> uint8 batch ({ex.device})\n")
+    print(C.machine_line(a.device) + "\n")
+    print(C.table(["input", "images/s"], rows))
+    n = a.extract_images
+    kw = dict(layer=11, facet="key", stride=stride, load_size=224, batch_size=n)
+    arr_n = arrays[:n]
+    x = torch.from_numpy(np.stack(arr_n)).to(ex.device)
+    raw = best_of(lambda: ex.model.forward_features(ex._normalise(x, ex.device, ex.dtype)), a.device, a.repeats)
+    e2e = [["raw forward (timm forward_features, pixels on the device)", f"{n / raw:.1f}", "1.00x"]]
+    for name, make in (("extract, uint8 arrays, before (through PIL)", lambda: map_threads(load_image, arr_n)),
+                       ("extract, uint8 arrays, after", lambda: arr_n),
+                       ("extract, uint8 tensor batch, after", lambda: batch[:n]),
+                       ("extract, JPEG files, after", lambda: files[:n])):
+        t = best_of(lambda: ex.extract(make(), **kw), a.device, a.repeats)
+        e2e.append([name, f"{n / t:.1f}", f"{raw / t:.2f}x"])
+    print(f"\n## End to end, {n} images of 224 px, {ex.model_name} (random weights), layer-11 keys, "
+          f"stride {stride}, {ex.dtype} on {ex.device}\n")
+    print(C.table(["path", "images/s", "of raw forward"], e2e))
+
+
+if __name__ == "__main__":
+    main()
