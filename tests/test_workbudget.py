@@ -176,3 +176,23 @@ def test_a_job_above_the_seconds_limit_is_refused_with_its_estimate():
                                           rf"above the limit of 5 s; .* or run the demo locally with a higher "
                                           rf"--max-seconds$"):
         check_job(ten, math.inf, 5)
+
+
+def test_the_work_meter_counts_the_process_cpu_time_shared_by_the_running_jobs():
+    """Seconds of work = process CPU seconds / the 2 vCPUs of the fit, each job charged its share
+    while several run; past twice the estimate, one sentence."""
+    from vitdense.web.serving.workbudget import Overrun, WorkMeter
+    cpu, running = [100.0], [1]
+    meter = WorkMeter(3.0, running=lambda: running[0], cpu=lambda: cpu[0])
+    cpu[0] += 8.0                                         # 8 CPU s alone: 4 s of work
+    assert meter.seconds() == 4.0
+    meter.check()                                         # 4 <= 2 x 3
+    running[0], cpu[0] = 2, cpu[0] + 6.0                  # 6 CPU s shared with another job: 1.5 s
+    assert meter.seconds() == 5.5
+    running[0], cpu[0] = 1, cpu[0] + 2.0                  # alone again: 6.5 s > 2 x 3 s
+    with pytest.raises(Overrun, match=r"^stopped after 6.5 s of work: more than twice its estimate of 3 s; "
+                                      r"try fewer or smaller images$"):
+        meter.check()
+    off = WorkMeter(1.0, factor=math.inf, cpu=lambda: cpu[0])
+    cpu[0] += 1e6
+    off.check()                                           # inf: never stopped
