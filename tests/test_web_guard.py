@@ -276,3 +276,20 @@ def test_a_job_past_twice_its_estimate_is_stopped_and_the_previous_results_stay(
     assert gate.JOBS.work.running == 0 and gate.JOBS.results.reserved == 0
     assert gate.JOBS.results.get(previous) is not None                        # the previous result stays
     assert status.status_reader("cosegmentation")() == info.value.message
+
+
+def test_the_cosegmentation_tab_on_real_photos_matches_the_hand_drawn_masks(bundled_extractor):
+    """The web tab's quality on bench/data/coseg_sets/felines_2 (hand-drawn masks) at the page's
+    defaults: the masks it keeps for the visitor score as the library's (Jaccard > 0.85; README 0.877)."""
+    from PIL import Image
+
+    from vitdense import web
+    from vitdense.eval.metrics import jaccard
+    root = Path(__file__).resolve().parent.parent / "bench/data/coseg_sets/felines_2"
+    stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+    web.POOL.put(bundled_extractor)
+    key = web.run_cosegmentation([{"image": str(root / "images" / f"{s}.jpg")} for s in stems])[-1]
+    masks = gate.JOBS.results.get(key).result.masks
+    truth = [np.asarray(Image.open(root / "masks" / f"{s}.png")) > 0 for s in stems]
+    scores = [jaccard(m, g) for m, g in zip(masks, truth)]
+    assert np.mean(scores) > 0.85 and min(scores) > 0.75, dict(zip(stems, scores))
