@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-seconds", default=None,
                    help="refuse a request whose estimated time on a 2-vCPU CPU is above this many seconds "
                         "(default: $VITDENSE_MAX_SECONDS, else 60 on CPU, none with CUDA); 'inf' for no limit")
+    g.add_argument("--overrun-factor", default=None,
+                   help="stop a running job (between its steps, with a sentence) once its work, the "
+                        "process's CPU seconds / 2, passes this many times its estimate (default 2 on "
+                        "CPU, never with CUDA); 'inf' never stops one")
+    g.add_argument("--seconds-scale", default=None,
+                   help="this machine's seconds per estimated second of the 2-vCPU Space (default 1), "
+                        "for --max-seconds and --overrun-factor on slower or faster CPUs")
     g.add_argument("--max-work", default=None,
                    help="work limit of one request in units of tokens^2 x blocks (default: "
                         "$VITDENSE_MAX_WORK, else none on CPU (--max-seconds rules), 2e11 with CUDA); "
@@ -81,6 +88,8 @@ def limits(args: argparse.Namespace) -> dict:
                idle_s=None if args.idle_minutes is None else 60.0 * args.idle_minutes,
                max_work=None if args.max_work is None else parse_work(args.max_work),
                max_seconds=None if args.max_seconds is None else parse_work(args.max_seconds, "max seconds"),
+               overrun=None if args.overrun_factor is None else parse_work(args.overrun_factor, "overrun factor"),
+               seconds_scale=None if args.seconds_scale is None else parse_work(args.seconds_scale, "seconds scale"),
                click_rate=args.click_rate, proxy_hops=args.proxy_hops,
                max_waiting=args.max_waiting, max_wait_s=args.max_wait, queue_size=args.queue_size,
                temp_max_age_s=args.temp_max_age,

@@ -181,9 +181,31 @@ def test_result_is_consistent_with_its_descriptors(stereo_descs, stereo_corr):
     assert c.params["stride"] == 7 and c.params["num_pairs"] == 10 and c.params["thresh"] == 0.05
 
 
-def test_each_pick_is_the_most_salient_of_its_cluster(stereo_descs):
-    """Re-run the k-means step (the library's seeded torch k-means) on the candidates by hand and
-    compare the picks."""
+def _numpy_kmeans_sse(x: np.ndarray, k: int, restarts: int = 10, iters: int = 100) -> float:
+    """The lowest within-cluster sum of squares of plain Lloyd runs (k-means++ starts, numpy only):
+    a reference independent of vitdense.ops.clustering."""
+    rng = np.random.default_rng(0)
+    best = np.inf
+    for _ in range(restarts):
+        centres = [x[rng.integers(len(x))]]
+        for _ in range(k - 1):                     # k-means++: the next centre ~ squared distance
+            d = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+            centres.append(x[rng.choice(len(x), p=d / d.sum())])
+        c = np.array(centres)
+        for _ in range(iters):
+            labels = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+            new = np.array([x[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(k)])
+            if np.allclose(new, c):
+                break
+            c = new
+        best = min(best, float(((x - c[labels]) ** 2).sum()))
+    return best
+
+
+def test_each_pick_is_the_most_salient_of_a_good_kmeans_cluster(stereo_descs):
+    """The candidates' clustering is checked against numpy: a Lloyd fixed point (each candidate is
+    nearest its own cluster's mean) whose sum of squares is within 5% of the best of 10 plain
+    k-means runs; and each pick is the most salient candidate of its cluster."""
     from vitdense.apps.correspondences import _kmeans_labels
     d1, d2 = stereo_descs
     c = find_correspondences_descriptors(d1, d2, num_pairs=6)
@@ -193,7 +215,11 @@ def test_each_pick_is_the_most_salient_of_its_cluster(stereo_descs):
     idx2 = nn12[idx1]
     pairs = torch.nn.functional.normalize(torch.cat([d1.descs[idx1], d2.descs[idx2]], 1), dim=1)
     labels = _kmeans_labels(pairs, 6, "auto")
-    assert len(set(labels.tolist())) == 6
+    x = pairs.double().numpy()
+    means = np.array([x[labels == k].mean(0) for k in range(6)])     # raises on an empty cluster
+    assert np.array_equal(((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1), labels)
+    sse = float(((x - means[labels]) ** 2).sum())
+    assert sse <= 1.05 * _numpy_kmeans_sse(x, 6)
     rank = ((sal1[idx1] + sal2[idx2]) / 2).numpy()
     expected = {int(idx1[np.flatnonzero(labels == k)[np.argmax(rank[labels == k])]]) for k in range(6)}
     assert set(c.indices1.tolist()) == expected

@@ -310,3 +310,20 @@ def test_cosegment_end_to_end_low_res_saliency(bundled_extractor, cat_set):
     assert all(m.shape == g.shape for m, g in zip(res.masks, gts))
     # measured mean 0.75 at this small size
     assert np.mean([jaccard(m, g) for m, g in zip(res.masks, gts)]) > 0.5
+
+
+def test_cosegmentation_of_two_different_felines_matches_the_hand_drawn_masks(bundled_extractor):
+    """The quality check on real photos: bench/data/coseg_sets/felines_2 (a house cat's face and a
+    running cheetah, masks drawn by hand) through ``cosegment`` with the library's defaults, as
+    bench/bench_coseg_sets.py runs it; its README figure is mean Jaccard 0.877 (2026-12-04)."""
+    from pathlib import Path
+
+    from PIL import Image
+    root = Path(__file__).resolve().parent.parent / "bench/data/coseg_sets/felines_2"
+    stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+    images = [Image.open(root / "images" / f"{s}.jpg").convert("RGB") for s in stems]
+    truth = [np.asarray(Image.open(root / "masks" / f"{s}.png")) > 0 for s in stems]
+    res = cosegment(bundled_extractor, images)
+    scores = [jaccard(m, g) for m, g in zip(res.masks, truth)]
+    assert res.reason is None and all(m.any() for m in res.masks), scores
+    assert np.mean(scores) > 0.85 and min(scores) > 0.75, dict(zip(stems, scores))

@@ -271,3 +271,20 @@ def test_balanced_sampling_weighs_every_image_the_same():
     bal = sample_rows_balanced([small, big, big[:0]], 100)
     assert bal.shape[0] == 12 and (bal[:, 0] < 100).sum() == 6  # m = ceil((1 + 10) / 2) per non-empty block
     assert bal[0, 0] == 0 and bal[5, 0] == 9 and bal[6, 0] == 100 and bal[11, 0] == 1099  # evenly spaced, ends kept
+
+
+def test_parts_of_five_different_felines_match_the_hand_drawn_parts(bundled_extractor):
+    """The quality check on real photos: bench/data/coseg_sets/felines_5 (five felines, head / body
+    drawn by hand) through ``part_cosegment`` with the library's defaults, scored as
+    bench/bench_coseg_sets.py scores it (NMI over the animal's pixels, images with both parts);
+    its README figure is NMI 0.287 (2026-12-04)."""
+    from pathlib import Path
+
+    from vitdense.eval.metrics import nmi
+    root = Path(__file__).resolve().parent.parent / "bench/data/coseg_sets/felines_5"
+    stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+    images = [Image.open(root / "images" / f"{s}.jpg").convert("RGB") for s in stems]
+    parts = [np.asarray(Image.open(root / "parts" / f"{s}.png")) for s in stems]
+    res = part_cosegment(bundled_extractor, images)
+    scores = [nmi(m, p, mask=p > 0) for m, p in zip(res.part_maps, parts) if len(np.unique(p[p > 0])) == 2]
+    assert len(scores) >= 4 and np.mean(scores) > 0.26, scores

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from vitdense.web.serving.tempfiles import Janitor, cap, folder_bytes, gradio_delete_cache, prune
 
@@ -85,3 +86,25 @@ def test_cap_counts_a_root_inside_another_once(tmp_path):
     assert cap([ours, cache], 1200, now=now) == (0, 0)            # 1200 bytes, not 2000
     assert cap([ours, cache], 800, now=now) == (1, 400)           # the oldest run, not the folder
     assert ours.is_dir() and sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["run-b", "upload"]
+
+
+def test_a_slot_holds_a_bounded_number_of_folders_whatever_their_age(tmp_path):
+    """An auto-clicker's burst (every folder inside its grace period) leaves at most SLOT_MOST
+    folders in its slot, the newest ones; once they age, the slot keeps its newest SLOT_KEEP."""
+    import tempfile
+
+    from vitdense.web.serving.tempfiles import SLOT_KEEP, SLOT_MOST, keep_newest
+    slot = tmp_path / "v-visitor" / "correspondences-run"
+    slot.mkdir(parents=True)
+    made = []
+    for i in range(40):                                   # 40 events in 2 s: 20 clicks a second
+        made.append(Path(tempfile.mkdtemp(dir=slot)))
+        (made[-1] / "corr.zip").write_bytes(b"x" * 100)
+        os.utime(made[-1], (time.time() - 1 + i / 40,) * 2)    # all younger than the 2 s grace
+        keep_newest(slot, made[-1])
+        assert len(list(slot.iterdir())) <= SLOT_MOST
+    assert sorted(slot.iterdir()) == sorted(made[-SLOT_MOST:])
+    assert keep_newest(slot, made[-1], now=time.time() + 60) == SLOT_MOST - SLOT_KEEP   # aged: 2 stay
+    assert sorted(slot.iterdir()) == sorted(made[-SLOT_KEEP:])
+    young = keep_newest(slot, made[-1], keep=1, most=10)
+    assert young == 0 and len(list(slot.iterdir())) == 2  # within the grace and the bound: kept

@@ -46,20 +46,48 @@ def test_jbu_keeps_the_descriptors_and_follows_the_object_edges(cat_descs, cat_o
     assert cos.median() > 0.95
     # edges: pixels in a 6-pixel band around the pasted cat's outline, labelled cat / wall by
     # nearest of the two mean descriptors; the image-guided upsampling labels more of them right
-    gy, gx = np.mgrid[0:g.grid[0], 0:g.grid[1]]
-    centres = g.cell_to_pixel(np.arange(g.grid[0] * g.grid[1]))
-    truth = mask[centres[:, 0].astype(int), centres[:, 1].astype(int)]
-    from scipy.ndimage import binary_dilation, binary_erosion
-    band_img = binary_dilation(mask, iterations=6) & ~binary_erosion(mask, iterations=6)
-    band = band_img[centres[:, 0].astype(int), centres[:, 1].astype(int)]
-
-    def accuracy(up: torch.Tensor) -> float:
-        u = torch.nn.functional.normalize(up, dim=1)
-        fg, bg = u[torch.from_numpy(truth & ~band)].mean(0), u[torch.from_numpy(~truth & ~band)].mean(0)
-        pred = (u @ fg > u @ bg).numpy()
-        return float(np.mean(pred[band] == truth[band]))
-    acc_j, acc_b = accuracy(up_j), accuracy(up_b)
+    acc_j, acc_b = edge_accuracy(up_j, g, mask), edge_accuracy(up_b, g, mask)
     assert acc_j > acc_b + 0.02, (acc_j, acc_b)     # measured: 0.86 against 0.79
+
+
+def edge_accuracy(up: torch.Tensor, g, mask: np.ndarray, band_px: int = 6) -> float:
+    """Share of the upsampled pixels within ``band_px`` of ``mask``'s outline (H0 x W0, original
+    pixels) labelled right (object / background) by the nearer of the two mean descriptors of the
+    pixels outside the band. ``up``: (grid pixels) x D on ``g``'s grid."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+    centres = g.cell_to_pixel(np.arange(g.grid[0] * g.grid[1]))
+    rows = np.clip(centres[:, 0].astype(int), 0, mask.shape[0] - 1)
+    cols = np.clip(centres[:, 1].astype(int), 0, mask.shape[1] - 1)
+    truth = mask[rows, cols]
+    band = (binary_dilation(mask, iterations=band_px) & ~binary_erosion(mask, iterations=band_px))[rows, cols]
+    u = torch.nn.functional.normalize(up, dim=1)
+    fg, bg = u[torch.from_numpy(truth & ~band)].mean(0), u[torch.from_numpy(~truth & ~band)].mean(0)
+    pred = (u @ fg > u @ bg).numpy()
+    return float(np.mean(pred[band] == truth[band]))
+
+
+def test_jbu_follows_hand_drawn_outlines_of_real_photos(bundled_extractor):
+    """The same edge test on three photos of bench/data/coseg_sets (different felines, outlines
+    drawn by hand), at load size 224: JBU labels a little more of the pixels near the outline
+    right than bilinear, on average. Measured 2026-12-04 (JBU / bilinear): chelsea 0.780 / 0.767,
+    cheetah_run 0.813 / 0.796, lion 0.679 / 0.673, mean 0.757 / 0.745; at load 112 bilinear wins
+    on average (0.690 / 0.701: cheetah_run 0.617 / 0.682), so the pasted cat's gain above
+    (0.86 / 0.79) is not what real photos show."""
+    from pathlib import Path
+
+    from PIL import Image
+    root = Path(__file__).resolve().parent.parent / "bench/data/coseg_sets"
+    scores = []
+    for name in ("felines_2/chelsea", "felines_2/cheetah_run", "felines_5/lion"):
+        folder, stem = name.split("/")
+        img = np.asarray(Image.open(root / folder / "images" / f"{stem}.jpg").convert("RGB"))
+        mask = np.asarray(Image.open(root / folder / "masks" / f"{stem}.png")) > 0
+        [d] = bundled_extractor.extract(img, layer=9, load_size=224)
+        up_j, g = upsample_descriptors(d.descs, d.geometry, img, "jbu", size=240)
+        up_b, _ = upsample_descriptors(d.descs, d.geometry, img, "bilinear", size=240)
+        scores.append((edge_accuracy(up_j, g, mask), edge_accuracy(up_b, g, mask)))
+    jbu, bilinear = np.mean(scores, axis=0)
+    assert jbu > bilinear + 0.005 and jbu > 0.72, scores
 
 
 def test_chunks_do_not_change_the_result(cat_descs, cat_on_bricks):

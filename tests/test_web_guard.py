@@ -126,6 +126,9 @@ def test_app_flags_become_limits():
     assert Limits.resolve(cuda=False).max_seconds == 60.0 and Limits.resolve(cuda=True).max_seconds == math.inf
     with pytest.raises(ParameterError, match="max seconds 'soon' is not a number"):
         app.limits(app.parse_args(["--max-seconds", "soon"]))
+    stop = Limits(**app.limits(app.parse_args(["--overrun-factor", "3", "--seconds-scale", "1.5"])))
+    assert (stop.overrun, stop.seconds_scale) == (3.0, 1.5) and Limits.resolve(cuda=False).overrun == 2.0
+    assert Limits.resolve(cuda=True).overrun == math.inf      # the estimate counts the CPU's work
 
 
 def test_a_full_queue_answers_our_sentence():
@@ -239,3 +242,54 @@ def test_the_visitors_address_behind_a_proxy():
     assert gate.client_address(req, 2) == "6.6.6.6"
     no_header = SimpleNamespace(headers={}, client=SimpleNamespace(host="10.16.3.80"))
     assert gate.client_address(no_header, 1) == "10.16.3.80"
+
+
+def test_a_job_past_twice_its_estimate_is_stopped_and_the_previous_results_stay(bundled_extractor):
+    """A real co-segmentation whose estimate the limits make small (``seconds_scale``) stops between
+    its extraction chunks with one sentence; its slot and memory are given back, and the visitor's
+    previous result is still there."""
+    import re
+
+    from PIL import Image
+
+    from vitdense import web
+    cats = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "assets/cats").glob("*.jpg"))
+    web.POOL.put(bundled_extractor)
+    previous = web.run_cosegmentation([{"image": p} for p in cats[:2]], load_size=112)[-1]
+    full_calls = bundled_extractor.num_forward_calls
+    web.run_cosegmentation([{"image": p} for p in cats], load_size=112)    # all 5 (cached: 2)
+    full_calls = bundled_extractor.num_forward_calls - full_calls
+    job = Job(app="cosegmentation", sizes_wh=tuple(Image.open(p).size for p in cats), load_size=224,
+              patch=14, stride=7, blocks=12, embed_dim=384)
+    old = gate.JOBS.limits
+    gate.configure(seconds_scale=0.25 / job.seconds)      # estimated at 0.25 s: allowed 0.5 s of work
+    calls = bundled_extractor.num_forward_calls
+    try:
+        with pytest.raises(gr.Error) as info:
+            web.run_cosegmentation([{"image": p} for p in cats], load_size=224)
+    finally:
+        gate.JOBS.configure(old)
+    m = re.fullmatch(r"stopped after ([\d.]+) s of work: more than twice its estimate of ([\d.]+) s; "
+                     r"try fewer or smaller images", info.value.message)
+    assert m and float(m[1]) > 2 * float(m[2]) and abs(float(m[2]) - 0.25) < 0.01
+    assert 0 < bundled_extractor.num_forward_calls - calls < full_calls      # stopped between chunks
+    assert gate.JOBS.work.running == 0 and gate.JOBS.results.reserved == 0
+    assert gate.JOBS.results.get(previous) is not None                        # the previous result stays
+    assert status.status_reader("cosegmentation")() == info.value.message
+
+
+def test_the_cosegmentation_tab_on_real_photos_matches_the_hand_drawn_masks(bundled_extractor):
+    """The web tab's quality on bench/data/coseg_sets/felines_2 (hand-drawn masks) at the page's
+    defaults: the masks it keeps for the visitor score as the library's (Jaccard > 0.85; README 0.877)."""
+    from PIL import Image
+
+    from vitdense import web
+    from vitdense.eval.metrics import jaccard
+    root = Path(__file__).resolve().parent.parent / "bench/data/coseg_sets/felines_2"
+    stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+    web.POOL.put(bundled_extractor)
+    key = web.run_cosegmentation([{"image": str(root / "images" / f"{s}.jpg")} for s in stems])[-1]
+    masks = gate.JOBS.results.get(key).result.masks
+    truth = [np.asarray(Image.open(root / "masks" / f"{s}.png")) > 0 for s in stems]
+    scores = [jaccard(m, g) for m, g in zip(masks, truth)]
+    assert np.mean(scores) > 0.85 and min(scores) > 0.75, dict(zip(stems, scores))

@@ -129,6 +129,16 @@ def release_held() -> None:
         trim_memory()
 
 
+def checkpoint() -> None:
+    """Between two steps of a heavy job (extraction batches, before clustering): raise
+    :class:`~vitdense.web.serving.workbudget.Overrun` (one sentence) when the running handler's
+    job has done more than ``Limits.overrun`` x its estimated work; ``ui_errors`` then shows the
+    sentence and releases the job, and the visitor's previous results stay. Outside a job: nothing."""
+    held: Held | None = getattr(_HELD, "job", None)
+    if held is not None:
+        held.meter.check()
+
+
 def check_click() -> None:
     """Raise :class:`Busy` (one sentence) when the running event's visitor clicks faster than
     ``Limits.click_rate`` per second."""

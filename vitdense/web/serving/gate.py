@@ -6,7 +6,10 @@ A heavy job is admitted in this order: refused at once above the work limit (uni
 seconds) or when its working memory can never fit; refused at once when its visitor already has
 a job running or waiting, or when the waiting room is full; else it waits (bounded) for its turn,
 then reserves its working memory from the result store (least recently used results evicted).
-:meth:`JobGate.release` gives both back.
+:meth:`JobGate.release` gives both back. While it runs, its :class:`~vitdense.web.serving.workbudget.
+WorkMeter` counts its work; the job calls ``Held.meter.check()`` between its steps and is stopped
+(:class:`~vitdense.web.serving.workbudget.Overrun`, one sentence) past ``Limits.overrun`` x its
+estimate.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from vitdense.web.serving import workbudget
 from vitdense.web.serving.limits import Limits
 from vitdense.web.serving.results import ResultStore
 from vitdense.web.serving.tempfiles import Janitor
-from vitdense.web.serving.workbudget import ClickLimiter, Job, WorkGate
+from vitdense.web.serving.workbudget import ClickLimiter, Job, WorkGate, WorkMeter
 
 log = logging.getLogger("vitdense.web.serving.gate")
 
@@ -34,6 +37,7 @@ class Held:
     visitors: tuple[Hashable, ...]
     job: Job
     waited: float
+    meter: WorkMeter
 
 
 class JobGate:
@@ -68,7 +72,7 @@ class JobGate:
     # -- heavy jobs ----------------------------------------------------------------------------
     def check(self, job: Job) -> None:
         """Refuse ``job`` at once (one sentence) above the work limits or the memory budget."""
-        workbudget.check_job(job, self.limits.max_work, self.limits.max_seconds)
+        workbudget.check_job(job, self.limits.max_work, self.limits.max_seconds, self.limits.seconds_scale)
         self.results.check_reservation(job.working_bytes)
 
     def admit(self, job: Job, visitors: Sequence[Hashable] = (),
@@ -84,9 +88,11 @@ class JobGate:
             work.release(visitors)
             raise
         self.last_job = job
+        seconds = self.seconds(job)
         log.info("heavy job of %s waited %.2f s (%s, ~%.0f s estimated, %.0f MiB reserved; %d visitor keys)",
-                 job.app or "?", waited, f"{job.work.units:.3g} units", job.seconds, reserved / 2**20, len(visitors))
-        return Held(work, store, reserved, visitors, job, waited)
+                 job.app or "?", waited, f"{job.work.units:.3g} units", seconds, reserved / 2**20, len(visitors))
+        meter = WorkMeter(seconds, self.limits.overrun, running=lambda: work.running)
+        return Held(work, store, reserved, visitors, job, waited, meter)
 
     @staticmethod
     def release(held: Held) -> None:
@@ -94,9 +100,13 @@ class JobGate:
         held.work.release(held.visitors)
         held.store.unreserve(held.reserved)
 
+    def seconds(self, job: Job) -> float:
+        """``job``'s estimated seconds on this server (the fit's x ``Limits.seconds_scale``)."""
+        return job.seconds * self.limits.seconds_scale
+
     def fits(self, job: Job) -> bool:
         """Whether ``job`` is within the work limits (units and seconds)."""
-        return job.work.units <= self.limits.max_work and job.seconds <= self.limits.max_seconds
+        return job.work.units <= self.limits.max_work and self.seconds(job) <= self.limits.max_seconds
 
     def offered_strides(self, patch: int, depth: int, sizes: Sequence[int], app: str = "",
                         embed_dim: int = 0) -> list[int]:

@@ -3,6 +3,7 @@ hardware) and handed to the job gate (:class:`vitdense.web.serving.gate.JobGate`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ class Limits:
     idle_s: float = DEFAULT_IDLE_S        # a result unused this long is dropped
     max_work: float = workbudget.DEFAULT_MAX_WORK          # units (tokens^2 x blocks) of one request
     max_seconds: float = workbudget.DEFAULT_MAX_SECONDS    # estimated seconds of one request
+    seconds_scale: float = 1.0            # this machine's seconds per second of the 2-vCPU fit
+    overrun: float = workbudget.DEFAULT_OVERRUN    # a job is stopped past this x its estimate (inf: never)
     concurrency: int = 1                  # heavy jobs at once
     max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
     max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
@@ -37,9 +40,11 @@ class Limits:
     def resolve(cls, cuda: bool = False, **flags: Any) -> "Limits":
         """The limits of this process: ``flags`` (None = not given) over the environment
         (``$VITDENSE_SESSION_MEMORY``, ``$VITDENSE_MAX_WORK``, ``$VITDENSE_MAX_SECONDS``, ``$SPACE_ID``:
-        behind Hugging Face's proxy) over the hardware's defaults (``cuda``)."""
+        behind Hugging Face's proxy) over the hardware's defaults (``cuda``: no stopping of a job
+        past its estimate, which counts the CPU's work)."""
         base = dict(session_bytes=budget_from_env(), max_work=workbudget.default_max_work(cuda),
                     max_seconds=workbudget.default_max_seconds(cuda),
+                    overrun=math.inf if cuda else workbudget.DEFAULT_OVERRUN,
                     proxy_hops=1 if os.environ.get("SPACE_ID") else 0)
         return cls(**{**base, **{k: v for k, v in flags.items() if v is not None}})
 

@@ -7,6 +7,11 @@ by 1.4 MiB per click). The janitor prunes the demo's own zips and Gradio's cache
 Gradio's cached copies of the example files, then holds them under one byte ceiling (:func:`cap`:
 all folders together, as they share one disk; oldest entries first, never one modified in the last
 :data:`DEFAULT_GRACE_S` seconds). :func:`folder_bytes` is what the soak benchmark reports.
+
+A visitor's slot (one folder per event of a tab and kind of output, ``vitdense.web.zips``) is
+pruned by :func:`keep_newest` at every event: beyond its newest folders once they are a little
+old, and beyond :data:`SLOT_MOST` folders whatever their age, so that an auto-clicker holds at
+most ``SLOT_MOST`` folders per slot however fast it clicks.
 """
 from __future__ import annotations
 
@@ -26,6 +31,15 @@ DEFAULT_MAX_BYTES = 2 << 30     # all the folders together, above it the oldest 
 #: an entry modified this recently is never deleted for the byte ceiling: a visitor is probably
 #: still receiving it (the result's images, the zip just offered) or an upload is being written
 DEFAULT_GRACE_S = 30.0
+#: folders a visitor's slot keeps: the one just written and the one before it (its files may still
+#: be loading in the page while the new event's outputs arrive)
+SLOT_KEEP = 2
+#: a slot's folder younger than this is kept beyond :data:`SLOT_KEEP`: a concurrent event of the
+#: same visitor may still be writing it, or the page still loading it
+SLOT_GRACE_S = 2.0
+#: the most folders a slot holds, whatever their age (a click rate of 20/s x the 2 s grace would
+#: otherwise leave 40): the oldest go first, even inside their grace
+SLOT_MOST = 4
 
 
 def gradio_delete_cache(max_age_s: float = DEFAULT_MAX_AGE_S,
@@ -98,6 +112,28 @@ def cap(roots: list[str | os.PathLike], max_bytes: int, grace_s: float = DEFAULT
         removed += 1
         freed += size
     return removed, freed
+
+
+def keep_newest(slot: str | os.PathLike, newest: str | os.PathLike, keep: int = SLOT_KEEP,
+                grace_s: float = SLOT_GRACE_S, most: int = SLOT_MOST, now: float | None = None) -> int:
+    """Delete the folders of ``slot`` except ``newest``, the ``keep - 1`` most recent others and
+    those younger than ``grace_s`` seconds, and then the oldest until at most ``most`` remain
+    (``newest`` never); returns the folders deleted. Folders deleted meanwhile are skipped."""
+    slot, newest = Path(slot), Path(newest)
+    now = time.time() if now is None else now
+    others = []
+    for entry in slot.iterdir():
+        if entry != newest:
+            try:
+                others.append((entry.stat().st_mtime, entry))
+            except OSError:      # deleted meanwhile (the janitor, a concurrent event)
+                continue
+    removed = 0
+    for held, (mtime, old) in enumerate(sorted(others, reverse=True), start=2):   # newest is the first
+        if held > max(keep, 1) and (now - mtime > grace_s or held > most):
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _remove(entry: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -53,6 +54,11 @@ SECONDS_MODEL: dict[str, float] = {
 #: the estimate is the fit times this: a stage that uses one core takes longer than CPU time / 2,
 #: and the fit's residuals reach about 20%
 SECONDS_MARGIN = 1.25
+#: a running job is stopped at its next checkpoint once its work passes this many times its estimate
+DEFAULT_OVERRUN = 2.0
+#: the vCPUs of the machine the seconds model was fitted on: a job's seconds of work are the
+#: process's CPU seconds / this, as ``bench/bench_work_seconds.py`` measures them
+REFERENCE_CORES = 2
 
 
 class WorkRefused(ParameterError):
@@ -61,6 +67,10 @@ class WorkRefused(ParameterError):
 
 class Busy(VitdenseError, RuntimeError):
     """Too many heavy jobs are waiting, or this one waited longer than the bound."""
+
+
+class Overrun(VitdenseError, RuntimeError):
+    """A running job did more work than its allowance (the message names both, and what to reduce)."""
 
 
 def default_max_work(cuda: bool = False) -> float:
@@ -201,11 +211,12 @@ def check(work: Work, limit: float, stride: int, load_size: int | None,
                                 stride, load_size, patch, "--max-work"))
 
 
-def check_job(job: Job, max_work: float, max_seconds: float) -> None:
+def check_job(job: Job, max_work: float, max_seconds: float, seconds_scale: float = 1.0) -> None:
     """Raise :class:`WorkRefused` when ``job`` is above ``max_work`` units or above ``max_seconds``
-    estimated seconds on this server (one sentence: estimate, limit, the knob to lower)."""
+    estimated seconds on this server (``job.seconds x seconds_scale``; one sentence: estimate,
+    limit, the knob to lower)."""
     check(job.work, max_work, job.stride, job.load_size, job.patch)
-    seconds = job.seconds
+    seconds = job.seconds * seconds_scale
     if seconds > max_seconds:
         raise WorkRefused(_too_much(job.work, f"about {seconds:.0f} s", f"{max_seconds:.0f} s",
                                     seconds / max_seconds, job.stride, job.load_size, job.patch,
@@ -248,6 +259,60 @@ def offered_strides(patch: int, blocks: int, images: int, limit: float, sizes: S
     """Divisors of ``patch`` that are accepted at least at the smallest load size."""
     return [d for d in range(1, patch + 1)
             if patch % d == 0 and max_load_size(patch, d, blocks, images, limit, sizes, fits, **job) is not None]
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all its threads (torch's intra-op threads too)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class WorkMeter:
+    """The work a running job has done, in the unit of its estimate: seconds on the 2-vCPU machine,
+    i.e. the process's CPU seconds since :meth:`start` / :data:`REFERENCE_CORES`.
+
+    Wall time means nothing on a shared machine, and the job thread's own CPU time misses torch's
+    intra-op threads (README "Limits of the public demo": about half of the work); the process's
+    CPU time is the job's while it is the only heavy job running (the gate's default concurrency
+    of 1; clicks add a little). With ``running() > 1`` jobs at once, each is charged its share of
+    the CPU time since the last reading. :meth:`check` (called between the job's steps) raises
+    :class:`Overrun` past ``factor`` x ``estimate_s``; ``factor`` = inf turns it off."""
+
+    def __init__(self, estimate_s: float, factor: float = DEFAULT_OVERRUN,
+                 running: Callable[[], int] = lambda: 1,
+                 cpu: Callable[[], float] = process_cpu_seconds) -> None:
+        self.estimate_s, self.factor = float(estimate_s), float(factor)
+        self._running, self._cpu = running, cpu
+        self._last = cpu()
+        self._lock = threading.Lock()
+        self.done_s = 0.0
+
+    @property
+    def allowance_s(self) -> float:
+        """Seconds of work after which the job is stopped."""
+        return self.factor * self.estimate_s
+
+    def seconds(self) -> float:
+        """Seconds of work done so far (see the class)."""
+        with self._lock:
+            now = self._cpu()
+            self.done_s += max(0.0, now - self._last) / (REFERENCE_CORES * max(1, self._running()))
+            self._last = now
+            return self.done_s
+
+    def check(self) -> None:
+        """Raise :class:`Overrun` (one sentence) when the job is past its allowance."""
+        if not math.isfinite(self.allowance_s):
+            return
+        done = self.seconds()
+        if done > self.allowance_s:
+            times = "twice" if self.factor == 2 else f"{self.factor:g} times"
+            raise Overrun(f"stopped after {_secs(done)} s of work: more than {times} its estimate of "
+                          f"{_secs(self.estimate_s)} s; try fewer or smaller images")
+
+
+def _secs(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
 
 
 class WorkGate:
