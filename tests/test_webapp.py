@@ -122,7 +122,8 @@ def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extra
     np.testing.assert_array_equal(shown(b2), shown(pair_run[1]))
     # the page's state holds only a key: the session itself lives in the server's store
     assert isinstance(pair_run[-1], str) and session2 == pair_run[-1]
-    assert webapp.guard.STORE.get(session2).clicks == []
+    from vitdense.web.gate import JOBS
+    assert JOBS.results.get(session2, "").clicks == []
 
 
 def test_pair_zip_follows_the_clicks_and_is_strict_json(pair_run):
