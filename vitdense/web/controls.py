@@ -124,16 +124,17 @@ def endpoint(page: "Page", trigger: Callable, fn: Callable, inputs: Any, outputs
              **kwargs: Any) -> Any:
     """``trigger(fn, inputs, outputs, api_name=...)``, watched (the tab's status line): ``api_name``
     must be one of the tab's entry's ``api_names``; each deprecated name the entry maps to it
-    (``App.api_aliases``) answers the same event from a hidden button (callable, not listed in the
-    API page). Returns the event."""
+    (``App.api_aliases``) answers the same event from a hidden button, listed in the API page as
+    deprecated (gradio_client sends keyword arguments only to a listed endpoint). Returns the event."""
     app = get_app(page.tab)
     if api_name not in app.api_names:
         raise KeyError(f"{app.id}: API name {api_name!r} is not in its registry entry's api_names")
     event = trigger(fn, inputs, outputs, api_name=api_name, concurrency_limit=None, **kwargs)
     page.watch(event)
     for old in (old for old, new in app.api_aliases.items() if new == api_name):
-        page.watch(gr.Button(visible=False).click(fn, inputs, outputs, api_name=old, api_visibility="undocumented",
-                                                  concurrency_limit=None, **kwargs))
+        page.watch(gr.Button(visible=False).click(fn, inputs, outputs, api_name=old, concurrency_limit=None,
+                                                  api_description=f"Deprecated: the old name of /{api_name}.",
+                                                  **kwargs))
     return event
 
 
