@@ -159,3 +159,16 @@ def test_bad_input_messages(client, tmp_path):
     # the server is still up and answers after the errors
     api = client.view_api(print_info=False, return_format="dict")
     assert "/pca" in api["named_endpoints"]
+
+
+@pytest.mark.parametrize("new, old, knobs", [("/parts", "/part_cosegmentation", {}),
+                                             ("/transfer", "/transfer_extract", {"source": 0})])
+def test_a_run_answers_under_its_app_id_and_its_old_api_name(client, new, old, knobs):
+    """app id = run API name; the old name is a deprecated alias with the same inputs and outputs
+    (keyword arguments included)."""
+    from gradio_client import handle_file
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert new in api and api[old]["description"].startswith("Deprecated")
+    images = [{"image": handle_file(str(p))} for p in CATS[:2]]
+    a, b = (client.predict(images, load_size=112, api_name=name, **knobs) for name in (new, old))
+    assert len(a) == len(b) and a[2] == b[2]                     # the same summary either way

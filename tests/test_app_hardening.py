@@ -239,21 +239,31 @@ def test_api_values_are_judged_before_gradio_and_nan_clicks_on_a_session(server)
     assert "pydantic" not in log and "Traceback" not in log
 
 
-def test_clicks_replace_the_visitors_download_instead_of_adding(server):
-    """Each click redraws the pair and its zip into the visitor's slot, which keeps the newest two
-    folders (and those of the last 2 s, which a concurrent event may still be writing): eleven
-    clicks leave two zips, not twelve."""
-    import hashlib
+def test_clicks_write_no_zip_and_the_download_is_the_cli_layout(server, tmp_path):
+    """Ten clicks write no download (issue 22: no disk per click for zips); "Prepare download"
+    (/correspondences_download) then zips the pair with its ten clicks, in the command line's
+    layout (the demo's stems carry A_ / B_ so that two uploads with one name stay apart)."""
+    import shutil
+    import zipfile
 
     from gradio_client import handle_file
+
+    from vitdense.cli.main import main
     url, tmp = server
     c = client(url)
     c.predict(handle_file(str(CAT_A)), handle_file(str(CAT_B)), **PAIR_112)
+    before = set(tmp.rglob("*.zip"))                              # the run's zip
     for i in range(10):
-        c.predict(20 + 10 * i, 50, api_name="/match_point")
+        points = c.predict(20 + 10 * i, 50, api_name="/match_point")[4]
         time.sleep(1 / CLICK_RATE)
-    time.sleep(2.5)                                  # past the slot's grace (zips.SLOT_GRACE_S)
-    c.predict(130, 50, api_name="/match_point")
-    slot = tmp / "gradio" / "vitdense-app" / f"v-{hashlib.sha256(c.session_hash.encode()).hexdigest()[:20]}"
-    zips = sorted(slot.rglob("*.zip"))             # (the janitor may have deleted the older one: 4 s)
-    assert 1 <= len(zips) <= 2 and {z.parent.parent.name for z in zips} == {"correspondences-corr"}
+    assert set(tmp.rglob("*.zip")) - before == set() and len(points["clicks"]) == 10
+    with zipfile.ZipFile(c.predict(api_name="/correspondences_download")) as zf:
+        names = set(zf.namelist())
+        assert len(json.loads(zf.read("points.json"))["clicks"]) == 10
+    (tmp_path / "pairs" / "cat").mkdir(parents=True)
+    for src in (CAT_A, CAT_B):
+        shutil.copy(src, tmp_path / "pairs" / "cat")
+    assert main(["correspondences", str(tmp_path / "pairs"), "--out", str(tmp_path / "out"), "--model",
+                 "dinov2_vits14_imgfocus", "--device", "cpu", "--load-size", "112", "--quiet"]) == 0
+    cli = {str(p.relative_to(tmp_path / "out" / "cat")) for p in (tmp_path / "out" / "cat").rglob("*") if p.is_file()}
+    assert {n.replace("A_cat_a", "cat_a").replace("B_cat_b", "cat_b") for n in names} == cli, (names, cli)

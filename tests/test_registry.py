@@ -36,7 +36,7 @@ def test_cli_commands_are_the_registry():
 
 def test_defaults_follow_the_table_per_model(monkeypatch, tmp_path):
     """Changing vitdense/defaults.py changes what the command line runs with, per model family."""
-    app = APPS["cosegment"]
+    app = APPS["cosegmentation"]
     parse = build_parser().parse_args
     args = parse(["cosegment", str(tmp_path), "--out", str(tmp_path / "o")])
     assert app_options(app, args, "dinov2_vits14_imgfocus", "run")["elbow"] == \
@@ -53,6 +53,55 @@ def test_defaults_follow_the_table_per_model(monkeypatch, tmp_path):
     assert (opts["thresh"], opts["layer"], opts["refine"]) == (0.3, 8, False)   # given options win
     # a knob outside the table takes the library's signature default
     assert opts["max_clusters"] == inspect.signature(app.run).parameters["max_clusters"].default
+
+
+def test_old_application_ids_still_work(tmp_path):
+    """app id = tab id = run API name; the old ids stay a command alias and a get_app alias (deprecated)."""
+    from vitdense.apps import get_app
+    from vitdense.apps.registry import APP_ALIASES
+    for old, new in APP_ALIASES.items():
+        with pytest.warns(DeprecationWarning, match=f"{old!r} is deprecated"):
+            assert get_app(old) is APPS[new]
+        assert build_parser().parse_args([old, str(tmp_path), "--out", "o"]).func is not None
+    assert all(app.api_names[0] == app.id for app in APPS.values())
+    help_text = build_parser().format_help()
+    assert "cosegmentation (cosegment)" in help_text and help_text.count("cosegment") == 2
+
+
+def test_every_tab_derives_from_its_registry_entry():
+    """Each tab's title, id, knob controls (in order), API names and run parameters are its entry's."""
+    import gradio as gr
+
+    from vitdense.web import build_demo
+    from vitdense.web.tabs import TABS
+    demo = build_demo(online=False)
+    tabs = {b.id: b for b in demo.blocks.values() if isinstance(b, gr.Tab)}
+    api = demo.get_api_info()["named_endpoints"]
+
+    def inside(block):
+        for child in getattr(block, "children", []):
+            yield child
+            yield from inside(child)
+    for tab in TABS:
+        app = tab.APP
+        assert (tab.ID, tab.TITLE) == (app.id, app.title) and tabs[app.id].label == app.title
+        knobs = [b.knob for b in inside(tabs[app.id]) if getattr(b, "knob", None)]
+        assert knobs == [(app.id, n) for n in app.web_knobs], app.id
+        fns = [f for f in demo.fns.values() if f.api_name in app.api_names]
+        assert {f.api_name for f in fns} == set(app.api_names), app.id
+        takes = [[p["parameter_name"] for p in api[f"/{n}"]["parameters"]] for n in app.api_names]
+        with_knobs = [[p for p in ps if p in app.web_knobs] for ps in takes]   # each: all of them, in order
+        assert all(k in ([], list(app.web_knobs)) for k in with_knobs), app.id
+        assert not app.web_knobs or list(app.web_knobs) in with_knobs, app.id
+        params = takes[0]
+        if app.web_first:                                # right before the descriptor settings
+            at = params.index("model")
+            assert params[at - len(app.web_first):at] == list(app.web_first), (app.id, params)
+        for old, new in app.api_aliases.items():       # deprecated names: the same event, said so
+            alias = next(f for f in demo.fns.values() if f.api_name == old)
+            run = next(f for f in demo.fns.values() if f.api_name == new)
+            assert api[f"/{old}"]["description"].startswith("Deprecated")
+            assert (alias.inputs, alias.outputs) == (run.inputs, run.outputs)
 
 
 def test_hierarchy_only_where_it_is_used(tmp_path):

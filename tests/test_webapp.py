@@ -114,14 +114,16 @@ def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extra
     # each click has its own colour: the three markers on B are drawn in three different colours
     colours = {tuple(b[int(c["b"]["y"]), int(c["b"]["x"]) - 3]) for c in points["clicks"]}
     assert len(colours) == 3
-    assert len(json.loads(read_zip(zip_path)["points.json"])["clicks"]) == 3
+    assert zip_path is None       # a click writes no zip: "Prepare download" builds it
+    assert len(json.loads(read_zip(webapp.correspondences_download(session))["points.json"])["clicks"]) == 3
     # the button clears the clicks, the automatic pairs stay
     a2, b2, heat2, _, points2, _, session2 = webapp.clear_points(session)
     assert points2["clicks"] == [] and heat2 is None and len(points2["pairs"]) == 10
     np.testing.assert_array_equal(shown(b2), shown(pair_run[1]))
     # the page's state holds only a key: the session itself lives in the server's store
     assert isinstance(pair_run[-1], str) and session2 == pair_run[-1]
-    assert webapp.guard.STORE.get(session2).clicks == []
+    from vitdense.web.gate import JOBS
+    assert JOBS.results.get(session2, "").clicks == []
 
 
 def test_pair_zip_follows_the_clicks_and_is_strict_json(pair_run):
@@ -129,12 +131,12 @@ def test_pair_zip_follows_the_clicks_and_is_strict_json(pair_run):
     automatic-pairs pictures again after 'clear' (the session's PNG bytes, not encoded again)."""
     first = read_zip(pair_run[5])
     clicked = webapp.match_point(pair_run[-1], 200, 200)
-    files = read_zip(clicked[5])
+    files = read_zip(webapp.correspondences_download(clicked[-1]))
     assert files["A_cat_a_points.png"] == Path(clicked[0]).read_bytes()   # one encoding, shown and zipped
     assert files["B_cat_b_points.png"] == Path(clicked[1]).read_bytes()
     assert files["B_cat_b_points.png"] != first["B_cat_b_points.png"]
     assert json.loads(files["points.json"]) == json.loads(json.dumps(clicked[4]))
-    cleared = read_zip(webapp.clear_points(clicked[-1])[5])
+    cleared = read_zip(webapp.correspondences_download(webapp.clear_points(clicked[-1])[-1]))
     assert cleared["A_cat_a_points.png"] == first["A_cat_a_points.png"]
     assert cleared["B_cat_b_points.png"] == first["B_cat_b_points.png"]
     np.testing.assert_array_equal(png(cleared["A_cat_a_points.png"]), shown(pair_run[0]))
@@ -223,7 +225,8 @@ def test_part_cosegmentation_and_reclustering_from_the_cache(bundled_extractor):
     calls = bundled_extractor.num_forward_calls
     out = webapp.recluster_parts(session, 3)
     assert bundled_extractor.num_forward_calls == calls
-    assert out[4]["num_parts"] == 3 and json.loads(read_zip(out[5])["params.json"])["num_parts"] == 3
+    assert out[4]["num_parts"] == 3 and out[5] is None and \
+        json.loads(read_zip(webapp.parts_download(out[-1]))["params.json"])["num_parts"] == 3
     fig4 = webapp.part_view(out[-1], 4)
     assert fig4.layout.title.text == Path(CATS[4]).name
     with pytest.raises(gr.Error, match="part co-segmentation first"):
@@ -475,7 +478,7 @@ def test_every_tab_starts_at_the_defaults_table():
     demo = webapp.build_demo(online=False)
     knobs = [b for b in demo.blocks.values() if getattr(b, "knob", None)]
     seen = {b.knob[0] for b in knobs}
-    assert {"correspond", "cosegment", "parts", "similarity", "video"} <= seen, seen
+    assert {"correspondences", "cosegmentation", "parts", "similarity", "video"} <= seen, seen
     for block in knobs:
         app = get_app(block.knob[0])
         name = block.knob[1]

@@ -12,6 +12,7 @@ Export entries map a relative file name to a uint8 array (PNG), :class:`vitdense
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,7 +49,7 @@ NUM_PARTS = Knob("num_parts", int, "number of parts (after a run, re-clustering 
                  "descriptors: no network pass)", 1, 10, 1, web=True)
 CRF = Knob("crf", bool, "dense CRF smoothing of the part maps along image edges", web=True)
 CRF_PARAMS = Knob("crf_params", "crf", "dense CRF " + ", ".join(CRF_DEFAULTS))
-PART_KNOBS = (NUM_PARTS, ELBOW, THRESH, VOTES, SAMPLE_INTERVAL, LOW_RES,
+PART_KNOBS = (NUM_PARTS, THRESH, ELBOW, VOTES, SAMPLE_INTERVAL, LOW_RES,
               Knob("num_crop_augmentations", int, "random crop augmentations per image (and per mirror image)", 0),
               Knob("three_stages", bool, "third clustering stage that drops parts absent from some image"),
               Knob("elbow_second_stage", float, "elbow coefficient of the second stage (three stages)", 0, 1),
@@ -103,13 +104,13 @@ def describe_cosegmentation(result: Any) -> str:
 
 
 register_app(App(
-    id="cosegment", task="cosegmentation", title="Co-segmentation",
+    id="cosegmentation", task="cosegmentation", title="Co-segmentation",
     summary="co-segmentation: a foreground mask per image of each set",
     description="Co-segment every set of images (paper Sec. 4.1).",
     input="set", run=cosegment, run_descriptors=cosegment_descriptors,
     export=export_cosegmentation, describe=describe_cosegmentation, min_images=2,
     api_names=("cosegmentation", "coseg_maps"),
-    knobs=(ELBOW, THRESH, VOTES, SAMPLE_INTERVAL,
+    knobs=(THRESH, ELBOW, VOTES, SAMPLE_INTERVAL,
            Knob("remove_outliers", bool, "drop images whose CLS descriptor is far from the set's mean"),
            Knob("outliers_thresh", float, "CLS cosine similarity below which an image is an outlier", -1, 1),
            LOW_RES, Knob("refine", bool, "GrabCut refinement of the masks along image edges", web=True),
@@ -155,7 +156,8 @@ register_app(App(
                 "label in every image.",
     input="set", run=part_cosegment, run_descriptors=part_cosegment_descriptors,
     export=export_parts, describe=describe_parts, min_images=2,
-    api_names=("part_cosegmentation", "recluster_parts", "part_view", "part_display"),
+    api_names=("parts", "recluster_parts", "part_view", "part_display", "parts_download"),
+    api_aliases={"part_cosegmentation": "parts"}, web_first=("num_parts",),
     knobs=(*PART_KNOBS, *VOTE_KNOBS, BALANCED_PARTS)))
 
 
@@ -202,13 +204,14 @@ def describe_correspondences(result: Any) -> str:
 
 
 register_app(App(
-    id="correspond", task="correspondences", title="Correspondences",
+    id="correspondences", task="correspondences", title="Correspondences",
     summary="point correspondences between the two images of each pair",
     description="Best-buddy correspondences (paper Sec. 4.3); a pair folder holds exactly 2 images. "
                 "Points are (y, x) in original pixels; row k of points1 matches row k of points2.",
     input="pair", run=find_correspondences, run_descriptors=find_correspondences_descriptors,
     export=export_correspondences, describe=describe_correspondences, min_images=2, max_images=2,
-    api_names=("correspondences", "match_point", "clear_points"),
+    api_names=("correspondences", "match_point", "clear_points", "correspondences_download"),
+    web_first=("num_pairs",),
     knobs=(Knob("num_pairs", int, "number of correspondences (best buddies are clustered into this many "
                 "well-spread pairs)", 1, 50, 1, web=True),
            Knob("thresh", "float_or_none", "saliency threshold of both patches, or 'none' for no "
@@ -381,6 +384,7 @@ register_app(App(
     input="clip", run=video_parts, run_descriptors=video_parts_descriptors, reader=read_video,
     delegates=(part_cosegment,),
     export=export_video, describe=describe_video, api_names=("video",),
+    web_first=("num_parts", "num_sampled_frames"),
     knobs=(Knob("max_frames", int, "read at most this many frames", 1, stage="read"),
            Knob("max_side", int, "downscale frames whose longer side exceeds this", 16, stage="read"),
            Knob("step", int, "keep every n-th frame", 1, stage="read"),
@@ -390,7 +394,7 @@ register_app(App(
            Knob("temporal_smoothing", float, "weight of the past in the moving average of the part "
                 "similarity maps, in [0, 1); 0 = off", 0, 1),
            Knob("bidirectional", bool, "smooth forwards and backwards (no lag)"),
-           *PART_KNOBS,
+           *(replace(k, web=False) if k is CRF else k for k in PART_KNOBS),   # no CRF over a clip's frames
            Knob("format", "choice", "annotated video format", choices=("mp4", "gif"), stage="export"),
            Knob("alpha", float, "opacity of the part colours", 0, 1, stage="export"),
            Knob("save_labels", bool, "save every frame's label map as PNG", stage="export"),
@@ -438,5 +442,6 @@ register_app(App(
                 "it is mutual, and a heat map). Writes OUT/<set>/points.json and points/<image>.png.",
     input="set", run=transfer_points, run_descriptors=transfer_points_descriptors,
     export=export_transfer, describe=describe_transfer, min_images=2,
-    api_names=("transfer_extract", "transfer_point", "transfer_clear"),
+    api_names=("transfer", "transfer_point", "transfer_clear", "transfer_download"),
+    api_aliases={"transfer_extract": "transfer"},
     prepare=_transfer_prepare, prepare_options=("source", "yx"), cli_options=_transfer_options))

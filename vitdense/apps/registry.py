@@ -18,13 +18,14 @@ entry is registered.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vitdense.defaults import task_defaults
 from vitdense.features.descriptors import DESCRIPTOR_KNOBS
 
-__all__ = ["Knob", "App", "Inputs", "APPS", "register_app", "get_app", "INPUT_KINDS"]
+__all__ = ["Knob", "App", "Inputs", "APPS", "APP_ALIASES", "register_app", "get_app", "INPUT_KINDS"]
 
 #: what an application takes: a set of images, a pair, a video clip, two single images
 INPUT_KINDS = ("set", "pair", "clip", "images")
@@ -69,7 +70,7 @@ class Inputs:
 class App:
     """One application, described once (see the module docstring)."""
 
-    id: str                                # command name and web tab id ("cosegment")
+    id: str                                # command name, web tab id and run API name ("cosegmentation")
     task: str                              # its row of vitdense.defaults.TASK_DEFAULTS
     title: str                             # "Co-segmentation"
     summary: str                           # one line: what it gives
@@ -80,7 +81,9 @@ class App:
     describe: Callable[[Any], str]         # result -> one-line summary
     knobs: tuple[Knob, ...] = ()
     description: str = ""                  # the CLI's --help text
-    api_names: tuple[str, ...] = ()        # the web demo's API endpoints
+    api_names: tuple[str, ...] = ()        # the web demo's API endpoints; the first is ``id`` (the run)
+    api_aliases: dict = field(default_factory=dict)  # deprecated API name -> its name in api_names
+    web_first: tuple[str, ...] = ()        # web knobs the run endpoint takes before the descriptor settings
     min_images: int = 1
     max_images: int | None = None
     reader: Callable[..., Any] | None = None    # the "read" stage's function (clips: read_video)
@@ -95,6 +98,13 @@ class App:
 
     def stage_knobs(self, stage: str) -> list[Knob]:
         return [k for k in self.knobs if k.stage == stage]
+
+    @property
+    def web_knobs(self) -> tuple[str, ...]:
+        """The run knobs of the web tab (``Knob.web``), in the order of its controls and of its run
+        endpoint's parameters: ``web_first`` first, then the others in the entry's order."""
+        names = [k.name for k in self.knobs if k.web and k.stage == "run"]
+        return tuple(self.web_first) + tuple(n for n in names if n not in self.web_first)
 
     @property
     def descriptor_knobs(self) -> tuple[str, ...]:
@@ -132,11 +142,16 @@ class App:
 
 APPS: dict[str, App] = {}
 
+#: deprecated application ids -> their id (the command line keeps them as command aliases)
+APP_ALIASES: dict[str, str] = {"cosegment": "cosegmentation", "correspond": "correspondences"}
+
 
 def register_app(app: App) -> App:
     """Add ``app`` to :data:`APPS` (its id must be new)."""
     if app.id in APPS:
         raise KeyError(f"application {app.id!r} is registered twice")
+    if app.api_names and app.api_names[0] != app.id:
+        raise ValueError(f"{app.id}: the run's API name {app.api_names[0]!r} must be the id (app id = tab id = API name)")
     if app.input not in INPUT_KINDS:
         raise ValueError(f"{app.id}: input {app.input!r} is not one of {INPUT_KINDS}")
     APPS[app.id] = app
@@ -144,8 +159,13 @@ def register_app(app: App) -> App:
 
 
 def get_app(app_id: str) -> App:
-    """The registered application ``app_id`` (``import vitdense.apps.entries`` registers the entries)."""
+    """The registered application ``app_id`` (``import vitdense.apps.entries`` registers the entries);
+    a deprecated id of :data:`APP_ALIASES` still finds its application, with a DeprecationWarning."""
     table = APPS
+    if app_id in APP_ALIASES:
+        warnings.warn(f"application id {app_id!r} is deprecated: use {APP_ALIASES[app_id]!r}",
+                      DeprecationWarning, stacklevel=2)
+        app_id = APP_ALIASES[app_id]
     if app_id not in table:
         raise KeyError(f"unknown application {app_id!r}: expected one of {', '.join(table)}")
     return table[app_id]

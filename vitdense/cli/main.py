@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vitdense.apps import APPS
-from vitdense.apps.registry import App, Knob
+from vitdense.apps.registry import APP_ALIASES, App, Knob
 from vitdense.apps.sets import find_sets, guarded, resolve_options, run_app_set, write_summary
 from vitdense.errors import VitdenseError
 from vitdense.export import unique_stems, write_atomic
@@ -294,7 +294,8 @@ def _register_app(app: App) -> Callable[[argparse._SubParsersAction], None]:
         one_shot = app.input == "images"
         writes = (app.export.__doc__ or "").strip().splitlines()[0] if app.export.__doc__ else ""
         where = "OUT/<name>/" if app.input == "clip" else "OUT/<set>/" if not one_shot else "OUT/ (with --out)"
-        p = sub.add_parser(app.id, help=app.summary,
+        old = [alias for alias, app_id in APP_ALIASES.items() if app_id == app.id]   # deprecated names
+        p = sub.add_parser(app.id, aliases=old, help=app.summary,
                            description=f"{app.description} Writes into {where}: {writes} params.json holds "
                                        "the options used.",
                            epilog="Exit status: 0 on success, 2 for a user error (bad point, unreadable "
@@ -405,7 +406,7 @@ def sets_job(command: str, root: str | Path, out: str | Path, *, num_workers: in
 
 def cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:
     """Co-segmentation of every set of ROOT on Ray workers (see :func:`sets_job`)."""
-    return sets_job("cosegment", root, out, num_workers=num_workers, **options)
+    return sets_job("cosegmentation", root, out, num_workers=num_workers, **options)
 
 
 def part_cosegment_sets(root: str | Path, out: str | Path, *, num_workers: int = 2, **options: Any) -> dict[str, str]:

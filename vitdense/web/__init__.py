@@ -65,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "MAX_CLICKS": "vitdense.web.tabs.correspondences",
     "PairSession": "vitdense.web.tabs.correspondences",
     "clear_points": "vitdense.web.tabs.correspondences",
+    "correspondences_download": "vitdense.web.tabs.correspondences",
+    "parts_download": "vitdense.web.tabs.parts",
     "click_correspondence": "vitdense.web.tabs.correspondences",
     "match_point": "vitdense.web.tabs.correspondences",
     "run_correspondences": "vitdense.web.tabs.correspondences",

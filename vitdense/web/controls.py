@@ -1,9 +1,13 @@
-"""Page controls derived from the registry: a knob of an application (vitdense.apps.entries) -> the Gradio
-component that sets it, with the knob's range, help and the default for the page's model."""
+"""What a tab derives from its registry entry (vitdense.apps.entries): a knob -> the Gradio component
+that sets it (the knob's range, help and the default for the page's model), a handler's knob
+parameters (``App.web_knobs``: names and order, as the API shows them), its endpoints under the
+entry's API names (and the deprecated ones), and the on-demand download."""
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -21,10 +25,55 @@ def _label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " ").capitalize())
 
 
-def knob_components(app: App | str, names: tuple[str, ...], model: str | None) -> list:
-    """The controls of several knobs of ``app``, in one row."""
+def knob_components(app: App | str, model: str | None, names: tuple[str, ...] | None = None) -> list:
+    """The controls of ``app``'s web knobs (default: all of ``App.web_knobs``, in their order), in one row."""
+    app = get_app(app) if isinstance(app, str) else app
     with gr.Row():
-        return [knob_component(app, name, model) for name in names]
+        return [knob_component(app, name, model) for name in (app.web_knobs if names is None else names)]
+
+
+def knob_params(app: App) -> Callable[[Callable], Callable]:
+    """Decorator: a handler's ``knobs`` parameter becomes one parameter per web knob of ``app``
+    (``App.web_knobs``, each defaulting to None): those of ``web_first`` right before ``model`` (where
+    the handler takes one), the others where ``knobs`` stands. Gradio calls the handler, and the API names its parameters, in
+    that order; the handler receives the values as sent, ``knobs={name: value}`` (see
+    :func:`knob_values`). Adding or reordering a web knob in the entry changes the tab and the API."""
+    def decorate(fn: Callable) -> Callable:
+        params = list(inspect.signature(fn).parameters.values())
+        knob = lambda name: inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)  # noqa: E731
+        names = [p.name for p in params]
+        first = app.web_first if "model" in names else ()   # (a handler without settings: all in order)
+        at = names.index("knobs")
+        params[at:at + 1] = [knob(n) for n in app.web_knobs if n not in first]
+        if first:
+            at = names.index("model")
+            params[at:at] = [knob(n) for n in first]
+        signature = inspect.Signature(params)
+
+        @functools.wraps(fn)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            given = signature.bind(*args, **kwargs)
+            given.apply_defaults()
+            values = dict(given.arguments)
+            return fn(**{n: v for n, v in values.items() if n not in app.web_knobs},
+                      knobs={n: values[n] for n in app.web_knobs})
+        handler.__signature__ = signature
+        return handler
+    return decorate
+
+
+def run_inputs(app: App, inputs: list, page: "Page", controls: list) -> list:
+    """A run event's inputs in its handler's order (:func:`knob_params`): the tab's own inputs, the
+    controls of ``web_first``, the page's descriptor settings, the other knobs' controls."""
+    n = len(app.web_first)
+    return [*inputs, *controls[:n], *page.descriptor_inputs, *controls[n:]]
+
+
+def knob_values(app: App | str, knobs: dict | None, model: str | None) -> dict:
+    """Every web knob of ``app`` (``App.web_knobs``, in order) from ``{name: value as sent}``:
+    :func:`knob_value` of each (missing or None: the default for ``model``)."""
+    app = get_app(app) if isinstance(app, str) else app
+    return {name: knob_value(app, name, (knobs or {}).get(name), model) for name in app.web_knobs}
 
 
 def knob_component(app: App | str, name: str, model: str | None, label: str | None = None,
@@ -69,6 +118,33 @@ def knob_value(app: App | str, name: str, value: Any, model: str | None, kind: t
     if kind in (int, float, "float_or_none"):   # API values arrive as sent: checked here
         return validate.number(name, value, knob.low, knob.high, integer=kind is int)
     return value
+
+
+def endpoint(page: "Page", trigger: Callable, fn: Callable, inputs: Any, outputs: Any, api_name: str,
+             **kwargs: Any) -> Any:
+    """``trigger(fn, inputs, outputs, api_name=...)``, watched (the tab's status line): ``api_name``
+    must be one of the tab's entry's ``api_names``; each deprecated name the entry maps to it
+    (``App.api_aliases``) answers the same event from a hidden button, listed in the API page as
+    deprecated (gradio_client sends keyword arguments only to a listed endpoint). Returns the event."""
+    app = get_app(page.tab)
+    if api_name not in app.api_names:
+        raise KeyError(f"{app.id}: API name {api_name!r} is not in its registry entry's api_names")
+    event = trigger(fn, inputs, outputs, api_name=api_name, concurrency_limit=None, **kwargs)
+    page.watch(event)
+    for old in (old for old, new in app.api_aliases.items() if new == api_name):
+        page.watch(gr.Button(visible=False).click(fn, inputs, outputs, api_name=old, concurrency_limit=None,
+                                                  api_description=f"Deprecated: the old name of /{api_name}.",
+                                                  **kwargs))
+    return event
+
+
+def download_output(label: str) -> tuple[Any, Any]:
+    """A tab's download: its file and, next to it, the button that builds the zip of what the tab
+    shows now (clicks included) only when pressed; clicks write nothing to disk."""
+    with gr.Row(equal_height=True):
+        file = gr.File(height=90, label=label, scale=4)
+        button = gr.Button("Prepare download", scale=1, elem_classes=["vd-prepare-download"])
+    return file, button
 
 
 @dataclass

@@ -3,10 +3,12 @@ export, the command line's layout, as a zip), written under :func:`output_root`.
 
 Inside a visitor's event every folder is that visitor's **slot** for the tab and the kind of
 output (:func:`output_folder`): a fresh, unguessable folder per event, of which the slot keeps the
-newest :data:`KEEP_PER_SLOT` and deletes the older ones. A click that redraws a result (and its
-zip) therefore replaces the visitor's previous files instead of adding to them: the disk a visitor
-holds is bounded by what one result of each tab takes, whatever the number of clicks
-(``bench/bench_soak.py`` measures the growth per click).
+newest :data:`KEEP_PER_SLOT` and deletes the older ones. A click that redraws a result therefore
+replaces the visitor's previous pictures instead of adding to them, and writes no zip: a run writes
+its zip, and the zip of what a tab shows after clicks is built only when the visitor presses the
+tab's "Prepare download" (:func:`download_zip`, its own slot). The disk a visitor holds is bounded
+by what one result of each tab takes, whatever the number of clicks (``bench/bench_soak.py``
+measures the growth per click).
 
 The root lies inside Gradio's cache folder on purpose: Gradio serves such files as they are. A
 numpy picture returned to a ``gr.Image`` is encoded by Gradio on every event (see
@@ -29,7 +31,8 @@ import numpy as np
 from vitdense.export import Png, as_png, zip_entries
 from vitdense.web.gate import CURRENT_TAB, session_id
 
-__all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "png_files", "write_zip"]
+__all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "png_files", "write_zip",
+           "download_zip"]
 
 #: folders kept per (visitor, tab, kind): the one just written and the one before it (its files may
 #: still be loading in the page while the new event's outputs arrive)
@@ -105,3 +108,9 @@ def write_zip(stem: str, entries: dict[str, Any], folder: Path | None = None) ->
     folder = output_folder() if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     return str(zip_entries(entries, folder / f"{stem}.zip"))
+
+
+def download_zip(stem: str, entries: dict[str, Any]) -> str:
+    """The zip a tab's "Prepare download" builds from the visitor's current result: written into the
+    visitor's download slot of the tab, which replaces the previous one; returns its path."""
+    return write_zip(stem, entries, output_folder("download-"))

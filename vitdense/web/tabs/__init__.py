@@ -1,8 +1,10 @@
-"""The demo's tabs: every module of this package is a tab, in ``ORDER``. Each has ``ID``, ``TITLE``,
-``APP`` (its registry entry), ``ORDER``, its handlers, its session type and ``build(page)`` (layout
-and wiring inside its ``gr.Tab``); an optional ``available()`` hides it where it cannot run.
-Adding a tab is adding a module here; an application of the registry without a module here gets a
-tab derived from its entry (:mod:`vitdense.web.apptab`)."""
+"""The demo's tabs: every module of this package is a tab, in ``ORDER``. Each has ``APP`` (its
+registry entry, :func:`vitdense.apps.get_app`), ``ID`` and ``TITLE`` (the entry's id and title),
+``ORDER``, its handlers (their knob parameters from the entry: :func:`vitdense.web.controls.knob_params`),
+its result type and ``build(page)`` (layout and wiring inside its ``gr.Tab``: the entry's web knobs
+as controls, endpoints under the entry's API names); an optional ``available()`` hides it where it
+cannot run. An application of the registry without a module here gets a tab derived from its entry
+alone (:mod:`vitdense.web.apptab`)."""
 from __future__ import annotations
 
 import importlib
@@ -15,7 +17,7 @@ def _discover() -> list[ModuleType]:
     from vitdense.web.apptab import FIRST_ORDER, app_tab
     mods = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
     tabs = [m for m in mods if hasattr(m, "build")]
-    own = {m.APP for m in tabs}
+    own = {m.APP.id for m in tabs}
     tabs += [app_tab(app, FIRST_ORDER + i) for i, app in enumerate(a for a in APPS.values() if a.id not in own)]
     return sorted(tabs, key=lambda m: m.ORDER)
 

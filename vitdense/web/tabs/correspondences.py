@@ -22,9 +22,9 @@ from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.models import BUNDLED_MODEL
 from vitdense.ops.mirror import choose_orientation
 from vitdense.web import gate
-from vitdense.web.controls import Page, knob_component, knob_value
+from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
+    run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
@@ -39,10 +39,13 @@ from vitdense.web.inputs import (
 )
 from vitdense.web.pool import POOL, extract
 from vitdense.web.serving import validate
-from vitdense.web.sessions import keep, load, session_state, store, updated
-from vitdense.web.zips import Png, as_png, output_folder, png_files, write_zip
+from vitdense.web.state import keep, load, save, session_state, updated
+from vitdense.web.status import Done
+from vitdense.web.zips import Png, as_png, download_zip, output_folder, png_files, write_zip
 
-ID, TITLE, APP, ORDER = "correspondences", "Correspondences", "correspond", 10
+APP = get_app("correspondences")
+ID, TITLE, ORDER = APP.id, APP.title, 10
+RUN_API, MATCH_API, CLEAR_API, DOWNLOAD_API = APP.api_names
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
 #: colours of clicked points (neon, distinct from the automatic pairs' tab10 palette)
 CLICK_COLORS = np.array([[255, 0, 255], [0, 255, 255], [255, 255, 0], [0, 255, 0],
@@ -119,24 +122,32 @@ def _clicks_markdown(s: PairSession) -> str:
     return head + "\n\n" + "\n".join(rows)
 
 
-def _pair_outputs(s: PairSession, key: str) -> tuple:
-    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs;
-    the pictures are PNG files (paths).
-
-    Each picture is encoded once, for the page and the zip (the application's export, the command
-    line's layout); without clicks, A and B are the PNG bytes the session already holds."""
-    a, b, heat = _render_pair(s)
-    pictures = s.base_png if not s.clicks else (as_png(a), as_png(b))
-    folder = output_folder("corr-")
-    a_path, b_path, heat_path = png_files([*pictures, heat], ["A", "B", "similarity"], folder)
+def _entries(s: PairSession, pictures: tuple) -> dict:
+    """The pair's export with its clicks (the command line's layout; A and B as already encoded)."""
     inputs = Inputs([im.array for im in s.images], [im.name for im in s.images])
     stems = ["A_" + _stem(s.images[0].name), "B_" + _stem(s.images[1].name)]
-    entries = get_app(APP).export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s),
-                                  overview=s.overview_png)
+    entries = APP.export(s.corr, inputs, stems, pictures=pictures, clicks=_clicks_json(s), overview=s.overview_png)
     entries["params.json"] = s.params
-    points = to_jsonable(entries["points.json"])
-    return (a_path, b_path, heat_path, _clicks_markdown(s), points,
-            write_zip("correspondences", entries, folder), key)
+    return entries
+
+
+def _pictures(s: PairSession) -> tuple:
+    """A and B as shown, PNG-encoded once (without clicks, the bytes the session already holds),
+    and the last click's heat map (an array, or None)."""
+    a, b, heat = _render_pair(s)
+    return (s.base_png if not s.clicks else (as_png(a), as_png(b))), heat
+
+
+def _pair_outputs(s: PairSession, key: str, with_zip: bool = False) -> tuple:
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs;
+    the pictures are PNG files (paths). The zip (a run's) is written only ``with_zip``: a click's is
+    None, the visitor's "Prepare download" builds it (:func:`correspondences_download`)."""
+    pictures, heat = _pictures(s)
+    folder = output_folder("corr-")
+    a_path, b_path, heat_path = png_files([*pictures, heat], ["A", "B", "similarity"], folder)
+    entries = _entries(s, pictures)
+    zip_path = write_zip(ID, entries, folder) if with_zip else None
+    return a_path, b_path, heat_path, _clicks_markdown(s), to_jsonable(entries["points.json"]), zip_path, key
 
 
 def _cleared(msg: str) -> tuple:
@@ -166,15 +177,15 @@ def _stem(name: str) -> str:
     return Path(name).stem or "image"
 
 
-def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
-                 model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
-                 load_size: float | None = None, bin: Any = AUTO, corr_thresh: float | None = None,
+def pair_session(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                 stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO, knobs: dict | None = None,
                  progress: Any = lambda *a, **k: None) -> PairSession:
-    """Two images -> their PairSession: descriptors, the K best-buddy pairs drawn once, the matcher."""
+    """Two images -> their PairSession: descriptors, the K best-buddy pairs drawn once, the matcher
+    (``knobs``: the entry's web knobs as sent, None = the defaults)."""
     images = prepare_pair(image_a, image_b)
     settings = descriptor_settings(model, "correspondences", layer, facet, stride, load_size, bin)
-    num_pairs = knob_value(APP, "num_pairs", num_pairs, model, int)
-    thresh = knob_value(APP, "thresh", corr_thresh, model)
+    knobs = knob_values(APP, knobs, model)
+    num_pairs, thresh = knobs["num_pairs"], knobs["thresh"]
     flip = bool(task_defaults("correspondences", model)["flip"])   # B mirrored too (vitdense.ops.mirror)
     admit(model, list(images) + [images[1]] * flip, settings, True, progress)
     progress(0.05, desc=f"Loading {model}")
@@ -190,8 +201,7 @@ def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
     if corr.reason:
         gr.Warning(f"No automatic pairs: {corr.reason}. You can still click points on A.")
     base = draw.draw_correspondence_result(images[0].array, images[1].array, corr, separate=True)
-    params = dict(task="correspondences", model=model, **settings, num_pairs=num_pairs, thresh=thresh,
-                  max_side=MAX_SIDE)
+    params = dict(task="correspondences", model=model, **settings, **knobs, max_side=MAX_SIDE)
     matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
     overview = draw.draw_correspondence_result(images[0].array, images[1].array, corr, lines=True)
     return PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
@@ -199,18 +209,18 @@ def pair_session(image_a: Any, image_b: Any, num_pairs: float | None = None,
 
 
 @ui_errors(heavy=True)
-def run_correspondences(image_a: Any, image_b: Any, num_pairs: float | None = None,
-                        model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
-                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
-                        corr_thresh: float | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
-    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks.
+@knob_params(APP)
+def run_correspondences(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO,
+                        facet: Any = AUTO, stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                        knobs: dict | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks
+    (``knobs``: ``num_pairs`` right after the images, ``thresh`` last).
 
     Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
     zip path, session).
     """
-    s = pair_session(image_a, image_b, num_pairs, model, layer, facet, stride, load_size, bin, corr_thresh,
-                     progress)
-    return _pair_outputs(s, keep(s, ID)) + (Done(f"Found {len(s.corr)} pairs."),)
+    s = pair_session(image_a, image_b, model, layer, facet, stride, load_size, bin, knobs, progress)
+    return _pair_outputs(s, keep(s, ID), with_zip=True) + (Done(f"Found {len(s.corr)} pairs."),)
 
 
 @ui_errors(cleared=_cleared)
@@ -223,7 +233,7 @@ def match_point(key: Any, x: float, y: float) -> tuple:
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
     s = updated(session, clicks=clicks, last_map=m.similarity_map)
-    store(key, s)
+    save(key, s)
     return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
                                          f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
 
@@ -243,7 +253,7 @@ def landing() -> tuple:
         if "pair" not in _LANDING:
             _LANDING["pair"] = pair_session(*pairs[0])
     s = _LANDING["pair"]
-    return (*pairs[0], *_pair_outputs(s, keep(s, ID)))
+    return (*pairs[0], *_pair_outputs(s, keep(s, ID)))     # no zip per arrival: "Prepare download" builds it
 
 
 @ui_errors(quiet=True)
@@ -268,8 +278,16 @@ def clear_points(key: Any) -> tuple:
     if session is None:
         return None, None, None, "", None, None, None
     s = updated(session, clicks=[], last_map=None)
-    store(key, s)
+    save(key, s)
     return _pair_outputs(s, key)
+
+
+@ui_errors
+def correspondences_download(key: Any) -> tuple:
+    """The zip of the pair as the page shows it, clicks included (built now, on request)."""
+    s = _session(key)
+    return download_zip(ID, _entries(s, _pictures(s)[0])), Done("The download is ready (points JSON, "
+                                                                "annotated images, parameters).")
 
 
 def build(page: Page) -> None:
@@ -280,8 +298,7 @@ def build(page: Page) -> None:
         b_in = image_input(label="Image B", height=260, elem_id="corr-b-input")
     pair_examples(a_in, b_in)
     with gr.Row():
-        num_pairs = knob_component(APP, "num_pairs", page.default_model, label="Number of pairs")
-        thresh = knob_component(APP, "thresh", page.default_model, label="Saliency threshold")
+        knobs = knob_components(APP, page.default_model)
         run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")
     with gr.Row():
         a_out = gr.Image(label="A: hover to preview, click to pin", format="png", interactive=False,
@@ -298,15 +315,14 @@ def build(page: Page) -> None:
             with gr.Row():
                 match_btn = gr.Button("Match this point")
                 clear_btn = gr.Button("Clear clicks", elem_id="corr-clear")
-            zip_out = gr.File(height=90, label="Download (points JSON, annotated images, parameters)")
+            zip_out, download_btn = download_output("Download (points JSON, annotated images, parameters)")
     hover = hover_block("corr", "corr-a-output", ["corr-b-output"],
                         "Arrow keys move a cursor cell on image A, Enter asks the server for its match.")
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
-    run = run_btn.click(run_correspondences, [a_in, b_in, num_pairs, *page.descriptor_inputs, thresh],
-                        outputs, api_name="correspondences", concurrency_limit=None)
-    page.watch(run)
+    run = endpoint(page, run_btn.click, run_correspondences, run_inputs(APP, [a_in, b_in], page, knobs), outputs,
+                   api_name=RUN_API)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
                 show_progress="hidden")
     if page.demo is not None:     # the first example's result on arrival (computed once per server)
@@ -316,6 +332,6 @@ def build(page: Page) -> None:
                      show_progress="hidden")
     page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
                             concurrency_limit=None, show_progress="minimal"))
-    page.watch(match_btn.click(match_point, [state, click_x, click_y], outputs, api_name="match_point",
-                               concurrency_limit=None))
-    page.watch(clear_btn.click(clear_points, state, outputs, api_name="clear_points", concurrency_limit=None))
+    endpoint(page, match_btn.click, match_point, [state, click_x, click_y], outputs, api_name=MATCH_API)
+    endpoint(page, clear_btn.click, clear_points, state, outputs, api_name=CLEAR_API)
+    endpoint(page, download_btn.click, correspondences_download, state, zip_out, api_name=DOWNLOAD_API)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import gradio as gr
 
@@ -13,9 +13,8 @@ from vitdense.apps.registry import Inputs
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values, run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -27,10 +26,13 @@ from vitdense.web.inputs import (
     set_input,
 )
 from vitdense.web.pool import extract_set
-from vitdense.web.sessions import keep, load, session_state
+from vitdense.web.state import keep, load, session_state
+from vitdense.web.status import Done
 from vitdense.web.zips import write_zip
 
-ID, TITLE, APP, ORDER = "cosegmentation", "Co-segmentation", "cosegment", 20
+APP = get_app("cosegmentation")
+ID, TITLE, ORDER = APP.id, APP.title, 20
+RUN_API, MAPS_API = APP.api_names
 
 
 @dataclass
@@ -49,25 +51,23 @@ def vote_rule(model: str, knobs: dict, needed: int, n: int) -> str:
     over the images where the cluster appears (the default for DINOv2)."""
     pct, thresh = knobs["votes_percentage"], knobs["thresh"]
     vote = f"an image votes when the cluster's mean saliency there exceeds {thresh:g}"
-    if get_app(APP).default("vote_mode", model) == "present":
+    if APP.default("vote_mode", model) == "present":
         return f"a cluster is foreground when {pct:g}% of the images where it appears vote for it; {vote}"
     return f"a cluster is foreground when {pct:g}% of the {n} images vote for it, here {needed}; {vote}"
 
 
 @ui_errors(heavy=True)
+@knob_params(APP)
 def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
                        stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
-                       thresh: float | None = None, elbow: float | None = None,
-                       votes_percentage: float | None = None, refine: bool | None = None,
-                       progress: gr.Progress = gr.Progress()) -> tuple:
-    """A set -> each image's foreground mask as overlay and cut-out.
+                       knobs: dict | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """A set -> each image's foreground mask as overlay and cut-out (``knobs``: the entry's web knobs).
 
     Returns (overlays gallery, cut-outs gallery, summary markdown, summary JSON, zip, session).
     """
     ims = prepare_set(images)
     settings = descriptor_settings(model, "cosegmentation", layer, facet, stride, load_size, bin)
-    knobs = {name: knob_value(APP, name, value, model) for name, value in
-             (("thresh", thresh), ("elbow", elbow), ("votes_percentage", votes_percentage), ("refine", refine))}
+    knobs = knob_values(APP, knobs, model)
     descs, sal = extract_set(model, ims, settings, progress)
     result = cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
     if result.reason:
@@ -75,7 +75,7 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
     params = dict(task="cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
     progress(0.9, desc="Drawing")
     stems = numbered_stems(ims)
-    entries = get_app(APP).export(result, Inputs([im.array for im in ims], [im.name for im in ims]), stems)
+    entries = APP.export(result, Inputs([im.array for im in ims], [im.name for im in ims]), stems)
     entries["params.json"] = params
     names = [im.name for im in ims]
     overlays = [(entries[f"overlays/{s}.png"], n) for s, n in zip(stems, names)]
@@ -110,8 +110,7 @@ def build(page: Page) -> None:
     state = session_state()
     images = set_input(elem_id="coseg-input")
     set_examples(images)
-    thresh, elbow, votes, refine = knob_components(APP, ("thresh", "elbow", "votes_percentage", "refine"),
-                                                   page.default_model)
+    knobs = knob_components(APP, page.default_model)
     run_btn = gr.Button("Co-segment", variant="primary")
     md = gr.Markdown()
     with gr.Row():
@@ -125,7 +124,6 @@ def build(page: Page) -> None:
             saliency = gr.Gallery(label="Saliency", columns=4, format="png")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
-    page.watch(run_btn.click(run_cosegmentation, [images, *page.descriptor_inputs, thresh, elbow, votes, refine],
-                  [overlays, cutouts, md, summary, zip_out, state], api_name="cosegmentation",
-                  concurrency_limit=None))
-    page.watch(maps_btn.click(coseg_maps, state, [clusters, saliency], api_name="coseg_maps", concurrency_limit=None))
+    endpoint(page, run_btn.click, run_cosegmentation, run_inputs(APP, [images], page, knobs),
+             [overlays, cutouts, md, summary, zip_out, state], api_name=RUN_API)
+    endpoint(page, maps_btn.click, coseg_maps, state, [clusters, saliency], api_name=MAPS_API)

@@ -17,9 +17,9 @@ from vitdense.errors import ParameterError, VitdenseError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
 from vitdense.web import gate
-from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
+    run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.hover import parts_block, parts_payload
 from vitdense.web.inputs import (
     AUTO,
@@ -33,13 +33,16 @@ from vitdense.web.inputs import (
 )
 from vitdense.web.pool import extract_set
 from vitdense.web.serving import validate
-from vitdense.web.serving.sessions import compact_descriptors, expand_descriptors
+from vitdense.web.serving.results import compact_descriptors, expand_descriptors
 from vitdense.web.serving.workbudget import Job
-from vitdense.web.sessions import keep, load, session_state, store, updated
-from vitdense.web.zips import write_zip
+from vitdense.web.state import keep, load, save, session_state, updated
+from vitdense.web.status import Done
+from vitdense.web.zips import download_zip, write_zip
 
-ID, TITLE, APP, ORDER = "parts", "Part co-segmentation", "parts", 30
-KNOBS = ("num_parts", "thresh", "elbow", "votes_percentage", "crf")
+APP = get_app("parts")
+ID, TITLE, ORDER = APP.id, APP.title, 30
+RUN_API, RECLUSTER_API, VIEW_API, DISPLAY_API, DOWNLOAD_API = APP.api_names
+ZIP_STEM = "part_cosegmentation"     # the download's file name, as before
 
 
 @dataclass
@@ -109,14 +112,22 @@ def _figure(s: PartsSession, index: int) -> Any:
                              title=im.name)
 
 
-def _outputs(s: PartsSession, index: int = 0) -> tuple:
-    """(gallery, figure, image selector, legend, summary JSON, zip, session)."""
+def _entries(s: PartsSession) -> dict:
+    """The result's export (the command line's layout) and its parameters."""
+    entries = APP.export(s.result, Inputs([im.array for im in s.images], [im.name for im in s.images]),
+                         numbered_stems(s.images))
+    entries["params.json"] = s.params
+    return entries
+
+
+def _outputs(s: PartsSession, index: int = 0, with_zip: bool = False) -> tuple:
+    """(gallery, figure, image selector, legend, summary JSON, zip, session); the zip (a run's) is
+    written only ``with_zip``: after a re-clustering it is None, "Prepare download" builds it."""
     r = s.result
     k = int(r.num_parts)
     names = [im.name for im in s.images]
     stems = numbered_stems(s.images)
-    entries = get_app(APP).export(r, Inputs([im.array for im in s.images], names), stems)
-    entries["params.json"] = s.params
+    entries = _entries(s)
     default_view = s.shown is None and not s.highlight and s.opacity == 0.55
     overlays = [(entries[f"overlays/{st}.png"] if default_view else _view(s, i), n)
                 for i, (st, n) in enumerate(zip(stems, names))]
@@ -129,19 +140,15 @@ def _outputs(s: PartsSession, index: int = 0) -> tuple:
     # this way the value reaches part_view as sent, and the range check (one sentence) is ours
     selector = gr.Dropdown(choices=[(n, i) for i, n in enumerate(names)], value=index, allow_custom_value=True)
     return (overlays, _figure(s, index), selector, md, to_jsonable(entries["result.json"]),
-            write_zip("part_cosegmentation", entries), keep(s, ID), Done(f"{k} parts in {len(s.images)} images."))
-
-
-def _knobs(model: str, values: Sequence[Any]) -> dict:
-    return {name: knob_value(APP, name, v, model) for name, v in zip(KNOBS, values)}
+            write_zip(ZIP_STEM, entries) if with_zip else None, keep(s, ID),
+            Done(f"{k} parts in {len(s.images)} images."))
 
 
 @ui_errors(heavy=True)
-def run_part_cosegmentation(images: Any, num_parts: float | None = None, model: str = BUNDLED_MODEL,
-                            layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
-                            load_size: float | None = None, bin: Any = AUTO, thresh: float | None = None,
-                            elbow: float | None = None, votes_percentage: float | None = None,
-                            crf: bool | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+@knob_params(APP)
+def run_part_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO,
+                            stride: Any = AUTO, load_size: float | None = None, bin: Any = AUTO,
+                            knobs: dict | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
     """A set -> common parts in consistent colours.
 
     Returns (part overlays gallery, plotly figure of one image, image selector, legend markdown,
@@ -149,7 +156,7 @@ def run_part_cosegmentation(images: Any, num_parts: float | None = None, model: 
     """
     ims = prepare_set(images)
     settings = descriptor_settings(model, "parts", layer, facet, stride, load_size, bin)
-    knobs = _knobs(model, (num_parts, thresh, elbow, votes_percentage, crf))
+    knobs = knob_values(APP, knobs, model)
     descs, sal = extract_set(model, ims, settings, progress)
     result = part_cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
     if result.reason:
@@ -157,19 +164,17 @@ def run_part_cosegmentation(images: Any, num_parts: float | None = None, model: 
     params = dict(task="part_cosegmentation", model=model, **settings, **knobs, max_side=MAX_SIDE)
     progress(0.9, desc="Drawing")
     # the session keeps the descriptors in fp16 for re-clustering
-    return _outputs(PartsSession(ims, result, params, [compact_descriptors(d) for d in descs], sal))
+    return _outputs(PartsSession(ims, result, params, [compact_descriptors(d) for d in descs], sal), with_zip=True)
 
 
 @ui_errors
-def recluster_parts(key: Any, num_parts: float | None = None,
-                    thresh: float | None = None, elbow: float | None = None,
-                    votes_percentage: float | None = None, crf: bool | None = None,
-                    progress: gr.Progress = gr.Progress()) -> tuple:
+@knob_params(APP)
+def recluster_parts(key: Any, knobs: dict | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
     """Re-cluster the session's cached descriptors (no network pass) with new part settings."""
     session = load(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
         raise ParameterError("run part co-segmentation first, then change the number of parts")
-    knobs = _knobs(session.params["model"], (num_parts, thresh, elbow, votes_percentage, crf))
+    knobs = knob_values(APP, knobs, session.params["model"])
     gate.admit(Job(app=ID), progress)   # no network pass, but CPU work: one job at a time
     progress(0.1, desc="Re-clustering the cached descriptors")
     result = part_cosegment_descriptors([expand_descriptors(d) for d in session.descs], session.saliency,
@@ -187,6 +192,14 @@ def part_view(key: Any, index: Any) -> Any:
     return _figure(session, index)
 
 
+@ui_errors
+def parts_download(key: Any) -> tuple:
+    """The zip of the current result (after re-clustering too): label maps, colours, overlays, result,
+    parameters, built now."""
+    s = _need(key)
+    return download_zip(ZIP_STEM, _entries(s)), Done(f"The download is ready ({int(s.result.num_parts)} parts).")
+
+
 def _need(key: Any) -> PartsSession:
     session = load(key, "press Find parts")
     if session is None or not hasattr(session.result, "part_maps"):
@@ -201,7 +214,7 @@ def _image_index(s: PartsSession, index: Any) -> int:
 def _view_outputs(s: PartsSession, key: str, done: str) -> tuple:
     """(gallery, the clickable image, the hover view, legend and shares, session key, status);
     ``s`` is stored under ``key``."""
-    store(key, s)
+    save(key, s)
     k = int(s.result.num_parts)
     gallery = [(_view(s, i), im.name) for i, im in enumerate(s.images)]
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
@@ -278,7 +291,7 @@ def part_pick_image(key: Any, index: Any) -> tuple:
     s = _need(key)
     index = _image_index(s, index)
     s = updated(s, index=index)
-    store(key, s)
+    save(key, s)
     return _view(s, index), key
 
 
@@ -298,8 +311,7 @@ def build(page: Page) -> None:
     state = session_state()
     images = set_input(elem_id="parts-input")
     set_examples(images)
-    knobs = knob_components(APP, KNOBS, page.default_model)
-    num_parts, thresh, elbow, votes, crf = knobs
+    knobs = knob_components(APP, page.default_model)
     with gr.Row():
         run_btn = gr.Button("Find parts", variant="primary", elem_id="parts-run")
         recluster_btn = gr.Button("Re-cluster", elem_id="parts-recluster")
@@ -318,23 +330,21 @@ def build(page: Page) -> None:
                              elem_id="parts-click")
         plot = gr.Plot(label="Interactive view (hover: the part under the cursor)", scale=2)
     pin = parts_block("parts-click", "parts-gallery")
-    zip_out = gr.File(height=90, label="Download (label maps PNG: 0 = background, 1..K = parts)")
+    zip_out, download_btn = download_output("Download (label maps PNG: 0 = background, 1..K = parts)")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
     view_outputs = [gallery, click_img, plot, md, state]
     aux = dict(api_visibility="private", concurrency_limit=None)
-    for ev in (page.watch(run_btn.click(run_part_cosegmentation,
-                                        [images, num_parts, *page.descriptor_inputs, thresh, elbow, votes, crf],
-                                        outputs, api_name="part_cosegmentation", concurrency_limit=None)),
-               page.watch(recluster_btn.click(recluster_parts, [state, *knobs], outputs, api_name="recluster_parts",
-                                              concurrency_limit=None))):
+    for ev in (endpoint(page, run_btn.click, run_part_cosegmentation, run_inputs(APP, [images], page, knobs),
+                        outputs, api_name=RUN_API),
+               endpoint(page, recluster_btn.click, recluster_parts, [state, *knobs], outputs, api_name=RECLUSTER_API)):
         ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux) \
             .then(send_parts, state, pin, **aux)
-    page.watch(index.input(part_view, [state, index], plot, api_name="part_view", concurrency_limit=None)) \
+    endpoint(page, index.input, part_view, [state, index], plot, api_name=VIEW_API) \
         .then(part_pick_image, [state, index], [click_img, state], **aux).then(send_parts, state, pin, **aux)
     page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
-    page.watch(toggles.input(part_display, [state, toggles, opacity], view_outputs, api_name="part_display",
-                             concurrency_limit=None))
+    endpoint(page, toggles.input, part_display, [state, toggles, opacity], view_outputs, api_name=DISPLAY_API)
+    endpoint(page, download_btn.click, parts_download, state, zip_out, api_name=DOWNLOAD_API)
     page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))
     page.watch(show_all.click(show_all_parts, state, [*view_outputs, toggles], **aux))

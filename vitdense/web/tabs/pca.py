@@ -10,9 +10,8 @@ from vitdense.apps import get_app
 from vitdense.apps.pca import pca_descriptors
 from vitdense.apps.registry import Inputs
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web.controls import Page
+from vitdense.web.controls import Page, endpoint
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.inputs import (
     AUTO,
     MAX_SET_IMAGES,
@@ -24,9 +23,12 @@ from vitdense.web.inputs import (
     set_input,
 )
 from vitdense.web.pool import extract_set
+from vitdense.web.status import Done
 from vitdense.web.zips import write_zip
 
-ID, TITLE, APP, ORDER = "pca", "PCA", "pca", 50
+APP = get_app("pca")
+ID, TITLE, ORDER = APP.id, APP.title, 50
+(RUN_API,) = APP.api_names
 N_COMPONENTS = 3      # the page shows components 1-3 as R, G, B
 
 
@@ -45,7 +47,7 @@ def run_pca(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: A
     rgb = draw.draw_pca(result, order="bilinear")
     ratio = ", ".join(f"{100 * v:.1f}%" for v in result.explained_variance_ratio)
     inputs = Inputs([im.array for im in ims], [im.name for im in ims])
-    entries = get_app(APP).export(result, inputs, numbered_stems(ims), pictures=rgb, components=False)
+    entries = APP.export(result, inputs, numbered_stems(ims), pictures=rgb, components=False)
     entries["params.json"] = dict(task="pca", model=model, **settings, n_components=N_COMPONENTS,
                                   max_side=MAX_SIDE)
     gallery = [(img, im.name) for img, im in zip(rgb, ims)]
@@ -60,5 +62,5 @@ def build(page: Page) -> None:
     md = gr.Markdown()
     gallery = gr.Gallery(label="First three components as RGB", columns=5, height=300, format="png")
     zip_out = gr.File(height=90, label="Download (PCA images, parameters)")
-    page.watch(run_btn.click(run_pca, [images, *page.descriptor_inputs], [gallery, md, zip_out], api_name="pca",
-                  concurrency_limit=None))
+    endpoint(page, run_btn.click, run_pca, [images, *page.descriptor_inputs], [gallery, md, zip_out],
+             api_name=RUN_API)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -13,9 +13,9 @@ from vitdense.apps.similarity import inspect_similarity_descriptors
 from vitdense.errors import ParameterError
 from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web.controls import Page, knob_component, knob_value
+from vitdense.apps import get_app
+from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
@@ -28,11 +28,14 @@ from vitdense.web.inputs import (
     prepare_pair,
 )
 from vitdense.web.pool import POOL, extract
-from vitdense.web.serving.sessions import compact_descriptors, expand_descriptors
-from vitdense.web.sessions import keep, load, session_state
+from vitdense.web.serving.results import compact_descriptors, expand_descriptors
+from vitdense.web.state import keep, load, session_state
+from vitdense.web.status import Done
 from vitdense.web.tabs.correspondences import point_on_a
 
-ID, TITLE, APP, ORDER = "similarity", "Similarity inspector", "similarity", 40
+APP = get_app("similarity")
+ID, TITLE, ORDER = APP.id, APP.title, 40
+RUN_API, POINT_API = APP.api_names
 
 
 @dataclass
@@ -65,8 +68,10 @@ def run_similarity(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer
 
 
 @ui_errors
-def similarity_point(key: Any, x: float, y: float, top_n: float | None = None) -> tuple:
-    """Pixel (x, y) of A -> similarity maps over A and B with the top-n patches of each.
+@knob_params(APP)
+def similarity_point(key: Any, x: float, y: float, knobs: dict | None = None) -> tuple:
+    """Pixel (x, y) of A -> similarity maps over A and B with the top-n patches of each (``knobs``:
+    the entry's web knobs, ``top_n``).
 
     Returns (map over A, map over B, markdown, JSON).
     """
@@ -74,7 +79,7 @@ def similarity_point(key: Any, x: float, y: float, top_n: float | None = None) -
     if session is None:
         raise ParameterError("extract the images first (button 'Extract descriptors'), then click on A")
     x, y = point_on_a(session.images[0].image.size, x, y)
-    top_n = knob_value(APP, "top_n", top_n, session.params["model"], int)
+    top_n = knob_values(APP, knobs, session.params["model"])["top_n"]
     d1, d2 = (expand_descriptors(d) for d in session.descs)
     r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=top_n)
     maps = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
@@ -102,7 +107,7 @@ def send_hover(key: Any) -> Any:
                          run=time.monotonic_ns(), targets=[0, 1])
 
 
-def click_similarity(session: Any, top_n: float, evt: gr.SelectData) -> tuple:
+def click_similarity(session: Any, top_n: Any, evt: gr.SelectData) -> tuple:
     return similarity_point(session, evt.index[0], evt.index[1], top_n)
 
 
@@ -113,7 +118,7 @@ def build(page: Page) -> None:
         b_in = image_input(label="Image B", height=260, elem_id="sim-b-input")
     pair_examples(a_in, b_in)
     with gr.Row():
-        top_n = knob_component(APP, "top_n", page.default_model, label="Top-n patches")
+        knobs = knob_components(APP, page.default_model)
         run_btn = gr.Button("Extract descriptors", variant="primary", elem_id="sim-run")
     md = gr.Markdown()
     with gr.Row():
@@ -129,11 +134,10 @@ def build(page: Page) -> None:
         point_btn = gr.Button("Inspect this point")
     with gr.Accordion("Top patches (JSON)", open=False):
         info = gr.JSON()
-    run = run_btn.click(run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
-                        api_name="similarity", concurrency_limit=None)
-    page.watch(run)
+    run = endpoint(page, run_btn.click, run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
+                   api_name=RUN_API)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    page.watch(a_out.select(click_similarity, [state, top_n], [a_out, b_out, md, info], api_visibility="private",
+    page.watch(a_out.select(click_similarity, [state, *knobs], [a_out, b_out, md, info], api_visibility="private",
                  concurrency_limit=None, show_progress="minimal"))
-    page.watch(point_btn.click(similarity_point, [state, x, y, top_n], [a_out, b_out, md, info],
-                    api_name="similarity_point", concurrency_limit=None))
+    endpoint(page, point_btn.click, similarity_point, [state, x, y, *knobs], [a_out, b_out, md, info],
+             api_name=POINT_API)

@@ -2,10 +2,9 @@
 other image shows each point's match and the last point's heat map (no network pass per click)."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import gradio as gr
 from PIL import ImageOps
@@ -19,9 +18,8 @@ from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
 from vitdense.ops.mirror import choose_orientation
-from vitdense.web.controls import Page
+from vitdense.web.controls import Page, download_output, endpoint
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.hover import hover_block, hover_payload
 from vitdense.web.inputs import (
     AUTO,
@@ -35,10 +33,13 @@ from vitdense.web.inputs import (
 )
 from vitdense.web.pool import extract, extract_set
 from vitdense.web.serving import validate
-from vitdense.web.sessions import keep, load, session_state, store, updated
-from vitdense.web.zips import output_folder
+from vitdense.web.state import keep, load, save, session_state, updated
+from vitdense.web.status import Done
+from vitdense.web.zips import download_zip
 
-ID, TITLE, APP, ORDER = "transfer", "Keypoint transfer", "transfer", 15
+APP = get_app("transfer")
+ID, TITLE, ORDER = APP.id, APP.title, 15
+RUN_API, POINT_API, CLEAR_API, DOWNLOAD_API = APP.api_names
 MAX_POINTS = 20
 
 
@@ -58,8 +59,17 @@ def _source_choices(s: TransferSession) -> Any:
                        allow_custom_value=True)   # the index is checked by us (one sentence)
 
 
+def _entries(s: TransferSession, result: TransferResult, pictures: list) -> dict:
+    """The set's export with its points (the command line's layout) and the parameters."""
+    entries = APP.export(result, Inputs([im.array for im in s.images], [im.name for im in s.images]),
+                         numbered_stems(s.images), pictures=pictures)
+    entries["params.json"] = s.params
+    return entries
+
+
 def _outputs(s: TransferSession, key: str) -> tuple:
-    """(source with points, targets gallery, summary markdown, points JSON, JSON file, session)."""
+    """(source with points, targets gallery, summary markdown, points JSON, file (None: the
+    visitor's "Prepare download" builds it, :func:`transfer_download`), session)."""
     src = s.matcher.source_index
     names = [im.name for im in s.images]
     if not s.points:
@@ -87,12 +97,8 @@ def _outputs(s: TransferSession, key: str) -> tuple:
                 rows.append(f"| {p + 1} | {names[i]} | {x:.0f}, {y:.0f} | {result.similarity[i, p]:.3f} | "
                             f"{'yes' if result.mutual[i, p] else 'no'} |")
     md = f"**{result.num_points} point(s)** on {names[src]}.\n\n" + "\n".join(rows)
-    entries = get_app(APP).export(result, Inputs([im.array for im in s.images], names),
-                                  numbered_stems(s.images), pictures=pictures)
-    points = to_jsonable({**entries["points.json"], "params": s.params})
-    path = output_folder("transfer-") / "points.json"
-    path.write_text(json.dumps(points, indent=2))
-    return pictures[src], targets, md, points, str(path), key
+    points = to_jsonable({**_entries(s, result, pictures)["points.json"], "params": s.params})
+    return pictures[src], targets, md, points, None, key
 
 
 @ui_errors(heavy=True)
@@ -133,7 +139,7 @@ def transfer_source(key: Any, source: Any) -> tuple:
     s = _need(key)
     index = validate.number("image index", source, 0, len(s.images) - 1, integer=True)
     new = updated(s, matcher=SetMatcher(s.descs, index), points=[])
-    store(key, new)
+    save(key, new)
     return _outputs(new, key)
 
 
@@ -147,7 +153,7 @@ def transfer_point(key: Any, x: float, y: float) -> tuple:
         raise ParameterError(f"the point (x={float(x):.0f}, y={float(y):.0f}) is outside the source image "
                              f"({w} x {h} pixels)")
     new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
-    store(key, new)
+    save(key, new)
     return (*_outputs(new, key), Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) "
                                       f"matched on {len(s.images) - 1} images."))
 
@@ -175,8 +181,19 @@ def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
 @ui_errors
 def transfer_clear(key: Any) -> tuple:
     new = updated(_need(key), points=[])
-    store(key, new)
+    save(key, new)
     return _outputs(new, key)
+
+
+@ui_errors
+def transfer_download(key: Any) -> tuple:
+    """The zip of the points clicked so far (points/<image>.png, points.json, params.json), built now."""
+    s = _need(key)
+    if not s.points:
+        raise ParameterError("click a point on the source image first: the download holds the transferred points")
+    result = transfer_points_descriptors(s.descs, s.matcher.source_index, s.points, matcher=s.matcher)
+    pictures = draw.draw_transfer([im.array for im in s.images], result)
+    return download_zip(ID, _entries(s, result, pictures)), Done(f"The download is ready ({len(s.points)} point(s)).")
 
 
 def build(page: Page) -> None:
@@ -202,18 +219,18 @@ def build(page: Page) -> None:
             x = gr.Number(None, label="x on the source", precision=0, minimum=0)
             y = gr.Number(None, label="y on the source", precision=0, minimum=0)
             point_btn = gr.Button("Transfer this point")
-        file_out = gr.File(height=90, label="Download (points JSON)")
+        file_out, download_btn = download_output("Download (points/<image>.png, points.json, parameters)")
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
     aux = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    for ev in (run_btn.click(run_transfer, [images, source, *page.descriptor_inputs], [*outputs, source],
-                             api_name="transfer_extract", concurrency_limit=None),
-               source.input(transfer_source, [state, source], outputs, api_visibility="private",
-                            concurrency_limit=None)):
-        page.watch(ev)
+    pick = source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None)
+    page.watch(pick)
+    for ev in (endpoint(page, run_btn.click, run_transfer, [images, source, *page.descriptor_inputs],
+                        [*outputs, source], api_name=RUN_API), pick):
         ev.success(send_hover, state, hover, **aux)
     page.watch(src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
                    show_progress="minimal"))
-    page.watch(point_btn.click(transfer_point, [state, x, y], outputs, api_name="transfer_point", concurrency_limit=None))
-    page.watch(clear_btn.click(transfer_clear, state, outputs, api_name="transfer_clear", concurrency_limit=None))
+    endpoint(page, point_btn.click, transfer_point, [state, x, y], outputs, api_name=POINT_API)
+    endpoint(page, clear_btn.click, transfer_clear, state, outputs, api_name=CLEAR_API)
+    endpoint(page, download_btn.click, transfer_download, state, file_out, api_name=DOWNLOAD_API)

@@ -13,20 +13,21 @@ from vitdense.apps.registry import Inputs
 from vitdense.errors import ImageError, ParameterError
 from vitdense.features.models import BUNDLED_MODEL, get_spec
 from vitdense.web import gate
-from vitdense.web.controls import Page, knob_components, knob_value
+from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values, run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.guard import Done
 from vitdense.web.inputs import AUTO, assets, descriptor_settings
 from vitdense.web.pool import POOL, run_on_gpu
 from vitdense.web.serving import validate
 from vitdense.web.serving.workbudget import Job
+from vitdense.web.status import Done
 from vitdense.web.tabs.parts import legend_html
 from vitdense.web.zips import output_folder, write_zip
 
-ID, TITLE, APP, ORDER = "video", "Video", "video", 60
+APP = get_app("video")
+ID, TITLE, ORDER = APP.id, APP.title, 60
+(RUN_API,) = APP.api_names
 MAX_VIDEO_FRAMES = 48      # frames read from a clip (evenly spread over it)
 VIDEO_MAX_SIDE = 320       # video frames are downscaled to this longer side
-KNOBS = ("num_parts", "num_sampled_frames", "thresh", "elbow", "votes_percentage")
 
 
 def available() -> bool:
@@ -43,12 +44,12 @@ def video_available() -> bool:
 
 
 @ui_errors(heavy=True)
-def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: float | None = None,
-              model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
-              load_size: float | None = None, bin: Any = AUTO, thresh: float | None = None,
-              elbow: float | None = None, votes_percentage: float | None = None,
+@knob_params(APP)
+def run_video(clip: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO, facet: Any = AUTO, stride: Any = AUTO,
+              load_size: float | None = None, bin: Any = AUTO, knobs: dict | None = None,
               progress: gr.Progress = gr.Progress()) -> tuple:
-    """A short clip -> the clip with its parts coloured. Returns (video path, markdown, zip)."""
+    """A short clip -> the clip with its parts coloured (``knobs``: the entry's web knobs; the first two,
+    ``num_parts`` and ``num_sampled_frames``, come right after the clip). Returns (video path, markdown, zip)."""
     from vitdense.apps.video import read_video, video_parts
     if clip is None:
         raise ParameterError("upload a short video or pick the example first")
@@ -63,8 +64,7 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
         gr.Warning(f"The clip was subsampled to every {step}th frame ({len(frames)} frames; "
                    f"the demo's limit is {MAX_VIDEO_FRAMES}).")
     settings = descriptor_settings(model, "video", layer, facet, stride, load_size, bin)
-    knobs = {n: knob_value(APP, n, v, model) for n, v in
-             zip(KNOBS, (num_parts, num_sampled_frames, thresh, elbow, votes_percentage))}
+    knobs = knob_values(APP, knobs, model)
     progress(0.1, desc=f"Part co-segmentation of {min(knobs['num_sampled_frames'], len(frames))} frames, "
                        f"then labelling {len(frames)} frames")
     spec = get_spec(model)
@@ -76,7 +76,7 @@ def run_video(clip: Any, num_parts: float | None = None, num_sampled_frames: flo
     result = run_on_gpu(model, video_parts, frames, fps=fps, **settings, **knobs)
     progress(0.85, desc="Drawing and encoding the clip")
     inputs = Inputs(frames, [f"frame_{i}" for i in range(len(frames))], {"fps": fps}, source=Path(path).name)
-    entries = get_app(APP).export(result, inputs, [], format="mp4")
+    entries = APP.export(result, inputs, [], format="mp4")
     entries["params.json"] = dict(task="video", model=model, **settings, **knobs, frames=len(frames), fps=fps)
     out = output_folder("video-") / "parts.mp4"
     out.write_bytes(entries["parts.mp4"])
@@ -96,9 +96,9 @@ def build(page: Page) -> None:
     if clips:
         gr.Examples([[c] for c in clips], [clip], label="Example clip",
                     example_labels=[Path(c).stem.replace("_", " ") for c in clips])
-    num_parts, frames, thresh, elbow, votes = knob_components(APP, KNOBS, page.default_model)
+    knobs = knob_components(APP, page.default_model)
     run_btn = gr.Button("Segment parts", variant="primary")
     md = gr.HTML()
     zip_out = gr.File(height=90, label="Download (label maps PNG, clip, parameters)")
-    page.watch(run_btn.click(run_video, [clip, num_parts, frames, *page.descriptor_inputs, thresh, elbow, votes],
-                  [out, md, zip_out], api_name="video", concurrency_limit=None))
+    endpoint(page, run_btn.click, run_video, run_inputs(APP, [clip], page, knobs), [out, md, zip_out],
+             api_name=RUN_API)
