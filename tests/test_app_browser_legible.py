@@ -8,7 +8,7 @@ import re
 
 import pytest
 from PIL import Image
-from test_app_browser import ARGS, CHROMIUM, app_url, browser, pytestmark  # noqa: F401  (fixtures)
+from test_app_browser import app_url, browser, pytestmark, run_cat_pair  # noqa: F401  (fixtures)
 from test_app_client import CAT_A, CAT_B
 
 #: where the picture's content sits in the page, whatever its object-fit (independent of hover.js)
@@ -48,17 +48,12 @@ def open_page(browser, url: str, init: str | None = None):  # noqa: F811
         pg.add_init_script(init)
     pg.goto(url)
     pg.wait_for_selector("#corr-run")
-    pg.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
     return pg
 
 
 def run_pair(pg, a, b) -> None:
-    pg.set_input_files("#corr-a-input input[type=file]", str(a))
-    pg.set_input_files("#corr-b-input input[type=file]", str(b))
-    pg.wait_for_selector("#corr-a-input img")
-    pg.wait_for_selector("#corr-b-input img")
-    pg.click("#corr-run")
-    pg.wait_for_function("() => document.querySelector('#correspondences-status')?.innerText.includes('Found')")
+    """Correspondences of ``a`` and ``b``, their pictures shown."""
+    run_cat_pair(pg, a, b)
     pg.wait_for_function("(w) => document.querySelector('#corr-a-output img')?.naturalWidth === w",
                          arg=Image.open(a).size[0])
 
