@@ -78,12 +78,12 @@ def image_pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
 
 
-def run_cat_pair(page) -> None:
-    """Upload the cat pair and press Find correspondences (default settings); wait for the pairs
-    (after the landing result, which shows the same pair on arrival)."""
+def run_cat_pair(page, a: Path = CAT_A, b: Path = CAT_B) -> None:
+    """Upload the cat pair (or ``a``, ``b``) and press Find correspondences (default settings); wait
+    for the pairs (after the landing result, which shows the cat pair on arrival)."""
     page.wait_for_function("() => document.querySelector('#corr-summary')?.innerText.includes('automatic pairs')")
-    page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
-    page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
+    page.set_input_files("#corr-a-input input[type=file]", str(a))
+    page.set_input_files("#corr-b-input input[type=file]", str(b))
     page.wait_for_selector("#corr-a-input img")
     page.wait_for_selector("#corr-b-input img")
     page.click("#corr-run")

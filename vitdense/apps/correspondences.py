@@ -505,6 +505,12 @@ class PointMatcher:
         return cls(*extract_pair(extractor, image1, image2, **knobs))
 
     @property
+    def unit_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit-normalised descriptor rows every query compares (T1 x D, T2 x D; image 2 in the
+        orientation kept, in the ``compact`` dtype once compacted). Read-only: do not modify."""
+        return self._a, self._b
+
+    @property
     def num_best_buddies(self) -> int:
         return int(self.best_buddy_mask1.sum())
 

@@ -25,7 +25,8 @@ PALETTE: np.ndarray = _hex([
 BACKGROUND_COLOR: tuple[int, int, int] = (20, 20, 20)
 
 # Anchor colours of the perceptual colormaps (matplotlib's viridis / inferno / magma sampled at
-# 10 evenly spaced points; turbo at 15), linearly interpolated into a 256-entry table.
+# 10 evenly spaced points; turbo at 15; heat: the hover's ramp), linearly interpolated into a
+# 256-entry table.
 _CMAP_ANCHORS = {
     "viridis": ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779",
                 "#6ece58", "#b5de2b", "#fde725"],
@@ -37,6 +38,8 @@ _CMAP_ANCHORS = {
               "#a4fc3b", "#d1e834", "#f3c63a", "#fe9b2d", "#f36315", "#d93806", "#b11901",
               "#7a0402"],
     "gray": ["#000000", "#ffffff"],
+    # the page's hover ramp (static/hover.js STOPS): dark red -> red -> orange -> yellow -> white
+    "heat": ["#800026", "#e31a1c", "#fd8d3c", "#fed976", "#ffffff"],
 }
 
 

@@ -1,11 +1,12 @@
 """Images and maps: masks, label and part maps, heat maps, saliency and PCA as pictures."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vitdense.draw.colors import BACKGROUND_COLOR, apply_colormap, part_colors
 from vitdense.errors import ImageError, ParameterError
@@ -39,6 +40,46 @@ def as_rgb(image: Any) -> np.ndarray:
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return np.ascontiguousarray(arr[..., :3])
+
+
+class Marked(np.ndarray):
+    """An ``H x W x 3`` uint8 picture that also records the boxes ``(x0, y0, x1, y1)`` (pixels) its
+    labels, markers and colour bar occupy (:func:`~vitdense.draw.points.draw_markers`,
+    :func:`top_heatmap`), so that labels drawn on it later are placed clear of them. Any array
+    derived from it (a view, a copy, arithmetic) is a plain picture again: the boxes are dropped."""
+
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.boxes = ()
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """Arithmetic and reductions (``a - b``, ``.mean()``) on plain arrays: plain results."""
+        plain = tuple(np.asarray(v) if isinstance(v, Marked) else v for v in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(v) if isinstance(v, Marked) else v for v in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
+def marked(image: np.ndarray, boxes: Iterable[Sequence[float]]) -> Marked:
+    """``image`` (H x W x 3 uint8) recording ``boxes`` (see :class:`Marked`)."""
+    out = np.asarray(image).view(Marked)
+    out.boxes = tuple(tuple(float(v) for v in b) for b in boxes)
+    return out
+
+
+def boxes_of(image: Any) -> tuple[tuple[float, float, float, float], ...]:
+    """The boxes a :class:`Marked` picture records (none for any other image)."""
+    return image.boxes if isinstance(image, Marked) else ()
+
+
+@lru_cache(maxsize=32)
+def label_font(size: int) -> ImageFont.ImageFont:
+    """Pillow's default font at ``size`` pixels (the fixed bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed bitmap font
+        return ImageFont.load_default()
 
 
 def nearest_resize(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -278,20 +319,73 @@ def heatmap_overlay(image: Any, heat: Any, alpha: float = 0.55, cmap: str = "inf
     return _blend(img, apply_colormap(h, cmap, vmin, vmax), alpha)
 
 
-def top_heatmap(image: Any, heat: Any, top: float = 0.05, cmap: str = "inferno",
-                geometry: Any = None) -> np.ndarray:
+def top_heatmap(image: Any, heat: Any, top: float = 0.05, cmap: str = "heat",
+                geometry: Any = None, peak: bool = True, scale: bool = True,
+                alpha: float = 0.85) -> np.ndarray:
     """Only the top ``top`` share of a similarity map coloured over ``image`` (contrast stretched
-    per map from that quantile to the map's maximum; opacity rising with the value), the rest of
-    the picture left as it is: the peak stands out and nothing tints the whole picture."""
+    per map from that quantile to the map's maximum; opacity rising to ``alpha`` at the maximum),
+    the rest of the picture left as it is: the peak stands out and nothing tints the whole picture.
+
+    ``peak`` rings the map's maximum; ``scale`` draws the colour scale (a small bar with the
+    stretched range's two values) in the corner farthest from the peak. ``cmap`` "heat" is the
+    page's hover ramp. Returns a :class:`Marked` picture (the bar's box recorded).
+    """
     img = as_rgb(image)
     if not 0.0 < top <= 1.0:
         raise ParameterError(f"top={top} must be in (0, 1]")
+    if not 0.0 <= alpha <= 1.0:
+        raise ParameterError(f"alpha={alpha} must be in [0, 1]")
     grid = heat.detach().cpu().float().numpy() if hasattr(heat, "detach") else np.asarray(heat, np.float32)
     lo, hi = float(np.quantile(grid, 1.0 - top)), float(grid.max())
     h = resize_map(np.asarray(grid, np.float32), img.shape[:2], "bilinear", geometry)
     v = np.clip((h - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    alpha = np.where(h >= lo, 0.35 + 0.5 * v, 0.0)
-    return _blend(img, apply_colormap(v, cmap, 0.0, 1.0), alpha)
+    out = _blend(img, apply_colormap(v, cmap, 0.0, 1.0), np.where(h >= lo, alpha * (0.4 + 0.6 * v), 0.0))
+    y, x = np.unravel_index(int(np.argmax(h)), h.shape)
+    boxes = []
+    if peak or scale:
+        pil = Image.fromarray(out)
+        d = ImageDraw.Draw(pil)
+        if peak:
+            peak_ring(d, float(y), float(x), max(6, round(0.03 * max(img.shape[:2]))))
+        if scale:
+            boxes.append(colour_bar(d, img.shape, (float(y), float(x)), lo, hi, cmap))
+        out = np.asarray(pil, dtype=np.uint8).copy()
+    return marked(out, boxes)
+
+
+def peak_ring(d: ImageDraw.ImageDraw, y: float, x: float, r: float) -> None:
+    """A ring with four ticks around pixel (y, x) (the hover's peak marker), white over black."""
+    for colour, width in (((0, 0, 0), max(3, round(r / 3))), ((255, 255, 255), max(1, round(r / 6)))):
+        d.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=width)
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            d.line([(x + dx * 1.1 * r, y + dy * 1.1 * r), (x + dx * 1.7 * r, y + dy * 1.7 * r)],
+                   fill=colour, width=width)
+
+
+def colour_bar(d: ImageDraw.ImageDraw, shape: tuple[int, ...], avoid: tuple[float, float],
+               lo: float, hi: float, cmap: str) -> tuple[float, float, float, float]:
+    """Draw the colour scale ``lo [ramp] hi`` on a dark panel in the bottom corner farthest from
+    pixel ``avoid`` (y, x) (the top corner when that is in the bottom half); sized relative to
+    the picture. Returns the panel's box (x0, y0, x1, y1)."""
+    H, W = shape[:2]
+    size = max(9, round(0.035 * max(H, W)))
+    font = label_font(size)
+    left, right = f"{lo:.2f}", f"{hi:.2f}"
+    tw = [font.getbbox(t, anchor="lm")[2] for t in (left, right)]
+    bar_w, bar_h, pad = max(30, round(0.16 * W)), max(5, round(0.6 * size)), max(3, size // 3)
+    pw, ph = tw[0] + tw[1] + bar_w + 4 * pad, size + 2 * pad
+    x0 = W - pw - pad if avoid[1] < W / 2 else pad
+    y0 = pad if avoid[0] > H / 2 else H - ph - pad
+    box = (float(x0), float(y0), float(x0 + pw), float(y0 + ph))
+    d.rectangle(box, fill=(20, 20, 20), outline=(255, 255, 255))
+    mid = y0 + ph / 2
+    d.text((x0 + pad, mid), left, fill=(255, 255, 255), font=font, anchor="lm")
+    bx = x0 + 2 * pad + tw[0]
+    ramp = apply_colormap(np.linspace(0.0, 1.0, bar_w), cmap, 0.0, 1.0)
+    for k, c in enumerate(ramp):
+        d.line([(bx + k, mid - bar_h / 2), (bx + k, mid + bar_h / 2)], fill=tuple(int(v) for v in c))
+    d.text((bx + bar_w + pad, mid), right, fill=(255, 255, 255), font=font, anchor="lm")
+    return box
 
 
 def saliency_overlay(image: Any, saliency: Any, alpha: float = 0.6, cmap: str = "viridis",

@@ -1,26 +1,17 @@
 """Points: markers, numbered correspondences between two images, images side by side."""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vitdense.draw.colors import point_colors
-from vitdense.draw.maps import as_rgb
+from vitdense.draw.maps import as_rgb, boxes_of, label_font, marked
 from vitdense.errors import ParameterError
 
 # --------------------------------------------------------------------------------------------
 # points
-
-@lru_cache(maxsize=32)
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font
-        return ImageFont.load_default()
-
 
 def _as_points(points: Any) -> np.ndarray:
     p = points.detach().cpu().numpy() if hasattr(points, "detach") else np.asarray(points, float)
@@ -33,7 +24,82 @@ def _as_points(points: Any) -> np.ndarray:
 
 
 def default_radius(shape: tuple[int, ...]) -> int:
-    return max(5, round(0.018 * max(shape[:2])))
+    """Marker radius in pixels of a picture of ``shape``: 2% of its longer side (at least 5), so
+    that markers keep their size relative to the picture however large it is or is shown."""
+    return max(5, round(0.02 * max(shape[:2])))
+
+
+Box = tuple[float, float, float, float]          # (x0, y0, x1, y1) in pixels
+#: the directions tried around a point for a label that cannot sit on it, in order (above right
+#: first), as (dx, dy) steps
+_AROUND = ((1, -1), (-1, -1), (1, 1), (-1, 1), (0, -1), (0, 1), (1, 0), (-1, 0))
+
+
+def _overlap(a: Box, b: Box) -> float:
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _dot(y: float, x: float, r: float) -> Box:
+    """The box kept clear around a marked point (its dot when the label sits elsewhere)."""
+    return (x - 0.6 * r, y - 0.6 * r, x + 0.6 * r, y + 0.6 * r)
+
+
+def place_labels(points: Any, sizes: Sequence[tuple[float, float]], shape: tuple[int, ...],
+                 radius: float, avoid: Sequence[Box] = ()) -> list[Box | None]:
+    """Boxes for labels of ``sizes`` ((w, h) pixels) at ``points`` (N x 2, (y, x)) in a picture of
+    ``shape``, so that no box overlaps another, an ``avoid`` box or another point's dot: a label
+    sits on its point when it is free there, else at the nearest free place around it (8
+    directions, one ring further out at a time, inside the picture). A label with no free place
+    anywhere takes the place it overlaps least. None for points off the picture."""
+    pts = _as_points(points)
+    H, W = shape[:2]
+    r = float(radius)
+    ok = [bool(np.isfinite(y) and np.isfinite(x) and 0 <= y < H and 0 <= x < W) for y, x in pts]
+    dots = [_dot(y, x, r) for (y, x), v in zip(pts, ok) if v]
+    placed: list[Box] = list(avoid)
+    out: list[Box | None] = []
+    k_dot = 0
+    for (y, x), (w, h), valid in zip(pts, sizes, ok):
+        if not valid:
+            out.append(None)
+            continue
+        others = dots[:k_dot] + dots[k_dot + 1:]
+        k_dot += 1
+        best, cost_best = None, np.inf
+        for cx, cy in _candidates(x, y, w, h, r, max(H, W)):
+            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            if (cx, cy) != (x, y) and (box[0] < 0 or box[1] < 0 or box[2] > W or box[3] > H):
+                continue
+            cost = sum(_overlap(box, b) for b in placed) + sum(_overlap(box, d) for d in others)
+            if cost < cost_best:
+                best, cost_best = box, cost
+                if cost == 0:
+                    break
+        placed.append(best)
+        out.append(best)
+    return out
+
+
+def _candidates(x: float, y: float, w: float, h: float, r: float, extent: int):
+    """Label centres for a point: on it, then rings of :data:`_AROUND` further out each time."""
+    yield x, y
+    step_x, step_y = w / 2 + 0.8 * r, h / 2 + 0.8 * r
+    for k in range(1, int(extent / min(step_x, step_y)) + 2):
+        for dx, dy in _AROUND:
+            yield x + dx * k * step_x, y + dy * k * step_y
+
+
+def _text_color(c: tuple[int, ...]) -> tuple[int, int, int]:
+    return (0, 0, 0) if 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] > 150 else (255, 255, 255)
+
+
+def _label_size(text: str, font: ImageFont.ImageFont, r: float) -> tuple[float, float]:
+    """(w, h) of a marker's label: the circle, or a pill around a text too wide for it."""
+    if not text:
+        return 2.0 * r, 2.0 * r
+    x0, _, x1, _ = font.getbbox(text, anchor="mm")
+    return max(2.0 * r, x1 - x0 + 0.8 * r), 2.0 * r
 
 
 def draw_markers(image: Any, points: Any, colors: Any = None, labels: Sequence[str] | None = None,
@@ -41,8 +107,13 @@ def draw_markers(image: Any, points: Any, colors: Any = None, labels: Sequence[s
     """Draw numbered coloured circles at ``points`` (N x 2, (y, x) pixels of ``image``).
 
     Marker ``i`` gets ``colors[i]`` (default :func:`point_colors`) and the text ``labels[i]``
-    (default ``str(i + 1)``) in its centre. Points outside the image are skipped.
+    (default ``str(i + 1)``) in its centre. Where labels would cover each other (points close
+    together, or labels already on a picture this function returned), a label moves to the
+    nearest free place around its point (:func:`place_labels`), joined to a dot at the point by
+    a line. Points outside the image are skipped. Returns a :class:`~vitdense.draw.maps.Marked`
+    picture (it records where its labels are).
     """
+    avoid = boxes_of(image)
     img = as_rgb(image)
     pts = _as_points(points)
     n = len(pts)
@@ -52,22 +123,35 @@ def draw_markers(image: Any, points: Any, colors: Any = None, labels: Sequence[s
     if labels is not None and len(labels) < n:
         raise ParameterError(f"{len(labels)} labels for {n} points")
     r = radius or default_radius(img.shape)
+    font = label_font(max(8, int(r * 1.2)))
+    texts = [(labels[i] if labels is not None else str(i + 1)) if numbered else "" for i in range(n)]
+    sizes = [_label_size(t, font, r) for t in texts]
+    boxes = place_labels(pts, sizes, img.shape, r, avoid if numbered else ())
+    if not numbered:            # no label to keep clear: every marker sits on its point
+        boxes = [None if b is None else (x - r, y - r, x + r, y + r) for b, (y, x) in zip(boxes, pts)]
     pil = Image.fromarray(img)
     d = ImageDraw.Draw(pil)
-    font = _font(max(8, int(r * 1.2)))
-    H, W = img.shape[:2]
-    for i, ((y, x), c) in enumerate(zip(pts, cols)):  # one shape per point (N is small)
-        if not (np.isfinite(y) and np.isfinite(x)) or not (0 <= y < H and 0 <= x < W):
-            continue
-        c = tuple(int(v) for v in c)
-        d.ellipse([x - r, y - r, x + r, y + r], fill=c, outline=(255, 255, 255),
-                  width=max(1, r // 5))
-        if numbered:
-            text = labels[i] if labels is not None else str(i + 1)
-            lum = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-            d.text((x, y), text, fill=(0, 0, 0) if lum > 150 else (255, 255, 255), font=font,
+    outline = max(1, r // 5)
+    shown = [(i, (float(y), float(x)), tuple(int(v) for v in c), b)
+             for i, ((y, x), c, b) in enumerate(zip(pts, cols, boxes)) if b is not None]
+    moved = [s for s in shown if abs((s[3][0] + s[3][2]) / 2 - s[1][1]) + abs((s[3][1] + s[3][3]) / 2 - s[1][0]) > 1e-6]
+    for _, (y, x), c, b in moved:             # leader lines under everything, then the dots
+        end = (min(max(x, b[0]), b[2]), min(max(y, b[1]), b[3]))
+        d.line([(x, y), end], fill=(255, 255, 255), width=max(1, r // 4) + 2)
+        d.line([(x, y), end], fill=c, width=max(1, r // 4))
+    for _, (y, x), c, _b in moved:
+        q = 0.45 * r
+        d.ellipse([x - q, y - q, x + q, y + q], fill=c, outline=(255, 255, 255), width=outline)
+    for i, _p, c, b in shown:                 # the labels on top
+        if b[2] - b[0] <= 2 * r + 1e-6:
+            d.ellipse(list(b), fill=c, outline=(255, 255, 255), width=outline)
+        else:
+            d.rounded_rectangle(list(b), radius=r, fill=c, outline=(255, 255, 255), width=outline)
+        if texts[i]:
+            d.text(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2), texts[i], fill=_text_color(c), font=font,
                    anchor="mm")
-    return np.asarray(pil, dtype=np.uint8).copy()
+    dots = [_dot(y, x, r) for _, (y, x), _c, _b in moved]
+    return marked(np.asarray(pil, dtype=np.uint8).copy(), [*avoid, *dots, *(s[3] for s in shown)])
 
 
 def side_by_side(images: Sequence[Any], gap: int = 10,
@@ -91,11 +175,14 @@ def side_by_side(images: Sequence[Any], gap: int = 10,
 
 def draw_correspondences(image_a: Any, image_b: Any, points_a: Any, points_b: Any,
                          lines: bool = False, radius: int | None = None, gap: int = 10,
-                         separate: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                         separate: bool = False,
+                         selected: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Draw matched points ``points_a[i] <-> points_b[i]`` (N x 2, (y, x)) as numbered circles.
 
     Pair ``i`` has the same colour and number in both images. Returns one side-by-side canvas
     (optionally with a line per pair), or with ``separate=True`` the two annotated images.
+    ``selected``: the index of a pair whose line from A to B is drawn bold (white-cased) on the
+    side-by-side canvas, with or without ``lines``.
     """
     pa, pb = _as_points(points_a), _as_points(points_b)
     if len(pa) != len(pb):
@@ -106,11 +193,18 @@ def draw_correspondences(image_a: Any, image_b: Any, points_a: Any, points_b: An
     if separate:
         return draw_markers(a, pa, cols, radius=r), draw_markers(b, pb, cols, radius=r)
     canvas, (_, xb) = side_by_side([a, b], gap=gap)
-    if lines and len(pa):
+    if selected is not None and not 0 <= selected < len(pa):
+        raise ParameterError(f"selected={selected}: expected a pair index in [0, {len(pa)})")
+    if (lines or selected is not None) and len(pa):
         pil = Image.fromarray(canvas)
         d = ImageDraw.Draw(pil)
-        for (ya, xa), (yb, xb_), c in zip(pa, pb, cols):
-            d.line([(xa, ya), (xb_ + xb, yb)], fill=tuple(int(v) for v in c), width=max(1, r // 4))
+        for i in [i for i in range(len(pa)) if lines and i != selected] + \
+                 ([selected] if selected is not None else []):
+            (ya, xa), (yb, xb_), c = pa[i], pb[i], tuple(int(v) for v in cols[i])
+            ends = [(xa, ya), (xb_ + xb, yb)]
+            if i == selected:
+                d.line(ends, fill=(255, 255, 255), width=max(3, r // 2) + 4)
+            d.line(ends, fill=c, width=max(3, r // 2) if i == selected else max(1, r // 4))
         canvas = np.asarray(pil, dtype=np.uint8)
     shifted = pb + np.array([0.0, xb])
     both = np.concatenate([pa, shifted], axis=0)

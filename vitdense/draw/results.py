@@ -12,6 +12,7 @@ from vitdense.draw.maps import (
     overlay_mask,
     overlay_parts,
     pca_images,
+    top_heatmap,
 )
 from vitdense.draw.points import default_radius, draw_correspondences, draw_markers
 from vitdense.errors import ParameterError
@@ -38,10 +39,12 @@ def draw_parts(images: Sequence[Any], result: Any, alpha: float = 0.55,
 
 
 def draw_correspondence_result(image1: Any, image2: Any, result: Any, lines: bool = True,
-                               radius: int | None = None, separate: bool = False):
-    """A :class:`~vitdense.apps.correspondences.Correspondences` -> side-by-side canvas (or two images)."""
+                               radius: int | None = None, separate: bool = False,
+                               selected: int | None = None):
+    """A :class:`~vitdense.apps.correspondences.Correspondences` -> side-by-side canvas (or two
+    images); ``selected``: a pair whose line from A to B is drawn bold."""
     return draw_correspondences(image1, image2, result.points1, result.points2, lines=lines,
-                                radius=radius, separate=separate)
+                                radius=radius, separate=separate, selected=selected)
 
 
 def draw_point_match(image1: Any, image2: Any, matches: Sequence[Any], heatmap: bool = True,
@@ -85,20 +88,28 @@ def draw_transfer(images: Sequence[Any], result: Any, colors: Any = None, radius
 
 
 def draw_similarity(image_a: Any, image_b: Any, result: Any, alpha: float = 0.55,
-                    cmap: str = "inferno", shared_scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A :class:`~vitdense.apps.similarity.SimilarityResult` -> (A, B) with the similarity maps blended
-    over them, the query marked (white ring, unnumbered) in A and the top-n patches numbered.
+                    cmap: str | None = None, shared_scale: bool = True,
+                    top: float | None = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """A :class:`~vitdense.apps.similarity.SimilarityResult` -> (A, B) with the similarity maps over
+    them, the query marked (white ring, unnumbered) in A and the top-n patches numbered.
 
-    ``shared_scale``: one colour scale for both maps (their joint min..max), else per map.
+    ``top``: only that top share of each map coloured, contrast stretched per map, with a colour
+    scale (:func:`~vitdense.draw.maps.top_heatmap`, ``cmap`` default "heat"); None: the whole map
+    blended with opacity ``alpha`` (``cmap`` default "inferno"), on one colour scale for both
+    maps (their joint min..max) with ``shared_scale``, else per map.
     """
     a, b = as_rgb(image_a), as_rgb(image_b)
     ma, mb = result.upsampled_maps()
-    lo = hi = None
-    if shared_scale:
-        lo = float(min(np.nanmin(ma), np.nanmin(mb)))
-        hi = float(max(np.nanmax(ma), np.nanmax(mb)))
-    a = heatmap_overlay(a, ma, alpha, cmap, lo, hi)
-    b = heatmap_overlay(b, mb, alpha, cmap, lo, hi)
+    if top is not None:
+        a = top_heatmap(a, ma, top, cmap or "heat", peak=False)
+        b = top_heatmap(b, mb, top, cmap or "heat", peak=False)
+    else:
+        lo = hi = None
+        if shared_scale:
+            lo = float(min(np.nanmin(ma), np.nanmin(mb)))
+            hi = float(max(np.nanmax(ma), np.nanmax(mb)))
+        a = heatmap_overlay(a, ma, alpha, cmap or "inferno", lo, hi)
+        b = heatmap_overlay(b, mb, alpha, cmap or "inferno", lo, hi)
     r = default_radius(max(a.shape, b.shape))
     a = draw_markers(a, result.top_a_points, radius=r)
     b = draw_markers(b, result.top_b_points, radius=r)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitdense.apps.correspondences import PointMatcher
 from vitdense.features.descriptors import ImageDescriptors
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -77,6 +78,12 @@ def hover_payload(mode: str, descs: Sequence[ImageDescriptors],
     targets = list(range(1, len(descs))) if targets is None else [int(t) for t in targets]
     return {"mode": mode, "dim": int(descs[0].descs.shape[-1]), "run": run, "images": images,
             "targets": targets}
+
+
+def matcher_payload(matcher: PointMatcher, run: int = 0) -> dict:
+    """The correspondences payload of a :class:`~vitdense.apps.correspondences.PointMatcher`: the
+    rows its queries compare (``unit_rows``), so the page's best cell is the server's."""
+    return hover_payload("correspond", [matcher.d1, matcher.d2], list(matcher.unit_rows), run=run)
 
 
 def payload_bytes(payload: dict) -> int:

@@ -42,10 +42,14 @@ then press the button. Images are downscaled to {MAX_SIDE} px; sets hold {MIN_SE
 
 
 #: the page's own CSS (passed to launch): an error is one sentence in the tab's status line (and a
-#: toast), so the outputs keep what they showed instead of a red "Error" badge each
+#: toast), so the outputs keep what they showed instead of a red "Error" badge each; pictures fill
+#: their boxes once static/hover.js runs (it sets html.vd-fit and maps clicks back to pixels)
 PAGE_CSS = """
 .wrap:has(> .error) { display: none !important; }
 .vitdense-status p:not(:empty) { padding: 4px 8px; border-left: 4px solid var(--color-accent); }
+html.vd-fit .image-container button > .image-frame { width: 100%; }
+html.vd-fit .image-container button > .image-frame img { width: 100%; height: auto; max-height: 75vh;
+  object-fit: contain !important; }
 .gallery-item .caption-label { position: static !important; display: block; margin: 2px auto 0;
   max-width: 100%; background: none !important; box-shadow: none !important; text-align: center; }
 """

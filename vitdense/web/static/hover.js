@@ -6,6 +6,31 @@
 
 /* exported vdHoverInit, vdPartsInit */
 
+// Pictures fill their boxes: once this script runs, the page's CSS enlarges small pictures
+// (html.vd-fit: object-fit contain instead of Gradio's scale-down). Gradio's click position
+// (gr.SelectData.index) assumes a picture is never enlarged, so a click on an enlarged picture is
+// re-sent with the position Gradio's rule turns into the clicked original pixel. Without this
+// script nothing is enlarged and Gradio's own rule is right.
+function vdFitPictures() {
+  if (window.vdFit) return;
+  window.vdFit = {remapped: 0};
+  document.documentElement.classList.add("vd-fit");
+  document.addEventListener("click", (e) => {
+    const img = e.target;
+    if (e.vdRemapped || !img || img.tagName !== "IMG" || !img.closest(".image-container button > .image-frame")) return;
+    const rc = contentRect(img);
+    if (!(rc.s > 1)) return;
+    const r = img.getBoundingClientRect();        // Gradio's rule: scale min(..., 1), centred
+    const px = (e.clientX - rc.left) / rc.s, py = (e.clientY - rc.top) / rc.s;
+    e.stopPropagation();
+    const again = new MouseEvent("click", {bubbles: true, cancelable: true, view: window, detail: e.detail,
+      clientX: r.left + (r.width - img.naturalWidth) / 2 + px, clientY: r.top + (r.height - img.naturalHeight) / 2 + py});
+    again.vdRemapped = true;
+    window.vdFit.remapped += 1;
+    img.dispatchEvent(again);
+  }, true);
+}
+
 // "id": the picture of an image component; "id@k": the k-th thumbnail of a gallery
 function picture(id) {
   const [gid, k] = id.split("@");
@@ -54,6 +79,7 @@ function overlay(id, clear = true) {
 }
 
 function vdHoverInit(root, props, watch, sourceId, targetIds) {
+  vdFitPictures();
   const TOP = 0.05;                       // the top 5% of each map is coloured, the rest transparent
   const box = () => root.querySelector(".vd-hover") || root;   // re-rendered with each value
   const state = {ready: false, run: null, frames: [], moves: 0, cursor: null, last: null, data: null,
@@ -291,6 +317,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
 
   function onClick(e) {
+    if (e.vdRemapped) return;
     const p = pointed(e);
     if (!p) return;
     const ans = show(p[0], p[1], true);
@@ -391,6 +418,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
 // server's pictures arrive. props.value: {run, index (the clicked picture's image), maps: [base64
 // PNG of each image's label map, 0 = background]}.
 function vdPartsInit(root, props, watch, sourceId, galleryId) {
+  vdFitPictures();
   const state = {ready: false, maps: [], index: 0, pinTimes: [], shown: 0};
   window.vdParts = state;
 
@@ -433,7 +461,7 @@ function vdPartsInit(root, props, watch, sourceId, galleryId) {
   }
 
   function onClick(e) {
-    if (!state.ready) return;
+    if (!state.ready || e.vdRemapped) return;
     const img = picture(sourceId);
     if (!img || e.target !== img) return;
     const rc = contentRect(img), m = state.maps[state.index];

@@ -25,7 +25,7 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
     run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, hover_payload
+from vitdense.web.hover import hover_block, matcher_payload
 from vitdense.web.inputs import (
     AUTO,
     MAX_SIDE,
@@ -263,7 +263,7 @@ def send_hover(key: Any) -> Any:
     if session is None:
         return None
     m = session.matcher
-    return hover_payload("correspond", [m.d1, m.d2], [m._a, m._b], run=time.monotonic_ns())
+    return matcher_payload(m, run=time.monotonic_ns())
 
 
 def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
