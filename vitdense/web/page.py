@@ -8,6 +8,7 @@ import gradio as gr
 import torch
 
 from vitdense.errors import VitdenseError
+from vitdense.defaults import TASK_DEFAULTS, task_defaults
 from vitdense.features.descriptors import FACETS, DescriptorSettings
 from vitdense.features.models import BUNDLED_MODEL, get_spec
 from vitdense.web import gate, patches
@@ -55,12 +56,19 @@ html.vd-fit .image-container button > .image-frame img { width: 100%; height: au
 """
 
 
+def layer_defaults(model: str) -> str:
+    """The default layer of each task for ``model``, as the Layer control's help says it:
+    ``"correspondences 7, cosegmentation 9, ..."`` (from :mod:`vitdense.defaults`)."""
+    rows = {task: task_defaults(task, model).get("layer") for task in TASK_DEFAULTS}
+    return ", ".join(f"{task} {layer}" for task, layer in rows.items() if layer is not None)
+
+
 def descriptor_controls(default_model: str) -> list:
     """The Advanced settings every tab shares: layer, facet, stride, log-binning, load size."""
     with gr.Row():
         layer = gr.Dropdown(layer_choices(default_model), value=AUTO, label="Layer",
-                            info="Block whose features are used. auto: the task's default (9 for "
-                                 "correspondences, 11 for the rest, as the paper).")
+                            info=f"Block whose features are used. auto: the task's default for the "
+                                 f"model ({layer_defaults(default_model)}).")
         facet = gr.Dropdown([AUTO, *FACETS], value=AUTO, label="Facet",
                             info="auto: key for DINO v1 (paper), token for DINOv2 (its keys mostly "
                                  "encode position).")

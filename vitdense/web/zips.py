@@ -3,7 +3,8 @@ export, the command line's layout, as a zip), written under :func:`output_root`.
 
 Inside a visitor's event every folder is that visitor's **slot** for the tab and the kind of
 output (:func:`output_folder`): a fresh, unguessable folder per event, of which the slot keeps the
-newest :data:`KEEP_PER_SLOT` and deletes the older ones. A click that redraws a result therefore
+newest :data:`KEEP_PER_SLOT` and deletes the older ones (and never holds more than
+:data:`SLOT_MOST`, however fast a visitor clicks). A click that redraws a result therefore
 replaces the visitor's previous pictures instead of adding to them, and writes no zip: a run writes
 its zip, and the zip of what a tab shows after clicks is built only when the visitor presses the
 tab's "Prepare download" (:func:`download_zip`, its own slot). The disk a visitor holds is bounded
@@ -20,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,16 +29,14 @@ import numpy as np
 
 from vitdense.export import Png, as_png, zip_entries
 from vitdense.web.gate import CURRENT_TAB, session_id
+from vitdense.web.serving.tempfiles import SLOT_GRACE_S, SLOT_KEEP, SLOT_MOST, keep_newest
 
 __all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "png_files", "write_zip",
            "download_zip"]
 
-#: folders kept per (visitor, tab, kind): the one just written and the one before it (its files may
-#: still be loading in the page while the new event's outputs arrive)
-KEEP_PER_SLOT = 2
-#: a folder younger than this is never deleted: a concurrent event of the same visitor may still be
-#: writing it (an auto-clicker's burst leaves at most ``click rate x SLOT_GRACE_S`` folders)
-SLOT_GRACE_S = 2.0
+#: folders kept per (visitor, tab, kind), the grace of a young folder and the most a slot holds
+#: whatever their age: :func:`vitdense.web.serving.tempfiles.keep_newest`
+KEEP_PER_SLOT = SLOT_KEEP
 
 
 def output_root() -> Path:
@@ -62,27 +59,11 @@ def output_folder(prefix: str = "run-") -> Path:
     slot = root / f"v-{visitor}" / f"{CURRENT_TAB.get() or 'page'}-{prefix.strip('-') or 'run'}"
     slot.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=slot))
-    _keep_newest(slot, KEEP_PER_SLOT, folder)
+    keep_newest(slot, folder, KEEP_PER_SLOT, SLOT_GRACE_S, SLOT_MOST)
     for parent in (slot, slot.parent, root):   # the janitor ages a folder by its own time and its
         with contextlib.suppress(OSError):     # children's: a visitor's event keeps the chain young
             os.utime(parent)
     return folder
-
-
-def _keep_newest(slot: Path, keep: int, newest: Path) -> None:
-    """Delete the folders of ``slot`` except ``newest``, the ``keep - 1`` most recent others and
-    those younger than :data:`SLOT_GRACE_S`."""
-    others = []
-    for entry in slot.iterdir():
-        if entry != newest:
-            try:
-                others.append((entry.stat().st_mtime, entry))
-            except OSError:      # deleted meanwhile (the janitor, a concurrent event)
-                continue
-    now = time.time()
-    for mtime, old in sorted(others, reverse=True)[keep - 1:]:
-        if now - mtime > SLOT_GRACE_S:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def png_files(pictures: Sequence[np.ndarray | bytes | None], names: Sequence[str],
