@@ -427,6 +427,8 @@ COMMANDS.append(_register_evaluate)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # a deprecated command name runs, and is recorded (summary.json, progress), as its application's id
+    args.command = APP_ALIASES.get(args.command, args.command)
     try:
         return int(args.func(args) or 0)
     except VitdenseError as err:

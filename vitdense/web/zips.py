@@ -3,8 +3,8 @@ export, the command line's layout, as a zip), written under :func:`output_root`.
 
 Inside a visitor's event every folder is that visitor's **slot** for the tab and the kind of
 output (:func:`output_folder`): a fresh, unguessable folder per event, of which the slot keeps the
-newest :data:`KEEP_PER_SLOT` and deletes the older ones (and never holds more than
-:data:`SLOT_MOST`, however fast a visitor clicks). A click that redraws a result therefore
+newest :data:`KEEP_PER_SLOT` and deletes the older ones (none younger than
+``SLOT_GRACE_S``: a concurrent click of the same visitor may still be writing it). A click that redraws a result therefore
 replaces the visitor's previous pictures instead of adding to them, and writes no zip: a run writes
 its zip, and the zip of what a tab shows after clicks is built only when the visitor presses the
 tab's "Prepare download" (:func:`download_zip`, its own slot). The disk a visitor holds is bounded
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -29,13 +30,13 @@ import numpy as np
 
 from vitdense.export import Png, as_png, zip_entries
 from vitdense.web.gate import CURRENT_TAB, session_id
-from vitdense.web.serving.tempfiles import SLOT_GRACE_S, SLOT_KEEP, SLOT_MOST, keep_newest
+from vitdense.web.serving.tempfiles import SLOT_GRACE_S, SLOT_KEEP, keep_newest
 
 __all__ = ["KEEP_PER_SLOT", "Png", "as_png", "output_root", "output_folder", "png_files", "write_zip",
            "download_zip"]
 
-#: folders kept per (visitor, tab, kind), the grace of a young folder and the most a slot holds
-#: whatever their age: :func:`vitdense.web.serving.tempfiles.keep_newest`
+#: folders kept per (visitor, tab, kind) once older than ``SLOT_GRACE_S``:
+#: :func:`vitdense.web.serving.tempfiles.keep_newest`
 KEEP_PER_SLOT = SLOT_KEEP
 
 
@@ -59,7 +60,9 @@ def output_folder(prefix: str = "run-") -> Path:
     slot = root / f"v-{visitor}" / f"{CURRENT_TAB.get() or 'page'}-{prefix.strip('-') or 'run'}"
     slot.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=slot))
-    keep_newest(slot, folder, KEEP_PER_SLOT, SLOT_GRACE_S, SLOT_MOST)
+    # no cap on the young folders (``most``): one visitor's clicks are not queued, so a cap deletes
+    # a folder a concurrent click is still writing (test_app_hardening's 40 clicks under load)
+    keep_newest(slot, folder, KEEP_PER_SLOT, SLOT_GRACE_S, most=math.inf)
     for parent in (slot, slot.parent, root):   # the janitor ages a folder by its own time and its
         with contextlib.suppress(OSError):     # children's: a visitor's event keeps the chain young
             os.utime(parent)
