@@ -185,3 +185,25 @@ def test_without_ray_one_line_names_the_install_command(monkeypatch, dataset, tm
     with pytest.raises(RayUnavailableError, match="requirements-scale.txt"):
         part_cosegment_sets(REPO / "assets" / "cats", tmp_path / "p", num_workers=2, model="dinov2_vits14_imgfocus",
                             load_size=112, crf=False)
+
+
+def test_extract_dataset_keywords_are_the_settings_and_the_job_fields():
+    """The keyword function keeps its documented signature (the settings, then DatasetJob's fields)
+    and refuses an unknown or absurd option in one sentence before any Ray work."""
+    import inspect
+    from dataclasses import fields
+
+    from vitdense.errors import ParameterError
+    from vitdense.scale.jobs import DATASET_SETTINGS, DatasetJob
+    params = inspect.signature(extract_dataset).parameters
+    assert list(params)[:2] == ["source", "out_dir"]
+    assert {n: params[n].default for n in DATASET_SETTINGS} == DATASET_SETTINGS
+    assert {f.name: params[f.name].default for f in fields(DatasetJob)} == \
+        {f.name: f.default for f in fields(DatasetJob)}
+    assert params["layer"].default == 11 and params["store_dtype"].default == "fp32" and "on_record" in params
+    with pytest.raises(ParameterError, match="unknown extract_dataset option.*shardsize"):
+        extract_dataset("nowhere", "out", shardsize=3)
+    with pytest.raises(ParameterError, match="store_dtype='int3'"):
+        DatasetJob(store_dtype="int3").check()
+    with pytest.raises(ParameterError, match="shard_size"):
+        DatasetJob(shard_size=0).check()

@@ -14,6 +14,7 @@ starved by the actors (2 actors of 1 CPU each plus a read task deadlock a 2-core
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -322,58 +323,119 @@ def _fit_pca(rows: list[dict], pca_dim: int, sample: int, options: dict, extract
     return mean, comps, (order / evals.sum()).float(), len(picks)
 
 
-def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "auto",
-                    checkpoint: str | None = None, layer: int | Sequence[int] = 11, facet: str | None = None,
-                    stride: int | None = None, load_size: int | None = 224, bin: bool = False,
-                    hierarchy: int = 2, include_cls: bool = False, saliency: bool = True,
-                    upsample: str | None = None, batch_size: int = 8, shard_size: int = 32,
-                    num_workers: int = 1, num_gpus_per_worker: float = 0, cpus_per_worker: float | None = None,
-                    threads_per_worker: int | None = None, device: str = "auto", dtype: str | None = None,
-                    store_dtype: str = "fp32", pca_dim: int | None = None, pca_sample: int = 32,
-                    resume: bool = True, address: str | None = None, progress: bool = True,
-                    on_record: Callable[[dict], None] | None = None) -> ExtractSummary:
+@dataclass(frozen=True)
+class DatasetJob:
+    """How ``extract-dataset`` runs and stores, apart from the descriptor settings.
+
+    ``model`` / ``checkpoint`` / ``device`` / ``dtype`` (the network's precision): the Extractor of
+    each worker; ``include_cls``, ``saliency``, ``upsample``, ``batch_size``: as
+    :meth:`Extractor.extract`; ``store_dtype`` ``"fp32"`` / ``"fp16"`` (descriptors only);
+    ``pca_dim``: store descriptors projected to k dims by a PCA fitted on ``pca_sample`` images (kept
+    in ``pca.safetensors``); ``shard_size`` images per shard (and per actor call); ``num_workers``
+    actors, each with ``num_gpus_per_worker`` GPUs, ``cpus_per_worker`` CPUs and
+    ``threads_per_worker`` torch threads; ``resume``: skip images whose path, content hash and
+    parameters are already in the manifest; ``address``: a Ray cluster (None: local);
+    ``progress``: a progress bar and notices on stderr.
+    """
+
+    model: str = "auto"
+    checkpoint: str | None = None
+    device: str = "auto"
+    dtype: str | None = None
+    include_cls: bool = False
+    saliency: bool = True
+    upsample: str | None = None
+    batch_size: int = 8
+    shard_size: int = 32
+    num_workers: int = 1
+    num_gpus_per_worker: float = 0
+    cpus_per_worker: float | None = None
+    threads_per_worker: int | None = None
+    store_dtype: str = "fp32"
+    pca_dim: int | None = None
+    pca_sample: int = 32
+    resume: bool = True
+    address: str | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        """One sentence for the first absurd value."""
+        check_int("num_workers", self.num_workers, 1)
+        check_int("shard_size", self.shard_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        if self.store_dtype not in STORE_DTYPES:
+            raise ParameterError(f"store_dtype={self.store_dtype!r}: expected one of {', '.join(STORE_DTYPES)}")
+        if self.pca_dim is not None:
+            check_int("pca_dim", self.pca_dim, 1)
+
+
+#: the descriptor settings ``extract_dataset`` takes as keywords, with their defaults (the
+#: paper's layer-11 keys at load size 224; None: the model's facet and stride)
+DATASET_SETTINGS = dict(layer=11, facet=None, stride=None, load_size=224, bin=False, hierarchy=2)
+
+
+def extract_dataset(source: Any, out_dir: str | os.PathLike, *,
+                    on_record: Callable[[dict], None] | None = None, **options: Any) -> ExtractSummary:
+    """Extract descriptors of every image of ``source`` into a sharded data set at ``out_dir``:
+    :func:`extract_dataset_with` with the descriptor settings (``layer``, ``facet``, ``stride``,
+    ``load_size``, ``bin``, ``hierarchy``; defaults :data:`DATASET_SETTINGS`) and the
+    :class:`DatasetJob` fields as keywords. An unknown keyword is refused in one sentence."""
+    given = {name: options.pop(name, default) for name, default in DATASET_SETTINGS.items()}
+    unknown = sorted(set(options) - {f.name for f in fields(DatasetJob)})
+    if unknown:
+        raise ParameterError(f"unknown extract_dataset option(s) {', '.join(unknown)}: expected some of "
+                             f"{', '.join([*DATASET_SETTINGS, *(f.name for f in fields(DatasetJob))])}")
+    layer = given["layer"]
+    settings = DescriptorSettings(layer if isinstance(layer, int) else tuple(layer), given["facet"],
+                                  given["stride"], given["load_size"], bool(given["bin"]), given["hierarchy"])
+    return extract_dataset_with(source, out_dir, settings, DatasetJob(**options), on_record=on_record)
+
+
+extract_dataset.__signature__ = inspect.Signature(   # type: ignore[attr-defined]
+    [inspect.Parameter("source", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Any"),
+     inspect.Parameter("out_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str | os.PathLike"),
+     *(inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in DATASET_SETTINGS.items()),
+     *(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+       for f in fields(DatasetJob)),
+     inspect.Parameter("on_record", inspect.Parameter.KEYWORD_ONLY, default=None,
+                       annotation="Callable[[dict], None] | None")],
+    return_annotation="ExtractSummary")
+
+
+def extract_dataset_with(source: Any, out_dir: str | os.PathLike, settings: DescriptorSettings,
+                         job: DatasetJob, on_record: Callable[[dict], None] | None = None) -> ExtractSummary:
     """Extract descriptors of every image of ``source`` into a sharded data set at ``out_dir``.
 
     source: a folder (recursive, by image suffix), a glob, a list of paths, or a Ray Dataset with
     ``path`` and ``bytes`` columns (``ray.data.read_binary_files(..., include_paths=True)``).
-    Descriptor options as :meth:`Extractor.extract` (``dtype``: the network's precision);
-    ``store_dtype`` ``"fp32"`` / ``"fp16"`` (descriptors only); ``pca_dim``: store descriptors
-    projected to k dims by a PCA fitted on ``pca_sample`` images (kept in ``pca.safetensors``).
-    ``shard_size`` images per shard (and per actor call); ``num_workers`` actors, each with
-    ``num_gpus_per_worker`` GPUs. ``resume``: skip images whose path, content hash and parameters
-    are already in the manifest. ``on_record(record)`` is called in this process per written record.
-    Unreadable or corrupt images are recorded as failed with the reason; the job completes.
+    ``settings``: the descriptor settings (resolved here against the model: None facet / stride are
+    the model's); ``job``: how it runs and stores (:class:`DatasetJob`). ``on_record(record)`` is
+    called in this process per written record. Unreadable or corrupt images are recorded as failed
+    with the reason; the job completes.
     """
     require_ray()
-    check_int("num_workers", num_workers, 1)
-    check_int("shard_size", shard_size, 1)
-    check_int("batch_size", batch_size, 1)
-    if store_dtype not in STORE_DTYPES:
-        raise ParameterError(f"store_dtype={store_dtype!r}: expected one of {', '.join(STORE_DTYPES)}")
-    if pca_dim is not None:
-        check_int("pca_dim", pca_dim, 1)
+    job.check()
     from vitdense.features.models import get_spec, resolve_model_name
-    name, notice = resolve_model_name(model)
-    if notice and progress:
+    name, notice = resolve_model_name(job.model)
+    if notice and job.progress:
         print(f"notice: {notice}", file=sys.stderr)
     spec = get_spec(name)
-    options = {"model": name, "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
-               "device": device, "dtype": dtype}
-    settings = DescriptorSettings(layer if isinstance(layer, int) else tuple(layer), facet, stride, load_size,
-                                  bool(bin), hierarchy).resolve(spec)
+    options = {"model": name, "checkpoint": None if job.checkpoint is None else os.fspath(job.checkpoint),
+               "device": job.device, "dtype": job.dtype}
+    settings = settings.resolve(spec)
     settings.check(spec)
-    extract_kwargs = {**settings.kwargs(), "include_cls": include_cls, "saliency": saliency,
-                      "batch_size": batch_size}
-    if upsample is not None:
-        extract_kwargs["upsample"] = upsample
+    extract_kwargs = {**settings.kwargs(), "include_cls": job.include_cls, "saliency": job.saliency,
+                      "batch_size": job.batch_size}
+    if job.upsample is not None:
+        extract_kwargs["upsample"] = job.upsample
     out = Path(out_dir)
     is_dataset = not isinstance(source, (str, os.PathLike, list, tuple))
     rows = None if is_dataset else list_source(source)
     job_params = {**options, **{k: v for k, v in extract_kwargs.items() if k != "batch_size"},
-                  "store_dtype": store_dtype, "pca_dim": pca_dim}
-    store_info: dict = {"store_dtype": store_dtype}
+                  "store_dtype": job.store_dtype, "pca_dim": job.pca_dim}
+    store_info: dict = {"store_dtype": job.store_dtype}
     pca = None
-    if pca_dim is not None:
+    if job.pca_dim is not None:
         stored = load_pca(out)
         if stored is not None and stored[1].get("params") == json.loads(json.dumps(job_params, default=str)):
             tensors, _, digest = stored
@@ -381,36 +443,37 @@ def extract_dataset(source: Any, out_dir: str | os.PathLike, *, model: str = "au
             raise ParameterError("pca_dim with a Ray Dataset source needs a pca.safetensors in out_dir "
                                  "(fit it once from a list of paths)")
         else:
-            mean, comps, ratio, n = _fit_pca(rows, pca_dim, pca_sample, options, extract_kwargs)
+            mean, comps, ratio, n = _fit_pca(rows, job.pca_dim, job.pca_sample, options, extract_kwargs)
             digest = save_pca(out, mean, comps, ratio, {"params": job_params, "sample_images": n})
             tensors = {"mean": mean, "components": comps}
         pca = {"mean": tensors["mean"], "components": tensors["components"]}
-        store_info.update(pca_dim=pca_dim, pca=digest)
+        store_info.update(pca_dim=job.pca_dim, pca=digest)
     job_params["pca"] = store_info.get("pca")
     key = params_key(job_params)
     done = frozenset((r["path"], r["hash"]) for r in read_manifest(out)
-                     if resume and r.get("params_key") == key)
-    job = {"params_key": key, "params": job_params, "store": store_info, "version": vitdense_version()}
+                     if job.resume and r.get("params_key") == key)
+    manifest_job = {"params_key": key, "params": job_params, "store": store_info, "version": vitdense_version()}
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     extracted, failed, shards = 0, {}, set()
-    with ray_session(address) as ray, _user_errors():
+    with ray_session(job.address) as ray, _user_errors():
         from ray.data import ActorPoolStrategy
         if is_dataset:
             ds = source
         else:
-            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // shard_size + 1, 64)))
-        ds = ds.map_batches(_read_and_hash, fn_kwargs={"done": done}, batch_size=shard_size)
-        res = worker_resources(ray, num_workers, num_gpus_per_worker, cpus_per_worker)
-        threads = threads_per_worker or default_threads(num_workers)
-        ds = ds.map_batches(_ExtractWorker, batch_size=shard_size, compute=ActorPoolStrategy(size=num_workers),
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // job.shard_size + 1, 64)))
+        ds = ds.map_batches(_read_and_hash, fn_kwargs={"done": done}, batch_size=job.shard_size)
+        res = worker_resources(ray, job.num_workers, job.num_gpus_per_worker, job.cpus_per_worker)
+        threads = job.threads_per_worker or default_threads(job.num_workers)
+        ds = ds.map_batches(_ExtractWorker, batch_size=job.shard_size,
+                            compute=ActorPoolStrategy(size=job.num_workers),
                             fn_constructor_kwargs=dict(out_dir=str(out), run_id=run_id, options=options,
                                                        extract_kwargs=extract_kwargs, threads=threads,
-                                                       store_dtype=store_dtype, pca=pca, job=job), **res)
+                                                       store_dtype=job.store_dtype, pca=pca, job=manifest_job), **res)
         from tqdm import tqdm
         todo = None if rows is None else len(rows) - len(done)
-        with tqdm(total=todo, desc="vitdense extract-dataset", unit="image", disable=not progress,
+        with tqdm(total=todo, desc="vitdense extract-dataset", unit="image", disable=not job.progress,
                   dynamic_ncols=True) as bar:
             for row in ds.iter_rows():
                 rec = json.loads(row["record"])
@@ -509,7 +572,7 @@ def model_options(model: str, checkpoint: str | None, device: str, dtype: str | 
     return {"model": name, "checkpoint": checkpoint, "device": device, "dtype": dtype}, notice
 
 
-__all__ = ["extract_dataset", "ExtractSummary", "map_sets", "ray_session", "require_ray",
+__all__ = ["extract_dataset", "extract_dataset_with", "DatasetJob", "DATASET_SETTINGS", "ExtractSummary", "map_sets", "ray_session", "require_ray",
            "RayUnavailableError", "list_source", "model_options", "INSTALL_HINT"]
 
 
@@ -533,15 +596,16 @@ def add_extract_dataset_options(p) -> None:
 
 
 def extract_dataset_command(args) -> int:
-    """``vitdense extract-dataset``: parsed options -> :func:`extract_dataset`, then a summary."""
-    s = extract_dataset(
-        args.root, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
-        layer=args.layer[0] if len(args.layer) == 1 else args.layer, facet=args.facet, stride=args.stride,
-        load_size=args.load_size, bin=args.bin, hierarchy=args.hierarchy, include_cls=args.include_cls,
-        saliency=args.saliency, batch_size=args.batch_size, shard_size=args.shard_size,
-        num_workers=args.workers or 1, num_gpus_per_worker=args.gpus_per_worker, store_dtype=args.store_dtype,
-        pca_dim=args.pca_dim, pca_sample=args.pca_sample, resume=args.resume, address=args.address,
-        progress=not args.quiet)
+    """``vitdense extract-dataset``: parsed options -> :func:`extract_dataset_with`, then a summary."""
+    layer = args.layer[0] if len(args.layer) == 1 else tuple(args.layer)
+    settings = DescriptorSettings(layer, args.facet, args.stride, args.load_size, bool(args.bin), args.hierarchy)
+    job = DatasetJob(model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
+                     include_cls=args.include_cls, saliency=args.saliency, batch_size=args.batch_size,
+                     shard_size=args.shard_size, num_workers=args.workers or 1,
+                     num_gpus_per_worker=args.gpus_per_worker, store_dtype=args.store_dtype, pca_dim=args.pca_dim,
+                     pca_sample=args.pca_sample, resume=args.resume, address=args.address,
+                     progress=not args.quiet)
+    s = extract_dataset_with(args.root, args.out, settings, job)
     for path, reason in s.failed.items():
         print(f"failed: {path}: {reason}", file=sys.stderr)
     print(f"{s.num_extracted} image(s) extracted, {s.num_skipped} already stored, {len(s.failed)} failed, "
