@@ -94,7 +94,7 @@ def bench_client(images: list[str], load_size: int) -> list[tuple[str, float, in
         rows = [("server start until it answers (model preloaded)", startup, 1)]
         client = Client(url, verbose=False)
         files = [{"image": handle_file(p)} for p in images]
-        t, _ = timed(client.predict, files, 4, load_size=load_size, api_name="/part_cosegmentation")
+        t, _ = timed(client.predict, files, 4, load_size=load_size, api_name="/parts")
         rows.append((f"part co-segmentation, {len(images)} images, first run", t, 1))
         t, _ = timed(client.predict, 5, api_name="/recluster_parts")
         rows.append(("re-cluster into 5 parts (cached descriptors)", t, 1))

@@ -12,11 +12,10 @@ import numpy as np
 
 from vitdense.apps.registry import App, Inputs
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values, run_inputs
+from vitdense.web.controls import Page, endpoint, knob_components, knob_params, run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, descriptor_settings, numbered_stems, prepare_set, \
-    set_examples, set_input
-from vitdense.web.pool import extract_set
+from vitdense.web.inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, numbered_stems, set_examples, set_input
+from vitdense.web.pool import extract_app_set
 from vitdense.web.status import Done
 from vitdense.web.zips import write_zip
 
@@ -29,10 +28,8 @@ def run_app(app: App, images: Any, model: str = BUNDLED_MODEL, layer: Any = AUTO
     """Extract the set once, run the application from its descriptors, export as the CLI does.
 
     Returns (gallery of the export's pictures, summary markdown, zip, status)."""
-    ims = prepare_set(images, minimum=app.min_images)
-    settings = descriptor_settings(model, app.task, layer, facet, stride, load_size, bin)
-    values = knob_values(app, knobs or {}, model)
-    descs, _ = extract_set(model, ims, {**settings, **app.extract_options}, progress, with_saliency=False)
+    ims, settings, values, descs, _ = extract_app_set(app, images, model, (layer, facet, stride, load_size, bin),
+                                                      knobs, progress, with_saliency=False)
     result = app.run_descriptors(descs, **values)
     entries = app.export(result, Inputs([im.array for im in ims], [im.name for im in ims]), numbered_stems(ims))
     entries["params.json"] = dict(task=app.task, model=model, **settings, **values, max_side=MAX_SIDE)

@@ -237,6 +237,16 @@ def set_examples(component: Any) -> None:
                     example_labels=[f"{name} ({len(paths)} photos)" for name, paths in sets.items()])
 
 
+def pair_inputs(elem_prefix: str) -> tuple[gr.Image, gr.Image]:
+    """Image A and image B side by side (element ids ``<prefix>-a-input`` / ``-b-input``), with
+    the example pairs under them."""
+    with gr.Row():
+        a_in = image_input(label="Image A", height=260, elem_id=f"{elem_prefix}-a-input")
+        b_in = image_input(label="Image B", height=260, elem_id=f"{elem_prefix}-b-input")
+    pair_examples(a_in, b_in)
+    return a_in, b_in
+
+
 def pair_examples(a: Any, b: Any) -> None:
     pairs = example_pairs()
     if pairs:

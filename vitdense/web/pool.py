@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitdense.apps.registry import App
 from vitdense.features.cache import DescriptorCache
 from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.extractor import Extractor
@@ -18,7 +19,8 @@ from vitdense.features.models import BUNDLED_MODEL, MODELS, get_spec, hub_reacha
 from vitdense.ops.foreground import extract_with_saliency
 from vitdense.web.errors import NOTICE_SOURCES, log
 from vitdense.web.gate import checkpoint, offered_strides
-from vitdense.web.inputs import LOAD_SIZES, admit
+from vitdense.web.controls import knob_values
+from vitdense.web.inputs import LOAD_SIZES, admit, descriptor_settings, prepare_set
 from vitdense.web.serving.zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
 
 AUTO = "auto"
@@ -187,3 +189,17 @@ def extract_set(model: str, images: Sequence[Any], settings: dict, progress: Any
         descs.extend(d)
     progress(0.65, desc="Clustering")
     return descs, sal
+
+
+def extract_app_set(app: App, images: Any, model: str, descriptor: Sequence[Any], knobs: dict | None,
+                    progress: Any, with_saliency: bool = True) -> tuple[list, dict, dict, list, list]:
+    """A set tab's run up to the descriptors: the upload checked (``app.min_images``), the Advanced
+    settings ``descriptor`` (layer, facet, stride, load size, binning) resolved for ``app.task``,
+    the web knobs read (:func:`vitdense.web.controls.knob_values`) and the set extracted.
+
+    Returns (InputImages, descriptor settings, knob values, descriptors, saliency maps)."""
+    ims = prepare_set(images, minimum=app.min_images)
+    settings = descriptor_settings(model, app.task, *descriptor)
+    values = knob_values(app, knobs or {}, model)
+    descs, sal = extract_set(model, ims, {**settings, **app.extract_options}, progress, with_saliency=with_saliency)
+    return ims, settings, values, descs, sal

@@ -26,17 +26,8 @@ from vitdense.web.controls import Page, download_output, endpoint, knob_componen
     run_inputs
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import hover_block, matcher_payload
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SIDE,
-    InputImage,
-    admit,
-    descriptor_settings,
-    example_pairs,
-    image_input,
-    pair_examples,
-    prepare_pair,
-)
+from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, example_pairs, \
+    pair_inputs, prepare_pair
 from vitdense.web.pool import POOL, extract
 from vitdense.web.serving import validate
 from vitdense.web.state import keep, load, save, session_state, updated
@@ -293,10 +284,7 @@ def correspondences_download(key: Any) -> tuple:
 def build(page: Page) -> None:
     """The tab's layout and wiring (inside ``gr.Tab``)."""
     state = session_state()
-    with gr.Row():
-        a_in = image_input(label="Image A", height=260, elem_id="corr-a-input")
-        b_in = image_input(label="Image B", height=260, elem_id="corr-b-input")
-    pair_examples(a_in, b_in)
+    a_in, b_in = pair_inputs("corr")
     with gr.Row():
         knobs = knob_components(APP, page.default_model)
         run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")

@@ -13,19 +13,10 @@ from vitdense.apps.registry import Inputs
 from vitdense.errors import ParameterError
 from vitdense.export import to_jsonable
 from vitdense.features.models import BUNDLED_MODEL
-from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values, run_inputs
+from vitdense.web.controls import Page, endpoint, knob_components, knob_params, run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SIDE,
-    InputImage,
-    descriptor_settings,
-    numbered_stems,
-    prepare_set,
-    set_examples,
-    set_input,
-)
-from vitdense.web.pool import extract_set
+from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, numbered_stems, set_examples, set_input
+from vitdense.web.pool import extract_app_set
 from vitdense.web.state import keep, load, session_state
 from vitdense.web.status import Done
 from vitdense.web.zips import write_zip
@@ -65,10 +56,8 @@ def run_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any = AUT
 
     Returns (overlays gallery, cut-outs gallery, summary markdown, summary JSON, zip, session).
     """
-    ims = prepare_set(images)
-    settings = descriptor_settings(model, "cosegmentation", layer, facet, stride, load_size, bin)
-    knobs = knob_values(APP, knobs, model)
-    descs, sal = extract_set(model, ims, settings, progress)
+    ims, settings, knobs, descs, sal = extract_app_set(APP, images, model, (layer, facet, stride, load_size, bin),
+                                                       knobs, progress)
     result = cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
     if result.reason:
         gr.Warning(f"Empty masks: {result.reason}.")

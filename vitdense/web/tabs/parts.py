@@ -21,17 +21,8 @@ from vitdense.web.controls import Page, download_output, endpoint, knob_componen
     run_inputs
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import parts_block, parts_payload
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SIDE,
-    InputImage,
-    descriptor_settings,
-    numbered_stems,
-    prepare_set,
-    set_examples,
-    set_input,
-)
-from vitdense.web.pool import extract_set
+from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, numbered_stems, set_examples, set_input
+from vitdense.web.pool import extract_app_set
 from vitdense.web.serving import validate
 from vitdense.web.serving.results import compact_descriptors, expand_descriptors
 from vitdense.web.serving.workbudget import Job
@@ -154,10 +145,8 @@ def run_part_cosegmentation(images: Any, model: str = BUNDLED_MODEL, layer: Any 
     Returns (part overlays gallery, plotly figure of one image, image selector, legend markdown,
     summary JSON, zip, session).
     """
-    ims = prepare_set(images)
-    settings = descriptor_settings(model, "parts", layer, facet, stride, load_size, bin)
-    knobs = knob_values(APP, knobs, model)
-    descs, sal = extract_set(model, ims, settings, progress)
+    ims, settings, knobs, descs, sal = extract_app_set(APP, images, model, (layer, facet, stride, load_size, bin),
+                                                       knobs, progress)
     result = part_cosegment_descriptors(descs, sal, [im.image for im in ims], **knobs)
     if result.reason:
         gr.Warning(f"No parts: {result.reason}.")

@@ -12,16 +12,8 @@ from vitdense.apps.registry import Inputs
 from vitdense.features.models import BUNDLED_MODEL
 from vitdense.web.controls import Page, endpoint
 from vitdense.web.errors import ui_errors
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SET_IMAGES,
-    MAX_SIDE,
-    descriptor_settings,
-    numbered_stems,
-    prepare_set,
-    set_examples,
-    set_input,
-)
+from vitdense.web.inputs import AUTO, MAX_SET_IMAGES, MAX_SIDE, descriptor_settings, numbered_stems, prepare_set, \
+    set_examples, set_input
 from vitdense.web.pool import extract_set
 from vitdense.web.status import Done
 from vitdense.web.zips import write_zip

@@ -17,16 +17,8 @@ from vitdense.apps import get_app
 from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import hover_block, hover_payload
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SIDE,
-    InputImage,
-    admit,
-    descriptor_settings,
-    image_input,
-    pair_examples,
-    prepare_pair,
-)
+from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, pair_inputs, \
+    prepare_pair
 from vitdense.web.pool import POOL, extract
 from vitdense.web.serving.results import compact_descriptors, expand_descriptors
 from vitdense.web.state import keep, load, session_state
@@ -113,10 +105,7 @@ def click_similarity(session: Any, top_n: Any, evt: gr.SelectData) -> tuple:
 
 def build(page: Page) -> None:
     state = session_state()
-    with gr.Row():
-        a_in = image_input(label="Image A", height=260, elem_id="sim-a-input")
-        b_in = image_input(label="Image B", height=260, elem_id="sim-b-input")
-    pair_examples(a_in, b_in)
+    a_in, b_in = pair_inputs("sim")
     with gr.Row():
         knobs = knob_components(APP, page.default_model)
         run_btn = gr.Button("Extract descriptors", variant="primary", elem_id="sim-run")

@@ -21,16 +21,8 @@ from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, download_output, endpoint
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import hover_block, hover_payload
-from vitdense.web.inputs import (
-    AUTO,
-    MAX_SIDE,
-    InputImage,
-    descriptor_settings,
-    numbered_stems,
-    prepare_set,
-    set_examples,
-    set_input,
-)
+from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, \
+    set_examples, set_input
 from vitdense.web.pool import extract, extract_set
 from vitdense.web.serving import validate
 from vitdense.web.state import keep, load, save, session_state, updated
