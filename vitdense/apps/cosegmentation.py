@@ -26,17 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitdense.apps.knobs import (
-    REQUIRED,
-    AppKnobs,
-    keyword,
-    keyword_signature,
-    knob_parameters,
-    positional,
-    settings_for,
-    settings_parameters,
-    split_options,
-)
+from vitdense.apps.knobs import REQUIRED, VotedKnobs, keyword, keyword_signature, knob_parameters, positional, \
+    settings_for, settings_parameters, split_options
 from vitdense.errors import ParameterError, check_bool, check_range
 from vitdense.features.descriptors import FACETS, DescriptorSettings, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
@@ -120,7 +111,7 @@ STAGE1_KNOBS = ("elbow", "thresh", "votes_percentage", "sample_interval", "max_c
 
 
 @dataclass(frozen=True)
-class CosegKnobs(AppKnobs):
+class CosegKnobs(VotedKnobs):
     """Co-segmentation's own knobs (the descriptor settings are a
     :class:`~vitdense.features.descriptors.DescriptorSettings`). None = the value of
     :func:`vitdense.defaults.task_defaults` ("cosegmentation") for the model (:meth:`resolved`).
@@ -145,24 +136,10 @@ class CosegKnobs(AppKnobs):
     TASK: ClassVar[str] = TASK
     EXTRACTION: ClassVar[tuple[str, ...]] = ("outliers_facet", "low_res_saliency_maps", "batch_size")
 
-    elbow: float | None = None
-    thresh: float | None = None
-    votes_percentage: float | None = None
-    sample_interval: int | None = None
     remove_outliers: bool = False
     outliers_thresh: float = 0.7
     refine: bool | None = None
-    thresh_mode: str | None = None
-    vote_mode: str | None = None
-    fallback: bool | None = None
-    max_clusters: int = 14
-    n_init: int = 10
-    max_iter: int = 300
-    seed: int = 0
-    refiner: str = "auto"
     outliers_facet: str | None = None
-    low_res_saliency_maps: bool = False
-    batch_size: int = 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +232,7 @@ def validate_vote_modes(thresh_mode: str, vote_mode: str, fallback: bool) -> Non
 
 def validate_stage1(k: Any) -> None:
     """:func:`validate_vote_modes` and :func:`validate_coseg_params` of resolved knobs (co-segmentation's
-    or the parts' :class:`AppKnobs`)."""
+    or the parts' :class:`~vitdense.apps.knobs.VotedKnobs`)."""
     validate_vote_modes(k.thresh_mode, k.vote_mode, k.fallback)
     validate_coseg_params(k.elbow, k.thresh, k.votes_percentage, k.sample_interval,
                           getattr(k, "outliers_thresh", 0.0), k.max_clusters)

@@ -80,6 +80,29 @@ class AppKnobs:
         return {name: getattr(self, name) for name in names}
 
 
+@dataclass(frozen=True)
+class VotedKnobs(AppKnobs):
+    """The knobs co-segmentation and part co-segmentation share: the clustering of every descriptor
+    and the saliency votes (stage 1), k-means, the refinement's implementation, and two extraction
+    knobs (each subclass lists its ``EXTRACTION`` knobs). Their meaning is in the subclasses'
+    docstrings (:class:`vitdense.apps.cosegmentation.CosegKnobs`)."""
+
+    elbow: float | None = None
+    thresh: float | None = None
+    votes_percentage: float | None = None
+    sample_interval: int | None = None
+    thresh_mode: str | None = None
+    vote_mode: str | None = None
+    fallback: bool | None = None
+    max_clusters: int = 14
+    n_init: int = 10
+    max_iter: int = 300
+    seed: int = 0
+    refiner: str = "auto"
+    low_res_saliency_maps: bool = False
+    batch_size: int = 8
+
+
 def settings_for(task: str, extractor: Any, **given: Any) -> DescriptorSettings:
     """The descriptor settings of ``task`` for the extractor's model, resolved and checked once:
     ``given`` None values take the table's value, then the model's own (facet, stride, binning);

@@ -33,17 +33,8 @@ from vitdense.apps.cosegmentation import (
     resized_rgb,
     validate_stage1,
 )
-from vitdense.apps.knobs import (
-    REQUIRED,
-    AppKnobs,
-    keyword,
-    keyword_signature,
-    knob_parameters,
-    positional,
-    settings_for,
-    settings_parameters,
-    split_options,
-)
+from vitdense.apps.knobs import REQUIRED, VotedKnobs, keyword, keyword_signature, knob_parameters, positional, \
+    settings_for, settings_parameters, split_options
 from vitdense.errors import ParameterError, check_bool, check_range
 from vitdense.features.descriptors import DescriptorSettings, check_descriptor_set
 from vitdense.features.images import ImageLike, as_image_list, load_image
@@ -76,7 +67,7 @@ TASK = "parts"
 
 
 @dataclass(frozen=True)
-class PartsKnobs(AppKnobs):
+class PartsKnobs(VotedKnobs):
     """Part co-segmentation's own knobs (the descriptor settings are a
     :class:`~vitdense.features.descriptors.DescriptorSettings`). None = the value of
     :func:`vitdense.defaults.task_defaults` ("parts") for the model (:meth:`resolved`).
@@ -98,26 +89,12 @@ class PartsKnobs(AppKnobs):
     EXTRACTION: ClassVar[tuple[str, ...]] = ("low_res_saliency_maps", "num_crop_augmentations", "batch_size")
 
     num_parts: int | None = None
-    elbow: float | None = None
-    thresh: float | None = None
-    votes_percentage: float | None = None
-    sample_interval: int | None = None
     three_stages: bool = False
     elbow_second_stage: float = 0.94
     crf: bool | None = None
     crf_params: dict | None = None
-    thresh_mode: str | None = None
-    vote_mode: str | None = None
-    fallback: bool | None = None
     balanced_parts: bool | None = None
-    max_clusters: int = 14
-    n_init: int = 10
-    max_iter: int = 300
-    seed: int = 0
-    refiner: str = "auto"
-    low_res_saliency_maps: bool = False
     num_crop_augmentations: int = 0
-    batch_size: int = 8
 
 
 @dataclass
