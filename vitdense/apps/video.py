@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitdense.apps.knobs import settings_for
 from vitdense.errors import ImageError, ParameterError, check_range
 from vitdense.features.images import IMAGE_SUFFIXES, list_images, load_image
 from vitdense.ops.clustering import l2_normalize
@@ -368,8 +369,8 @@ def _load_frames(frames: Sequence[Any], indices: Iterable[int], size: tuple[int,
 
 def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_frames: int = 10,
                 temporal_smoothing: float = 0.6, bidirectional: bool = True, fps: float | None = None,
-                load_size: int | None = 224, layer: int = 11,
-                facet: str | None = None, bin: bool = False, stride: int | None = None,
+                load_size: int | None = 224, layer: int | Sequence[int] | None = None,
+                facet: str | None = None, bin: bool | None = None, stride: int | None = None,
                 low_res_saliency_maps: bool = False, num_crop_augmentations: int = 0, crf: bool = False,
                 batch_size: int = 8, **part_knobs: Any) -> VideoPartsResult:
     """Part co-segmentation of a clip (see the module docstring).
@@ -382,7 +383,8 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     (``temporal_smoothing`` in [0, 1): the weight of the past in the moving average, 0 = off).
     ``crf``: dense CRF on the sampled frames' part maps (``result.parts``); off by default because
     the propagated labels use only the centroids, which it changes only with ``three_stages``.
-    Descriptor options as in ``Extractor.extract`` (``stride=None``: the model's default). Frames
+    Descriptor options as in ``Extractor.extract``; None takes the defaults table's "video" row for
+    the model, then the model's own (:func:`vitdense.apps.knobs.settings_for`). Frames
     are extracted ``batch_size`` at a time; only their score maps are kept.
     """
     from vitdense.apps import parts as pcs
@@ -400,7 +402,10 @@ def video_parts(extractor: "Extractor", frames: Sequence[Any], *, num_sampled_fr
     knobs = pcs.PartsKnobs.from_descriptor_options(**part_knobs).resolved(extractor.model_name)
     pcs.validate_part_params(knobs.num_parts, knobs.elbow_second_stage, num_crop_augmentations)
     idx = sample_indices(len(frames), num_sampled_frames)
-    stride = extractor.resolve_stride(stride)
+    settings = settings_for("video", extractor, load_size=load_size, layer=layer, facet=facet, bin=bin,
+                            stride=stride)
+    load_size, layer, facet, bin, stride = (settings.load_size, settings.layer, settings.facet, settings.bin,
+                                            settings.stride)
     sampled = _load_frames(frames, idx, None)
     size = sampled[0].size
     ex_kw = dict(load_size=load_size, layer=layer, facet=facet, bin=bin, stride=stride, batch_size=batch_size)
