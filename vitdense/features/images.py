@@ -13,7 +13,7 @@ import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, NamedTuple, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -228,10 +228,17 @@ def host_array(pixels: Any) -> np.ndarray:
     return pixels.cpu().numpy() if is_tensor(pixels) else np.asarray(pixels, dtype=np.uint8)
 
 
-def _plain_jpeg(src: object, max_pixels: int) -> bytes | None:
-    """The file's bytes when ``src`` (path or bytes) is a JPEG that torchvision decodes exactly as
-    PIL does: 3-channel (PIL mode RGB) and no EXIF / XMP rotation; None otherwise (and on any doubt:
-    :func:`load_image` then reads it and words any error)."""
+class _Jpeg(NamedTuple):
+    """A JPEG to decode with torchvision: its bytes and its (W, H) from the header."""
+
+    data: bytes
+    size: tuple[int, int]
+
+
+def _plain_jpeg(src: object, max_pixels: int) -> _Jpeg | None:
+    """The file's bytes and size when ``src`` (path or bytes) is a JPEG that torchvision decodes
+    exactly as PIL does: 3-channel (PIL mode RGB) and no EXIF / XMP rotation; None otherwise (and on
+    any doubt: :func:`load_image` then reads it and words any error)."""
     if isinstance(src, (str, os.PathLike)):
         if Path(src).suffix.lower() not in JPEG_SUFFIXES:
             return None
@@ -251,7 +258,7 @@ def _plain_jpeg(src: object, max_pixels: int) -> bytes | None:
             plain = img.format == "JPEG" and img.mode == "RGB" and img.getexif().get(0x0112, 1) == 1
     except Exception:  # noqa: BLE001 (load_image words it)
         return None
-    return data if plain and w * h <= max_pixels else None
+    return _Jpeg(data, (w, h)) if plain and w * h <= max_pixels else None
 
 
 def decode_jpegs(datas: Sequence[bytes], device: Any = "cpu") -> list[Any]:
@@ -299,7 +306,7 @@ def load_pixels(sources: Sequence[ImageLike], device: Any = "cpu", lanczos_to: i
                 raise
             return err
     out = map_threads(first, list(sources))
-    jpegs = [i for i, o in enumerate(out) if isinstance(o, bytes)]
+    jpegs = [i for i, o in enumerate(out) if isinstance(o, _Jpeg)]
     if not jpegs:
         return out
     try:
@@ -307,20 +314,19 @@ def load_pixels(sources: Sequence[ImageLike], device: Any = "cpu", lanczos_to: i
     except ImportError:  # torchvision is optional here: PIL reads them
         return [_pil_or_error(sources[i], o, max_pixels, errors) for i, o in enumerate(out)]
 
-    def on_device(data: bytes) -> bool:
-        with Image.open(io.BytesIO(data)) as img:
-            return lanczos_to is None or min(img.size) == lanczos_to
+    def on_device(jpeg: _Jpeg) -> bool:
+        return lanczos_to is None or min(jpeg.size) == lanczos_to
     groups = {"cpu": [i for i in jpegs if not on_device(out[i])]}
     groups[str(device)] = groups.get(str(device), []) + [i for i in jpegs if on_device(out[i])]
     for dev, idx in groups.items():
-        for i, pixels in zip(idx, decode_jpegs([out[i] for i in idx], dev)):
+        for i, pixels in zip(idx, decode_jpegs([out[i].data for i in idx], dev)):
             out[i] = pixels if pixels is not None else _pil_or_error(sources[i], None, max_pixels, errors)
     return out
 
 
 def _pil_or_error(src: ImageLike, got: Any, max_pixels: int, errors: str) -> Any:
-    """``got`` unless it is JPEG bytes still to decode; then :func:`load_image` (or its error)."""
-    if got is not None and not isinstance(got, bytes):
+    """``got`` unless it is a JPEG still to decode; then :func:`load_image` (or its error)."""
+    if got is not None and not isinstance(got, _Jpeg):
         return got
     try:
         return load_image(src, max_pixels)
