@@ -243,9 +243,12 @@ def test_hover_previews_the_match_in_the_page(page, app_url, bundled_extractor, 
     from vitdense.web.inputs import descriptor_settings, prepare_pair
 
     page.get_by_role("tab", name="Correspondences").click()
-    if not page.evaluate(f"() => !!({HOVER}?.ready)"):
-        run_cat_pair(page)
+    # the landing result's (or an earlier run's) payload first, then this run's: moves made while a
+    # new payload arrives would be counted by the engine it replaces
     page.wait_for_function(f"() => !!({HOVER}?.ready)")
+    before = page.evaluate(f"() => ({HOVER}).run")
+    run_cat_pair(page)
+    page.wait_for_function(f"(old) => !!({HOVER}?.ready) && ({HOVER}).run !== old", arg=before)
     img = page.locator("#corr-a-output img")
     hover_moves(page, "corr-a-output", 100, artifacts_dir / "app_correspondences_hover.png")
 
