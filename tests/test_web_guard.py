@@ -52,6 +52,27 @@ def test_status_line_follows_errors_successes_and_cleared_sessions():
     assert out[1].startswith("Your results were cleared") and read() == out[1]
 
 
+def test_a_visitors_clicks_run_one_at_a_time():
+    """Clicks sent without waiting for the previous answer (the page's trigger mode "multiple")
+    each read what the previous click saved: none of the two is lost."""
+    import threading
+    import time
+    saved: list[list[str]] = [[]]
+
+    @ui_errors
+    def click(name: str) -> None:
+        clicks = list(saved[0])          # read ...
+        time.sleep(0.05)
+        saved[0] = clicks + [name]       # ... modify, save
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(saved[0]) == ["a", "b"]
+
+
 def test_heavy_slot_is_released_when_the_handler_ends():
     old = gate.JOBS.limits
     gate.configure(max_work=1e9, max_waiting=0)

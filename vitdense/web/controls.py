@@ -166,3 +166,12 @@ class Page:
         event.failure(status_reader(self.tab), None, self.status, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden", queue=False)
         return wire_status(event, self.tab, self.status)
+
+    def on_select(self, picture: Any, fn: Callable, inputs: Any, outputs: Any) -> Any:
+        """A click on ``picture`` (``fn(..., evt: gr.SelectData)``; private, watched).
+
+        Gradio's default trigger mode ("once") drops a click made while the previous click's event
+        is still pending: a quick second click, or any click under load, got no answer at all.
+        "always_last" sends the latest click made meanwhile once the pending one completes."""
+        return self.watch(picture.select(fn, inputs, outputs, api_visibility="private", concurrency_limit=None,
+                                         show_progress="minimal", trigger_mode="multiple"))

@@ -40,7 +40,8 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
     ``heavy``: a handler that runs the network: the whole handler runs in a low-priority job thread
     (:func:`vitdense.web.gate.in_job_thread`), so that clicks keep the cores. Any other handler
     that is not ``quiet`` is a click: refused with one sentence when its visitor clicks faster than
-    the limit (:func:`vitdense.web.gate.check_click`).
+    the limit (:func:`vitdense.web.gate.check_click`), and run after the visitor's previous click
+    (:func:`vitdense.web.gate.visitor_turn`: the page sends clicks without waiting for answers).
     ``tab``: the tab whose status line it fills (default: the handler's module name).
     ``@ui_errors`` or ``@ui_errors(cleared=..., quiet=..., heavy=..., tab=...)``.
     """
@@ -62,9 +63,12 @@ def ui_errors(fn: Callable | None = None, *, cleared: Callable[[str], Any] | Non
         t0 = time.monotonic()
         token = gate.CURRENT_TAB.set(tab)
         try:
-            if not heavy_job and not quiet:
+            if heavy_job or quiet:
+                out = fn(*args, **kwargs)
+            else:
                 gate.check_click()
-            out = fn(*args, **kwargs)
+                with gate.visitor_turn():
+                    out = fn(*args, **kwargs)
         except SessionCleared as err:
             msg = one_line(str(err))
             set_status(tab, msg)

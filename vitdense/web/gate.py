@@ -139,6 +139,18 @@ def checkpoint() -> None:
         held.meter.check()
 
 
+#: a visitor's clicks run one at a time (locks striped by session: bounded, no per-visitor entries)
+_TURNS = [threading.RLock() for _ in range(64)]
+
+
+@contextlib.contextmanager
+def visitor_turn() -> Any:
+    """The running event's visitor has its turn: its clicks (sent without waiting for the previous
+    one's answer) each read the result the previous one saved, never the same one twice."""
+    with _TURNS[hash(session_id()) % len(_TURNS)]:
+        yield
+
+
 def check_click() -> None:
     """Raise :class:`Busy` (one sentence) when the running event's visitor clicks faster than
     ``Limits.click_rate`` per second."""

@@ -11,13 +11,25 @@
 // (gr.SelectData.index) assumes a picture is never enlarged, so a click on an enlarged picture is
 // re-sent with the position Gradio's rule turns into the clicked original pixel. Without this
 // script nothing is enlarged and Gradio's own rule is right.
+//
+// A click on a picture that is still loading (the server's answer to the previous click replaces
+// it; under load that takes seconds) would reach Gradio with no size to place it and be lost: it
+// is held and sent again, at the same place, once the picture has loaded.
 function vdFitPictures() {
   if (window.vdFit) return;
-  window.vdFit = {remapped: 0};
+  window.vdFit = {remapped: 0, held: 0};
   document.documentElement.classList.add("vd-fit");
   document.addEventListener("click", (e) => {
     const img = e.target;
     if (e.vdRemapped || !img || img.tagName !== "IMG" || !img.closest(".image-container button > .image-frame")) return;
+    if (!img.complete || !img.naturalWidth) {
+      e.stopPropagation();
+      const {clientX, clientY, detail} = e;
+      window.vdFit.held += 1;
+      img.addEventListener("load", () => img.dispatchEvent(new MouseEvent("click", {
+        bubbles: true, cancelable: true, view: window, detail, clientX, clientY})), {once: true});
+      return;
+    }
     const rc = contentRect(img);
     if (!(rc.s > 1)) return;
     const r = img.getBoundingClientRect();        // Gradio's rule: scale min(..., 1), centred
@@ -333,6 +345,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
 
   function sourcePixel(img, clientX, clientY) {
+    if (!img.naturalWidth) return null;             // still loading: its click is held (vdFitPictures)
     const rc = contentRect(img);
     const x = Math.round((clientX - rc.left) / rc.s), y = Math.round((clientY - rc.top) / rc.s);
     if (x < 0 || y < 0 || x >= img.naturalWidth || y >= img.naturalHeight) return null;

@@ -318,8 +318,7 @@ def build(page: Page) -> None:
                        concurrency_limit=None, show_progress="hidden") \
             .success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
                      show_progress="hidden")
-    page.watch(a_out.select(click_correspondence, state, outputs, api_visibility="private",
-                            concurrency_limit=None, show_progress="minimal"))
+    page.on_select(a_out, click_correspondence, state, outputs)
     endpoint(page, match_btn.click, match_point, [state, click_x, click_y], outputs, api_name=MATCH_API)
     endpoint(page, clear_btn.click, clear_points, state, outputs, api_name=CLEAR_API)
     endpoint(page, download_btn.click, correspondences_download, state, zip_out, api_name=DOWNLOAD_API)

@@ -332,7 +332,7 @@ def build(page: Page) -> None:
             .then(send_parts, state, pin, **aux)
     endpoint(page, index.input, part_view, [state, index], plot, api_name=VIEW_API) \
         .then(part_pick_image, [state, index], [click_img, state], **aux).then(send_parts, state, pin, **aux)
-    page.watch(click_img.select(click_part, state, view_outputs, show_progress="minimal", **aux))
+    page.on_select(click_img, click_part, state, view_outputs)
     endpoint(page, toggles.input, part_display, [state, toggles, opacity], view_outputs, api_name=DISPLAY_API)
     endpoint(page, download_btn.click, parts_download, state, zip_out, api_name=DOWNLOAD_API)
     page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))

@@ -126,7 +126,6 @@ def build(page: Page) -> None:
     run = endpoint(page, run_btn.click, run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
                    api_name=RUN_API)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    page.watch(a_out.select(click_similarity, [state, *knobs], [a_out, b_out, md, info], api_visibility="private",
-                 concurrency_limit=None, show_progress="minimal"))
+    page.on_select(a_out, click_similarity, [state, *knobs], [a_out, b_out, md, info])
     endpoint(page, point_btn.click, similarity_point, [state, x, y, *knobs], [a_out, b_out, md, info],
              api_name=POINT_API)

@@ -221,8 +221,7 @@ def build(page: Page) -> None:
     for ev in (endpoint(page, run_btn.click, run_transfer, [images, source, *page.descriptor_inputs],
                         [*outputs, source], api_name=RUN_API), pick):
         ev.success(send_hover, state, hover, **aux)
-    page.watch(src_img.select(click_transfer, state, outputs, api_visibility="private", concurrency_limit=None,
-                   show_progress="minimal"))
+    page.on_select(src_img, click_transfer, state, outputs)
     endpoint(page, point_btn.click, transfer_point, [state, x, y], outputs, api_name=POINT_API)
     endpoint(page, clear_btn.click, transfer_clear, state, outputs, api_name=CLEAR_API)
     endpoint(page, download_btn.click, transfer_download, state, file_out, api_name=DOWNLOAD_API)
