@@ -16,8 +16,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vitdense"
 #: layer of every module, bottom (0) to top, by dotted path prefix (the longest prefix wins); a new
 #: top-level module must be placed here, a module inside a layer's package takes the package's layer
 LAYERS: dict[str, int] = {
-    # 0: the base vocabulary: errors, the defaults table, writing files, the version, moved paths
-    "errors": 0, "defaults": 0, "export": 0, "version": 0, "moved": 0,
+    # 0: the base vocabulary: errors, the defaults table, writing files, the version, moved paths,
+    # stop points
+    "errors": 0, "defaults": 0, "export": 0, "version": 0, "moved": 0, "stops": 0,
     # 1: model and features (images in, descriptors out)
     "features": 1,
     # 2: shared numerics of the applications

@@ -299,6 +299,33 @@ def test_a_job_past_twice_its_estimate_is_stopped_and_the_previous_results_stay(
     assert status.status_reader("cosegmentation")() == info.value.message
 
 
+def test_a_job_past_its_allowance_is_stopped_inside_a_network_pass(bundled_extractor):
+    """The allowance runs out in the middle of a pair's first network pass: the pass stops between
+    two transformer blocks (a stop point of vitdense.stops), not at its end."""
+    import traceback
+
+    from PIL import Image
+
+    from vitdense import web
+    from vitdense.web.serving.workbudget import Overrun
+    from vitdense.web.tabs.correspondences import pair_session
+    from test_app_client import CAT_A, CAT_B
+    web.POOL.put(bundled_extractor)
+    job = Job(app="correspondences", sizes_wh=tuple(Image.open(p).size for p in (CAT_A, CAT_B)), load_size=224,
+              patch=14, stride=14, blocks=12, embed_dim=384)
+    old = gate.JOBS.limits
+    gate.configure(seconds_scale=0.05 / job.seconds)     # a fraction of the first pass's work
+    try:
+        with pytest.raises(Overrun) as info:
+            pair_session(str(CAT_A), str(CAT_B), load_size=224)
+    finally:
+        gate.JOBS.configure(old)
+        gate.release_held()
+    where = [(f.filename, f.name) for f in traceback.extract_tb(info.value.__traceback__)]
+    assert any(f.endswith("features/extractor.py") and n == "forward" for f, n in where), where[-4:]
+    assert gate.JOBS.work.running == 0
+
+
 def test_the_cosegmentation_tab_on_real_photos_matches_the_hand_drawn_masks(bundled_extractor):
     """The web tab's quality on bench/data/coseg_sets/felines_2 (hand-drawn masks) at the page's
     defaults: the masks it keeps for the visitor score as the library's (Jaccard > 0.85; README 0.877)."""

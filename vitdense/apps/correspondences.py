@@ -39,6 +39,7 @@ import torch
 from vitdense.errors import ParameterError, check_int, check_range
 from vitdense.features.descriptors import check_descriptor_set
 from vitdense.ops.clustering import kmeans, l2_normalize, small_work_threads
+from vitdense.stops import stop_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -260,6 +261,7 @@ def _mutual_nn(a: torch.Tensor, b: torch.Tensor, chunk: int
     nn21 = torch.zeros(t2, dtype=torch.long, device=dev)
     bt = b.t()
     for start in range(0, t1, chunk):  # loop over chunks of rows, never over single tokens
+        stop_point()
         s = a[start:start + chunk] @ bt                    # c x T2
         sim12[start:start + chunk], nn12[start:start + chunk] = s.max(dim=1)
         col_max, col_arg = s.max(dim=0)                    # T2

@@ -43,6 +43,7 @@ from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
 )
 from vitdense.ops.refine import refine_masks, resize_labels, resolve_refiner
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
+from vitdense.stops import stop_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -330,6 +331,7 @@ def assemble_result(descs: Sequence["ImageDescriptors"], sal: list[np.ndarray], 
                          inliers, sims, reason, params, idx)
     masks, refined = [], []
     for i, (gm, g) in enumerate(zip(grid_masks, geoms)):
+        stop_point()
         if not gm.any():
             masks.append(np.zeros(g.orig_size, bool))
             refined.append(False)

@@ -49,6 +49,7 @@ from vitdense.ops.clustering import (
 from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
 from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
 from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
+from vitdense.stops import stop_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -199,6 +200,7 @@ def _smooth(unary: np.ndarray, geometry: "Geometry", rgb: np.ndarray | None, crf
         labels = grid.argmin(axis=2).astype(np.int64)
         return labels if size is None else grid_to_size(labels, geometry, size, mode="nearest").astype(np.int64)
     up = grid_to_size(grid, geometry, None, mode=UNARY_UPSAMPLING)  # H1 x W1 x C
+    stop_point()
     labels = dense_crf(rgb, np.ascontiguousarray(up.transpose(2, 0, 1)), **crf_params)
     if size is None:
         return _at_cells(labels, geometry)

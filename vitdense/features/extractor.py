@@ -30,6 +30,7 @@ from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, 
 from vitdense.features.images import (ImageLike, as_image_list, host_array, load_image, load_pixels, map_threads,
                                       pixel_size, resized_size)
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
+from vitdense.stops import stop_point
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,7 @@ class Extractor:
         cls_attention = None
         self.num_forward_calls += 1
         for i, blk in enumerate(m.blocks[:last + 1]):
+            stop_point()
             want_qkv = (i in layers and facet != "token") or (saliency and i == spec.depth - 1)
             if not want_qkv:
                 x = blk(x) if rope is None else blk(x, rope=rope)

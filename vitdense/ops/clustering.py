@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vitdense.errors import ParameterError, check_range
+from vitdense.stops import stop_point
 
 DEFAULT_CHUNK = 32768  # rows per distance block in :func:`assign` (chunk x k floats)
 #: k-means of at most this many values (N x D) on an accelerator runs on the CPU: its restarts and
@@ -109,6 +110,7 @@ def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int =
     centers = [x[first]]
     closest = squared_distances(x, x[first:first + 1])[:, 0]
     for _ in range(1, k):  # k <= a few tens: a loop over centroids, not over points
+        stop_point()
         total = float(closest.sum())
         if total <= 0.0:  # all points coincide with chosen centres: pick uniformly
             idx = int(torch.randint(n, (1,), generator=gen))
@@ -131,6 +133,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[tor
     labels = None
     it = 0
     for it in range(1, max_iter + 1):
+        stop_point()
         new_labels, d = assign(x, centroids)
         if labels is not None and torch.equal(new_labels, labels):
             return centroids, new_labels, float(d.sum()), it  # converged: this assignment is final

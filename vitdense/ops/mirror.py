@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vitdense.ops.clustering import l2_normalize
+from vitdense.stops import stop_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.descriptors import ImageDescriptors
@@ -62,9 +63,12 @@ def orientation_score(source: torch.Tensor, target: torch.Tensor, chunk: int | N
     (T2 x D), in row chunks (the T1 x T2 matrix is never held at once)."""
     a, b = l2_normalize(source.float()), l2_normalize(target.float().to(source.device)).t()
     step = chunk or max(1, (1 << 24) // max(b.shape[1], 1))
+    best = []
     with torch.no_grad():
-        best = torch.cat([(a[s:s + step] @ b).max(dim=1).values for s in range(0, a.shape[0], step)])
-    return float(best.mean())
+        for s in range(0, a.shape[0], step):
+            stop_point()
+            best.append((a[s:s + step] @ b).max(dim=1).values)
+    return float(torch.cat(best).mean())
 
 
 def choose_orientation(d1: "ImageDescriptors", d2: "ImageDescriptors", d2_mirrored: "ImageDescriptors",

@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Hashable
 
+from vitdense import stops
 from vitdense.web.serving.gate import Held, JobGate
 from vitdense.web.serving.limits import Limits
 from vitdense.web.serving.workbudget import Busy, Job
@@ -129,14 +130,19 @@ def release_held() -> None:
         trim_memory()
 
 
-def checkpoint() -> None:
-    """Between two steps of a heavy job (extraction batches, before clustering): raise
-    :class:`~vitdense.web.serving.workbudget.Overrun` (one sentence) when the running handler's
-    job has done more than ``Limits.overrun`` x its estimated work; ``ui_errors`` then shows the
-    sentence and releases the job, and the visitor's previous results stay. Outside a job: nothing."""
+def check_work() -> None:
+    """The web's check at every stop point (:mod:`vitdense.stops`: each block of a network pass,
+    each k-means iteration, each chunk of a similarity pass, each refined image): raise
+    :class:`~vitdense.web.serving.workbudget.Overrun` (one sentence) when the running handler's job
+    has done more than ``Limits.overrun`` x its estimated work; ``ui_errors`` then shows the
+    sentence and releases the job, and the visitor's previous results stay. Outside a job (another
+    thread, a click): nothing."""
     held: Held | None = getattr(_HELD, "job", None)
     if held is not None:
         held.meter.check()
+
+
+stops.install(check_work)
 
 
 #: a visitor's clicks run one at a time (locks striped by session: bounded, no per-visitor entries)

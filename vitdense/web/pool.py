@@ -17,8 +17,9 @@ from vitdense.features.descriptors import ImageDescriptors
 from vitdense.features.extractor import Extractor
 from vitdense.features.models import BUNDLED_MODEL, MODELS, get_spec, hub_reachable, weights_status
 from vitdense.ops.foreground import extract_with_saliency
+from vitdense.stops import stop_point
 from vitdense.web.errors import NOTICE_SOURCES, log
-from vitdense.web.gate import checkpoint, offered_strides
+from vitdense.web.gate import offered_strides
 from vitdense.web.controls import knob_values
 from vitdense.web.inputs import LOAD_SIZES, admit, descriptor_settings, prepare_set
 from vitdense.web.serving.zerogpu import estimated_seconds, gpu_task, load_spaces, on_zero_gpu
@@ -141,10 +142,10 @@ def _cpu(d: ImageDescriptors) -> ImageDescriptors:
 @gpu
 def extract(model: str, images: list[Image.Image], kwargs: dict) -> list[ImageDescriptors]:
     """The network pass (on the GPU when there is one); a job past its allowance stops before and
-    after it (:func:`vitdense.web.gate.checkpoint`)."""
-    checkpoint()
+    after it (:func:`vitdense.stops.stop_point`)."""
+    stop_point()
     descs = POOL.get(model).extract(images, **kwargs)
-    checkpoint()
+    stop_point()
     return [_cpu(d) for d in descs] if ON_ZERO_GPU else descs
 
 
@@ -153,17 +154,17 @@ def extract_saliency(model: str, images: list[Image.Image],
                      settings: dict) -> tuple[list[ImageDescriptors], list[np.ndarray]]:
     """Descriptors and the saliency maps that vote in (part) co-segmentation (a job past its
     allowance stops before and after the pass)."""
-    checkpoint()
+    stop_point()
     descs, sal = extract_with_saliency(POOL.get(model), images, include_cls=False,
                                        low_res_saliency_maps=False, **settings)
-    checkpoint()
+    stop_point()
     return ([_cpu(d) for d in descs] if ON_ZERO_GPU else descs), sal
 
 
 @gpu_task(duration=lambda model, fn, images, *args, **kwargs: estimated_seconds(model, images, kwargs))
 def run_on_gpu(model: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """``fn(extractor, *args, **kwargs)`` for a library function that runs the network itself."""
-    checkpoint()
+    stop_point()
     return fn(POOL.get(model), *args, **kwargs)
 
 
@@ -171,7 +172,7 @@ def extract_set(model: str, images: Sequence[Any], settings: dict, progress: Any
                 with_saliency: bool = True, chunk: int = 4) -> tuple[list[ImageDescriptors], list]:
     """Extract a set of InputImages in chunks so that the progress bar moves; returns
     (descs, saliency maps). The work budget is checked first (refused at once, or a bounded wait);
-    a job past its allowance stops between chunks (:func:`vitdense.web.gate.checkpoint`)."""
+    a job past its allowance stops between chunks (:func:`vitdense.stops.stop_point`)."""
     admit(model, images, settings, with_saliency, progress)
     progress(0.02, desc=f"Loading {model}")
     POOL.get(model)
