@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stop a running job (between its steps, with a sentence) once its work, the "
                         "process's CPU seconds / 2, passes this many times its estimate (default 2 on "
                         "CPU, never with CUDA); 'inf' never stops one")
+    g.add_argument("--max-hold", default=None,
+                   help="stop a running job once it has kept the demo this many wall seconds while "
+                        "another visitor's job waits, or its own allowance (--overrun-factor x its "
+                        "estimate) if longer (default 60); 'inf' never stops one for that")
     g.add_argument("--seconds-scale", default=None,
                    help="this machine's seconds per estimated second of the 2-vCPU Space (default 1), "
                         "for --max-seconds and --overrun-factor on slower or faster CPUs")
@@ -89,6 +93,7 @@ def limits(args: argparse.Namespace) -> dict:
                max_work=None if args.max_work is None else parse_work(args.max_work),
                max_seconds=None if args.max_seconds is None else parse_work(args.max_seconds, "max seconds"),
                overrun=None if args.overrun_factor is None else parse_work(args.overrun_factor, "overrun factor"),
+               hold_s=None if args.max_hold is None else parse_work(args.max_hold, "max hold"),
                seconds_scale=None if args.seconds_scale is None else parse_work(args.seconds_scale, "seconds scale"),
                click_rate=args.click_rate, proxy_hops=args.proxy_hops,
                max_waiting=args.max_waiting, max_wait_s=args.max_wait, queue_size=args.queue_size,

@@ -1,6 +1,9 @@
 """vitdense.draw on real photographs and on real results of the bundled model."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -232,6 +235,12 @@ def test_real_results_drawn(cat, astro, descs):
         patch = ia[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3).astype(int)
         assert (np.abs(patch - col).sum(axis=1) < 40).any()
 
+    # with the heat map: only the top 5% of the last match's map is coloured, the rest of its
+    # target picture is left as it is (no tint over the whole picture)
+    ia, ib = draw.draw_point_match(cat, astro, matches[:1], heatmap=True)
+    changed = np.abs(ib.astype(int) - astro.astype(int)).max(axis=2) > 8
+    assert 0.01 < changed.mean() < 0.12, changed.mean()
+
 
 # ---------------------------------------------------------------------------------------------- plotly
 def test_parts_figure_hover_shows_part_id(cat):
@@ -260,6 +269,11 @@ def test_similarity_figure_hover_values(cat):
     assert z[:, 0].mean() < -0.8 and z[:, -1].mean() > 0.8       # left dissimilar, right similar
     assert np.all(np.diff(z[0]) >= -1e-6)
     assert "similarity" in hover.hovertemplate
+    src = fig.data[0].source                                        # the picture shown (PNG data URI)
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+    changed = np.abs(shown.astype(int) - cat.astype(int)).max(axis=2) > 8
+    # only the top of the map (right) is coloured; the colour scale sits in the bottom-left corner
+    assert changed[:75, :40].mean() < 0.02 and changed[:, -40:].mean() > 0.3
 
 
 # ---------------------------------------------------------------------------------------------- video

@@ -150,6 +150,8 @@ def test_app_flags_become_limits():
     stop = Limits(**app.limits(app.parse_args(["--overrun-factor", "3", "--seconds-scale", "1.5"])))
     assert (stop.overrun, stop.seconds_scale) == (3.0, 1.5) and Limits.resolve(cuda=False).overrun == 2.0
     assert Limits.resolve(cuda=True).overrun == math.inf      # the estimate counts the CPU's work
+    hold = Limits(**app.limits(app.parse_args(["--max-hold", "45"])))
+    assert hold.hold_s == 45.0 and Limits.resolve(cuda=False).hold_s == Limits.resolve(cuda=True).hold_s == 60.0
 
 
 def test_a_full_queue_answers_our_sentence():

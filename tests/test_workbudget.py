@@ -225,3 +225,25 @@ def test_the_work_meter_counts_the_process_cpu_time_shared_by_the_running_jobs()
     off = WorkMeter(1.0, factor=math.inf, cpu=lambda: cpu[0])
     cpu[0] += 1e6
     off.check()                                           # inf: never stopped
+
+
+def test_a_job_holding_the_slot_past_the_hold_while_others_wait_is_stopped():
+    """Wall time counts only while another visitor waits: past max(hold, 2 x estimate) then, one
+    sentence; alone, a job slowed by the machine's load runs on (its CPU work is what counts)."""
+    from vitdense.web.serving.workbudget import Overrun, WorkMeter
+    wall, waiting = [0.0], [0]
+    meter = WorkMeter(15.0, cpu=lambda: 0.0, hold_s=60.0, waiting=lambda: waiting[0], clock=lambda: wall[0])
+    assert meter.hold_limit_s == 60.0                     # max(60, 2 x 15)
+    wall[0] = 500.0
+    meter.check()                                         # nobody waits: no limit on wall time
+    waiting[0] = 1
+    with pytest.raises(Overrun, match=r"^stopped after 500 s while other visitors waited \(a job keeps the demo "
+                                      r"at most 60 s when others wait; this server is busy\)"):
+        meter.check()
+    long = WorkMeter(45.0, cpu=lambda: 0.0, hold_s=60.0, waiting=lambda: 1, clock=lambda: wall[0])
+    assert long.hold_limit_s == 90.0                      # its own allowance is longer: 2 x 45
+    wall[0] += 89.0
+    long.check()
+    never = WorkMeter(1.0, cpu=lambda: 0.0, waiting=lambda: 1, clock=lambda: wall[0])   # hold inf (default)
+    wall[0] += 1e6
+    never.check()

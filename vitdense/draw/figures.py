@@ -14,6 +14,7 @@ from vitdense.draw.maps import (
     overlay_labels,
     parts_as_labels,
     resize_map,
+    top_heatmap,
 )
 from vitdense.draw.points import draw_markers
 from vitdense.errors import ParameterError
@@ -82,12 +83,15 @@ def parts_figure(image: Any, part_map: Any, alpha: float = 0.55, num_parts: int 
 
 
 def similarity_figure(image: Any, similarity: Any, point: Sequence[float] | None = None,
-                      alpha: float = 0.55, cmap: str = "inferno", vmin: float | None = None,
+                      alpha: float = 0.55, cmap: str | None = None, vmin: float | None = None,
                       vmax: float | None = None, title: str | None = None,
-                      hover_max_side: int = 160, geometry: Any = None):
+                      hover_max_side: int = 160, geometry: Any = None, top: float | None = 0.05):
     """Plotly figure of a similarity map over ``image``; hovering shows the similarity value.
 
-    ``point`` (y, x) marks the query pixel (only meaningful when it lies in this image).
+    ``point`` (y, x) marks the query pixel (only meaningful when it lies in this image). ``top``:
+    only that top share of the map coloured, the peak ringed and a colour scale drawn
+    (:func:`~vitdense.draw.maps.top_heatmap`, ``cmap`` default "heat"); None: the whole map
+    blended with opacity ``alpha`` from ``vmin`` to ``vmax`` (``cmap`` default "inferno").
     """
     import plotly.graph_objects as go
 
@@ -95,7 +99,10 @@ def similarity_figure(image: Any, similarity: Any, point: Sequence[float] | None
     H, W = img.shape[:2]
     s = similarity.detach().cpu().float().numpy() if hasattr(similarity, "detach") else similarity
     full = resize_map(np.asarray(s, np.float32), (H, W), "bilinear", geometry)
-    shown = heatmap_overlay(img, full, alpha, cmap, vmin, vmax)
+    if top is not None:
+        shown = np.asarray(top_heatmap(img, full, top, cmap or "heat"))
+    else:
+        shown = heatmap_overlay(img, full, alpha, cmap or "inferno", vmin, vmax)
     if point is not None:
         shown = draw_markers(shown, [point], [(0, 255, 255)], numbered=False)
     fig = _image_figure(shown, title)

@@ -48,20 +48,22 @@ def draw_correspondence_result(image1: Any, image2: Any, result: Any, lines: boo
 
 
 def draw_point_match(image1: Any, image2: Any, matches: Sequence[Any], heatmap: bool = True,
-                     alpha: float = 0.5, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     alpha: float = 0.85, radius: int | None = None,
+                     top: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Click-to-correspond: a list of :class:`~vitdense.apps.correspondences.PointMatch` -> the two
     images with marker ``i`` (own colour, number ``i + 1``) at the clicked cell and at its match.
 
-    With ``heatmap`` the last match's similarity map is blended over its target image.
+    With ``heatmap`` the top ``top`` share of the last match's similarity map is coloured over its
+    target image (:func:`~vitdense.draw.maps.top_heatmap`: the rest of the picture untouched).
     """
     a, b = as_rgb(image1), as_rgb(image2)
     if heatmap and matches:
         last = matches[-1]
         m = last.upsampled_map()
         if last.reverse:
-            a = heatmap_overlay(a, m, alpha, "inferno", -1.0 if m.min() < 0 else None, 1.0)
+            a = np.asarray(top_heatmap(a, m, top, peak=False, scale=False, alpha=alpha))
         else:
-            b = heatmap_overlay(b, m, alpha, "inferno", -1.0 if m.min() < 0 else None, 1.0)
+            b = np.asarray(top_heatmap(b, m, top, peak=False, scale=False, alpha=alpha))
     cols = point_colors(len(matches))
     pa = np.array([m.point if m.reverse else m.source_point for m in matches], float).reshape(-1, 2)
     pb = np.array([m.source_point if m.reverse else m.point for m in matches], float).reshape(-1, 2)
@@ -70,10 +72,11 @@ def draw_point_match(image1: Any, image2: Any, matches: Sequence[Any], heatmap: 
 
 
 def draw_transfer(images: Sequence[Any], result: Any, colors: Any = None, radius: int | None = None,
-                  heat_point: int | None = None, alpha: float = 0.5) -> list[np.ndarray]:
+                  heat_point: int | None = None, alpha: float = 0.85, top: float = 0.05) -> list[np.ndarray]:
     """A :class:`~vitdense.apps.transfer.TransferResult` -> every image with the points: the clicked
     cells on the source, their matches on the others (point ``p`` in colour ``p``, numbered from 1).
-    ``heat_point``: also blend that point's similarity heat map under the markers."""
+    ``heat_point``: also colour the top ``top`` share of that point's similarity map under the
+    markers (:func:`~vitdense.draw.maps.top_heatmap`)."""
     if len(images) != result.num_images:
         raise ParameterError(f"{len(images)} images for a result of {result.num_images}")
     cols = point_colors(result.num_points) if colors is None else colors
@@ -81,8 +84,8 @@ def draw_transfer(images: Sequence[Any], result: Any, colors: Any = None, radius
     for n, img in enumerate(images):
         base = as_rgb(img)
         if heat_point is not None:
-            base = heatmap_overlay(base, result.heatmaps[n][heat_point], alpha=alpha,
-                                   geometry=result.geometries[n])
+            base = np.asarray(top_heatmap(base, result.heatmaps[n][heat_point], top, alpha=alpha,
+                                          geometry=result.geometries[n], peak=False, scale=False))
         out.append(draw_markers(base, result.matches[n], cols, radius=radius))
     return out
 

@@ -91,7 +91,8 @@ class JobGate:
         seconds = self.seconds(job)
         log.info("heavy job of %s waited %.2f s (%s, ~%.0f s estimated, %.0f MiB reserved; %d visitor keys)",
                  job.app or "?", waited, f"{job.work.units:.3g} units", seconds, reserved / 2**20, len(visitors))
-        meter = WorkMeter(seconds, self.limits.overrun, running=lambda: work.running)
+        meter = WorkMeter(seconds, self.limits.overrun, running=lambda: work.running,
+                          hold_s=self.limits.hold_s, waiting=lambda: work.waiting)
         return Held(work, store, reserved, visitors, job, waited, meter)
 
     @staticmethod

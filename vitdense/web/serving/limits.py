@@ -24,6 +24,8 @@ class Limits:
     max_seconds: float = workbudget.DEFAULT_MAX_SECONDS    # estimated seconds of one request
     seconds_scale: float = 1.0            # this machine's seconds per second of the 2-vCPU fit
     overrun: float = workbudget.DEFAULT_OVERRUN    # a job is stopped past this x its estimate (inf: never)
+    hold_s: float = workbudget.DEFAULT_HOLD_S       # ... or past this many wall seconds (or its allowance,
+                                                    # if longer) while another visitor's job waits
     concurrency: int = 1                  # heavy jobs at once
     max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
     max_wait_s: float = 120.0             # the longest a heavy job waits for its turn

@@ -56,6 +56,10 @@ SECONDS_MODEL: dict[str, float] = {
 SECONDS_MARGIN = 1.25
 #: a running job is stopped at its next checkpoint once its work passes this many times its estimate
 DEFAULT_OVERRUN = 2.0
+#: the longest (wall seconds) a job holds its slot while another visitor waits, unless its own
+#: allowance (overrun x estimate) is longer: a flood's job that the machine's load slows down
+#: cannot keep the next visitor waiting past max_wait_s (README "Fair sharing under a flood")
+DEFAULT_HOLD_S = 60.0
 #: the vCPUs of the machine the seconds model was fitted on: a job's seconds of work are the
 #: process's CPU seconds / this, as ``bench/bench_work_seconds.py`` measures them
 REFERENCE_CORES = 2
@@ -275,15 +279,22 @@ class WorkMeter:
     intra-op threads (README "Limits of the public demo": about half of the work); the process's
     CPU time is the job's while it is the only heavy job running (the gate's default concurrency
     of 1; clicks add a little). With ``running() > 1`` jobs at once, each is charged its share of
-    the CPU time since the last reading. :meth:`check` (called between the job's steps) raises
-    :class:`Overrun` past ``factor`` x ``estimate_s``; ``factor`` = inf turns it off."""
+    the CPU time since the last reading. :meth:`check` (called at the library's stop points) raises
+    :class:`Overrun` past ``factor`` x ``estimate_s``; ``factor`` = inf turns it off.
+
+    ``hold_s``: while ``waiting()`` > 0 (another visitor's job waits for the slot), the job is also
+    stopped once it has held the slot this many wall seconds, or its allowance if that is longer
+    (:attr:`hold_limit_s`); inf: never."""
 
     def __init__(self, estimate_s: float, factor: float = DEFAULT_OVERRUN,
                  running: Callable[[], int] = lambda: 1,
-                 cpu: Callable[[], float] = process_cpu_seconds) -> None:
-        self.estimate_s, self.factor = float(estimate_s), float(factor)
-        self._running, self._cpu = running, cpu
+                 cpu: Callable[[], float] = process_cpu_seconds,
+                 hold_s: float = math.inf, waiting: Callable[[], int] = lambda: 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.estimate_s, self.factor, self.hold_s = float(estimate_s), float(factor), float(hold_s)
+        self._running, self._cpu, self._waiting, self._clock = running, cpu, waiting, clock
         self._last = cpu()
+        self._start = clock()
         self._lock = threading.Lock()
         self.done_s = 0.0
 
@@ -300,15 +311,27 @@ class WorkMeter:
             self._last = now
             return self.done_s
 
+    @property
+    def hold_limit_s(self) -> float:
+        """Wall seconds the job may hold its slot while another job waits."""
+        allowance = self.allowance_s if math.isfinite(self.allowance_s) else 0.0
+        return max(self.hold_s, allowance)
+
     def check(self) -> None:
-        """Raise :class:`Overrun` (one sentence) when the job is past its allowance."""
-        if not math.isfinite(self.allowance_s):
-            return
-        done = self.seconds()
-        if done > self.allowance_s:
-            times = "twice" if self.factor == 2 else f"{self.factor:g} times"
-            raise Overrun(f"stopped after {_secs(done)} s of work: more than {times} its estimate of "
-                          f"{_secs(self.estimate_s)} s; try fewer or smaller images")
+        """Raise :class:`Overrun` (one sentence) when the job is past its allowance, or has held its
+        slot past :attr:`hold_limit_s` while another visitor waits."""
+        if math.isfinite(self.allowance_s):
+            done = self.seconds()
+            if done > self.allowance_s:
+                times = "twice" if self.factor == 2 else f"{self.factor:g} times"
+                raise Overrun(f"stopped after {_secs(done)} s of work: more than {times} its estimate of "
+                              f"{_secs(self.estimate_s)} s; try fewer or smaller images")
+        if math.isfinite(self.hold_limit_s):
+            held = self._clock() - self._start
+            if held > self.hold_limit_s and self._waiting() > 0:
+                raise Overrun(f"stopped after {_secs(held)} s while other visitors waited (a job keeps "
+                              f"the demo at most {_secs(self.hold_limit_s)} s when others wait; this "
+                              f"server is busy): try fewer or smaller images, or again in a minute")
 
 
 def _secs(x: float) -> str:

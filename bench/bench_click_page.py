@@ -1,0 +1,158 @@
+"""Part, transfer and correspondence clicks as a visitor sees them, in a real browser (issue 21).
+
+Starts ``python app.py`` on loopback, opens it in headless Debian Chromium (Playwright), runs part
+co-segmentation of 3 cats, keypoint transfer over 4 cats and the cat pair, then clicks each source
+picture ``--clicks`` times at spots spread over it, waiting for each answer. Prints, per tab:
+
+* **in the page**: from the click event to the page's own answer drawn (the highlighted part, or
+  the pinned match on every target), read from the page (``vdParts.pinTimes``,
+  ``vdHover[...].pinTimes``): no request involved;
+* **server pictures**: from the click to the server's answer in the page (its status or summary
+  line), the refined pictures included.
+
+``--load N`` also keeps N other visitors (gradio_client threads, other addresses' sessions) running
+co-segmentations of the 5 cats back to back while the clicks are measured: the page's answer does
+not wait for the server, the server's pictures do.
+
+    python bench/bench_click_page.py [--clicks 20] [--load 1]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vitdense.web.local_server import serve_app  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CATS = sorted((REPO / "assets/cats").glob("*.jpg"))
+CAT_A, CAT_B = REPO / "assets/pairs/cat_a.jpg", REPO / "assets/pairs/cat_b.jpg"
+
+
+def spots(n: int) -> list[tuple[float, float]]:
+    """``n`` (fx, fy) fractions of a picture, spread over its middle."""
+    rng = np.random.default_rng(0)
+    return [(float(x), float(y)) for x, y in rng.uniform(0.25, 0.75, size=(n, 2))]
+
+
+def clicks(page, picture: str, answered: str, n: int) -> list[float]:
+    """Click ``picture`` ``n`` times; after each, wait until the JS predicate ``answered(k)`` (k =
+    clicks so far) holds. Returns the seconds each took."""
+    img = page.locator(picture)
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    out = []
+    for k, (fx, fy) in enumerate(spots(n), start=1):
+        t = time.perf_counter()
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.wait_for_function(answered, arg=k, timeout=120_000)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def parts(page, n: int) -> tuple[list[float], list[float]]:
+    page.get_by_role("tab", name="Part co-segmentation").click()
+    page.set_input_files("#parts-input input[type=file]", [str(p) for p in CATS[:3]])
+    page.wait_for_function("() => document.querySelectorAll('#parts-input img').length >= 3")
+    page.click("#parts-run")
+    page.wait_for_function("() => document.querySelector('#parts-legend')?.innerText.includes('parts over')",
+                           timeout=300_000)
+    page.wait_for_function("() => window.vdParts?.ready")
+    # each answer brings new gallery pictures: count the distinct first pictures seen
+    first = "document.querySelector('#parts-gallery img')?.src"
+    page.evaluate(f"() => {{ window.vdBenchSeen = [{first}]; }}")
+    server = clicks(page, "#parts-click img", f"(k) => {{ const s = {first}; if (!window.vdBenchSeen.includes(s)) "
+                                              f"window.vdBenchSeen.push(s); return window.vdBenchSeen.length > k; }}", n)
+    return page.evaluate("() => window.vdParts.pinTimes"), server
+
+
+def transfer(page, n: int) -> tuple[list[float], list[float]]:
+    page.get_by_role("tab", name="Keypoint transfer").click()
+    page.set_input_files("#transfer-input input[type=file]", [str(p) for p in CATS[:4]])
+    page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
+    page.click("#transfer-run")
+    page.wait_for_function("() => window.vdHover?.['transfer-source']?.ready", timeout=300_000)
+    n0 = page.evaluate("() => window.vdHover['transfer-source'].pinTimes.length")
+    server = clicks(page, "#transfer-source img",
+                    "(k) => document.querySelector('#transfer-summary')?.innerText.includes(`${k} point(s)`)", n)
+    return page.evaluate("() => window.vdHover['transfer-source'].pinTimes")[n0:], server
+
+
+def correspondences(page, n: int) -> tuple[list[float], list[float]]:
+    page.get_by_role("tab", name="Correspondences").click()
+    page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
+    page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
+    page.wait_for_selector("#corr-a-input img")
+    page.wait_for_selector("#corr-b-input img")
+    page.evaluate("() => { window.vdBenchRun = window.vdHover?.['corr-a-output']?.run; }")
+    page.click("#corr-run")
+    page.wait_for_function("() => window.vdHover?.['corr-a-output']?.ready && "
+                           "window.vdHover['corr-a-output'].run !== window.vdBenchRun", timeout=300_000)
+    n0 = page.evaluate("() => window.vdHover['corr-a-output'].pinTimes.length")
+    label = "(k) => document.querySelector('#correspondences-status')?.innerText.match(/Click ([a-z]+):/)?.[1]" \
+            " === String.fromCharCode(96 + ((k - 1) % 26) + 1)"
+    server = clicks(page, "#corr-a-output img", label, n)
+    return page.evaluate("() => window.vdHover['corr-a-output'].pinTimes")[n0:], server
+
+
+def loader(url: str, stop: threading.Event, index: int, done: list[float]) -> None:
+    """Another visitor: co-segmentations of the 5 cats back to back (the cache off by new names)."""
+    from gradio_client import Client, handle_file
+    c = Client(url, verbose=False, headers={"X-Forwarded-For": f"10.0.1.{index}"})
+    while not stop.is_set():
+        t = time.perf_counter()
+        try:
+            c.predict([handle_file(str(p)) for p in CATS], api_name="/cosegmentation")
+            done.append(time.perf_counter() - t)
+        except Exception:  # noqa: BLE001 - a refusal (busy) is part of the load
+            time.sleep(1.0)
+
+
+def row(name: str, values: list[float], scale: float) -> str:
+    v = np.asarray(values, float) * scale
+    return (f"| {name} | {len(v)} | {np.median(v):.0f} | {np.percentile(v, 95):.0f} | {v.max():.0f} |"
+            if len(v) else f"| {name} | 0 | - | - | - |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clicks", type=int, default=20, choices=range(1, 21), metavar="1..20",
+                   help="clicks per tab (a transfer keeps 20 points)")
+    p.add_argument("--load", type=int, default=0, help="other visitors running co-segmentations meanwhile")
+    args = p.parse_args()
+    from playwright.sync_api import sync_playwright
+    log = Path("/tmp/bench_click_page_server.log")
+    with serve_app(log, "--proxy-hops", "1") as server, sync_playwright() as pw:
+        stop, done = threading.Event(), []
+        threads = [threading.Thread(target=loader, args=(server.url, stop, i, done), daemon=True)
+                   for i in range(args.load)]
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(300_000)
+        page.goto(server.url)
+        page.wait_for_selector("#corr-run")
+        results = {}
+        for t in threads:
+            t.start()
+        for name, fn in (("part click", parts), ("transfer click", transfer),
+                         ("correspondence click", correspondences)):
+            results[name] = fn(page, args.clicks)
+        stop.set()
+        browser.close()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {args.clicks} clicks per tab, {args.load} other visitor(s) "
+          f"co-segmenting meanwhile ({len(done)} co-segmentations done)")
+    print("| click, answered | n | p50 (ms) | p95 (ms) | max (ms) |\n|---|--:|--:|--:|--:|")
+    for name, (page_ms, server_s) in results.items():
+        print(row(f"{name}: in the page", page_ms, 1.0))
+        print(row(f"{name}: server's pictures", server_s, 1000.0))
+
+
+if __name__ == "__main__":
+    main()
