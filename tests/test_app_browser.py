@@ -141,6 +141,20 @@ def test_click_a_part_highlights_it_in_every_image(page, artifacts_dir):
     page.wait_for_function("() => document.querySelectorAll('#parts-toggles input[type=checkbox]').length > 0")
     before = gallery_pixels(page, "#parts-gallery")
     assert len(before) == 3
+    # legible gallery: each thumbnail keeps its picture's shape, its caption is under it (not over
+    # it, not clipped), the gallery's label covers no picture and no empty band is left below
+    shown = page.evaluate("""() => { const g = document.querySelector('#parts-gallery');
+      const box = (e) => e.getBoundingClientRect();
+      return {label: box(g.querySelector('label, [data-testid=block-label]') || g).bottom, gallery: box(g).bottom,
+        items: [...g.querySelectorAll('.gallery-item')].map((it) => { const img = it.querySelector('img'),
+          cap = it.querySelector('.caption-label'), r = box(img), c = box(cap);
+          return {w: r.width, h: r.height, nw: img.naturalWidth, nh: img.naturalHeight, top: r.top,
+                  capTop: c.top, capBottom: c.bottom, capText: cap.innerText, itemBottom: box(it).bottom}; })}; }""")
+    for it in shown["items"]:
+        assert abs(it["w"] / it["h"] - it["nw"] / it["nh"]) < 0.02, it
+        assert it["capTop"] >= it["top"] + it["h"] - 1 and it["capText"].endswith(".jpg"), it
+        assert it["capBottom"] <= it["itemBottom"] + 1 and it["top"] >= shown["label"] - 1, (it, shown["label"])
+    assert shown["gallery"] - max(it["itemBottom"] for it in shown["items"]) < 40, shown
     page.wait_for_function("() => window.vdParts?.ready")
     t = click_image_at(page, "#parts-click img", 160, 120)           # the middle of the cat
     veiled = page.evaluate("() => [...document.querySelectorAll('#parts-gallery canvas.vd-overlay')]"

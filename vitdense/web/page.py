@@ -44,7 +44,9 @@ then press the button. Images are downscaled to {MAX_SIDE} px; sets hold {MIN_SE
 
 #: the page's own CSS (passed to launch): an error is one sentence in the tab's status line (and a
 #: toast), so the outputs keep what they showed instead of a red "Error" badge each; pictures fill
-#: their boxes once static/hover.js runs (it sets html.vd-fit and maps clicks back to pixels)
+#: their boxes once static/hover.js runs (it sets html.vd-fit and maps clicks back to pixels);
+#: gallery thumbnails keep their picture's shape with the caption under it (not over it, not
+#: clipped) below the gallery's label, and a gallery is as tall as its rows
 PAGE_CSS = """
 .wrap:has(> .error) { display: none !important; }
 .vitdense-status p:not(:empty) { padding: 4px 8px; border-left: 4px solid var(--color-accent); }
@@ -53,6 +55,11 @@ html.vd-fit .image-container button > .image-frame img { width: 100%; height: au
   object-fit: contain !important; }
 .gallery-item .caption-label { position: static !important; display: block; margin: 2px auto 0;
   max-width: 100%; background: none !important; box-shadow: none !important; text-align: center; }
+.gallery-item .thumbnail-item.thumbnail-lg { aspect-ratio: auto !important; height: auto !important;
+  overflow: visible !important; }
+.gallery-item .thumbnail-item.thumbnail-lg > img { height: auto !important; }
+.grid-wrap.fixed-height { height: auto !important; min-height: 0 !important; max-height: 85vh; }
+.gallery-container .grid-container.pt-6 { padding-top: 36px !important; }
 """
 
 
