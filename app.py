@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-waiting", type=int, default=None,
                    help="heavy jobs that may wait for their turn (default 4); more are told 'busy'")
     g.add_argument("--max-wait", type=float, default=None,
-                   help="seconds a heavy job waits at most for its turn (default 120)")
+                   help="seconds a heavy job waits at most for its turn while the queue does not move (a job "
+                        "ahead starting counts again from 0; default 120)")
     g.add_argument("--click-rate", type=float, default=None,
                    help="clicks (events that are not heavy jobs) per second per visitor (default 20); "
                         "faster ones are told to slow down")

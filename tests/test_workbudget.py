@@ -171,6 +171,32 @@ def test_one_job_per_visitor_and_the_others_keep_their_turn():
     assert gate.jobs_of(("session", "h")) == 0 and gate.running == 0
 
 
+def test_the_wait_bound_counts_only_while_the_queue_does_not_move():
+    """Third in line behind two jobs of 0.4 s each with a bound of 0.6 s: the queue moves after
+    0.4 s (the job ahead starts), so the third job gets its slot after ~0.8 s instead of being
+    told "busy" at 0.6 s; a queue that does not move still gives up at the bound."""
+    gate = WorkGate(concurrency=1, max_waiting=2, max_wait_s=0.6)
+    got: dict[str, float] = {}
+
+    def job(name: str, hold: float) -> None:
+        t = time.monotonic()
+        with gate.slot():
+            got[name] = time.monotonic() - t
+            time.sleep(hold)
+
+    threads = [threading.Thread(target=job, args=(n, 0.4)) for n in "abc"]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert got["c"] > 0.6, got                    # waited past the bound: the queue moved meanwhile
+    stuck = WorkGate(concurrency=1, max_waiting=1, max_wait_s=0.3)
+    stuck.acquire()
+    with pytest.raises(Busy, match="stayed busy for 0 s without the queue moving"):
+        stuck.acquire()
+
+
 def test_a_waiting_job_that_gives_up_frees_its_visitor():
     gate = WorkGate(concurrency=1, max_waiting=2, max_wait_s=0.3)
     gate.acquire(visitors=[("session", "a")])

@@ -28,7 +28,7 @@ class Limits:
                                                     # if longer) while another visitor's job waits
     concurrency: int = 1                  # heavy jobs at once
     max_waiting: int = 4                  # heavy jobs waiting at most; beyond: "busy" at once
-    max_wait_s: float = 120.0             # the longest a heavy job waits for its turn
+    max_wait_s: float = 120.0             # the longest a heavy job waits while the queue does not move
     per_visitor: int = 1                  # heavy jobs of one visitor running or waiting
     click_rate: float = 20.0              # events per second per visitor that are not heavy jobs
     proxy_hops: int = 0                   # trusted proxies in front (the client's address is the

@@ -339,13 +339,14 @@ def _secs(x: float) -> str:
 
 
 class WorkGate:
-    """Heavy jobs ``concurrency`` at a time; at most ``max_waiting`` wait, each up to ``max_wait_s``;
-    each visitor has at most ``per_visitor`` job running or waiting.
+    """Heavy jobs ``concurrency`` at a time; at most ``max_waiting`` wait, each up to ``max_wait_s``
+    without the queue moving (a job ahead getting its slot starts the count again); each visitor
+    has at most ``per_visitor`` job running or waiting.
 
     ``acquire(on_wait, visitors=(session, address))`` raises :class:`Busy` at once when the waiting
     room is full or when one of ``visitors`` (keys of the same visitor: the browser session, the
-    client's address) already has ``per_visitor`` jobs in, and after ``max_wait_s`` seconds without
-    a free slot; ``on_wait(position)`` is called while waiting (the page's progress line). Waiters
+    client's address) already has ``per_visitor`` jobs in, and after ``max_wait_s`` seconds in which
+    no job ahead got a slot; ``on_wait(position)`` is called while waiting (the page's progress line). Waiters
     are served first come, first served, so a visitor waits at most for the jobs of the visitors
     ahead, one each.
     """
@@ -362,6 +363,7 @@ class WorkGate:
         self._running = 0
         self._queue: list[object] = []      # waiting tickets, first come first
         self._jobs: dict[Hashable, int] = {}    # visitor key -> jobs running or waiting
+        self._started = 0                   # jobs that got a slot so far (the queue moved)
         self.waits: list[float] = []        # seconds each admitted job waited (the soak reads it)
         self.refused = 0
 
@@ -397,14 +399,17 @@ class WorkGate:
                                "locally (python app.py)")
             self._count(visitors, +1)
             self._queue.append(ticket)
+            since, started = start, self._started
             try:
                 while self._running >= self.concurrency or self._queue[0] is not ticket:
-                    left = self.max_wait_s - (self._clock() - start)
+                    if self._started != started:        # a job ahead got its slot: the wait goes on
+                        since, started = self._clock(), self._started
+                    left = self.max_wait_s - (self._clock() - since)
                     if left <= 0:
                         self.refused += 1
-                        raise Busy(f"the demo stayed busy for {self.max_wait_s:.0f} s, the longest a "
-                                   "job waits here: try again in a minute, or run it locally "
-                                   "(python app.py)")
+                        raise Busy(f"the demo stayed busy for {self.max_wait_s:.0f} s without the queue "
+                                   "moving, the longest a job waits here: try again in a minute, or run "
+                                   "it locally (python app.py)")
                     if on_wait is not None:
                         on_wait(self._queue.index(ticket) + 1)
                     self._cond.wait(timeout=min(left, 1.0))
@@ -415,6 +420,7 @@ class WorkGate:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
             self._running += 1
+            self._started += 1
         waited = self._clock() - start
         self.waits.append(waited)
         del self.waits[:-1000]
