@@ -172,6 +172,7 @@ class Page:
 
         Gradio's default trigger mode ("once") drops a click made while the previous click's event
         is still pending: a quick second click, or any click under load, got no answer at all.
-        "always_last" sends the latest click made meanwhile once the pending one completes."""
+        "multiple" sends every click; ``ui_errors`` runs a visitor's clicks one at a time
+        (:func:`vitdense.web.gate.visitor_turn`). ("always_last" re-sent the first click's position.)"""
         return self.watch(picture.select(fn, inputs, outputs, api_visibility="private", concurrency_limit=None,
                                          show_progress="minimal", trigger_mode="multiple"))
