@@ -7,12 +7,16 @@ picture ``--clicks`` times at spots spread over it, waiting for each answer. Pri
 * **in the page**: from the click event to the page's own answer drawn (the highlighted part, or
   the pinned match on every target), read from the page (``vdParts.pinTimes``,
   ``vdHover[...].pinTimes``): no request involved;
-* **server's answer**: from the click to the server's answer arriving in the page (its event
-  completed on Gradio's event stream; the pictures it names then load).
+* **server's answer**: from the click to the server's answer drawn in the page (``answerTimes``):
+  the refined points as marks, which the page draws, or the part id; no picture is sent
+  (``vitdense.web.hover.page_draws``).
+
+**disk**: the bytes and files the server added to its temporary folder over a tab's clicks
+(the server's own ``GRADIO_TEMP_DIR``, fresh): with the page drawing, a click writes nothing.
 
 ``--load N`` also keeps N other visitors (gradio_client threads, other addresses' sessions) running
 co-segmentations of the 5 cats back to back while the clicks are measured: the page's answer does
-not wait for the server, the server's pictures do.
+not wait for the server, the server's answer does.
 
     python bench/bench_click_page.py [--clicks 20] [--load 1]
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,35 +47,36 @@ def spots(n: int) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in rng.uniform(0.25, 0.75, size=(n, 2))]
 
 
-#: counts the server's completed queued events (Gradio's "process_completed" messages on the
-#: page's event stream) in ``window.vdCompleted``, whatever the answer changes in the page
-COUNT_COMPLETED = """(() => { window.vdCompleted = 0; const fetch0 = window.fetch;
-  window.fetch = async (...args) => {
-    const resp = await fetch0(...args);
-    if (!String(args[0]?.url || args[0]).includes('/queue/data') || !resp.body) return resp;
-    const [mine, page] = resp.body.tee();
-    (async () => { const reader = mine.getReader(), dec = new TextDecoder();
-      for (;;) { const {done, value} = await reader.read(); if (done) break;
-        window.vdCompleted += (dec.decode(value, {stream: true}).match(/process_completed/g) || []).length; } })();
-    return new Response(page, {status: resp.status, statusText: resp.statusText, headers: resp.headers});
-  }; })();"""
+def disk(folder: Path) -> tuple[int, int]:
+    """(bytes, files) under ``folder``."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
 
 
-def clicks(page, picture: str, n: int) -> list[float]:
-    """Click ``picture`` ``n`` times; after each, wait for the server's answer (its event
-    completed). Returns the seconds each took."""
+#: the server's temporary folder (set in main)
+TEMP: list[Path] = []
+
+
+def clicks(page, picture: str, engine: str, n: int) -> tuple[list[float], list[float]]:
+    """Click ``picture`` ``n`` times; after each, wait for the server's answer drawn by the page's
+    ``engine`` (``window.vdParts``, ``window.vdHover[id]``). Returns the milliseconds to the page's
+    own answer and to the server's answer drawn; appends the disk the clicks added to ``DISK``."""
+    time.sleep(2.5)                     # past the slot's grace: the run's own folders are settled
+    start = disk(TEMP[0])
     img = page.locator(picture)
     img.scroll_into_view_if_needed()
     box = img.bounding_box()
-    out = []
-    for fx, fy in spots(n):
-        before = page.evaluate("() => window.vdCompleted")
-        t = time.perf_counter()
+    n0, a0 = page.evaluate(f"() => [{engine}.pinTimes.length, {engine}.answerTimes.length]")
+    for k, (fx, fy) in enumerate(spots(n)):
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-        page.wait_for_function("(b) => window.vdCompleted > b", arg=before, timeout=120_000)
-        out.append(time.perf_counter() - t)
-        time.sleep(0.3)                 # the answer's pictures load before the next click
-    return out
+        page.wait_for_function(f"(n) => {engine}.answerTimes.length >= n", arg=a0 + k + 1, timeout=120_000)
+        time.sleep(0.3)
+    end = disk(TEMP[0])
+    DISK.append((end[0] - start[0], end[1] - start[1]))
+    return page.evaluate(f"() => [{engine}.pinTimes.slice({n0}), {engine}.answerTimes.slice({a0})]")
+
+
+DISK: list[tuple[int, int]] = []
 
 
 def parts(page, n: int) -> tuple[list[float], list[float]]:
@@ -81,8 +87,7 @@ def parts(page, n: int) -> tuple[list[float], list[float]]:
     page.wait_for_function("() => document.querySelector('#parts-legend')?.innerText.includes('parts over')",
                            timeout=300_000)
     page.wait_for_function("() => window.vdParts?.ready")
-    server = clicks(page, "#parts-click img", n)
-    return page.evaluate("() => window.vdParts.pinTimes"), server
+    return clicks(page, "#parts-click img", "window.vdParts", n)
 
 
 def transfer(page, n: int) -> tuple[list[float], list[float]]:
@@ -91,9 +96,7 @@ def transfer(page, n: int) -> tuple[list[float], list[float]]:
     page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
     page.click("#transfer-run")
     page.wait_for_function("() => window.vdHover?.['transfer-source']?.ready", timeout=300_000)
-    n0 = page.evaluate("() => window.vdHover['transfer-source'].pinTimes.length")
-    server = clicks(page, "#transfer-source img", n)
-    return page.evaluate("() => window.vdHover['transfer-source'].pinTimes")[n0:], server
+    return clicks(page, "#transfer-source img", "window.vdHover['transfer-source']", n)
 
 
 def correspondences(page, n: int) -> tuple[list[float], list[float]]:
@@ -106,9 +109,7 @@ def correspondences(page, n: int) -> tuple[list[float], list[float]]:
     page.click("#corr-run")
     page.wait_for_function("() => window.vdHover?.['corr-a-output']?.ready && "
                            "window.vdHover['corr-a-output'].run !== window.vdBenchRun", timeout=300_000)
-    n0 = page.evaluate("() => window.vdHover['corr-a-output'].pinTimes.length")
-    server = clicks(page, "#corr-a-output img", n)
-    return page.evaluate("() => window.vdHover['corr-a-output'].pinTimes")[n0:], server
+    return clicks(page, "#corr-a-output img", "window.vdHover['corr-a-output']", n)
 
 
 def loader(url: str, stop: threading.Event, index: int, done: list[float], refused: list[str]) -> None:
@@ -126,8 +127,8 @@ def loader(url: str, stop: threading.Event, index: int, done: list[float], refus
             time.sleep(1.0)
 
 
-def row(name: str, values: list[float], scale: float) -> str:
-    v = np.asarray(values, float) * scale
+def row(name: str, values: list[float]) -> str:
+    v = np.asarray(values, float)
     return (f"| {name} | {len(v)} | {np.median(v):.0f} | {np.percentile(v, 95):.0f} | {v.max():.0f} |"
             if len(v) else f"| {name} | 0 | - | - | - |")
 
@@ -140,13 +141,15 @@ def main() -> None:
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
     log = Path("/tmp/bench_click_page_server.log")
-    with serve_app(log, "--proxy-hops", "1") as server, sync_playwright() as pw:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-click-page-"))
+    TEMP.append(tmp)
+    env = dict(TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"))
+    with serve_app(log, "--proxy-hops", "1", env=env) as server, sync_playwright() as pw:
         stop, done, refused = threading.Event(), [], []
         threads = [threading.Thread(target=loader, args=(server.url, stop, i, done, refused), daemon=True)
                    for i in range(args.load)]
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.add_init_script(COUNT_COMPLETED)
         page.set_default_timeout(300_000)
         page.goto(server.url)
         page.wait_for_selector("#corr-run")
@@ -162,9 +165,12 @@ def main() -> None:
           f"co-segmenting meanwhile ({len(done)} co-segmentations done, {len(refused)} refused"
           + (f": {refused[0]}" if refused else "") + ")")
     print("| click, answered | n | p50 (ms) | p95 (ms) | max (ms) |\n|---|--:|--:|--:|--:|")
-    for name, (page_ms, server_s) in results.items():
-        print(row(f"{name}: in the page", page_ms, 1.0))
-        print(row(f"{name}: server's answer", server_s, 1000.0))
+    for name, (page_ms, server_ms) in results.items():
+        print(row(f"{name}: in the page", page_ms))
+        print(row(f"{name}: server's answer drawn", server_ms))
+    print("\n| clicks | disk added (bytes) | files added |\n|---|--:|--:|")
+    for name, (nbytes, nfiles) in zip(results, DISK):
+        print(f"| {args.clicks} {name}s | {nbytes} | {nfiles} |")
 
 
 if __name__ == "__main__":

@@ -167,12 +167,24 @@ class Page:
                       concurrency_limit=None, show_progress="hidden", queue=False)
         return wire_status(event, self.tab, self.status)
 
-    def on_select(self, picture: Any, fn: Callable, inputs: Any, outputs: Any) -> Any:
+    def on_select(self, picture: Any, fn: Callable, inputs: Any, outputs: Any, drawn: str | None = None) -> Any:
         """A click on ``picture`` (``fn(..., evt: gr.SelectData)``; private, watched).
+
+        ``drawn``: JavaScript telling whether the page draws the click's answer itself
+        (:func:`vitdense.web.hover.page_draws`); its value reaches ``fn`` as one more input, right
+        before ``evt``, and the handler then sends marks instead of pictures.
 
         Gradio's default trigger mode ("once") drops a click made while the previous click's event
         is still pending: a quick second click, or any click under load, got no answer at all.
         "multiple" sends every click; ``ui_errors`` runs a visitor's clicks one at a time
-        (:func:`vitdense.web.gate.visitor_turn`). ("always_last" re-sent the first click's position.)"""
+        (:func:`vitdense.web.gate.visitor_turn`) and limits their rate. ("always_last" re-sent the
+        first click's position.) A click is not queued: a drawn click's handler takes 2-40 ms, and
+        the queue's round trip added ~50 ms to its answer in the page (p50 130-138 ms queued, 74-115
+        ms not, ``bench/bench_click_page.py``, 2026-12-05); heavy jobs keep the queue."""
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        js = None
+        if drawn is not None:
+            inputs.append(gr.Checkbox(False, visible=False))
+            js = f"(...v) => [...v.slice(0, -1), {drawn}]"
         return self.watch(picture.select(fn, inputs, outputs, api_visibility="private", concurrency_limit=None,
-                                         show_progress="minimal", trigger_mode="multiple"))
+                                         show_progress="minimal", trigger_mode="multiple", js=js, queue=False))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
@@ -69,7 +70,7 @@ def image_entry(desc: ImageDescriptors, unit: torch.Tensor | None = None) -> dic
 def hover_payload(mode: str, descs: Sequence[ImageDescriptors],
                   units: Sequence[torch.Tensor] | None = None, run: int = 0,
                   targets: Sequence[int] | None = None) -> dict:
-    """What the page needs to answer hovers: ``mode`` ("correspond": the best match and the top
+    """What the page needs to answer hovers: ``mode`` ("correspondences": the best match and the top
     of the similarity map on each target; "similarity": the same, the best cell marked as the
     peak), image 0 the source, ``targets`` the images drawn on (default: all others; the source
     itself for a self-similarity map). ``run`` tells one run's payload from the next."""
@@ -83,7 +84,57 @@ def hover_payload(mode: str, descs: Sequence[ImageDescriptors],
 def matcher_payload(matcher: PointMatcher, run: int = 0) -> dict:
     """The correspondences payload of a :class:`~vitdense.apps.correspondences.PointMatcher`: the
     rows its queries compare (``unit_rows``), so the page's best cell is the server's."""
-    return hover_payload("correspond", [matcher.d1, matcher.d2], list(matcher.unit_rows), run=run)
+    return hover_payload("correspondences", [matcher.d1, matcher.d2], list(matcher.unit_rows), run=run)
+
+
+def _hex(color: Sequence[int]) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in list(color)[:3])
+
+
+def picture_marks(picture: str, size: tuple[int, int], points: Any, labels: Sequence[str], colors: Any,
+                  avoid: Sequence[Sequence[float]] = ()) -> dict:
+    """The markers the page draws over ``picture`` (an element id, or "id@k": the k-th thumbnail
+    of a gallery): N x 2 ``points`` (y, x) in the pixels of a ``size`` (H, W) picture, each with its
+    label and RGB colour; ``avoid``: label boxes (x0, y0, x1, y1) already drawn on the picture
+    (:func:`vitdense.draw.maps.boxes_of`), which the page's labels keep clear of."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    return {"id": picture, "size": [int(size[0]), int(size[1])],
+            "marks": [{"y": round(float(y), 2), "x": round(float(x), 2), "label": str(label), "color": _hex(c)}
+                      for (y, x), label, c in zip(pts, labels, np.asarray(colors).reshape(-1, 3))],
+            "avoid": [[round(float(v), 1) for v in box] for box in avoid]}
+
+
+def marks_payload(pictures: Sequence[dict], lines: Sequence[dict] = (), heats: Sequence[dict] = ()) -> dict:
+    """What the page draws after a click, in place of pictures from the server (value of a
+    :func:`marks_block`): ``pictures`` (:func:`picture_marks`), ``lines`` (:func:`mark_line`) and
+    ``heats`` (:func:`mark_heat`). A few hundred bytes of JSON; nothing is written to disk."""
+    return {"pictures": list(pictures), "lines": list(lines), "heats": list(heats), "answer": next(_ANSWERS)}
+
+
+def highlight_payload(part: int) -> dict:
+    """The Parts tab's answer to a click the page draws (value of its :func:`marks_block`): the part
+    highlighted (0: none)."""
+    return {"highlight": int(part), "answer": next(_ANSWERS)}
+
+
+#: numbers each answer, so that two equal answers in a row still reach the page (Gradio passes a
+#: component's value to the page only when it changed)
+_ANSWERS = itertools.count(1)
+
+
+def mark_line(a: dict, point_a: Sequence[float], b: dict, point_b: Sequence[float], color: Sequence[int]) -> dict:
+    """A line from (y, x) ``point_a`` of picture ``a`` to ``point_b`` of picture ``b`` (both
+    :func:`picture_marks`, which give their sizes)."""
+    return {"from": a["id"], "to": b["id"], "sizes": [a["size"], b["size"]],
+            "a": [round(float(v), 2) for v in point_a], "b": [round(float(v), 2) for v in point_b],
+            "color": _hex(color)}
+
+
+def mark_heat(picture: str, image: int, source: Sequence[float]) -> dict:
+    """The top of the similarity map of source pixel (y, x) ``source`` over image ``image`` of the
+    tab's hover payload, drawn by the page over ``picture`` (the rule of
+    :func:`vitdense.draw.top_heatmap`; the page holds the descriptors)."""
+    return {"id": picture, "image": int(image), "source": [round(float(v), 2) for v in source]}
 
 
 def payload_bytes(payload: dict) -> int:
@@ -108,6 +159,18 @@ def hover_block(tab: str, source: str, targets: Sequence[str], hint: str) -> gr.
                 '</span></div>')
     return _script_block(f"{tab}-hover", template, f"vdHoverInit(element, props, watch, {source!r}, "
                                                    f"{list(targets)!r});")
+
+
+def marks_block(tab: str, source: str) -> gr.HTML:
+    """The gr.HTML holding the server's marks after a click (value: :func:`marks_payload`, or None
+    when the server drew the pictures), drawn by the hover engine of ``#source``."""
+    return _script_block(f"{tab}-marks", "<span></span>", f"vdMarksInit(element, props, watch, {source!r});")
+
+
+def page_draws(source: str) -> str:
+    """JavaScript that is true when the page draws the answer to a click on ``#source`` (its hover
+    engine or its parts highlight is ready): what a click event sends as its ``drawn`` input."""
+    return f"Boolean(window.vdPageDraws && window.vdPageDraws({source!r}))"
 
 
 def parts_block(source: str, gallery: str) -> gr.HTML:

@@ -3,8 +3,12 @@
 // of one run: {mode, dim, run, images: [{size, grid, stride, patch, scale, q, s}, ...]}, image 0
 // the source, the others its targets. q: base64 of deflate(byte-shuffled int16 rows), s: base64
 // float32 row scales (row = q * s, unit-normalised). No request reaches the server while hovering.
+//
+// After a click the server answers with marks instead of pictures (vdMarksInit; see
+// vitdense/web/hover.py marks_payload): lettered or numbered markers at its refined points, lines
+// from a source point to its match, and the click's heat maps, which the page computes itself.
 
-/* exported vdHoverInit, vdPartsInit */
+/* exported vdHoverInit, vdPartsInit, vdMarksInit, vdPageDraws */
 
 // Pictures fill their boxes: once this script runs, the page's CSS enlarges small pictures
 // (html.vd-fit: object-fit contain instead of Gradio's scale-down). Gradio's click position
@@ -95,7 +99,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   const TOP = 0.05;                       // the top 5% of each map is coloured, the rest transparent
   const box = () => root.querySelector(".vd-hover") || root;   // re-rendered with each value
   const state = {ready: false, run: null, frames: [], moves: 0, cursor: null, last: null, data: null,
-                 pins: [], pinTimes: [],
+                 pins: [], pinTimes: [], answerTimes: [], clickedAt: null, marked: new Set(),
                  bestCell: null, hoverAt: null};
   window.vdHover = window.vdHover || {};
   window.vdHover[sourceId] = state;
@@ -172,8 +176,9 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
   state.bestCell = (x, y) => answer(y, x);
 
-  // a line from the source cell to its match (one target): a page-wide canvas over both pictures
-  function link(from, to) {
+  // a line from a source point to its match on another picture: a page-wide canvas over both
+  // (``from`` null: cleared and hidden; ``keep``: drawn over the lines already there)
+  function link(from, to, color = "#00e5ff", keep = false) {
     let cv = document.getElementById("vd-link");
     if (!cv) {
       cv = Object.assign(document.createElement("canvas"), {id: "vd-link"});
@@ -187,10 +192,10 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     }
     const ctx = cv.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, W, H);
-    cv.style.display = from ? "block" : "none";
-    if (!from) return;
-    ctx.lineWidth = 2; ctx.setLineDash([6, 4]); ctx.strokeStyle = "#00e5ff";
+    if (!keep) ctx.clearRect(0, 0, W, H);
+    if (!from) { if (!keep) cv.style.display = "none"; return; }
+    cv.style.display = "block";
+    ctx.lineWidth = 2; ctx.setLineDash([6, 4]); ctx.strokeStyle = color;
     ctx.shadowColor = "black"; ctx.shadowBlur = 2;
     ctx.beginPath(); ctx.moveTo(from[0], from[1]); ctx.lineTo(to[0], to[1]); ctx.stroke();
   }
@@ -202,7 +207,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
 
   function hideOverlays() {
     link(null);
-    for (const id of [sourceId, ...targetIds]) {
+    for (const id of new Set([sourceId, ...targetIds, ...state.marked])) {
       const img = picture(id);
       const cv = img && img.parentElement.querySelector("canvas.vd-overlay");
       if (cv) cv.style.display = "none";
@@ -288,12 +293,12 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
       if (!o) return;
       const g = d.images[d.targets[k]];
       range = heat(o, g, d.sims[k], k);
-      marker(o, g, t.y, t.x, "#00e5ff", d.mode === "correspond" ? "" : "peak");
+      marker(o, g, t.y, t.x, "#00e5ff", d.mode === "correspondences" ? "" : "peak");
       end = client(o, g, t.y, t.x);
     });
     const a = overlay(sourceId, !targetIds.includes(sourceId));    // the cell under the pointer
     if (a) cellBox(a, src, ans.cell);
-    if (a && end && d.mode === "correspond" && ans.targets.length === 1) {
+    if (a && end && d.mode === "correspondences" && ans.targets.length === 1) {
       const [cy, cx] = cellCenter(src, ans.cell);
       link(client(a, src, cy, cx), end);
     }
@@ -309,8 +314,60 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     return ans;
   }
 
+  // the heat map of source pixel yx over image i of the payload, on overlay o
+  function heatAt(o, i, yx) {
+    const d = state.data, k = d.targets.indexOf(i);
+    if (k < 0) return;
+    const src = d.images[0], g = d.images[i];
+    similarities(src, pixelToCell(src, yx[0], yx[1]), g, d.sims[k]);
+    heat(o, g, d.sims[k], k);
+  }
+
+  // the server's marks of the clicks so far (window.vdMarks[sourceId], vdMarksInit): ``all``
+  // redraws every picture they name, heat maps included; otherwise (during a hover, which has just
+  // redrawn the source and the targets) only the markers and lines over those pictures
+  function drawMarks(all) {
+    const m = state.ready && (window.vdMarks || {})[sourceId];
+    if (!m) return;
+    const hovered = new Set([sourceId, ...targetIds]), fresh = new Set();
+    if (all) state.marked = fresh;        // (hideOverlays hides them when the marks change)
+    if (all) {
+      for (const h of m.heats || []) {
+        const o = overlay(h.id, !fresh.has(h.id));
+        if (o) { heatAt(o, h.image, h.source); fresh.add(h.id); }
+      }
+    }
+    for (const p of m.pictures || []) {
+      if (!all && !hovered.has(p.id)) continue;
+      const o = overlay(p.id, all && !fresh.has(p.id));
+      if (o) { drawMarkList(o, p); fresh.add(p.id); }
+    }
+    for (const l of m.lines || []) {
+      if (!fresh.has(l.from) || !fresh.has(l.to)) continue;
+      const oa = overlay(l.from, false), ob = overlay(l.to, false);
+      if (!oa || !ob) continue;
+      const ga = {W: l.sizes[0][1], H: l.sizes[0][0]}, gb = {W: l.sizes[1][1], H: l.sizes[1][0]};
+      link(client(oa, ga, l.a[0], l.a[1]), client(ob, gb, l.b[0], l.b[1]), l.color, true);
+    }
+  }
+
+  // everything drawn again: the marks, then the clicks not yet answered (``answered``: the
+  // server's marks just arrived, so those clicks are answered)
+  function redraw(answered) {
+    if (!state.ready) return;
+    if (answered) state.pins = [];
+    if (answered && state.clickedAt !== null) {       // click -> the server's marks drawn (ms)
+      state.answerTimes.push(performance.now() - state.clickedAt);
+      state.clickedAt = null;
+    }
+    hideOverlays();
+    drawMarks(true);
+    drawPins();
+  }
+  state.redraw = redraw;
+
   // a click is answered at once in the page (the cell's best match, magenta) until the server's
-  // refined picture of that target arrives (its src changes)
+  // refined answer arrives: its marks (redraw), or a new picture of that target (its src changes)
   function drawPins() {
     const d = state.data;
     state.pins = state.pins.filter((p) => p.srcs.every((src, k) => (picture(targetIds[k]) || {}).src === src));
@@ -336,12 +393,20 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     state.pins.push({ans, srcs: ans.targets.map((_, k) => (picture(targetIds[k % targetIds.length]) || {}).src)});
     drawPins();
     state.pinTimes.push(performance.now() - e.timeStamp);
+    if (state.clickedAt === null) state.clickedAt = e.timeStamp;
   }
 
-  function onLoad(e) {        // a new picture from the server: stale pins go, the rest stay drawn
-    if (!state.ready || e.target.tagName !== "IMG" || !state.pins.length) return;
-    hideOverlays();
-    drawPins();
+  function onLoad(e) {        // a new picture from the server: stale pins go, the marks are refitted
+    if (!state.ready || e.target.tagName !== "IMG") return;
+    if (!state.pins.length && !(window.vdMarks || {})[sourceId]) return;
+    redraw(false);
+  }
+
+  let pending = false;        // scrolling or resizing moves the pictures under the page-wide lines
+  function onScroll() {
+    if (pending || !state.ready || !(window.vdMarks || {})[sourceId]) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; redraw(false); });
   }
 
   function sourcePixel(img, clientX, clientY) {
@@ -357,6 +422,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     const p = pointed(e);
     if (!p) return;
     show(p[0], p[1], false);
+    drawMarks(false);
     if (state.pins.length) drawPins();
     state.moves += 1;
     state.frames.push(performance.now() - e.timeStamp);
@@ -364,7 +430,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
   }
 
   function onLeave(e) {
-    if (state.ready && e.target === picture(sourceId)) { hideOverlays(); drawPins(); }
+    if (state.ready && e.target === picture(sourceId)) redraw(false);
   }
 
   function onKey(e) {
@@ -379,7 +445,7 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     } else if ((e.key === "Enter" || e.key === " ") && state.cursor !== null) {
       pin(state.cursor);
     } else if (e.key === "Escape") {
-      hideOverlays(); return;
+      redraw(false); return;
     } else {
       return;
     }
@@ -415,24 +481,118 @@ function vdHoverInit(root, props, watch, sourceId, targetIds) {
     state.run = v.run; state.cursor = null; state.frames = []; state.moves = 0; state.pins = [];
     state.ready = true;
     box().classList.add("ready");
+    redraw(false);
   }
 
   document.addEventListener("pointermove", onMove, {passive: true});
   document.addEventListener("pointerout", onLeave, {passive: true});
   document.addEventListener("click", onClick, true);
   document.addEventListener("load", onLoad, true);
+  window.addEventListener("scroll", onScroll, {passive: true, capture: true});
+  window.addEventListener("resize", onScroll, {passive: true});
   root.addEventListener("keydown", onKey);
   watch("value", load);
   load();
 }
 
+// Whether the page draws the answer to a click on ``sourceId`` (its hover engine or its parts
+// highlight is ready): a click event's js sends this, and the server then answers with marks
+// (vdMarksInit) or the page's own highlight instead of pictures.
+function vdPageDraws(sourceId) {
+  const h = (window.vdHover || {})[sourceId];
+  if (h) return Boolean(h.ready);
+  const p = window.vdParts;
+  return Boolean(p && p.ready && p.sourceId === sourceId);
+}
+
+// The server's marks after a click, for the hover engine of ``sourceId`` to draw (props.value:
+// vitdense/web/hover.py marks_payload, or null when the server drew the pictures itself).
+function vdMarksInit(root, props, watch, sourceId) {
+  window.vdMarks = window.vdMarks || {};
+  function apply() {
+    const v = props.value;
+    window.vdMarks[sourceId] = v && v.pictures ? v : null;
+    const h = (window.vdHover || {})[sourceId];
+    if (h && h.redraw) h.redraw(true);
+    const p = window.vdParts;
+    if (p && p.sourceId === sourceId && p.mark) p.mark(v && "highlight" in v ? v : null);
+  }
+  watch("value", apply);
+  apply();
+}
+
+// rgb of "#rrggbb"
+function rgbOf(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+// One picture's marks (p: {id, size: [H, W], marks: [{y, x, label, color}], avoid: [[x0, y0, x1,
+// y1], ...]}, original pixels) on overlay o, as vitdense.draw.draw_markers draws them: a filled
+// circle in the mark's colour with its label inside, sized to the displayed picture; where that
+// would cover another label or the picture's own (``avoid``), the label moves to the nearest free
+// place around its point, joined to a dot at the point by a line. A mark without a label is a
+// small ring drawn over the others (a query point).
+function drawMarkList(o, p) {
+  const f = o.W / p.size[1], ctx = o.ctx;
+  const r = Math.max(8 * o.dpr, 0.022 * Math.max(o.W, o.H));
+  const taken = (p.avoid || []).map((b) => b.map((v) => v * f));
+  const rings = p.marks.filter((m) => !m.label);
+  p = {...p, marks: p.marks.filter((m) => m.label)};
+  const dots = p.marks.map((m) => [m.x * f, m.y * f]);
+  const hit = (b) => taken.some((t) => b[0] < t[2] && t[0] < b[2] && b[1] < t[3] && t[1] < b[3]);
+  const inside = (b) => b[0] >= 0 && b[1] >= 0 && b[2] <= o.W && b[3] <= o.H;
+  ctx.font = `bold ${Math.round(1.1 * r)}px sans-serif`;
+  ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  const placed = p.marks.map((m, i) => {
+    const [x, y] = dots[i], w = Math.max(2 * r, ctx.measureText(m.label).width + 0.8 * r), h = 2 * r;
+    let best = null;
+    for (const d of [0, 2.6, 4.2, 6]) {
+      for (let a = 0; a < (d ? 8 : 1) && !best; a++) {
+        const cx = x + d * r * Math.cos(-Math.PI / 4 + a * Math.PI / 4), cy = y + d * r * Math.sin(-Math.PI / 4 + a * Math.PI / 4);
+        const b = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
+        if (inside(b) && !hit(b)) best = b;
+      }
+      if (best) break;
+    }
+    best = best || [x - w / 2, y - h / 2, x + w / 2, y + h / 2];
+    taken.push(best);
+    return best;
+  });
+  p.marks.forEach((m, i) => {
+    const [x, y] = dots[i], b = placed[i], cx = (b[0] + b[2]) / 2, cy = (b[1] + b[3]) / 2;
+    const moved = Math.hypot(cx - x, cy - y) > 0.5 * r;
+    ctx.lineWidth = Math.max(1.5, r / 5); ctx.strokeStyle = "white"; ctx.fillStyle = m.color;
+    if (moved) {
+      ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(cx, cy); ctx.stroke();
+      ctx.beginPath(); ctx.arc(x, y, Math.max(2.5 * o.dpr, r / 3), 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    }
+    ctx.beginPath();
+    if (b[2] - b[0] > 2 * r + 1) ctx.roundRect(b[0], b[1], b[2] - b[0], b[3] - b[1], r);
+    else ctx.arc(cx, cy, r, 0, 2 * Math.PI);
+    ctx.fill(); ctx.stroke();
+    const [R, G, B] = rgbOf(m.color);
+    ctx.fillStyle = 0.299 * R + 0.587 * G + 0.114 * B > 140 ? "black" : "white";
+    ctx.fillText(m.label, cx, cy + 0.05 * r);
+  });
+  for (const m of rings) {
+    for (const [color, width] of [["black", Math.max(3, r / 3)], [m.color, Math.max(1.5, r / 6)]]) {
+      ctx.lineWidth = width; ctx.strokeStyle = color;
+      ctx.beginPath(); ctx.arc(m.x * f, m.y * f, 0.6 * r, 0, 2 * Math.PI); ctx.stroke();
+    }
+  }
+}
+
 // Parts tab: a click on the picture highlights the part under it at once in the page (the other
-// parts and the background dimmed over the picture and every gallery thumbnail), until the
-// server's pictures arrive. props.value: {run, index (the clicked picture's image), maps: [base64
-// PNG of each image's label map, 0 = background]}.
+// parts and the background dimmed over the picture and every gallery thumbnail). The server then
+// confirms it (vdMarksInit: {highlight}, kept over new pictures of the same result), or draws the
+// highlight into its pictures itself (marks null: the page's veil goes when they arrive).
+// props.value: {run, index (the clicked picture's image), maps: [base64 PNG of each image's label
+// map, 0 = background]}.
 function vdPartsInit(root, props, watch, sourceId, galleryId) {
   vdFitPictures();
-  const state = {ready: false, maps: [], index: 0, pinTimes: [], shown: 0};
+  const state = {ready: false, maps: [], index: 0, pinTimes: [], answerTimes: [], clickedAt: null, shown: 0,
+                 sourceId, pinned: null};
   window.vdParts = state;
 
   async function labels(b64) {
@@ -473,6 +633,22 @@ function vdPartsInit(root, props, watch, sourceId, galleryId) {
       .forEach((cv) => { cv.style.display = "none"; });
   }
 
+  function paintAll(p) {     // part p dimmed around in the picture and every thumbnail (0: none)
+    clearAll();
+    if (!state.ready || !p) return;
+    paint(sourceId, state.maps[state.index], p);
+    state.maps.forEach((mk, k) => paint(`${galleryId}@${k}`, mk, p));
+  }
+
+  state.mark = (v) => {      // the server's answer (vdMarksInit)
+    state.pinned = v ? v.highlight : null;
+    if (v && state.clickedAt !== null) {              // click -> the server's answer drawn (ms)
+      state.answerTimes.push(performance.now() - state.clickedAt);
+      state.clickedAt = null;
+    }
+    if (state.pinned !== null) paintAll(state.pinned);
+    else clearAll();
+  };
   function onClick(e) {
     if (!state.ready || e.vdRemapped) return;
     const img = picture(sourceId);
@@ -482,16 +658,17 @@ function vdPartsInit(root, props, watch, sourceId, galleryId) {
     if (!m || x < 0 || y < 0 || x >= m.W || y >= m.H) return;
     const p = m.labels[y * m.W + x];
     state.shown = p;
-    clearAll();
-    if (p) {
-      paint(sourceId, m, p);
-      state.maps.forEach((mk, k) => paint(`${galleryId}@${k}`, mk, p));
-    }
+    paintAll(p);
     state.pinTimes.push(performance.now() - e.timeStamp);
+    if (state.clickedAt === null) state.clickedAt = e.timeStamp;
   }
 
-  function onLoad(e) {      // the server's pictures replace the page's highlight
-    if (e.target.tagName === "IMG" && e.target.dataset.vdSrc && e.target.dataset.vdSrc !== e.target.src) {
+  // new pictures: the highlight the page draws is drawn over them again, and one it drew before
+  // the server's own pictures arrived goes (they have it drawn in)
+  function onLoad(e) {
+    if (e.target.tagName !== "IMG" || !e.target.closest(`#${sourceId}, #${galleryId}`)) return;
+    if (state.pinned !== null) { paintAll(state.pinned); return; }
+    if (e.target.dataset.vdSrc && e.target.dataset.vdSrc !== e.target.src) {
       const cv = e.target.parentElement.querySelector("canvas.vd-overlay");
       if (cv) cv.style.display = "none";
     }
@@ -505,6 +682,7 @@ function vdPartsInit(root, props, watch, sourceId, galleryId) {
     state.maps = await Promise.all(v.maps.map(labels));
     state.index = v.index || 0;
     state.ready = true;
+    if (state.pinned !== null) paintAll(state.pinned);
   }
 
   document.addEventListener("click", onClick, true);
@@ -512,3 +690,5 @@ function vdPartsInit(root, props, watch, sourceId, galleryId) {
   watch("value", load);
   load();
 }
+
+window.vdPageDraws = vdPageDraws;     // (the script runs in a function: the click events' js reads it here)

@@ -25,7 +25,9 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
     run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, matcher_payload
+from vitdense.draw.maps import boxes_of
+from vitdense.web.hover import hover_block, mark_heat, mark_line, marks_block, marks_payload, matcher_payload, \
+    page_draws, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, example_pairs, \
     pair_inputs, prepare_pair
 from vitdense.web.pool import POOL, extract
@@ -38,6 +40,7 @@ APP = get_app("correspondences")
 ID, TITLE, ORDER = APP.id, APP.title, 10
 RUN_API, MATCH_API, CLEAR_API, DOWNLOAD_API = APP.api_names
 MAX_CLICKS = 26            # clicks kept per pair (labelled a..z)
+A_PICTURE, B_PICTURE, HEAT_PICTURE = "corr-a-output", "corr-b-output", "corr-heat"   # element ids
 #: colours of clicked points (neon, distinct from the automatic pairs' tab10 palette)
 CLICK_COLORS = np.array([[255, 0, 255], [0, 255, 255], [255, 255, 0], [0, 255, 0],
                          [255, 96, 0], [160, 64, 255], [255, 0, 112], [0, 160, 255],
@@ -59,6 +62,8 @@ class PairSession:
     last_map: Optional[np.ndarray] = None               # h x w similarity of the last click
     base_png: tuple = ()            # ``base`` encoded as PNG (once; shown and zipped without clicks)
     overview_png: Png = Png()       # the side-by-side picture of the zip (drawn and encoded once)
+    plain_png: Png = Png()          # B as given: the heat map's box before a click, or drawn over by the page
+    marked: bool = False            # the pictures last sent have the clicks drawn in (by the server)
 
 
 def click_label(i: int) -> str:
@@ -129,21 +134,51 @@ def _pictures(s: PairSession) -> tuple:
     return (s.base_png if not s.clicks else (as_png(a), as_png(b))), heat
 
 
-def _pair_outputs(s: PairSession, key: str, with_zip: bool = False) -> tuple:
-    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's outputs;
-    the pictures are PNG files (paths). The zip (a run's) is written only ``with_zip``: a click's is
-    None, the visitor's "Prepare download" builds it (:func:`correspondences_download`)."""
-    pictures, heat = _pictures(s)
+def _marks(s: PairSession) -> dict:
+    """The clicks as the page draws them (lettered markers on A and B, a line from A to B and the
+    heat map of the last click): :func:`vitdense.web.hover.marks_payload`."""
+    a_size, b_size = (im.array.shape[:2] for im in s.images)
+    labels = [click_label(i) for i in range(len(s.clicks))]
+    colors = [click_color(i) for i in range(len(s.clicks))]
+    a = picture_marks(A_PICTURE, a_size, [k["a"] for k in s.clicks], labels, colors, boxes_of(s.base[0]))
+    b = picture_marks(B_PICTURE, b_size, [k["b"] for k in s.clicks], labels, colors, boxes_of(s.base[1]))
+    if not s.clicks:
+        return marks_payload([a, b])
+    last = s.clicks[-1]
+    heat = picture_marks(HEAT_PICTURE, b_size, [last["b"]], labels[-1:], colors[-1:])
+    return marks_payload([a, b, heat], [mark_line(a, last["a"], b, last["b"], colors[-1])],
+                         [mark_heat(HEAT_PICTURE, 1, last["a"])])
+
+
+def _pair_outputs(s: PairSession, key: str, with_zip: bool = False, drawn: bool = False) -> tuple:
+    """(A, B, heat map, summary markdown, points JSON, zip, session key): every pair event's
+    outputs; the pictures are PNG files (paths). ``drawn`` (the page draws the clicks, from
+    :func:`_marks`): the pictures stay as they are (the base pictures, sent again only if the last
+    ones had the clicks drawn in), and nothing is written to disk. The zip (a run's) is written
+    only ``with_zip``: a click's is None, "Prepare download" builds it
+    (:func:`correspondences_download`). Stores ``s`` under ``key``."""
+    if drawn and not s.marked:
+        save(key, s)
+        points = to_jsonable(_entries(s, s.base_png)["points.json"])
+        return gr.skip(), gr.skip(), gr.skip(), _clicks_markdown(s), points, None, key
+    pictures, heat = _pictures(s) if not drawn else (s.base_png, None)
     folder = output_folder("corr-")
-    a_path, b_path, heat_path = png_files([*pictures, heat], ["A", "B", "similarity"], folder)
+    a_path, b_path, heat_path = png_files([*pictures, s.plain_png if heat is None else heat],
+                                          ["A", "B", "similarity"], folder)
     entries = _entries(s, pictures)
     zip_path = write_zip(ID, entries, folder) if with_zip else None
+    save(key, updated(s, marked=bool(s.clicks) and not drawn))
     return a_path, b_path, heat_path, _clicks_markdown(s), to_jsonable(entries["points.json"]), zip_path, key
 
 
 def _cleared(msg: str) -> tuple:
     """A cleared session: the sentence in the summary, every other output left as it is."""
     return gr.skip(), gr.skip(), gr.skip(), f"**{msg}**", gr.skip(), gr.skip(), gr.skip()
+
+
+def _cleared_click(msg: str) -> tuple:
+    """:func:`_cleared`, the marks left as they are too."""
+    return _cleared(msg) + (gr.skip(),)
 
 
 def _session(key: Any) -> PairSession:
@@ -196,7 +231,8 @@ def pair_session(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, layer: 
     matcher.compact()   # the session keeps one fp16 normalised copy of the descriptors
     overview = draw.draw_correspondence_result(images[0].array, images[1].array, corr, lines=True)
     return PairSession(images, [matcher.d1, matcher.d2], matcher, corr, list(base), params,
-                       base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview))
+                       base_png=tuple(as_png(x) for x in base), overview_png=as_png(overview),
+                       plain_png=as_png(images[1].array))
 
 
 @ui_errors(heavy=True)
@@ -207,8 +243,8 @@ def run_correspondences(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, 
     """Two images -> the K best-buddy pairs drawn on both, and a session ready for clicks
     (``knobs``: ``num_pairs`` right after the images, ``thresh`` last).
 
-    Returns (A with points, B with points, heat map (None), summary markdown, points JSON,
-    zip path, session).
+    Returns (A with points, B with points, B (the last click's heat map goes there), summary
+    markdown, points JSON, zip path, session).
     """
     s = pair_session(image_a, image_b, model, layer, facet, stride, load_size, bin, knobs, progress)
     return _pair_outputs(s, keep(s, ID), with_zip=True) + (Done(f"Found {len(s.corr)} pairs."),)
@@ -217,16 +253,21 @@ def run_correspondences(image_a: Any, image_b: Any, model: str = BUNDLED_MODEL, 
 @ui_errors(cleared=_cleared)
 def match_point(key: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of image A -> its match on B; adds a click (kept per session)."""
+    s, done = _clicked(key, x, y)
+    return _pair_outputs(s, key) + (done,)
+
+
+def _clicked(key: Any, x: Any, y: Any) -> tuple[PairSession, Done]:
+    """The visitor's pair with the click at pixel (x, y) of A added (not yet stored), and its sentence."""
     session = _session(key)
     x, y = point_on_a(session.images[0].image.size, x, y)
     m = session.matcher.query(float(y), float(x))
     click = {"a": (float(y), float(x)), "a_cell": m.source_point, "b": m.point, "b_cell": m.cell_point,
              "similarity": float(m.similarity), "mutual": bool(m.is_best_buddy)}
     clicks = (session.clicks + [click])[-MAX_CLICKS:]
-    s = updated(session, clicks=clicks, last_map=m.similarity_map)
-    save(key, s)
-    return _pair_outputs(s, key) + (Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) "
-                                         f"on A matches (x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B."),)
+    return updated(session, clicks=clicks, last_map=m.similarity_map), \
+        Done(f"Click {click_label(len(clicks) - 1)}: (x={x:.0f}, y={y:.0f}) on A matches "
+             f"(x={m.point[1]:.0f}, y={m.point[0]:.0f}) on B.")
 
 
 _LANDING: dict[str, PairSession] = {}     # the first example's result (computed once per server)
@@ -257,9 +298,14 @@ def send_hover(key: Any) -> Any:
     return matcher_payload(m, run=time.monotonic_ns())
 
 
-def click_correspondence(session: Any, evt: gr.SelectData) -> tuple:
-    """A click on image A (gr.SelectData.index = [x, y] in the image's pixels)."""
-    return match_point(session, evt.index[0], evt.index[1])
+@ui_errors(cleared=_cleared_click)
+def click_correspondence(key: Any, drawn: Any, evt: gr.SelectData) -> tuple:
+    """A click on image A (gr.SelectData.index = [x, y] in the image's pixels): the pair event's
+    outputs and the marks, which the page draws when ``drawn``
+    (:func:`vitdense.web.hover.page_draws`; otherwise the server draws the pictures, marks None)."""
+    s, done = _clicked(key, evt.index[0], evt.index[1])
+    drawn = validate.flag("drawn", drawn)
+    return _pair_outputs(s, key, drawn=drawn) + (_marks(s) if drawn else None, done)
 
 
 @ui_errors(cleared=_cleared)
@@ -268,9 +314,7 @@ def clear_points(key: Any) -> tuple:
     session = load(key, "press Find correspondences")
     if session is None:
         return None, None, None, "", None, None, None
-    s = updated(session, clicks=[], last_map=None)
-    save(key, s)
-    return _pair_outputs(s, key)
+    return _pair_outputs(updated(session, clicks=[], last_map=None), key)
 
 
 @ui_errors
@@ -290,11 +334,11 @@ def build(page: Page) -> None:
         run_btn = gr.Button("Find correspondences", variant="primary", elem_id="corr-run")
     with gr.Row():
         a_out = gr.Image(label="A: hover to preview, click to pin", format="png", interactive=False,
-                         elem_id="corr-a-output")
-        b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id="corr-b-output")
+                         elem_id=A_PICTURE)
+        b_out = gr.Image(label="B: matches", format="png", interactive=False, elem_id=B_PICTURE)
     with gr.Row():
         heat = gr.Image(label="Last click's similarity over B (top 5% coloured)", format="png", interactive=False,
-                        elem_id="corr-heat")
+                        elem_id=HEAT_PICTURE)
         with gr.Column():
             md = gr.Markdown(elem_id="corr-summary")
             with gr.Row():
@@ -304,21 +348,25 @@ def build(page: Page) -> None:
                 match_btn = gr.Button("Match this point")
                 clear_btn = gr.Button("Clear clicks", elem_id="corr-clear")
             zip_out, download_btn = download_output("Download (points JSON, annotated images, parameters)")
-    hover = hover_block("corr", "corr-a-output", ["corr-b-output"],
+    hover = hover_block("corr", A_PICTURE, [B_PICTURE],
                         "Arrow keys move a cursor cell on image A, Enter asks the server for its match.")
+    marks = marks_block("corr", A_PICTURE)
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
+    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
+                    show_progress="hidden")      # the server drew the pictures: the page's marks go
     run = endpoint(page, run_btn.click, run_correspondences, run_inputs(APP, [a_in, b_in], page, knobs), outputs,
                    api_name=RUN_API)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
-                show_progress="hidden")
+                show_progress="hidden").then(**no_marks)
     if page.demo is not None:     # the first example's result on arrival (computed once per server)
         page.demo.load(landing, None, [a_in, b_in, *outputs], api_visibility="private",
                        concurrency_limit=None, show_progress="hidden") \
             .success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,
                      show_progress="hidden")
-    page.on_select(a_out, click_correspondence, state, outputs)
-    endpoint(page, match_btn.click, match_point, [state, click_x, click_y], outputs, api_name=MATCH_API)
-    endpoint(page, clear_btn.click, clear_points, state, outputs, api_name=CLEAR_API)
+    page.on_select(a_out, click_correspondence, state, [*outputs, marks], drawn=page_draws(A_PICTURE))
+    endpoint(page, match_btn.click, match_point, [state, click_x, click_y], outputs, api_name=MATCH_API) \
+        .then(**no_marks)
+    endpoint(page, clear_btn.click, clear_points, state, outputs, api_name=CLEAR_API).then(**no_marks)
     endpoint(page, download_btn.click, correspondences_download, state, zip_out, api_name=DOWNLOAD_API)

@@ -20,7 +20,7 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
     run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import parts_block, parts_payload
+from vitdense.web.hover import highlight_payload, marks_block, page_draws, parts_block, parts_payload
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, numbered_stems, set_examples, set_input
 from vitdense.web.pool import extract_app_set
 from vitdense.web.serving import validate
@@ -49,6 +49,7 @@ class PartsSession:
     highlight: int = 0                        # the part clicked (0 = none)
     opacity: float = 0.55
     index: int = 0                            # the image shown for clicking
+    baked: int = 0                            # the highlight drawn into the pictures last sent (0 = none)
 
 
 def _view(s: PartsSession, i: int) -> Any:
@@ -200,15 +201,23 @@ def _image_index(s: PartsSession, index: Any) -> int:
     return validate.number("image index", index, 0, len(s.images) - 1, integer=True, default=0)
 
 
-def _view_outputs(s: PartsSession, key: str, done: str) -> tuple:
+def _view_outputs(s: PartsSession, key: str, done: str, drawn: bool = False, figure: bool = True) -> tuple:
     """(gallery, the clickable image, the hover view, legend and shares, session key, status);
-    ``s`` is stored under ``key``."""
-    save(key, s)
+    ``s`` is stored under ``key``. ``drawn`` (the page draws the highlight, :func:`click_part`):
+    the pictures without it, sent only if the last ones had one drawn in. ``figure=False``: the
+    hover view is left to :func:`part_figure` (None here)."""
     k = int(s.result.num_parts)
-    gallery = [(_view(s, i), im.name) for i, im in enumerate(s.images)]
+    if drawn and not s.baked:
+        gallery = picture = gr.skip()
+    else:
+        shown = updated(s, highlight=0) if drawn else s
+        gallery = [(_view(shown, i), im.name) for i, im in enumerate(s.images)]
+        picture = _view(shown, s.index)
+    s = updated(s, baked=0 if drawn else s.highlight)
+    save(key, s)
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"
           + legend_html(k, s.result.part_fractions) + shares_html(s))
-    return gallery, _view(s, s.index), _figure(s, s.index), md, key, Done(done)
+    return gallery, picture, _figure(s, s.index) if figure else None, md, key, Done(done)
 
 
 @ui_errors
@@ -243,6 +252,13 @@ def show_all_parts(key: Any) -> tuple:
 def part_highlight(key: Any, index: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of image ``index`` -> highlight the part there in every image (the background
     clears the highlight)."""
+    s, done = _highlighted(key, index, x, y)
+    return _view_outputs(s, key, done)
+
+
+def _highlighted(key: Any, index: Any, x: Any, y: Any) -> tuple[PartsSession, str]:
+    """The visitor's result with the part at (x, y) of image ``index`` highlighted (not yet
+    stored), and its sentence."""
     s = _need(key)
     index = _image_index(s, index)
     pm = np.asarray(s.result.part_maps[index])
@@ -254,15 +270,30 @@ def part_highlight(key: Any, index: Any, x: float, y: float) -> tuple:
     part = int(pm[int(y), int(x)])
     done = (f"Part {part} highlighted in every image." if part else
             "Background clicked: all parts shown.")
-    return _view_outputs(updated(s, index=index, highlight=part), key, done)
+    return updated(s, index=index, highlight=part), done
 
 
-def click_part(key: Any, evt: gr.SelectData) -> tuple:
+@ui_errors
+def click_part(key: Any, drawn: Any, evt: gr.SelectData) -> tuple:
+    """A click on the picture (gr.SelectData.index = [x, y] in its pixels): :func:`part_highlight`'s
+    outputs and the highlight for the page to draw when ``drawn``
+    (:func:`vitdense.web.hover.page_draws`; otherwise the server draws it, None)."""
     try:
         s = load(key, "press Find parts")
     except VitdenseError:
-        s = None                     # part_highlight says why
-    return part_highlight(key, None if s is None else s.index, evt.index[0], evt.index[1])
+        s = None                     # _highlighted says why
+    new, done = _highlighted(key, None if s is None else s.index, evt.index[0], evt.index[1])
+    drawn = validate.flag("drawn", drawn)
+    gallery, picture, _, md, key, status = _view_outputs(new, key, done, drawn, figure=False)
+    return gallery, picture, gr.skip(), md, key, highlight_payload(new.highlight) if drawn else None, status
+
+
+@ui_errors(quiet=True)
+def part_figure(key: Any) -> Any:
+    """The hover view as displayed now (after a click: it follows the highlight in an event of its
+    own, so that the click's answer does not wait for the figure)."""
+    s = _need(key)
+    return _figure(s, s.index)
 
 
 @ui_errors(quiet=True)
@@ -281,7 +312,7 @@ def part_pick_image(key: Any, index: Any) -> tuple:
     index = _image_index(s, index)
     s = updated(s, index=index)
     save(key, s)
-    return _view(s, index), key
+    return _view(updated(s, highlight=s.baked), index), key     # as the gallery shows it
 
 
 def part_toggles(key: Any) -> Any:
@@ -319,21 +350,26 @@ def build(page: Page) -> None:
                              elem_id="parts-click")
         plot = gr.Plot(label="Interactive view (hover: the part under the cursor)", scale=2)
     pin = parts_block("parts-click", "parts-gallery")
+    marks = marks_block("parts", "parts-click")
     zip_out, download_btn = download_output("Download (label maps PNG: 0 = background, 1..K = parts)")
     with gr.Accordion("Summary (JSON)", open=False):
         summary = gr.JSON()
     outputs = [gallery, plot, index, md, summary, zip_out, state]
     view_outputs = [gallery, click_img, plot, md, state]
     aux = dict(api_visibility="private", concurrency_limit=None)
+    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
+                    show_progress="hidden")      # the server drew the pictures: the page's highlight goes
     for ev in (endpoint(page, run_btn.click, run_part_cosegmentation, run_inputs(APP, [images], page, knobs),
                         outputs, api_name=RUN_API),
                endpoint(page, recluster_btn.click, recluster_parts, [state, *knobs], outputs, api_name=RECLUSTER_API)):
         ev.then(part_toggles, state, toggles, **aux).then(part_pick_image, [state, index], [click_img, state], **aux) \
-            .then(send_parts, state, pin, **aux)
+            .then(send_parts, state, pin, **aux).then(**no_marks)
     endpoint(page, index.input, part_view, [state, index], plot, api_name=VIEW_API) \
         .then(part_pick_image, [state, index], [click_img, state], **aux).then(send_parts, state, pin, **aux)
-    page.on_select(click_img, click_part, state, view_outputs)
-    endpoint(page, toggles.input, part_display, [state, toggles, opacity], view_outputs, api_name=DISPLAY_API)
+    page.on_select(click_img, click_part, state, [*view_outputs, marks], drawn=page_draws("parts-click")) \
+        .then(part_figure, state, plot, **aux, queue=False, show_progress="hidden")
+    endpoint(page, toggles.input, part_display, [state, toggles, opacity], view_outputs, api_name=DISPLAY_API) \
+        .then(**no_marks)
     endpoint(page, download_btn.click, parts_download, state, zip_out, api_name=DOWNLOAD_API)
-    page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux))
-    page.watch(show_all.click(show_all_parts, state, [*view_outputs, toggles], **aux))
+    page.watch(opacity.release(part_display, [state, toggles, opacity], view_outputs, **aux)).then(**no_marks)
+    page.watch(show_all.click(show_all_parts, state, [*view_outputs, toggles], **aux)).then(**no_marks)

@@ -16,12 +16,14 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.apps import get_app
 from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, hover_payload
+from vitdense.web.hover import hover_block, hover_payload, mark_heat, marks_block, marks_payload, page_draws, \
+    picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, pair_inputs, \
     prepare_pair
 from vitdense.web.pool import POOL, extract
 from vitdense.web.serving.results import compact_descriptors, expand_descriptors
-from vitdense.web.state import keep, load, session_state
+from vitdense.web.serving import validate
+from vitdense.web.state import keep, load, save, session_state, updated
 from vitdense.web.status import Done
 from vitdense.web.tabs.correspondences import point_on_a
 
@@ -30,11 +32,15 @@ ID, TITLE, ORDER = APP.id, APP.title, 40
 RUN_API, POINT_API = APP.api_names
 
 
+A_PICTURE, B_PICTURE = "sim-a-output", "sim-b-output"     # element ids
+
+
 @dataclass
 class SimilaritySession:
     images: list[InputImage]
     descs: list[ImageDescriptors]
     params: dict
+    marked: bool = False            # the pictures last sent are the server's maps (not the images as given)
 
 
 def _xy(yx: Any) -> dict:
@@ -67,6 +73,20 @@ def similarity_point(key: Any, x: float, y: float, knobs: dict | None = None) ->
 
     Returns (map over A, map over B, markdown, JSON).
     """
+    return _inspect(key, x, y, knobs, drawn=False)[:-1]
+
+
+@ui_errors
+def click_similarity(key: Any, top_n: Any, drawn: Any, evt: gr.SelectData) -> tuple:
+    """A click on A (gr.SelectData.index = [x, y] in its pixels): :func:`similarity_point`'s
+    outputs and the marks, which the page draws (with the maps) when ``drawn``
+    (:func:`vitdense.web.hover.page_draws`; otherwise the server draws the maps, marks None)."""
+    return _inspect(key, evt.index[0], evt.index[1], {"top_n": top_n}, validate.flag("drawn", drawn))
+
+
+def _inspect(key: Any, x: Any, y: Any, knobs: dict | None, drawn: bool) -> tuple:
+    """(A, B, markdown, JSON, marks): the maps drawn by the server, or with ``drawn`` the marks
+    (the pictures as given, sent again only if the last ones were maps; nothing written to disk)."""
     session = load(key, "press Extract descriptors")
     if session is None:
         raise ParameterError("extract the images first (button 'Extract descriptors'), then click on A")
@@ -74,7 +94,12 @@ def similarity_point(key: Any, x: float, y: float, knobs: dict | None = None) ->
     top_n = knob_values(APP, knobs, session.params["model"])["top_n"]
     d1, d2 = (expand_descriptors(d) for d in session.descs)
     r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=top_n)
-    maps = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
+    if drawn:
+        pictures = (gr.skip(), gr.skip()) if not session.marked else tuple(im.array for im in session.images)
+    else:
+        pictures = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
+    if session.marked != (not drawn):
+        save(key, updated(session, marked=not drawn))
 
     def top(points: np.ndarray, sims: np.ndarray) -> list[dict]:
         return [dict(_xy(p), similarity=round(float(v), 4)) for p, v in zip(points, sims)]
@@ -86,7 +111,18 @@ def similarity_point(key: Any, x: float, y: float, knobs: dict | None = None) ->
           f"{r.query_cell_point[0]:.0f}). Best on B: " +
           ", ".join(f"#{i + 1} ({p[1]:.0f}, {p[0]:.0f}) {v:.3f}"
                     for i, (p, v) in enumerate(zip(r.top_b_points, r.top_b_similarity))))
-    return maps[0], maps[1], md, info
+    return (*pictures, md, info, _marks(session, r, (float(y), float(x))) if drawn else None)
+
+
+def _marks(s: SimilaritySession, r: Any, query: tuple[float, float]) -> dict:
+    """The click as the page draws it: both maps (computed in the page), the query on A (white,
+    unlabelled) and the top-n patches numbered on each."""
+    a_size, b_size = (im.array.shape[:2] for im in s.images)
+    n_a, n_b = len(r.top_a_points), len(r.top_b_points)
+    a = picture_marks(A_PICTURE, a_size, [*r.top_a_points, query], [*map(str, range(1, n_a + 1)), ""],
+                      [*draw.point_colors(n_a), (255, 255, 255)])
+    b = picture_marks(B_PICTURE, b_size, r.top_b_points, list(map(str, range(1, n_b + 1))), draw.point_colors(n_b))
+    return marks_payload([a, b], heats=[mark_heat(A_PICTURE, 0, query), mark_heat(B_PICTURE, 1, query)])
 
 
 @ui_errors(quiet=True)
@@ -99,10 +135,6 @@ def send_hover(key: Any) -> Any:
                          run=time.monotonic_ns(), targets=[0, 1])
 
 
-def click_similarity(session: Any, top_n: Any, evt: gr.SelectData) -> tuple:
-    return similarity_point(session, evt.index[0], evt.index[1], top_n)
-
-
 def build(page: Page) -> None:
     state = session_state()
     a_in, b_in = pair_inputs("sim")
@@ -112,11 +144,12 @@ def build(page: Page) -> None:
     md = gr.Markdown()
     with gr.Row():
         a_out = gr.Image(label="A: hover to preview, click for the top-n (similarity over A)", format="png",
-                         interactive=False, elem_id="sim-a-output")
+                         interactive=False, elem_id=A_PICTURE)
         b_out = gr.Image(label="Similarity over B (top-n numbered)", format="png", interactive=False,
-                         elem_id="sim-b-output")
-    hover = hover_block("sim", "sim-a-output", ["sim-a-output", "sim-b-output"],
+                         elem_id=B_PICTURE)
+    hover = hover_block("sim", A_PICTURE, [A_PICTURE, B_PICTURE],
                         "Arrow keys move a cursor cell on image A, Enter asks the server for its top patches.")
+    marks = marks_block("sim", A_PICTURE)
     with gr.Row():
         x = gr.Number(None, label="x on A", precision=0, minimum=0)
         y = gr.Number(None, label="y on A", precision=0, minimum=0)
@@ -125,7 +158,11 @@ def build(page: Page) -> None:
         info = gr.JSON()
     run = endpoint(page, run_btn.click, run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
                    api_name=RUN_API)
-    run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    page.on_select(a_out, click_similarity, [state, *knobs], [a_out, b_out, md, info])
+    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
+                    show_progress="hidden")      # the server drew the pictures: the page's marks go
+    run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden") \
+        .then(**no_marks)
+    page.on_select(a_out, click_similarity, [state, *knobs], [a_out, b_out, md, info, marks],
+                   drawn=page_draws(A_PICTURE))
     endpoint(page, point_btn.click, similarity_point, [state, x, y, *knobs], [a_out, b_out, md, info],
-             api_name=POINT_API)
+             api_name=POINT_API).then(**no_marks)

@@ -20,7 +20,8 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, download_output, endpoint
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, hover_payload
+from vitdense.web.hover import hover_block, hover_payload, mark_heat, marks_block, marks_payload, page_draws, \
+    picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, \
     set_examples, set_input
 from vitdense.web.pool import extract, extract_set
@@ -33,6 +34,7 @@ APP = get_app("transfer")
 ID, TITLE, ORDER = APP.id, APP.title, 15
 RUN_API, POINT_API, CLEAR_API, DOWNLOAD_API = APP.api_names
 MAX_POINTS = 20
+SOURCE_PICTURE, TARGETS_GALLERY = "transfer-source", "transfer-targets"     # element ids
 
 
 @dataclass
@@ -44,6 +46,7 @@ class TransferSession:
     matcher: SetMatcher
     params: dict
     points: list[tuple[float, float]] = field(default_factory=list)   # (y, x) on the source
+    marked: bool = False            # the pictures last sent have the points drawn in (by the server)
 
 
 def _source_choices(s: TransferSession) -> Any:
@@ -59,18 +62,48 @@ def _entries(s: TransferSession, result: TransferResult, pictures: list) -> dict
     return entries
 
 
-def _outputs(s: TransferSession, key: str) -> tuple:
+def _plain(s: TransferSession) -> tuple:
+    """The source and the targets gallery as given (no points)."""
+    src = s.matcher.source_index
+    return s.images[src].array, [(im.array, im.name) for i, im in enumerate(s.images) if i != src]
+
+
+def _marks(s: TransferSession, result: TransferResult) -> dict:
+    """The points as the page draws them: numbered on the source, their matches numbered on each
+    target thumbnail (in the gallery's order) over the last point's heat map there."""
+    src = s.matcher.source_index
+    n = result.num_points
+    labels, colors = [str(p + 1) for p in range(n)], draw.point_colors(n)
+    order = [i for i in range(len(s.images)) if i != src]
+    pictures = [picture_marks(SOURCE_PICTURE, s.images[src].array.shape[:2], s.points, labels, colors)]
+    pictures += [picture_marks(f"{TARGETS_GALLERY}@{k}", s.images[i].array.shape[:2], result.matches[i], labels,
+                               colors) for k, i in enumerate(order)]
+    heats = [mark_heat(f"{TARGETS_GALLERY}@{k}", k + 1, s.points[-1]) for k in range(len(order))]
+    return marks_payload(pictures, heats=heats)
+
+
+def _result(s: TransferSession) -> TransferResult:
+    """The points of the session transferred with its matchers (no network pass)."""
+    return transfer_points_descriptors(s.descs, s.matcher.source_index, s.points, matcher=s.matcher)
+
+
+def _outputs(s: TransferSession, key: str, drawn: bool = False, result: TransferResult | None = None) -> tuple:
     """(source with points, targets gallery, summary markdown, points JSON, file (None: the
-    visitor's "Prepare download" builds it, :func:`transfer_download`), session)."""
+    visitor's "Prepare download" builds it, :func:`transfer_download`), session); stores ``s``.
+    ``drawn`` (the page draws the points, from :func:`_marks`): the pictures as given, sent only
+    if the last ones had points drawn in; nothing is drawn or written to disk."""
     src = s.matcher.source_index
     names = [im.name for im in s.images]
+    keep_pictures = drawn and not s.marked
+    save(key, updated(s, marked=bool(s.points) and not drawn))
     if not s.points:
-        source = s.images[src].array
-        targets = [(im.array, im.name) for i, im in enumerate(s.images) if i != src]
         md = (f"Descriptors of {len(s.images)} images ready. Click a point on **{names[src]}**: "
               "its match appears on every other image.")
-        return source, targets, md, None, None, key
-    result: TransferResult = transfer_points_descriptors(s.descs, src, s.points, matcher=s.matcher)
+        return ((gr.skip(), gr.skip()) if keep_pictures else _plain(s)) + (md, None, None, key)
+    result = result or _result(s)
+    if drawn:
+        md, points = _summary(s, result, [None] * len(s.images))
+        return ((gr.skip(), gr.skip()) if keep_pictures else _plain(s)) + (md, points, None, key)
     pictures = draw.draw_transfer([im.array for im in s.images], result)
     last = len(s.points) - 1
     targets = []
@@ -81,6 +114,14 @@ def _outputs(s: TransferSession, key: str) -> tuple:
         targets.append((draw.draw_markers(heat, result.matches[i], draw.point_colors(result.num_points)),
                         f"{im.name}: point {last + 1} {result.similarity[i, last]:.2f}"
                         + (" (mutual)" if result.mutual[i, last] else "")))
+    md, points = _summary(s, result, pictures)
+    return pictures[src], targets, md, points, None, key
+
+
+def _summary(s: TransferSession, result: TransferResult, pictures: list) -> tuple[str, Any]:
+    """The points' table (markdown) and their JSON (with the parameters)."""
+    src = s.matcher.source_index
+    names = [im.name for im in s.images]
     rows = ["| point | image | match (x, y) | similarity | mutual |", "|---|---|---|---|---|"]
     for p in range(result.num_points):
         for i in range(len(s.images)):
@@ -89,8 +130,7 @@ def _outputs(s: TransferSession, key: str) -> tuple:
                 rows.append(f"| {p + 1} | {names[i]} | {x:.0f}, {y:.0f} | {result.similarity[i, p]:.3f} | "
                             f"{'yes' if result.mutual[i, p] else 'no'} |")
     md = f"**{result.num_points} point(s)** on {names[src]}.\n\n" + "\n".join(rows)
-    points = to_jsonable({**_entries(s, result, pictures)["points.json"], "params": s.params})
-    return pictures[src], targets, md, points, None, key
+    return md, to_jsonable({**_entries(s, result, pictures)["points.json"], "params": s.params})
 
 
 @ui_errors(heavy=True)
@@ -130,14 +170,18 @@ def transfer_source(key: Any, source: Any) -> tuple:
     """Another source image: its matchers (no network pass); the points are cleared."""
     s = _need(key)
     index = validate.number("image index", source, 0, len(s.images) - 1, integer=True)
-    new = updated(s, matcher=SetMatcher(s.descs, index), points=[])
-    save(key, new)
-    return _outputs(new, key)
+    return _outputs(updated(s, matcher=SetMatcher(s.descs, index), points=[]), key)
 
 
 @ui_errors
 def transfer_point(key: Any, x: float, y: float) -> tuple:
     """Pixel (x, y) of the source -> its match on every other image; points accumulate."""
+    new, done = _added(key, x, y)
+    return (*_outputs(new, key), done)
+
+
+def _added(key: Any, x: Any, y: Any) -> tuple[TransferSession, Done]:
+    """The visitor's set with point (x, y) of the source added (not yet stored), and its sentence."""
     s = _need(key)
     x, y = validate.number("x", x), validate.number("y", y)
     w, h = s.images[s.matcher.source_index].image.size
@@ -145,9 +189,8 @@ def transfer_point(key: Any, x: float, y: float) -> tuple:
         raise ParameterError(f"the point (x={float(x):.0f}, y={float(y):.0f}) is outside the source image "
                              f"({w} x {h} pixels)")
     new = updated(s, points=(s.points + [(float(y), float(x))])[-MAX_POINTS:])
-    save(key, new)
-    return (*_outputs(new, key), Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) "
-                                      f"matched on {len(s.images) - 1} images."))
+    return new, Done(f"Point {len(new.points)} (x={float(x):.0f}, y={float(y):.0f}) matched on "
+                     f"{len(s.images) - 1} images.")
 
 
 #: sets sent to the page for hovering (each image is about 0.9 MB of text at the defaults)
@@ -163,18 +206,23 @@ def send_hover(key: Any) -> Any:
         return None
     src = session.matcher.source_index
     order = [src] + [i for i in range(len(session.descs)) if i != src]
-    return hover_payload("correspond", [session.descs[i] for i in order], run=time.monotonic_ns())
+    return hover_payload("correspondences", [session.descs[i] for i in order], run=time.monotonic_ns())
 
 
-def click_transfer(session: Any, evt: gr.SelectData) -> tuple:
-    return transfer_point(session, evt.index[0], evt.index[1])
+@ui_errors
+def click_transfer(key: Any, drawn: Any, evt: gr.SelectData) -> tuple:
+    """A click on the source (gr.SelectData.index = [x, y] in its pixels): :func:`transfer_point`'s
+    outputs and the marks, which the page draws when ``drawn`` (:func:`vitdense.web.hover.page_draws`;
+    otherwise the server draws the pictures, marks None)."""
+    new, done = _added(key, evt.index[0], evt.index[1])
+    drawn = validate.flag("drawn", drawn)
+    result = _result(new)
+    return (*_outputs(new, key, drawn, result), _marks(new, result) if drawn else None, done)
 
 
 @ui_errors
 def transfer_clear(key: Any) -> tuple:
-    new = updated(_need(key), points=[])
-    save(key, new)
-    return _outputs(new, key)
+    return _outputs(updated(_need(key), points=[]), key)
 
 
 @ui_errors
@@ -183,7 +231,7 @@ def transfer_download(key: Any) -> tuple:
     s = _need(key)
     if not s.points:
         raise ParameterError("click a point on the source image first: the download holds the transferred points")
-    result = transfer_points_descriptors(s.descs, s.matcher.source_index, s.points, matcher=s.matcher)
+    result = _result(s)
     pictures = draw.draw_transfer([im.array for im in s.images], result)
     return download_zip(ID, _entries(s, result, pictures)), Done(f"The download is ready ({len(s.points)} point(s)).")
 
@@ -199,12 +247,13 @@ def build(page: Page) -> None:
         clear_btn = gr.Button("Clear points", elem_id="transfer-clear")
     with gr.Row():
         src_img = gr.Image(label="Source: click a point", format="png", interactive=False, scale=2,
-                           elem_id="transfer-source")
+                           elem_id=SOURCE_PICTURE)
         with gr.Column(scale=3):
             targets = gr.Gallery(label="Matches (last point's similarity: top 5% coloured)", columns=3, format="png",
-                                 elem_id="transfer-targets", object_fit="contain", height="auto")
-    hover = hover_block("transfer", "transfer-source", [f"transfer-targets@{k}" for k in range(MAX_HOVER_IMAGES)],
+                                 elem_id=TARGETS_GALLERY, object_fit="contain", height="auto")
+    hover = hover_block("transfer", SOURCE_PICTURE, [f"{TARGETS_GALLERY}@{k}" for k in range(MAX_HOVER_IMAGES)],
                         "Arrow keys move a cursor cell on the source, Enter transfers it on the server.")
+    marks = marks_block("transfer", SOURCE_PICTURE)
     md = gr.Markdown(elem_id="transfer-summary")
     with gr.Row():
         with gr.Column():
@@ -216,12 +265,14 @@ def build(page: Page) -> None:
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
     aux = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
+                    show_progress="hidden")      # the server drew the pictures: the page's marks go
     pick = source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None)
     page.watch(pick)
     for ev in (endpoint(page, run_btn.click, run_transfer, [images, source, *page.descriptor_inputs],
                         [*outputs, source], api_name=RUN_API), pick):
-        ev.success(send_hover, state, hover, **aux)
-    page.on_select(src_img, click_transfer, state, outputs)
-    endpoint(page, point_btn.click, transfer_point, [state, x, y], outputs, api_name=POINT_API)
-    endpoint(page, clear_btn.click, transfer_clear, state, outputs, api_name=CLEAR_API)
+        ev.success(send_hover, state, hover, **aux).then(**no_marks)
+    page.on_select(src_img, click_transfer, state, [*outputs, marks], drawn=page_draws(SOURCE_PICTURE))
+    endpoint(page, point_btn.click, transfer_point, [state, x, y], outputs, api_name=POINT_API).then(**no_marks)
+    endpoint(page, clear_btn.click, transfer_clear, state, outputs, api_name=CLEAR_API).then(**no_marks)
     endpoint(page, download_btn.click, transfer_download, state, file_out, api_name=DOWNLOAD_API)
