@@ -167,6 +167,13 @@ def marks_block(tab: str, source: str) -> gr.HTML:
     return _script_block(f"{tab}-marks", "<span></span>", f"vdMarksInit(element, props, watch, {source!r});")
 
 
+def clear_marks(marks: gr.HTML) -> dict:
+    """``event.then(**clear_marks(marks))``: after an event whose pictures the server drew (a run,
+    a button, the API), the page's marks of ``marks`` (a :func:`marks_block`) go."""
+    return dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
+                show_progress="hidden")
+
+
 def page_draws(source: str) -> str:
     """JavaScript that is true when the page draws the answer to a click on ``#source`` (its hover
     engine or its parts highlight is ready): what a click event sends as its ``drawn`` input."""

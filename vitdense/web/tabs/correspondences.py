@@ -26,8 +26,8 @@ from vitdense.web.controls import Page, download_output, endpoint, knob_componen
     run_inputs
 from vitdense.web.errors import ui_errors
 from vitdense.draw.maps import boxes_of
-from vitdense.web.hover import hover_block, mark_heat, mark_line, marks_block, marks_payload, matcher_payload, \
-    page_draws, picture_marks
+from vitdense.web.hover import clear_marks, hover_block, mark_heat, mark_line, marks_block, marks_payload, \
+    matcher_payload, page_draws, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, example_pairs, \
     pair_inputs, prepare_pair
 from vitdense.web.pool import POOL, extract
@@ -354,8 +354,7 @@ def build(page: Page) -> None:
     with gr.Accordion("Points (JSON)", open=False):
         points = gr.JSON()
     outputs = [a_out, b_out, heat, md, points, zip_out, state]
-    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
-                    show_progress="hidden")      # the server drew the pictures: the page's marks go
+    no_marks = clear_marks(marks)
     run = endpoint(page, run_btn.click, run_correspondences, run_inputs(APP, [a_in, b_in], page, knobs), outputs,
                    api_name=RUN_API)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None,

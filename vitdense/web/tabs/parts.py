@@ -20,7 +20,7 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
     run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import highlight_payload, marks_block, page_draws, parts_block, parts_payload
+from vitdense.web.hover import clear_marks, highlight_payload, marks_block, page_draws, parts_block, parts_payload
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, numbered_stems, set_examples, set_input
 from vitdense.web.pool import extract_app_set
 from vitdense.web.serving import validate
@@ -357,8 +357,7 @@ def build(page: Page) -> None:
     outputs = [gallery, plot, index, md, summary, zip_out, state]
     view_outputs = [gallery, click_img, plot, md, state]
     aux = dict(api_visibility="private", concurrency_limit=None)
-    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
-                    show_progress="hidden")      # the server drew the pictures: the page's highlight goes
+    no_marks = clear_marks(marks)
     for ev in (endpoint(page, run_btn.click, run_part_cosegmentation, run_inputs(APP, [images], page, knobs),
                         outputs, api_name=RUN_API),
                endpoint(page, recluster_btn.click, recluster_parts, [state, *knobs], outputs, api_name=RECLUSTER_API)):

@@ -16,8 +16,8 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.apps import get_app
 from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, hover_payload, mark_heat, marks_block, marks_payload, page_draws, \
-    picture_marks
+from vitdense.web.hover import clear_marks, hover_block, hover_payload, mark_heat, marks_block, marks_payload, \
+    page_draws, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, pair_inputs, \
     prepare_pair
 from vitdense.web.pool import POOL, extract
@@ -158,8 +158,7 @@ def build(page: Page) -> None:
         info = gr.JSON()
     run = endpoint(page, run_btn.click, run_similarity, [a_in, b_in, *page.descriptor_inputs], [a_out, b_out, md, state],
                    api_name=RUN_API)
-    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
-                    show_progress="hidden")      # the server drew the pictures: the page's marks go
+    no_marks = clear_marks(marks)
     run.success(send_hover, state, hover, api_visibility="private", concurrency_limit=None, show_progress="hidden") \
         .then(**no_marks)
     page.on_select(a_out, click_similarity, [state, *knobs], [a_out, b_out, md, info, marks],

@@ -20,8 +20,8 @@ from vitdense.features.models import BUNDLED_MODEL
 from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, download_output, endpoint
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import hover_block, hover_payload, mark_heat, marks_block, marks_payload, page_draws, \
-    picture_marks
+from vitdense.web.hover import clear_marks, hover_block, hover_payload, mark_heat, marks_block, marks_payload, \
+    page_draws, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, \
     set_examples, set_input
 from vitdense.web.pool import extract, extract_set
@@ -265,8 +265,7 @@ def build(page: Page) -> None:
         points = gr.JSON()
     outputs = [src_img, targets, md, points, file_out, state]
     aux = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    no_marks = dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
-                    show_progress="hidden")      # the server drew the pictures: the page's marks go
+    no_marks = clear_marks(marks)
     pick = source.input(transfer_source, [state, source], outputs, api_visibility="private", concurrency_limit=None)
     page.watch(pick)
     for ev in (endpoint(page, run_btn.click, run_transfer, [images, source, *page.descriptor_inputs],
