@@ -3,7 +3,9 @@ path, side by side in one run; and end-to-end ``Extractor.extract`` for arrays b
 
 "before" is the code path of the previous release: every input through ``load_image`` (arrays
 become PIL images), then PIL's ``tobytes`` into the batch; "after" is ``Extractor.load_pixels``
-(arrays and tensors as views, RGB JPEGs decoded by torchvision). Real photos (``skimage.data``),
+(arrays and tensors as views, RGB JPEGs decoded by torchvision) and PIL images read as their
+memory (``pil_pixels``: H x W x 4, no ``tobytes``). A second table times the one step that holds
+the GIL for PIL inputs, image -> pixels, in one thread. Real photos (``skimage.data``),
 centre-resized to 224 x 224 so that no resize is needed (load_size 224).
 
     python bench/bench_host_prep.py                       # CPU
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from profile_extract import timed as best_of  # noqa: E402 (the median of the repeats)
 
-from vitdense.features.images import load_image, map_threads  # noqa: E402
+from vitdense.features.images import load_image, map_threads, pil_pixels  # noqa: E402
 
 
 def main() -> None:
@@ -49,14 +51,15 @@ def main() -> None:
 
     def before(inputs):  # the previous release: load_image (PIL) per input, PIL tobytes per image
         rgbs = map_threads(load_image, inputs)
-        return ex._stack_pixels(map_threads(lambda im: ex._pixels(im, g), rgbs))
+        return ex._stack_pixels(map_threads(lambda im: np.asarray(im)[:g.resized_size[0], :g.resized_size[1]], rgbs))
 
     def after(inputs):
         rgbs = ex.load_pixels(inputs, 224)
         return ex._stack_pixels(map_threads(lambda im: ex._pixels(im, g), rgbs))
 
     rows = []
-    cases = [("PIL images (unchanged path)", before, pils), ("uint8 arrays, before (through PIL)", before, arrays),
+    cases = [("PIL images, before (tobytes)", before, pils), ("PIL images, after (memory view)", after, pils),
+             ("uint8 arrays, before (through PIL)", before, arrays),
              ("uint8 arrays, after (views)", after, arrays), ("uint8 tensor B x H x W x 3, after", after, batch),
              ("uint8 tensor B x 3 x H x W, after", after, batch.permute(0, 3, 1, 2)),
              ("JPEG files, before (PIL decode)", before, files),
@@ -67,13 +70,18 @@ def main() -> None:
     print(f"## Host preparation, {a.images} images of 224 x 224 px -> uint8 batch ({ex.device})\n")
     print(C.machine_line(a.device) + "\n")
     print(C.table(["input", "images/s"], rows))
+    gil = [[name, f"{best_of(lambda: [fn(im) for im in pils], 'cpu', a.repeats) * 1e3:.1f} ms"]
+           for name, fn in (("np.asarray (PIL tobytes), before", np.asarray), ("pil_pixels (memory view), after", pil_pixels))]
+    print(f"\n## PIL image -> pixels, {a.images} images in one thread (the step that holds the GIL)\n")
+    print(C.table(["step", "time"], gil))
     n = a.extract_images
     kw = dict(layer=11, facet="key", stride=stride, load_size=224, batch_size=n)
     arr_n = arrays[:n]
     x = torch.from_numpy(np.stack(arr_n)).to(ex.device)
     raw = best_of(lambda: ex.model.forward_features(ex._normalise(x, ex.device, ex.dtype)), a.device, a.repeats)
     e2e = [["raw forward (timm forward_features, pixels on the device)", f"{n / raw:.1f}", "1.00x"]]
-    for name, make in (("extract, uint8 arrays, before (through PIL)", lambda: map_threads(load_image, arr_n)),
+    for name, make in (("extract, PIL images, after", lambda: pils[:n]),
+                       ("extract, uint8 arrays, before (through PIL)", lambda: map_threads(load_image, arr_n)),
                        ("extract, uint8 arrays, after", lambda: arr_n),
                        ("extract, uint8 tensor batch, after", lambda: batch[:n]),
                        ("extract, JPEG files, after", lambda: files[:n])):

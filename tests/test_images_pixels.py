@@ -1,6 +1,7 @@
 """The PIL-free input path: arrays, tensors and JPEGs straight to uint8 pixels, equal to PIL's."""
 from __future__ import annotations
 
+import gc
 import io
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from PIL import Image
 from conftest import TEST_DEVICE, on_cuda
 from vitdense.features.extractor import image_digest
 from vitdense.errors import ImageError
-from vitdense.features.images import load_image, load_pixels
+from vitdense.features.images import load_image, load_pixels, pil_pixels
 
 ROOT = Path(__file__).resolve().parent.parent
 JPEGS = sorted([*ROOT.glob("assets/**/*.jpg"), *ROOT.glob("bench/data/**/*.jpg")])
@@ -70,6 +71,44 @@ def test_arrays_and_tensors_are_views(photos):
         assert isinstance(g, np.ndarray) and np.shares_memory(g, t.numpy())
         np.testing.assert_array_equal(g, a)
     assert image_digest(a) == image_digest(Image.fromarray(a)) == image_digest(t)
+
+
+def test_pil_images_are_read_as_their_memory(photos):
+    """An RGB PIL image -> its own H x W x 4 memory (no tobytes): R, G, B equal PIL's pixels, and two
+    reads share memory. It stays valid after the image is gone and its memory could be reused."""
+    for a in (photos["chelsea"], photos["chelsea"][:91, :37], photos["astronaut"]):
+        img = Image.fromarray(np.ascontiguousarray(a))
+        got = pil_pixels(img)
+        assert got.shape == (*a.shape[:2], 4)
+        np.testing.assert_array_equal(got[..., :3], a)
+        assert np.shares_memory(got, pil_pixels(img))
+    want = photos["astronaut"].copy()
+    view = pil_pixels(Image.fromarray(want))
+    gc.collect()
+    others = [Image.fromarray(np.full_like(want, k)) for k in range(20)]  # would reuse freed memory
+    np.testing.assert_array_equal(view[..., :3], want)
+    assert len(others) == 20
+
+
+def test_pil_images_it_cannot_view_are_copied(photos):
+    """Other modes and an image in several memory blocks (large: no zero-copy export) fall back to
+    ``np.asarray``, one copy of the same pixels."""
+    gray = Image.fromarray(photos["chelsea"]).convert("L")
+    np.testing.assert_array_equal(pil_pixels(gray), np.asarray(gray))
+    big = Image.fromarray(np.tile(photos["chelsea"], (10, 10, 1)))  # 3000 x 4510: several blocks
+    got = pil_pixels(big)
+    assert got.shape == (*big.size[::-1], 3)
+    np.testing.assert_array_equal(got, np.asarray(big))
+
+
+def test_pil_and_array_inputs_share_a_batch(bundled_extractor, photos):
+    """PIL images (4 bytes a pixel) and arrays (3) in one batch: the same descriptors as all-PIL."""
+    ex = bundled_extractor
+    arrays = [photos["chelsea"], photos["chelsea"][:, ::-1].copy(), photos["chelsea"][::-1].copy()]
+    want = ex.extract([Image.fromarray(a) for a in arrays], **KW)
+    got = ex.extract([Image.fromarray(arrays[0]), arrays[1], torch.from_numpy(arrays[2])], **KW)
+    for g, w in zip(got, want):
+        assert torch.equal(g.descs, w.descs)
 
 
 @pytest.mark.parametrize("load_size", [None, 112])

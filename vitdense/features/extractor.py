@@ -28,7 +28,7 @@ from vitdense.features import rope as _rope
 from vitdense.features.cache import DescriptorCache
 from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
 from vitdense.features.images import (ImageLike, as_image_list, host_array, load_image, load_pixels, map_threads,
-                                      pixel_size, resized_size)
+                                      pil_pixels, pixel_size, resized_size)
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
 from vitdense.stops import stop_point
 
@@ -264,13 +264,14 @@ class Extractor:
                 resize: str = "lanczos") -> np.ndarray | torch.Tensor:
         """The uint8 pixels of ``img`` (PIL, or H x W x 3 pixels from :meth:`load_pixels`) for geometry
         ``g`` (LANCZOS-resized and cropped to the grid; with ``resize="device"`` and another size,
-        as they are). Pixels of the right size are only cropped (a view: no PIL, no copy)."""
+        as they are). Pixels of the right size are only cropped (a view: no PIL, no copy). A PIL
+        image gives H x W x 4 (:func:`~vitdense.features.images.pil_pixels`: its memory as it is)."""
         H1, W1 = g.resized_size
         if pixel_size(img) != (W1, H1) and resize == "lanczos":
             if not isinstance(img, Image.Image):
                 img = Image.fromarray(host_array(img))
             img = img.resize((W1, H1), Image.Resampling.LANCZOS)
-        arr = np.asarray(img, dtype=np.uint8) if isinstance(img, Image.Image) else img
+        arr = pil_pixels(img) if isinstance(img, Image.Image) else img
         if pixel_size(img) == (W1, H1):
             arr = arr[: g.patch + (g.grid[0] - 1) * g.stride, : g.patch + (g.grid[1] - 1) * g.stride]
         return arr
@@ -279,19 +280,20 @@ class Extractor:
         """``resize="device"``: B x H0 x W0 x 3 uint8 -> B x H x W x 3 uint8 on the device, resized to
         ``geometry.resized_size`` (antialiased bicubic, one op for the batch), rounded, cropped to the grid."""
         (H1, W1), (h, w), p, s = geometry.resized_size, geometry.grid, geometry.patch, geometry.stride
-        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = pixels[..., :3].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(H1, W1), mode="bicubic", antialias=True, align_corners=False)
         x = x[:, :, : p + (h - 1) * s, : p + (w - 1) * s].round_().clamp_(0, 255)
         return x.to(torch.uint8).permute(0, 2, 3, 1)
 
     def _normalise(self, pixels: torch.Tensor, device: torch.device | str,
                    dtype: torch.dtype) -> torch.Tensor:
-        """B x H x W x 3 uint8 pixels -> B x 3 x H x W ``(x - mean) / std`` in ``dtype`` on ``device``.
+        """B x H x W x C uint8 pixels (C = 3, or 4 with an unused 4th byte) -> B x 3 x H x W
+        ``(x - mean) / std`` in ``dtype`` on ``device``.
 
         One copy of the uint8 batch (non-blocking from pinned memory), then one batched op on the
         device; the arithmetic is float32 as on the PIL path (bit-equal on the CPU).
         """
-        x = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = pixels.to(device, non_blocking=True)[..., :3].permute(0, 3, 1, 2).float()
         mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.spec.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
         return ((x - mean) / std).to(dtype)
@@ -330,7 +332,7 @@ class Extractor:
                 stride: int | None = None, saliency: bool = False) -> ForwardOutput:
         """One pass over a batch, stopping after the deepest block it needs.
 
-        images: B x 3 x H x W normalised floats, or B x H x W x 3 uint8 pixels (normalised here, on
+        images: B x 3 x H x W normalised floats, or B x H x W x 3 (or 4) uint8 pixels (normalised here, on
         the device: what :meth:`extract` sends).
         """
         stride = self.resolve_stride(stride)
@@ -457,7 +459,12 @@ class Extractor:
         chunks = [b[s:s + step] for b in _batches(todo, shapes, batch_size) for s in range(0, len(b), step)]
 
         def pixels_of(chunk: list[int]) -> torch.Tensor:
-            return self._stack_pixels(map_threads(lambda i: self._pixels(rgbs[i], geoms[i], resize), chunk))
+            def one(i: int) -> np.ndarray | torch.Tensor:
+                return self._pixels(rgbs[i], geoms[i], resize)
+            resizing = resize == "lanczos" and any(pixel_size(rgbs[i]) != tuple(geoms[i].resized_size[::-1])
+                                                   for i in chunk)
+            # a LANCZOS resize is worth a worker thread; a view (crop of memory) is not
+            return self._stack_pixels(map_threads(one, chunk) if resizing else [one(i) for i in chunk])
 
         # the next chunk's pixels are read, resized and stacked while the device runs this one
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitdense-prefetch") as prefetch:
@@ -494,17 +501,21 @@ class Extractor:
                            errors=errors)
 
     def _stack_pixels(self, arrays: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
-        """H x W x 3 uint8 pixels of one size -> B x H x W x 3 uint8, pinned when bound for CUDA;
-        pixels already on a device (decoded there, or given there) are stacked on this device."""
+        """H x W x C uint8 pixels of one size -> B x H x W x C uint8, pinned when bound for CUDA;
+        pixels already on a device (decoded there, or given there) are stacked on this device.
+        C is 4 when every image is PIL's H x W x 4 memory (copied whole: a memcpy), else 3."""
+        if any(a.shape[2] != arrays[0].shape[2] for a in arrays):
+            arrays = [a[..., :3] for a in arrays]
         if any(isinstance(a, torch.Tensor) for a in arrays):
             return torch.stack([(a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a))).to(self.device)
                                 for a in arrays])
         pinned = self.device.type == "cuda" and torch.cuda.is_available()
         out = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=pinned)
         buffer = out.numpy()
-        # one copy per image straight into the (pinned) buffer, in worker threads (numpy copies
-        # release the GIL)
-        map_threads(lambda i: np.copyto(buffer[i], arrays[i]), range(len(arrays)), min_items=32)
+        # one copy per image straight into the (pinned) buffer, a slice of the batch per worker
+        # thread (numpy copies release the GIL)
+        slices = np.array_split(np.arange(len(arrays)), max(1, min(8, len(arrays) // 16)))
+        map_threads(lambda idx: [np.copyto(buffer[i], arrays[i]) for i in idx], slices, min_items=2)
         return out
 
     def _forward_chunks(self, tensors: torch.Tensor, layers: list[int], facet: str, stride: int,
