@@ -227,6 +227,15 @@ _ArrowArray._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int6
                         ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
                         ("dictionary", ctypes.POINTER(_ArrowArray)), ("release", ctypes.c_void_p),
                         ("private_data", ctypes.c_void_p)]
+class _ArrowSchema(ctypes.Structure):
+    """The Arrow C data interface's ``struct ArrowSchema``."""
+
+
+_ArrowSchema._fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
+                         ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
+                         ("children", ctypes.POINTER(ctypes.POINTER(_ArrowSchema))),
+                         ("dictionary", ctypes.POINTER(_ArrowSchema)), ("release", ctypes.c_void_p),
+                         ("private_data", ctypes.c_void_p)]
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
@@ -243,14 +252,18 @@ def pil_pixels(img: Image.Image) -> np.ndarray:
     """
     if img.mode == "RGB" and hasattr(img, "__arrow_c_array__"):
         try:
-            _, capsule = img.__arrow_c_array__()
+            schema, capsule = img.__arrow_c_array__()
         except ValueError:  # several memory blocks (large images): no zero-copy export
             pass
         else:
+            layout = _ArrowSchema.from_address(_capsule_pointer(schema, b"arrow_schema"))
             pixels = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
-            values = pixels.children[0].contents
             W, H = img.size
-            if pixels.offset == values.offset == 0 and values.length == H * W * 4:
+            # the layout this reads: a fixed-size list of 4 uint8 per pixel, one buffer, no offset
+            if (layout.format == b"+w:4" and layout.n_children == 1 and layout.children[0].contents.format == b"C"
+                    and pixels.n_children == 1 and pixels.offset == 0 and pixels.length == H * W
+                    and pixels.children[0].contents.offset == 0):
+                values = pixels.children[0].contents
                 data = (ctypes.c_uint8 * (H * W * 4)).from_address(values.buffers[1])
                 data.capsule = capsule  # the array's base holds the export, and so PIL's memory
                 return np.frombuffer(data, dtype=np.uint8).reshape(H, W, 4)
