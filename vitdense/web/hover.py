@@ -16,7 +16,7 @@ import itertools
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 import numpy as np
@@ -172,6 +172,13 @@ def clear_marks(marks: gr.HTML) -> dict:
     a button, the API), the page's marks of ``marks`` (a :func:`marks_block`) go."""
     return dict(fn=lambda: None, inputs=None, outputs=marks, api_visibility="private", queue=False,
                 show_progress="hidden")
+
+
+def page_pictures(server_drew: bool, plain: Callable[[], tuple], count: int) -> tuple:
+    """The pictures a click answers with when the page draws it: ``count`` ``gr.skip()`` (the
+    page's marks go over what is shown), unless ``server_drew`` (the pictures last sent have marks
+    drawn in by the server): then ``plain()``, the pictures without them, once."""
+    return tuple(plain()) if server_drew else (gr.skip(),) * count
 
 
 def page_draws(source: str) -> str:

@@ -20,7 +20,8 @@ from vitdense.web import gate
 from vitdense.web.controls import Page, download_output, endpoint, knob_components, knob_params, knob_values, \
     run_inputs
 from vitdense.web.errors import ui_errors
-from vitdense.web.hover import clear_marks, highlight_payload, marks_block, page_draws, parts_block, parts_payload
+from vitdense.web.hover import clear_marks, highlight_payload, marks_block, page_draws, page_pictures, parts_block, \
+    parts_payload
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, numbered_stems, set_examples, set_input
 from vitdense.web.pool import extract_app_set
 from vitdense.web.serving import validate
@@ -207,12 +208,9 @@ def _view_outputs(s: PartsSession, key: str, done: str, drawn: bool = False, fig
     the pictures without it, sent only if the last ones had one drawn in. ``figure=False``: the
     hover view is left to :func:`part_figure` (None here)."""
     k = int(s.result.num_parts)
-    if drawn and not s.baked:
-        gallery = picture = gr.skip()
-    else:
-        shown = updated(s, highlight=0) if drawn else s
-        gallery = [(_view(shown, i), im.name) for i, im in enumerate(s.images)]
-        picture = _view(shown, s.index)
+    shown = updated(s, highlight=0) if drawn else s
+    gallery, picture = page_pictures(bool(s.baked) or not drawn, lambda: (
+        [(_view(shown, i), im.name) for i, im in enumerate(s.images)], _view(shown, s.index)), 2)
     s = updated(s, baked=0 if drawn else s.highlight)
     save(key, s)
     md = (f"<b>{k} parts</b> over {len(s.images)} images (share of the foreground):<br>"

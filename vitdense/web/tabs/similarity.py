@@ -17,7 +17,7 @@ from vitdense.apps import get_app
 from vitdense.web.controls import Page, endpoint, knob_components, knob_params, knob_values
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import clear_marks, hover_block, hover_payload, mark_heat, marks_block, marks_payload, \
-    page_draws, picture_marks
+    page_draws, page_pictures, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, admit, descriptor_settings, pair_inputs, \
     prepare_pair
 from vitdense.web.pool import POOL, extract
@@ -95,7 +95,7 @@ def _inspect(key: Any, x: Any, y: Any, knobs: dict | None, drawn: bool) -> tuple
     d1, d2 = (expand_descriptors(d) for d in session.descs)
     r = inspect_similarity_descriptors(d1, d2, (float(y), float(x)), top_n=top_n)
     if drawn:
-        pictures = (gr.skip(), gr.skip()) if not session.marked else tuple(im.array for im in session.images)
+        pictures = page_pictures(session.marked, lambda: [im.array for im in session.images], 2)
     else:
         pictures = draw.draw_similarity(session.images[0].array, session.images[1].array, r)
     if session.marked != (not drawn):

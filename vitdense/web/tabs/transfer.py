@@ -21,7 +21,7 @@ from vitdense.ops.mirror import choose_orientation
 from vitdense.web.controls import Page, download_output, endpoint
 from vitdense.web.errors import ui_errors
 from vitdense.web.hover import clear_marks, hover_block, hover_payload, mark_heat, marks_block, marks_payload, \
-    page_draws, picture_marks
+    page_draws, page_pictures, picture_marks
 from vitdense.web.inputs import AUTO, MAX_SIDE, InputImage, descriptor_settings, numbered_stems, prepare_set, \
     set_examples, set_input
 from vitdense.web.pool import extract, extract_set
@@ -94,16 +94,16 @@ def _outputs(s: TransferSession, key: str, drawn: bool = False, result: Transfer
     if the last ones had points drawn in; nothing is drawn or written to disk."""
     src = s.matcher.source_index
     names = [im.name for im in s.images]
-    keep_pictures = drawn and not s.marked
+    plain = page_pictures(s.marked or not drawn, lambda: _plain(s), 2)
     save(key, updated(s, marked=bool(s.points) and not drawn))
     if not s.points:
         md = (f"Descriptors of {len(s.images)} images ready. Click a point on **{names[src]}**: "
               "its match appears on every other image.")
-        return ((gr.skip(), gr.skip()) if keep_pictures else _plain(s)) + (md, None, None, key)
+        return plain + (md, None, None, key)
     result = result or _result(s)
     if drawn:
         md, points = _summary(s, result, [None] * len(s.images))
-        return ((gr.skip(), gr.skip()) if keep_pictures else _plain(s)) + (md, points, None, key)
+        return plain + (md, points, None, key)
     pictures = draw.draw_transfer([im.array for im in s.images], result)
     last = len(s.points) - 1
     targets = []
