@@ -137,6 +137,34 @@ def test_small_kmeans_on_cuda_equals_the_cpu(test_device, photos, device_extract
 
 
 @on_cuda
+@pytest.mark.parametrize("inputs", ["PIL", "arrays", "tensor"])
+def test_batched_extraction_makes_no_host_sync(device_extractor, photos, inputs):
+    """``extract`` over several batches (two pipeline chunks, log-binning and saliency) with CUDA's
+    sync debug mode set to "error": any blocking copy, ``.item()`` or stream synchronisation in the
+    batched path raises here (the first call, which builds the caches, is left out)."""
+    from PIL import Image
+    arrays = [np.ascontiguousarray(np.roll(photos["chelsea"][:, :300], 7 * i, axis=1)) for i in range(12)]
+    given = {"PIL": [Image.fromarray(a) for a in arrays], "arrays": arrays,
+             "tensor": torch.from_numpy(np.stack(arrays))}[inputs]
+    ex = device_extractor
+    kw = dict(layer=(9, 11), facet="key", stride=14, load_size=None, bin=True, saliency=True, batch_size=8)
+    saved, ex.pipeline_images = ex.pipeline_images, 4
+    try:
+        want = ex.extract(given, **kw)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = ex.extract(given, **kw)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    finally:
+        ex.pipeline_images = saved
+    assert len(got) == 12
+    for g, w in zip(got, want):  # the same extraction (kernels may reorder sums: not bit for bit)
+        assert g.descs.device.type == "cuda" and F.cosine_similarity(g.descs, w.descs, dim=1).min() >= 0.9999
+
+
+@on_cuda
 def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
     """A per-process memory cap makes a real CUDA out-of-memory: stride 1 needs ~10x the memory
     of stride 14 for one image, so 4 images are halved down, then the CPU takes over."""

@@ -184,6 +184,7 @@ class Extractor:
         self.cache = cache
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._rope_cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._norm_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if _rope.has_rope(self.model):  # DINOv3: rotary coordinates of the strided grid
             _rope.check_supported(self.model)
         self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
@@ -280,7 +281,7 @@ class Extractor:
         """``resize="device"``: B x H0 x W0 x 3 uint8 -> B x H x W x 3 uint8 on the device, resized to
         ``geometry.resized_size`` (antialiased bicubic, one op for the batch), rounded, cropped to the grid."""
         (H1, W1), (h, w), p, s = geometry.resized_size, geometry.grid, geometry.patch, geometry.stride
-        x = pixels[..., :3].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = pixels.to(self.device, non_blocking=True)[..., :3].permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(H1, W1), mode="bicubic", antialias=True, align_corners=False)
         x = x[:, :, : p + (h - 1) * s, : p + (w - 1) * s].round_().clamp_(0, 255)
         return x.to(torch.uint8).permute(0, 2, 3, 1)
@@ -294,9 +295,17 @@ class Extractor:
         device; the arithmetic is float32 as on the PIL path (bit-equal on the CPU).
         """
         x = pixels.to(device, non_blocking=True)[..., :3].permute(0, 3, 1, 2).float()
-        mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.spec.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
+        mean, std = self._mean_std(x.device)
         return ((x - mean) / std).to(dtype)
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """1 x 3 x 1 x 1 mean and std of the model on ``device``, in pixel units, made once per
+        device: a tensor made from Python numbers on CUDA is a blocking copy (a host sync per batch)."""
+        key = str(device)
+        if key not in self._norm_cache:
+            self._norm_cache[key] = tuple(torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).mul(255.0).to(device)
+                                          for v in (self.spec.mean, self.spec.std))
+        return self._norm_cache[key]
 
     # -- the network --------------------------------------------------------------------------
     def _patch_pos_embed(self, h: int, w: int) -> torch.Tensor:
