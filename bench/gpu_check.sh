@@ -78,7 +78,7 @@ EOF
 
 # 2. the CUDA test layer
 TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py tests/test_refine.py tests/test_images_pixels.py
-       tests/test_store.py::test_a_shard_from_the_device_is_copied_once_and_read_back"
+       tests/test_host.py tests/test_store.py::test_a_shard_from_the_device_is_read_back"
 if [ $DRY = 1 ]; then
     step "tests (CPU, dry run: collect the layer, run tests/test_rope.py)" 300 "$OUT/tests.txt" \
         env VITDENSE_TEST_DEVICE=cpu $PY -m pytest -q -p no:cacheprovider --co $TESTS

@@ -38,9 +38,9 @@ from vitdense.ops.foreground import (  # noqa: F401 (re-exported)
     extract_with_saliency,
     foreground_clusters,
     saliency_maps,
-    to_host,
     votes_needed,
 )
+from vitdense.ops.host import to_host
 from vitdense.ops.refine import refine_masks, resize_labels, resolve_refiner
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
 from vitdense.stops import stop_point

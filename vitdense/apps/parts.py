@@ -47,7 +47,8 @@ from vitdense.ops.clustering import (
     sample_rows_balanced,
 )
 from vitdense.ops.crf import CRF_DEFAULTS, dense_crf
-from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps, to_host
+from vitdense.ops.foreground import extract_with_saliency, foreground_clusters, part_unaries, saliency_maps
+from vitdense.ops.host import to_host
 from vitdense.ops.refine import resize_labels, resolve_refiner, smooth_grid_unaries
 from vitdense.stops import stop_point
 

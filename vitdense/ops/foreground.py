@@ -19,6 +19,7 @@ from PIL import Image
 
 from vitdense.errors import ParameterError
 from vitdense.ops.clustering import ElbowResult, elbow_kmeans, sample_rows, small_work_threads, squared_distances
+from vitdense.ops.host import to_host
 from vitdense.ops.voting import count_votes, fallback_cells
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vitdense.features.extractor import Extractor
 
 __all__ = ["FAR", "ForegroundClusters", "cluster_votes", "extract_with_saliency", "foreground_clusters",
-           "part_unaries", "saliency_maps", "to_host", "votes_needed"]
+           "part_unaries", "saliency_maps", "votes_needed"]
 
 #: squared distance used for "background" when every stage-1 cluster is foreground (unit vectors: max 4)
 FAR = 4.0
@@ -52,18 +53,6 @@ def saliency_maps(descs: Sequence["ImageDescriptors"],
             t = F.interpolate(t[None, None], size=tuple(d.grid), mode="nearest-exact")[0, 0]
         out.append(t.numpy().astype(np.float32))
     return out
-
-
-def to_host(tensors: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
-    """Tensors (or arrays) of any shapes -> CPU tensors, float32 saliency or integer labels alike,
-    with one device-to-host copy for all of them (one sync, not one per image)."""
-    ts = [torch.as_tensor(t).detach() for t in tensors]
-    on_device = [i for i, t in enumerate(ts) if t.device.type != "cpu"]
-    if len(on_device) > 1 and len({ts[i].dtype for i in on_device}) == 1:
-        flat = torch.cat([ts[i].reshape(-1) for i in on_device]).cpu()
-        for i, part in zip(on_device, torch.split(flat, [ts[i].numel() for i in on_device])):
-            ts[i] = part.reshape(ts[i].shape)
-    return [t.cpu() for t in ts]
 
 
 def votes_needed(num_voters: int, votes_percentage: float) -> int:

@@ -34,6 +34,7 @@ import torch
 from vitdense.errors import ParameterError
 from vitdense.export import write_atomic
 from vitdense.features.descriptors import Geometry, ImageDescriptors
+from vitdense.ops.host import to_host
 
 SHARDS = "shards"
 MANIFEST = "manifest"
@@ -68,24 +69,6 @@ def safetensors_offsets(path: Path) -> dict[str, list[int]]:
     return {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
 
 
-def to_host(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Named tensors (any devices and dtypes) -> the same on the CPU, contiguous, with one copy
-    from each device per dtype (one host sync, not one per image): each group is flattened into one
-    tensor on its device, copied, and split back into views of that copy."""
-    groups: dict[tuple, list[str]] = {}
-    for name, t in tensors.items():
-        groups.setdefault((t.device, t.dtype), []).append(name)
-    out = {}
-    for (device, _), names in groups.items():
-        if device.type == "cpu":
-            out.update({n: tensors[n].contiguous() for n in names})
-            continue
-        flat = torch.cat([tensors[n].reshape(-1) for n in names]).cpu()
-        for n, part in zip(names, flat.split([tensors[n].numel() for n in names])):
-            out[n] = part.view(tensors[n].shape)
-    return {n: out[n] for n in tensors}
-
-
 def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDescriptors],
                 records: Sequence[dict], failures: Sequence[dict], store_dtype: str = "fp32") -> list[dict]:
     """Write one shard (``descs[i]`` belongs to ``records[i]``) and then its manifest part.
@@ -109,7 +92,7 @@ def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDesc
                 named[f"saliency_{i}"] = d.saliency.detach().float()
             if d.cls is not None:
                 named[f"cls_{i}"] = d.cls.detach().float()
-        tensors = to_host(named)
+        tensors = {name: t.contiguous() for name, t in zip(named, to_host(list(named.values())))}
         shard = out / SHARDS / f"{name}.safetensors"
         write_atomic(shard, save(tensors, metadata={"format": "vitdense-shard-1"}))
         offsets = safetensors_offsets(shard)
