@@ -207,3 +207,44 @@ def test_extract_dataset_keywords_are_the_settings_and_the_job_fields():
         DatasetJob(store_dtype="int3").check()
     with pytest.raises(ParameterError, match="shard_size"):
         DatasetJob(shard_size=0).check()
+
+
+def test_one_call_writes_its_shard_while_the_next_extracts(dataset, tmp_path, monkeypatch):
+    """An extraction actor runs two calls at once (Ray's threads, ``CALLS_PER_WORKER``): the first
+    call's shard is written while the second call's images are extracted. Each write here waits
+    until the other call has started extracting; were the write inside the device turn, the two
+    would wait for each other and the first write would time out."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import TEST_CHECKPOINT
+    from vitdense.scale import jobs
+    from vitdense.version import __version__
+    kw = dict(layer=11, facet="key", stride=14, load_size=112, bin=False, hierarchy=2, include_cls=False,
+              saliency=False, batch_size=4)
+    job = {"params_key": "test", "params": kw, "store": {"store_dtype": "fp32"}, "version": __version__}
+    worker = jobs._ExtractWorker(str(tmp_path), "run", {"model": MODEL["model"], "device": "cpu",
+                                                        "checkpoint": TEST_CHECKPOINT}, kw, 1, "fp32", None, job)
+    assert worker.error is None
+    extracting = [threading.Event(), threading.Event()]
+    write, extract = jobs.write_shard, worker._extract
+    calls = iter(range(2))
+
+    def extract_in_turn(images):
+        extracting[next(calls)].set()
+        return extract(images)
+
+    def write_after_the_other_started(*args, **kwargs):
+        started = [e.is_set() for e in extracting]
+        assert all(started) or extracting[1].wait(60), "the other call could not extract while this one wrote"
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "_extract", extract_in_turn)
+    monkeypatch.setattr(jobs, "write_shard", write_after_the_other_started)
+    rows = jobs.list_source([p for p in dataset["good"] if p.endswith(".png")])
+    shards = [{k: np.array([r.get(k) for r in part], dtype=object) for k in rows[0]} for part in (rows[:2], rows[2:4])]
+    with ThreadPoolExecutor(jobs.CALLS_PER_WORKER) as pool:
+        outs = list(pool.map(lambda s: worker(jobs._read_and_hash(s, frozenset())), shards))
+    records = [json.loads(r) for out in outs for r in out["record"]]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    assert len({r["shard"] for r in records}) == 2

@@ -3,7 +3,8 @@
 :func:`extract_dataset` streams image files through ``ray.data``: a read stage (bytes + content
 hash, images already stored with the same parameters dropped) feeds a pool of stateful actors that
 each load the :class:`~vitdense.features.extractor.Extractor` once, extract a shard of images (equal sizes
-batched) and write it themselves (:mod:`vitdense.scale.store`). :func:`map_sets` runs one task per image
+batched) and write it themselves (:mod:`vitdense.scale.store`), one shard written while the next is
+extracted (two calls of an actor at once, taking turns on the device). :func:`map_sets` runs one task per image
 set (co-segmentation, parts) on such a pool. The reader, :func:`vitdense.scale.store.open_descriptors`,
 needs no Ray.
 
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from vitdense.features.images import IMAGE_SUFFIXES
 from vitdense.scale.store import (
     STORE_DTYPES,
     content_hash,
+    host_descriptors,
     load_pca,
     params_key,
     read_manifest,
@@ -42,6 +45,8 @@ from vitdense.scale.store import (
     write_shard,
 )
 
+#: calls of one extraction actor at once (threads): one writes its shard while the next extracts
+CALLS_PER_WORKER = 2
 INSTALL_HINT = 'pip install "vitdense[scale]" (or pip install -r requirements-scale.txt)'
 
 
@@ -188,7 +193,12 @@ def _read_and_hash(batch: dict[str, np.ndarray], done: frozenset) -> dict[str, n
 
 # -- extraction -----------------------------------------------------------------------------------
 class _ExtractWorker:
-    """One Ray actor: an Extractor loaded once; each call extracts and writes one shard."""
+    """One Ray actor: an Extractor loaded once; each call extracts and writes one shard.
+
+    Ray runs up to :data:`CALLS_PER_WORKER` calls of an actor at once, in threads: decoding,
+    extraction and the copy off the device take turns (``device_turn``), so one call's shard is
+    serialised and written to disk while the next call's images are on the device.
+    """
 
     def __init__(self, out_dir: str, run_id: str, options: dict, extract_kwargs: dict, threads: int,
                  store_dtype: str, pca: dict | None, job: dict) -> None:
@@ -196,6 +206,7 @@ class _ExtractWorker:
         self.out_dir, self.kw, self.store_dtype, self.pca, self.job = out_dir, extract_kwargs, store_dtype, pca, job
         self.prefix = f"{run_id}-{uuid.uuid4().hex[:6]}"
         self.seq = 0
+        self.device_turn = threading.Lock()
 
     def _extract(self, images: list) -> list:
         """Batched when every image is fine; image by image to isolate one that is not."""
@@ -223,26 +234,29 @@ class _ExtractWorker:
         rows = [{"path": str(p), "relpath": str(r) or None, "hash": str(h), **base}
                 for p, r, h in zip(batch["path"], batch["relpath"], batch["hash"])]
         images, good, failures = [], [], []
-        decoded = _decode(self.ex, list(zip(batch["bytes"], batch["error"])), self.kw)
-        for row, (image, reason) in zip(rows, decoded):
-            if reason is not None:
-                failures.append({**row, "reason": reason, "params": self.job["params"]})
-                continue
-            images.append(image)
-            good.append(row)
-        descs, stored = [], []
-        for row, d in zip(good, self._extract(images) if images else []):
-            if isinstance(d, Exception):
-                failures.append({**row, "reason": _reason(d), "params": self.job["params"]})
-                continue
-            if self.pca is not None:
-                mean, comps = (self.pca[k].to(d.descs.device) for k in ("mean", "components"))
-                d.descs = (d.descs.float() - mean) @ comps
-            d.params = {**d.params, **self.job["store"]}
-            descs.append(d)
-            stored.append({**row, "params": d.params})
-        name = f"{self.prefix}-{self.seq:05d}"
-        self.seq += 1
+        with self.device_turn:  # the device and the host's decoding threads: one call at a time
+            decoded = _decode(self.ex, list(zip(batch["bytes"], batch["error"])), self.kw)
+            for row, (image, reason) in zip(rows, decoded):
+                if reason is not None:
+                    failures.append({**row, "reason": reason, "params": self.job["params"]})
+                    continue
+                images.append(image)
+                good.append(row)
+            descs, stored = [], []
+            for row, d in zip(good, self._extract(images) if images else []):
+                if isinstance(d, Exception):
+                    failures.append({**row, "reason": _reason(d), "params": self.job["params"]})
+                    continue
+                if self.pca is not None:
+                    mean, comps = (self.pca[k].to(d.descs.device) for k in ("mean", "components"))
+                    d.descs = (d.descs.float() - mean) @ comps
+                d.params = {**d.params, **self.job["store"]}
+                descs.append(d)
+                stored.append({**row, "params": d.params})
+            # off the device here: a copy made later would wait for the next call's kernels too
+            descs = host_descriptors(descs, self.store_dtype)
+            name = f"{self.prefix}-{self.seq:05d}"
+            self.seq += 1
         return write_shard(self.out_dir, name, descs, stored, failures, self.store_dtype)
 
 
@@ -467,7 +481,9 @@ def extract_dataset_with(source: Any, out_dir: str | os.PathLike, settings: Desc
         res = worker_resources(ray, job.num_workers, job.num_gpus_per_worker, job.cpus_per_worker)
         threads = job.threads_per_worker or default_threads(job.num_workers)
         ds = ds.map_batches(_ExtractWorker, batch_size=job.shard_size,
-                            compute=ActorPoolStrategy(size=job.num_workers),
+                            compute=ActorPoolStrategy(size=job.num_workers,
+                                                      max_concurrent_calls_per_actor=CALLS_PER_WORKER,
+                                                      enable_true_multi_threading=True),
                             fn_constructor_kwargs=dict(out_dir=str(out), run_id=run_id, options=options,
                                                        extract_kwargs=extract_kwargs, threads=threads,
                                                        store_dtype=job.store_dtype, pca=pca, job=manifest_job), **res)

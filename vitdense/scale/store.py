@@ -21,6 +21,7 @@ the file's bytes), ``status`` (``"ok"`` / ``"failed"``), ``reason`` (failures), 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -69,6 +70,20 @@ def safetensors_offsets(path: Path) -> dict[str, list[int]]:
     return {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
 
 
+def host_descriptors(descs: Sequence[ImageDescriptors], store_dtype: str = "fp32") -> list[ImageDescriptors]:
+    """``descs`` as a shard stores them: descriptors in ``store_dtype``, saliency and CLS in float32,
+    all on the CPU, with one device-to-host copy per dtype (:func:`vitdense.ops.host.to_host`)."""
+    dtype = STORE_DTYPES[store_dtype]
+    parts = [(d.descs.detach().to(dtype), None if d.saliency is None else d.saliency.detach().float(),
+              None if d.cls is None else d.cls.detach().float()) for d in descs]
+    copied = iter(to_host([t for p in parts for t in p if t is not None]))
+    out = []
+    for d, p in zip(descs, parts):
+        host = [None if t is None else next(copied) for t in p]
+        out.append(dataclasses.replace(d, descs=host[0], saliency=host[1], cls=host[2]))
+    return out
+
+
 def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDescriptors],
                 records: Sequence[dict], failures: Sequence[dict], store_dtype: str = "fp32") -> list[dict]:
     """Write one shard (``descs[i]`` belongs to ``records[i]``) and then its manifest part.
@@ -82,17 +97,15 @@ def write_shard(out_dir: str | os.PathLike, name: str, descs: Sequence[ImageDesc
     out = Path(out_dir)
     (out / SHARDS).mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).mkdir(parents=True, exist_ok=True)
-    dtype = STORE_DTYPES[store_dtype]
     written = []
     if descs:
-        named = {}
-        for i, d in enumerate(descs):
-            named[f"descs_{i}"] = d.descs.detach().to(dtype)
+        tensors = {}
+        for i, d in enumerate(host_descriptors(descs, store_dtype)):
+            tensors[f"descs_{i}"] = d.descs.contiguous()
             if d.saliency is not None:
-                named[f"saliency_{i}"] = d.saliency.detach().float()
+                tensors[f"saliency_{i}"] = d.saliency.contiguous()
             if d.cls is not None:
-                named[f"cls_{i}"] = d.cls.detach().float()
-        tensors = {name: t.contiguous() for name, t in zip(named, to_host(list(named.values())))}
+                tensors[f"cls_{i}"] = d.cls.contiguous()
         shard = out / SHARDS / f"{name}.safetensors"
         write_atomic(shard, save(tensors, metadata={"format": "vitdense-shard-1"}))
         offsets = safetensors_offsets(shard)
