@@ -197,6 +197,21 @@ def ceiling(ex: Any, photos: list, n: int, load: int, dev: str, dtype: str, reps
                  f"raw {achieved:.3g} TFLOP/s{util}; extract {flops / t_ext / 1e12:.3g} TFLOP/s", "-", "-"])
 
 
+def timed_into(spent: dict, name: str, fn: Callable, dev: str, sync_before: bool = True) -> Callable:
+    """``fn`` that adds its wall time (the device synchronised at its end, and at its start when
+    ``sync_before``) to ``spent[name]``."""
+    def timed_fn(*a: Any, **kw: Any) -> Any:
+        if sync_before:
+            C.sync(dev)
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            C.sync(dev)
+            spent[name] += time.perf_counter() - t0
+    return timed_fn
+
+
 def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable, rows: list) -> None:
     """extract-dataset's worker on a folder of JPEGs: what each Ray actor runs, in this process."""
     import shutil
@@ -223,14 +238,7 @@ def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable
         stages = {"read + hash": 0.0, "decode": 0.0, "extract": 0.0, "write": 0.0}
 
         def timed_stage(name: str, fn: Callable) -> Callable:
-            def run_stage(*args, **kwargs):
-                t0 = time.perf_counter()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    C.sync(dev)
-                    stages[name] += time.perf_counter() - t0
-            return run_stage
+            return timed_into(stages, name, fn, dev, sync_before=False)  # calls overlap: no sync before
 
         def run(split: bool) -> None:  # the shards through the actor's concurrent calls, as Ray runs them
             read = timed_stage("read + hash", scale._read_and_hash) if split else scale._read_and_hash
@@ -286,15 +294,7 @@ def application(app: str, ex: Any, photos: list, load: int, dev: str, reps: int,
     saved = []
 
     def wrap(name: str, fn: Callable) -> Callable:
-        def timed_fn(*a: Any, **kw: Any) -> Any:
-            C.sync(dev)
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                C.sync(dev)
-                spent[name] += time.perf_counter() - t0
-        return timed_fn
+        return timed_into(spent, name, fn, dev)
 
     for name, fns in targets.items():
         for mod, attr in fns:
