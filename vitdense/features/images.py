@@ -266,7 +266,9 @@ def pil_pixels(img: Image.Image) -> np.ndarray:
                 values = pixels.children[0].contents
                 data = (ctypes.c_uint8 * (H * W * 4)).from_address(values.buffers[1])
                 data.capsule = capsule  # the array's base holds the export, and so PIL's memory
-                return np.frombuffer(data, dtype=np.uint8).reshape(H, W, 4)
+                view = np.frombuffer(data, dtype=np.uint8).reshape(H, W, 4)
+                view.flags.writeable = False  # PIL's own pixels: read, never written through
+                return view
     return np.asarray(img, dtype=np.uint8)
 
 
