@@ -59,6 +59,8 @@ def main() -> None:
                     help="refinement of the application rows (auto: torch on CUDA, GrabCut / pydensecrf on the CPU)")
     ap.add_argument("--only", default="", help="comma-separated subset: one,batched,pair,ceiling,"
                                               "dataset,apps (default: all)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the table, the top N functions (own time) of one run of each application")
     args = ap.parse_args()
     dev, dry = args.device, args.dry_run
     reps = 1 if dry else args.repeats
@@ -112,6 +114,32 @@ def main() -> None:
     print(C.table(["measurement", "result", "target", ""], rows))
     if dev.startswith("cuda"):
         print(f"\nGPU peak allocated: {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB")
+    if args.profile:
+        for app in ("cosegmentation", "part_cosegmentation"):
+            print(profile_application(app, ex, photos[:3 if dry else 10], load, args.refiner, args.profile))
+
+
+def profile_application(app: str, ex: Any, photos: list, load: int, refiner: str, top: int) -> str:
+    """The top ``top`` functions by own time of one run of ``app`` under cProfile (a markdown code
+    block): where the "other" time goes. A function's own time includes waiting for the device
+    when it synchronises (``.cpu()``, ``.item()``), so host syncs show up too."""
+    import cProfile
+    import io
+    import pstats
+    from vitdense.apps import cosegmentation as cs
+    from vitdense.apps import parts as pc
+    fn = cs.cosegment if app == "cosegmentation" else pc.part_cosegment
+    fn(ex, photos, load_size=load, refiner=refiner)  # warm
+    prof = cProfile.Profile()
+    prof.enable()
+    fn(ex, photos, load_size=load, refiner=refiner)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+    body = text.getvalue().strip().split("\n")
+    start = next((i for i, ln in enumerate(body) if ln.lstrip().startswith("ncalls")), 0)
+    return (f"\n### Profile: {app}, {len(photos)} images, one run (cProfile, own time)\n\n```\n"
+            + "\n".join(ln.replace(str(C.REPO) + "/", "") for ln in body[start:]) + "\n```")
 
 
 def measure_all(args: argparse.Namespace, guarded: Callable, one_image: Callable, batched: Callable,

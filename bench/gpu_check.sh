@@ -99,7 +99,8 @@ fi
 
 # 3. benchmarks: the targets, extraction, applications, pair selection
 if [ $DRY = 1 ]; then
-    step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run --refiner torch
+    step "bench_gpu.py --dry-run" 300 "$OUT/targets.md" $PY bench/bench_gpu.py --device cpu --dry-run --refiner torch \
+        --profile 5
     for s in bench_extract bench_apps bench_selection bench_host_prep; do  # arguments and imports only
         step "$s.py --help" 60 "$OUT/extract.md" $PY bench/$s.py --help
     done
@@ -107,7 +108,9 @@ else
     # targets: one image, batch, pair, the raw-forward ceiling + ratio + FLOP utilisation, extract-dataset,
     # co-segmentation and parts of 10 images with the torch refinement (refiner auto on CUDA)
     step "targets fp32" 150 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp32 --repeats 5
-    step "targets bf16" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype bf16 --repeats 5
+    # bf16 also profiles one run of each application: where their "other" time goes
+    step "targets bf16" 120 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype bf16 --repeats 5 \
+        --profile 20
     step "ceiling fp16" 45 "$OUT/targets.md" $PY bench/bench_gpu.py --device cuda --dtype fp16 --repeats 5 \
         --only one,ceiling
     step "extract fp32" 75 "$OUT/extract.md" $PY bench/bench_extract.py --device cuda --dtype fp32 \
