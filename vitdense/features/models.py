@@ -177,7 +177,7 @@ def weights_status(name: str) -> WeightsStatus:
     if spec.bundled:
         from vitdense.features import bundled
         try:
-            return WeightsStatus(True, str(bundled.onnx_path()))
+            return WeightsStatus(True, str(bundled.weights_file() or bundled.onnx_path()))
         except WeightsUnavailableError as err:
             return WeightsStatus(False, str(err))
     for path in (_hub_cached_file(spec), _torch_hub_cached_file(spec)):
@@ -284,7 +284,11 @@ def load_model(name: str, checkpoint: str | os.PathLike | None = None,
         load_state_dict_into(model, read_checkpoint(checkpoint), f"checkpoint {Path(checkpoint).name}")
     elif spec.bundled:
         from vitdense.features import bundled
-        load_state_dict_into(model, bundled.load_bundled_state_dict(), "the bundled model")
+        path = bundled.weights_file()  # converted weights given by the environment: no ONNX needed
+        if path is not None:
+            load_state_dict_into(model, read_checkpoint(path), f"${bundled.ENV_WEIGHTS} ({path.name})")
+        else:
+            load_state_dict_into(model, bundled.load_bundled_state_dict(), "the bundled model")
     else:
         _load_pretrained(spec, model)
     return model.eval().requires_grad_(False)
