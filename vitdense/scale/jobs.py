@@ -207,6 +207,7 @@ class _ExtractWorker:
         self.prefix = f"{run_id}-{uuid.uuid4().hex[:6]}"
         self.seq = 0
         self.device_turn = threading.Lock()
+        self.pca_on: dict[str, tuple] = {}  # device -> the PCA's mean and components there
 
     def _extract(self, images: list) -> list:
         """Batched when every image is fine; image by image to isolate one that is not."""
@@ -221,6 +222,14 @@ class _ExtractWorker:
                 except ImageError as err:
                     out.append(err)
             return out
+
+    def _pca_on(self, device: Any) -> tuple[Any, Any]:
+        """The PCA's mean and components on ``device``, copied there once (a copy per image would be
+        a host sync per image)."""
+        key = str(device)
+        if key not in self.pca_on:
+            self.pca_on[key] = tuple(self.pca[k].to(device) for k in ("mean", "components"))
+        return self.pca_on[key]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records, error = (None, self.error) if self.error else _guarded(self._shard, batch)
@@ -248,7 +257,7 @@ class _ExtractWorker:
                     failures.append({**row, "reason": _reason(d), "params": self.job["params"]})
                     continue
                 if self.pca is not None:
-                    mean, comps = (self.pca[k].to(d.descs.device) for k in ("mean", "components"))
+                    mean, comps = self._pca_on(d.descs.device)
                     d.descs = (d.descs.float() - mean) @ comps
                 d.params = {**d.params, **self.job["store"]}
                 descs.append(d)
