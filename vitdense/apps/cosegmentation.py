@@ -243,7 +243,7 @@ def outlier_flags(descs: Sequence["ImageDescriptors"], outliers_thresh: float) -
     """Inlier flags (N bool) and cosine similarities (N) of each CLS descriptor to the mean CLS."""
     if any(d.cls is None for d in descs):
         raise ParameterError("remove_outliers=True needs CLS descriptors: extract with include_cls=True")
-    cls = torch.stack([d.cls.detach().float().cpu() for d in descs])  # N x D
+    cls = torch.stack(to_host([d.cls.detach().float() for d in descs]))  # N x D, one copy off the device
     sim = F.cosine_similarity(cls, cls.mean(dim=0, keepdim=True), dim=1).numpy()
     return sim >= outliers_thresh, sim
 

@@ -20,6 +20,7 @@ from vitdense import draw
 from vitdense.apps.registry import App, Inputs, Knob, register_app
 from vitdense.errors import ParameterError, check_range
 from vitdense.features.images import ImageLike, as_image_list
+from vitdense.ops.host import to_host
 
 if TYPE_CHECKING:
     from vitdense.features.descriptors import Geometry, ImageDescriptors
@@ -55,7 +56,7 @@ def saliency_descriptors(descs: Sequence["ImageDescriptors"], thresh: float = 0.
         raise ParameterError("descs is empty: give the descriptors of at least one image")
     if any(d.saliency is None for d in descs):
         raise ParameterError("these descriptors hold no saliency: extract with saliency=True")
-    maps = [d.saliency.detach().float().cpu().numpy() for d in descs]
+    maps = [t.numpy() for t in to_host([d.saliency.detach().float() for d in descs])]  # one copy off the device
     return SaliencyResult(maps, [d.geometry for d in descs], [float((m > thresh).mean()) for m in maps],
                           float(thresh))
 
