@@ -46,6 +46,13 @@ def random_weights_extractor(model: str = PAPER_MODEL, device: str = "cpu", seed
     return Extractor(model, device=device, dtype=dtype, pretrained=False)
 
 
+def add_device_args(p: Any) -> None:
+    """``--device`` and ``--dtype`` of an argparse parser, as every CPU-first bench has them."""
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (when available)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network precision (default fp32; fp16 needs a GPU)")
+
+
 def sync(device: str) -> None:
     """Wait for queued GPU work (no-op on the CPU) before reading a clock."""
     if str(device).startswith("cuda"):

@@ -207,9 +207,7 @@ def worker(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (when available)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="network precision (default fp32; fp16 needs a GPU)")
+    C.add_device_args(p)
     p.add_argument("--repeats", type=int, default=None,
                    help="runs per application (the median run is shown); default 1")
     p.add_argument("--quick", action="store_true", help="1 run, no warm-up")

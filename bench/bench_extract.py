@@ -253,9 +253,7 @@ def measure(impl: str, row: str, args: argparse.Namespace, repeats: int, warmup_
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (when available)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="network precision (default fp32; fp16 needs a GPU)")
+    C.add_device_args(p)
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per vitdense row (median shown); default 3, 1 with --quick")
     p.add_argument("--baseline-repeats", type=int, default=1,
