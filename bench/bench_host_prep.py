@@ -74,6 +74,8 @@ def main() -> None:
            for name, fn in (("np.asarray (PIL tobytes), before", np.asarray), ("pil_pixels (memory view), after", pil_pixels))]
     print(f"\n## PIL image -> pixels, {a.images} images in one thread (the step that holds the GIL)\n")
     print(C.table(["step", "time"], gil))
+    if ex.device.type == "cuda":
+        print(nvjpeg_difference(ex.device))
     n = a.extract_images
     kw = dict(layer=11, facet="key", stride=stride, load_size=224, batch_size=n)
     arr_n = arrays[:n]
@@ -90,6 +92,23 @@ def main() -> None:
     print(f"\n## End to end, {n} images of 224 px, {ex.model_name} (random weights), layer-11 keys, "
           f"stride {stride}, {ex.dtype} on {ex.device}\n")
     print(C.table(["path", "images/s", "of raw forward"], e2e))
+
+
+def nvjpeg_difference(device: torch.device) -> str:
+    """nvjpeg's pixels against PIL's (libjpeg-turbo) on every JPEG of the repository: a table of the
+    mean and maximum absolute difference and the share of values more than 8 levels apart."""
+    from vitdense.features.images import host_array, load_pixels
+    files = sorted([*C.REPO.glob("assets/**/*.jpg"), *C.REPO.glob("bench/data/**/*.jpg")])
+    got = load_pixels(files, device=device)
+    diffs = [np.abs(host_array(g).astype(int) - np.asarray(load_image(f), dtype=int)) for f, g in zip(files, got)]
+    means, maxima = [float(d.mean()) for d in diffs], [int(d.max()) for d in diffs]
+    over = sum(int((d > 8).sum()) for d in diffs) / sum(d.size for d in diffs)
+    rows = [["mean absolute difference per image (levels): median / worst",
+             f"{np.median(means):.2f} / {max(means):.2f}"],
+            ["max absolute difference per image (levels): median / worst", f"{np.median(maxima):.0f} / {max(maxima)}"],
+            ["values more than 8 levels apart", f"{100 * over:.3f}%"]]
+    return (f"\n## nvjpeg ({device}) against PIL, {len(files)} JPEGs of the repository\n\n"
+            + C.table(["measure", "value"], rows))
 
 
 if __name__ == "__main__":

@@ -141,16 +141,17 @@ def test_jpeg_files_extract_like_pil(bundled_extractor):
 
 @on_cuda
 def test_jpegs_decoded_on_the_gpu_extract_within_the_fast_path_tolerance(device_extractor):
-    """nvjpeg's IDCT and chroma upsampling are not libjpeg-turbo's: pixels within a few levels, the
+    """nvjpeg's IDCT and chroma upsampling are not libjpeg-turbo's: every image within a mean of 2
+    levels of PIL's pixels (torchvision's own bound for nvjpeg against its CPU decoder; the maxima,
+    at colour edges, are not bounded: bench/bench_host_prep.py --device cuda measures them), and the
     descriptors within the fast path's tolerance (cosine >= 0.99999 is not asked: >= 0.999)."""
     import torch.nn.functional as F
     ex = device_extractor
     got = load_pixels(JPEGS, device=TEST_DEVICE)
-    diffs = [int(np.abs(g.cpu().numpy().astype(int) - np.asarray(load_image(f), dtype=int)).max())
-             for f, g in zip(JPEGS, got)]
     assert all(isinstance(g, torch.Tensor) and g.device.type == "cuda" for g in got)
-    print(f"nvjpeg vs PIL: max pixel difference {max(diffs)}, mean of maxima {np.mean(diffs):.2f}")
-    assert max(diffs) <= 32
+    for f, g in zip(JPEGS, got):
+        diff = np.abs(g.cpu().numpy().astype(int) - np.asarray(load_image(f), dtype=int))
+        assert diff.mean() < 2, (f.name, diff.mean(), diff.max())
     files = JPEGS[:8]
     fast = ex.extract(files, load_size=None, **KW)
     ref = ex.extract([load_image(f) for f in files], load_size=None, **KW)
