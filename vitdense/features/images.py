@@ -217,8 +217,10 @@ def rgb_view(src: object, max_pixels: int = MAX_PIXELS) -> Any:
     return None
 
 
+# Pillow's Arrow export, read without pyarrow: the Arrow C data interface's structs, a stable ABI
+# (arrow.apache.org/docs/format/CDataInterface.html)
 class _ArrowArray(ctypes.Structure):
-    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI: arrow.apache.org/docs/format/CDataInterface.html)."""
+    """``struct ArrowArray``: one exported array (its buffers and children)."""
 
 
 _ArrowArray._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
@@ -227,8 +229,10 @@ _ArrowArray._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int6
                         ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
                         ("dictionary", ctypes.POINTER(_ArrowArray)), ("release", ctypes.c_void_p),
                         ("private_data", ctypes.c_void_p)]
+
+
 class _ArrowSchema(ctypes.Structure):
-    """The Arrow C data interface's ``struct ArrowSchema``."""
+    """``struct ArrowSchema``: the exported array's type (``format``) and its children's."""
 
 
 _ArrowSchema._fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
