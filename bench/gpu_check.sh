@@ -68,8 +68,9 @@ import importlib, platform, torch
 print(f"- python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
 from importlib.metadata import PackageNotFoundError, version
-for name in ("timm", "numpy", "scikit-learn", "opencv-python-headless", "pydensecrf2", "scikit-image",
-             "platformdirs", "gradio"):
+# pillow >= 11.2: PIL images are read as their memory (Arrow export); older ones are copied (tobytes)
+for name in ("timm", "numpy", "pillow", "torchvision", "scikit-learn", "opencv-python-headless", "pydensecrf2",
+             "scikit-image", "platformdirs", "gradio"):
     try:
         print(f"  - {name} {version(name)}")
     except PackageNotFoundError:
