@@ -51,8 +51,15 @@ step() {  # step NAME TIMEOUT_S OUTFILE CMD...: run, append stdout to OUTFILE, s
 SITE=${TMPDIR:-/tmp}/vitdense-site
 echo "# vitdense GPU check $(date -u +%FT%TZ)$([ $DRY = 1 ] && echo ' (DRY RUN on the CPU)')" >"$SUMMARY"
 if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        .gpu/wheels/*.whl >>"$LOG" 2>&1 && echo "- wheels installed: $(ls .gpu/wheels | tr '\n' ' ')" >>"$SUMMARY"
+    # one wheel at a time: one that does not fit this Python (pillow's is cp312) costs only itself
+    for wheel in .gpu/wheels/*.whl; do
+        if $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+                "$wheel" >>"$LOG" 2>&1; then
+            echo "- wheel installed: $(basename "$wheel")" >>"$SUMMARY"
+        else
+            echo "- wheel NOT installed (see log.txt): $(basename "$wheel")" >>"$SUMMARY"
+        fi
+    done
     export PYTHONPATH=$SITE:$REPO
 else
     echo "- no .gpu/wheels (run bench/gpu_prepare.sh here, then carry .gpu): using installed packages" >>"$SUMMARY"
