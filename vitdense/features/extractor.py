@@ -268,7 +268,7 @@ class Extractor:
         as they are). Pixels of the right size are only cropped (a view: no PIL, no copy). A PIL
         image gives H x W x 4 (:func:`~vitdense.features.images.pil_pixels`: its memory as it is)."""
         H1, W1 = g.resized_size
-        if pixel_size(img) != (W1, H1) and resize == "lanczos":
+        if self._lanczos_needed(img, g, resize):
             if not isinstance(img, Image.Image):
                 img = Image.fromarray(host_array(img))
             img = img.resize((W1, H1), Image.Resampling.LANCZOS)
@@ -276,6 +276,11 @@ class Extractor:
         if pixel_size(img) == (W1, H1):
             arr = arr[: g.patch + (g.grid[0] - 1) * g.stride, : g.patch + (g.grid[1] - 1) * g.stride]
         return arr
+
+    @staticmethod
+    def _lanczos_needed(img: Image.Image | np.ndarray | torch.Tensor, g: Geometry, resize: str) -> bool:
+        """Whether :meth:`_pixels` resizes ``img`` with PIL's LANCZOS (host work worth a thread)."""
+        return resize == "lanczos" and pixel_size(img) != tuple(g.resized_size[::-1])
 
     def _resize_pixels(self, pixels: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         """``resize="device"``: B x H0 x W0 x 3 uint8 -> B x H x W x 3 uint8 on the device, resized to
@@ -470,9 +475,8 @@ class Extractor:
         def pixels_of(chunk: list[int]) -> torch.Tensor:
             def one(i: int) -> np.ndarray | torch.Tensor:
                 return self._pixels(rgbs[i], geoms[i], resize)
-            resizing = resize == "lanczos" and any(pixel_size(rgbs[i]) != tuple(geoms[i].resized_size[::-1])
-                                                   for i in chunk)
             # a LANCZOS resize is worth a worker thread; a view (crop of memory) is not
+            resizing = any(self._lanczos_needed(rgbs[i], geoms[i], resize) for i in chunk)
             return self._stack_pixels(map_threads(one, chunk) if resizing else [one(i) for i in chunk])
 
         # the next chunk's pixels are read, resized and stacked while the device runs this one
