@@ -184,7 +184,7 @@ class Extractor:
         self.cache = cache
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._rope_cache: dict[tuple[int, int, int], torch.Tensor] = {}
-        self._norm_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constants: dict[tuple[str, str], torch.Tensor] = {}   # (name, device) -> see _constant
         if _rope.has_rope(self.model):  # DINOv3: rotary coordinates of the strided grid
             _rope.check_supported(self.model)
         self.num_forward_calls = 0  # how many network passes ran (the cache's tests read it)
@@ -300,17 +300,21 @@ class Extractor:
         device; the arithmetic is float32 as on the PIL path (bit-equal on the CPU).
         """
         x = pixels.to(device, non_blocking=True)[..., :3].permute(0, 3, 1, 2).float()
-        mean, std = self._mean_std(x.device)
+        mean, std = (self._constant(name, x.device) for name in ("mean", "std"))
         return ((x - mean) / std).to(dtype)
 
-    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """1 x 3 x 1 x 1 mean and std of the model on ``device``, in pixel units, made once per
-        device: a tensor made from Python numbers on CUDA is a blocking copy (a host sync per batch)."""
-        key = str(device)
-        if key not in self._norm_cache:
-            self._norm_cache[key] = tuple(torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).mul(255.0).to(device)
-                                          for v in (self.spec.mean, self.spec.std))
-        return self._norm_cache[key]
+    def _constant(self, name: str, device: torch.device) -> torch.Tensor:
+        """A small tensor of the model's numbers on ``device``, made once per device (made from
+        Python numbers on CUDA each time, it would be a blocking copy: a host sync per batch).
+        ``mean`` / ``std``: 1 x 3 x 1 x 1 in pixel units; ``heads``: the saliency heads' indices."""
+        key = (name, str(device))
+        if key not in self._constants:
+            if name == "heads":
+                t = torch.tensor(self.spec.saliency_heads, dtype=torch.long)
+            else:
+                t = torch.tensor(getattr(self.spec, name), dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+            self._constants[key] = t.to(device)
+        return self._constants[key]
 
     # -- the network --------------------------------------------------------------------------
     def _patch_pos_embed(self, h: int, w: int) -> torch.Tensor:
@@ -413,8 +417,9 @@ class Extractor:
         scale = q.shape[-1] ** -0.5
         logits = (q[:, :, :1].float() * scale * k.float()).sum(dim=-1)    # B x H x N
         attn = torch.softmax(logits, dim=-1)
-        heads = list(self.spec.saliency_heads) if self.spec.saliency_heads else slice(None)
-        return attn[:, heads, self.spec.num_prefix_tokens:].mean(dim=1)
+        if self.spec.saliency_heads:
+            attn = attn.index_select(1, self._constant("heads", attn.device))
+        return attn[:, :, self.spec.num_prefix_tokens:].mean(dim=1)
 
     # -- the public entry point ---------------------------------------------------------------
     def extract(self, images: ImageLike | Sequence[ImageLike], layer: int | Sequence[int] = 11,
