@@ -137,17 +137,20 @@ def test_small_kmeans_on_cuda_equals_the_cpu(test_device, photos, device_extract
 
 
 @on_cuda
-@pytest.mark.parametrize("inputs", ["PIL", "arrays", "tensor"])
-def test_batched_extraction_makes_no_host_sync(device_extractor, photos, inputs):
+@pytest.mark.parametrize("inputs, model", [("PIL", "bundled"), ("arrays", "bundled"), ("tensor", "bundled"),
+                                           ("PIL", "dino_vits8")])
+def test_batched_extraction_makes_no_host_sync(device_extractor, test_device, photos, inputs, model):
     """``extract`` over several batches (two pipeline chunks, log-binning and saliency) with CUDA's
     sync debug mode set to "error": any blocking copy, ``.item()`` or stream synchronisation in the
-    batched path raises here (the first call, which builds the caches, is left out)."""
+    batched path raises here (the first call, which builds the caches, is left out). DINO ViT-S/8
+    (random weights: only the path matters) averages selected saliency heads."""
     from PIL import Image
     arrays = [np.ascontiguousarray(np.roll(photos["chelsea"][:, :300], 7 * i, axis=1)) for i in range(12)]
     given = {"PIL": [Image.fromarray(a) for a in arrays], "arrays": arrays,
              "tensor": torch.from_numpy(np.stack(arrays))}[inputs]
-    ex = device_extractor
-    kw = dict(layer=(9, 11), facet="key", stride=14, load_size=None, bin=True, saliency=True, batch_size=8)
+    ex = device_extractor if model == "bundled" else Extractor(model, device=test_device, pretrained=False)
+    kw = dict(layer=(9, 11), facet="key", stride=ex.spec.patch_size, load_size=None, bin=True, saliency=True,
+              batch_size=8)
     saved, ex.pipeline_images = ex.pipeline_images, 4
     try:
         want = ex.extract(given, **kw)
