@@ -244,7 +244,6 @@ def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable
     """extract-dataset's worker on a folder of JPEGs: what each Ray actor runs, in this process."""
     import shutil
     import tempfile
-    import threading
     from concurrent.futures import ThreadPoolExecutor
     from vitdense.scale import jobs as scale
     from vitdense.version import __version__
@@ -255,12 +254,9 @@ def dataset(photos: list, n: int, load: int, dev: str, dtype: str, row: Callable
         kwargs = dict(layer=11, facet="key", stride=8, load_size=load, bin=False, hierarchy=2,
                       include_cls=False, saliency=True, batch_size=64)
         job = {"params_key": "bench", "params": kwargs, "store": {"store_dtype": "fp16"}, "version": __version__}
-        # the actor without its constructor, which would load pretrained weights: random ones, like every row
-        worker = scale._ExtractWorker.__new__(scale._ExtractWorker)
-        worker.ex, worker.error = C.random_weights_extractor(device=dev, dtype=dtype), None
-        worker.out_dir, worker.kw, worker.store_dtype, worker.pca, worker.job = str(folder / "out"), kwargs, \
-            "fp16", None, job
-        worker.prefix, worker.seq, worker.device_turn = "bench", 0, threading.Lock()
+        # the actor as Ray makes it, given a random-weights extractor like every row (not pretrained weights)
+        worker = scale._ExtractWorker(str(folder / "out"), "bench", {}, kwargs, 0, "fp16", None, job,
+                                      extractor=C.random_weights_extractor(device=dev, dtype=dtype))
         rows_in = scale.list_source(folder)
         shard = 128
         stages = {"read + hash": 0.0, "decode": 0.0, "extract": 0.0, "write": 0.0}

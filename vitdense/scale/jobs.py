@@ -201,8 +201,10 @@ class _ExtractWorker:
     """
 
     def __init__(self, out_dir: str, run_id: str, options: dict, extract_kwargs: dict, threads: int,
-                 store_dtype: str, pca: dict | None, job: dict) -> None:
-        self.ex, self.error = _guarded(_make_extractor, options, threads)
+                 store_dtype: str, pca: dict | None, job: dict, extractor: Any = None) -> None:
+        # ``extractor``: one already made (benchmarks: random weights); else one from ``options``
+        self.ex, self.error = (extractor, None) if extractor is not None else _guarded(_make_extractor, options,
+                                                                                        threads)
         self.out_dir, self.kw, self.store_dtype, self.pca, self.job = out_dir, extract_kwargs, store_dtype, pca, job
         self.prefix = f"{run_id}-{uuid.uuid4().hex[:6]}"
         self.seq = 0
