@@ -5,7 +5,7 @@ path, side by side in one run; and end-to-end ``Extractor.extract`` for arrays b
 become PIL images), then PIL's ``tobytes`` into the batch; "after" is ``Extractor.load_pixels``
 (arrays and tensors as views, RGB JPEGs decoded by torchvision) and PIL images read as their
 memory (``pil_pixels``: H x W x 4, no ``tobytes``). A second table times the one step that holds
-the GIL for PIL inputs, image -> pixels, in one thread. Real photos (``skimage.data``),
+the GIL for PIL inputs, image -> pixels, in one thread; a third the descriptor cache's digest. Real photos (``skimage.data``),
 centre-resized to 224 x 224 so that no resize is needed (load_size 224).
 
     python bench/bench_host_prep.py                       # CPU
@@ -14,6 +14,7 @@ centre-resized to 224 x 224 so that no resize is needed (load_size 224).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from profile_extract import timed as best_of  # noqa: E402 (the median of the repeats)
 
+from vitdense.features.extractor import image_digest  # noqa: E402
 from vitdense.features.images import load_image, map_threads, pil_pixels  # noqa: E402
 
 
@@ -74,6 +76,11 @@ def main() -> None:
            for name, fn in (("np.asarray (PIL tobytes), before", np.asarray), ("pil_pixels (memory view), after", pil_pixels))]
     print(f"\n## PIL image -> pixels, {a.images} images in one thread (the step that holds the GIL)\n")
     print(C.table(["step", "time"], gil))
+    digests = [[name, f"{best_of(lambda: [fn(im) for im in pils], 'cpu', a.repeats) * 1e3:.1f} ms",
+                f"{best_of(lambda: map_threads(fn, pils), 'cpu', a.repeats) * 1e3:.1f} ms"]
+               for name, fn in (("BLAKE2b, before", _blake2b_digest), ("SHA-256 (image_digest), after", image_digest))]
+    print(f"\n## Descriptor cache digest of {a.images} PIL images (only with a cache: the web demo)\n")
+    print(C.table(["digest", "one thread", "worker threads"], digests))
     if ex.device.type == "cuda":
         print(nvjpeg_difference(ex.device))
     n = a.extract_images
@@ -92,6 +99,14 @@ def main() -> None:
     print(f"\n## End to end, {n} images of 224 px, {ex.model_name} (random weights), layer-11 keys, "
           f"stride {stride}, {ex.dtype} on {ex.device}\n")
     print(C.table(["path", "images/s", "of raw forward"], e2e))
+
+
+def _blake2b_digest(im) -> str:
+    """The cache digest of the previous release (BLAKE2b of the size and PIL's bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{im.size}".encode())
+    h.update(im.tobytes())
+    return h.hexdigest()
 
 
 def nvjpeg_difference(device: torch.device) -> str:

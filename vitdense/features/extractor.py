@@ -149,12 +149,15 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def image_digest(image: Image.Image | np.ndarray | torch.Tensor) -> str:
-    """Content hash of an RGB image (pixels and size): a PIL image and its H x W x 3 uint8 pixels
-    hash the same."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{pixel_size(image)}".encode())
+    """Content hash of an RGB image (pixels and size), 32 hex digits: a PIL image and its
+    H x W x 3 uint8 pixels hash the same.
+
+    SHA-256, not BLAKE2: CPUs with SHA instructions (x86 SHA-NI, ARMv8) hash 2-3x faster with it
+    through OpenSSL, which halves the digest's cost per 224 px image (README "GPU").
+    """
+    h = hashlib.sha256(f"{pixel_size(image)}".encode())
     h.update(image.tobytes() if isinstance(image, Image.Image) else np.ascontiguousarray(host_array(image)).data)
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 class Extractor:
