@@ -20,6 +20,7 @@ Run: ``python bench/bench_gpu.py --device cuda --dtype fp32`` (see bench/README.
 from __future__ import annotations
 
 import argparse
+import inspect
 import signal
 import sys
 import time
@@ -31,6 +32,8 @@ import _common as C  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from vitdense.features.extractor import Extractor  # noqa: E402
 
 
 def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
@@ -194,6 +197,10 @@ def forward_flops(model: Any, x: torch.Tensor) -> int:
     return int(2 * B * (patches * 3 * p * p * D + len(model.blocks) * per_block))
 
 
+#: ``Extractor.extract``'s default ``batch_size``
+DEFAULT_BATCH = inspect.signature(Extractor.extract).parameters["batch_size"].default
+
+
 def ceiling(ex: Any, photos: list, n: int, load: int, dev: str, dtype: str, reps: int, row: Callable,
             rows: list) -> None:
     """Raw forward on a ready device tensor vs ``Extractor.extract`` from PIL images, side by side
@@ -211,6 +218,15 @@ def ceiling(ex: Any, photos: list, n: int, load: int, dev: str, dtype: str, reps
         ">= 0.7x raw", t_raw / t_ext >= 0.7)
     rows.append(["  ratio extract / raw forward", f"{t_raw / t_ext:.2f}x", ">= 0.7x",
                  "met" if t_raw / t_ext >= 0.7 else "NOT met"])
+    # what a caller gets without choosing a batch: the library's default batch_size (8) against the raw
+    # forward at 8 and at n (the evidence an automatic batch on CUDA would be sized from)
+    d = min(DEFAULT_BATCH, n)
+    with torch.inference_mode():
+        t_raw_d = median_time(lambda: ex.model.forward_features(x[:d]), dev, reps)
+    t_ext_d = median_time(lambda: ex.extract(pils, layer=11, facet="key", stride=8, load_size=load), dev, reps)
+    rows.append([f"  Extractor.extract, the same {n} images, batch_size left at its default ({DEFAULT_BATCH})",
+                 f"{n / t_ext_d:.4g} images/s ({t_raw / t_ext_d:.2f}x raw at {n}; raw forward at "
+                 f"{d}: {d / t_raw_d:.4g} images/s)", "-", "-"])
     big = [photos[i % len(photos)].resize((448, 448)) for i in range(n)]  # resized to 224 x 224 in the path
     for resize, how in (("lanczos", "LANCZOS in worker threads"), ("device", "antialiased bicubic on the device")):
         t_big = median_time(lambda: ex.extract(big, layer=11, facet="key", stride=8, load_size=load,
