@@ -153,7 +153,7 @@ def image_digest(image: Image.Image | np.ndarray | torch.Tensor) -> str:
     H x W x 3 uint8 pixels hash the same.
 
     SHA-256, not BLAKE2: CPUs with SHA instructions (x86 SHA-NI, ARMv8) hash 2-3x faster with it
-    through OpenSSL, which halves the digest's cost per 224 px image (README "GPU").
+    through OpenSSL, which halves the digest's cost per 224 px image (docs/GPU.md).
     """
     h = hashlib.sha256(f"{pixel_size(image)}".encode())
     h.update(image.tobytes() if isinstance(image, Image.Image) else np.ascontiguousarray(host_array(image)).data)
