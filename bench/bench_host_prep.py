@@ -5,8 +5,8 @@ path, side by side in one run; and end-to-end ``Extractor.extract`` for arrays b
 become PIL images), then PIL's ``tobytes`` into the batch; "after" is ``Extractor.load_pixels``
 (arrays and tensors as views, RGB JPEGs decoded by torchvision) and PIL images read as their
 memory (``pil_pixels``: H x W x 4, no ``tobytes``). A second table times the one step that holds
-the GIL for PIL inputs, image -> pixels, in one thread; a third the descriptor cache's digest. Real photos (``skimage.data``),
-centre-resized to 224 x 224 so that no resize is needed (load_size 224).
+the GIL for PIL inputs, image -> pixels, in one thread; a third the descriptor cache's digest.
+Real photos (``skimage.data``), centre-resized to 224 x 224 so that no resize is needed (load_size 224).
 
     python bench/bench_host_prep.py                       # CPU
     python bench/bench_host_prep.py --device cuda --dtype bf16 --extract-images 256
