@@ -89,6 +89,7 @@ class StageTimer:
         self.calls: dict[str, int] = {}
         self.peak_mib: dict[str, float] = {}
         self.missing: list[str] = []
+        self.called: dict[str, int] = {}  # "module.function" -> calls through that name (nested ones too)
         self._depth = 0
         self._stage = "other"
         self._sample_s = sample_s
@@ -102,8 +103,9 @@ class StageTimer:
                 self.peak_mib[stage] = rss
             self._stop.wait(self._sample_s)
 
-    def _wrap(self, stage: str, fn: Callable) -> Callable:
+    def _wrap(self, stage: str, fn: Callable, name: str) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.called[name] = self.called.get(name, 0) + 1
             if self._depth:  # inside another timed stage: counted there
                 return fn(*args, **kwargs)
             self._depth += 1
@@ -136,7 +138,8 @@ class StageTimer:
                         self.missing.append(f"{mod_name}.{attr}")
                         continue
                     saved.append((mod, attr, fn))
-                    setattr(mod, attr, self._wrap(stage, fn))
+                    self.called.setdefault(f"{mod_name}.{attr}", 0)
+                    setattr(mod, attr, self._wrap(stage, fn, f"{mod_name}.{attr}"))
             yield self
         finally:
             for mod, attr, fn in reversed(saved):
@@ -199,6 +202,7 @@ def worker(args: argparse.Namespace) -> None:
     C.emit(dict(app=args.app, total=best["total"], cpu=best["cpu"], stages=best["stages"], calls=best["calls"],
                 stage_peak_mib=best["stage_peak_mib"],
                 totals=[r["total"] for r in runs], missing=timer.missing, summary=text,
+                not_called=[name for name, n in timer.called.items() if not n],
                 threads=torch.get_num_threads(), **mem.as_dict(),
                 **({"peak_cuda_mib": torch.cuda.max_memory_allocated() / 2 ** 20}
                    if args.device.startswith("cuda") else {})))
@@ -313,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         print(f"Stage functions not found (their stage shows '-', their time is in 'other'): "
               f"{', '.join(missing)}")
+    idle = sorted({m for a in apps for m in results[a].get("not_called", [])})
+    if idle:  # the other device's refinement, a knob that is off, or a name no caller uses any more
+        print(f"Stage functions not called in this run: {', '.join(idle)}")
     print("\nTargets (issue), end to end:")
     for app in apps:
         target = APPS[app][2]
