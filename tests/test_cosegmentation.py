@@ -23,7 +23,8 @@ from vitdense.apps.cosegmentation import (
 )
 from vitdense.errors import ParameterError
 from vitdense.eval.metrics import jaccard
-from vitdense.ops.clustering import assign, elbow_kmeans, kmeans, l2_normalize, relabel_by_size
+from vitdense.ops.clustering import (assign, elbow_kmeans, kmeans, l2_normalize, relabel_by_size, row_norms,
+                                     squared_distances)
 
 CANVAS = (300, 400)  # H x W of every test image (resized to 224 x 298 by the extractor)
 
@@ -136,6 +137,19 @@ def test_kmeans_is_deterministic_and_validates(pixel_colours):
         kmeans(pixel_colours, 0)
     perm = relabel_by_size(np.array([2, 2, 2, 0, 1, 1]), 3)
     assert perm.tolist() == [2, 1, 0]
+
+
+def test_squared_distances_with_given_row_norms_are_the_same_numbers(extracted, pixel_colours):
+    """Row norms computed once (``x_sq``) and the product doubled after the GEMM give the textbook
+    expansion ``|x|^2 - (2x) c + |c|^2`` bit for bit (doubling is exact), close to the brute force."""
+    x = l2_normalize(extracted[0][0].descs)
+    for rows, c in ((x, x[::97][:7]), (pixel_colours * 3 - 1, pixel_colours[:5] * 2)):
+        expanded = ((rows * rows).sum(1, keepdim=True) - (2.0 * rows) @ c.T + (c * c).sum(1)[None]).clamp_min(0)
+        given = squared_distances(rows, c, row_norms(rows))
+        assert torch.equal(given, expanded) and torch.equal(squared_distances(rows, c), expanded)
+        assert torch.allclose(given, ((rows[:, None] - c[None]) ** 2).sum(-1), atol=1e-4)
+        labels, d = assign(rows, c, chunk=100, x_sq=row_norms(rows))
+        assert torch.equal(labels, expanded.argmin(1)) and torch.equal(d, expanded.min(1).values)
 
 
 def test_elbow_stops_where_improvement_stalls(extracted):

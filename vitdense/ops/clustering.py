@@ -59,18 +59,31 @@ def l2_normalize(x: torch.Tensor | np.ndarray, eps: float = 1e-12) -> torch.Tens
     return t / t.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
-def squared_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """``N x k`` squared Euclidean distances between rows of ``x`` (N x D) and ``centroids`` (k x D)."""
-    d = (x * x).sum(1, keepdim=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
+def row_norms(x: torch.Tensor) -> torch.Tensor:
+    """``N x 1`` squared L2 norms of the rows of ``x`` (N x D), as :func:`squared_distances` needs them."""
+    return (x * x).sum(1, keepdim=True)
+
+
+def squared_distances(x: torch.Tensor, centroids: torch.Tensor,
+                      x_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """``N x k`` squared Euclidean distances between rows of ``x`` (N x D) and ``centroids`` (k x D).
+
+    ``x_sq``: :func:`row_norms` of ``x`` when the caller has them (repeated calls on one ``x``);
+    the only N x D work left is then the product. The product is doubled after the GEMM (N x k,
+    exact in floating point), not ``x`` before it (an N x D copy).
+    """
+    x_sq = row_norms(x) if x_sq is None else x_sq
+    d = x_sq - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
     return d.clamp_min_(0.0)
 
 
 def assign(x: torch.Tensor | np.ndarray, centroids: torch.Tensor | np.ndarray,
-           chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+           chunk: int = DEFAULT_CHUNK, x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of every row.
 
     ``x``: N x D, ``centroids``: k x D. Returns ``(labels, sqdist)``: N int64 labels in [0, k) and
     N float32 squared distances to that centroid. Processed in blocks of ``chunk`` rows.
+    ``x_sq``: ``row_norms(x)`` (N x 1) when the caller assigns the same ``x`` repeatedly.
     """
     x = _as_tensor(x, "x")
     c = _as_tensor(centroids, "centroids").to(x.device)
@@ -79,9 +92,10 @@ def assign(x: torch.Tensor | np.ndarray, centroids: torch.Tensor | np.ndarray,
     labels = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     dists = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
     for start in range(0, x.shape[0], chunk):
-        d, i = squared_distances(x[start:start + chunk], c).min(dim=1)
-        labels[start:start + chunk] = i
-        dists[start:start + chunk] = d
+        rows = slice(start, start + chunk)
+        d, i = squared_distances(x[rows], c, None if x_sq is None else x_sq[rows]).min(dim=1)
+        labels[rows] = i
+        dists[rows] = d
     return labels, dists
 
 
@@ -99,27 +113,29 @@ class KMeansResult:
     n_iter: int
 
 
-def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int = 1) -> torch.Tensor:
+def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int = 1,
+              x_sq: torch.Tensor | None = None) -> torch.Tensor:
     """k-means++ seeding: k x D initial centroids chosen among the rows of ``x``.
 
     ``local_trials > 1`` is greedy k-means++ (as scikit-learn): each step draws that many
-    candidates and keeps the one that lowers the potential most.
+    candidates and keeps the one that lowers the potential most. ``x_sq``: ``row_norms(x)``.
     """
+    x_sq = row_norms(x) if x_sq is None else x_sq
     n = x.shape[0]
     first = int(torch.randint(n, (1,), generator=gen))
     centers = [x[first]]
-    closest = squared_distances(x, x[first:first + 1])[:, 0]
+    closest = squared_distances(x, x[first:first + 1], x_sq)[:, 0]
     for _ in range(1, k):  # k <= a few tens: a loop over centroids, not over points
         stop_point()
         total = float(closest.sum())
         if total <= 0.0:  # all points coincide with chosen centres: pick uniformly
             idx = int(torch.randint(n, (1,), generator=gen))
-            new = squared_distances(x, x[idx:idx + 1])[:, 0]
+            new = squared_distances(x, x[idx:idx + 1], x_sq)[:, 0]
         else:
             probs = closest.cpu() / total
             cand = (torch.multinomial(probs, 1, generator=gen) if local_trials == 1 else  # as before
                     torch.multinomial(probs, local_trials, replacement=True, generator=gen)).to(x.device)
-            trial = torch.minimum(closest[None], squared_distances(x, x[cand]).T)  # trials x n
+            trial = torch.minimum(closest[None], squared_distances(x, x[cand], x_sq).T)  # trials x n
             best = int(trial.sum(dim=1).argmin())
             idx, new = int(cand[best]), trial[best]
         centers.append(x[idx])
@@ -127,14 +143,16 @@ def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int =
     return torch.stack(centers)
 
 
-def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    """Lloyd iterations until assignments stop changing (or ``max_iter``)."""
+def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int,
+           x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Lloyd iterations until assignments stop changing (or ``max_iter``); ``x_sq``: ``row_norms(x)``."""
+    x_sq = row_norms(x) if x_sq is None else x_sq
     k = centroids.shape[0]
     labels = None
     it = 0
     for it in range(1, max_iter + 1):
         stop_point()
-        new_labels, d = assign(x, centroids)
+        new_labels, d = assign(x, centroids, x_sq=x_sq)
         if labels is not None and torch.equal(new_labels, labels):
             return centroids, new_labels, float(d.sum()), it  # converged: this assignment is final
         labels = new_labels
@@ -145,7 +163,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> tuple[tor
         if bool(empty.any()):  # re-seed empty clusters with the worst-fitted points (deterministic)
             far = torch.argsort(d, descending=True)[: int(empty.sum())]
             centroids[empty] = x[far]
-    labels, d = assign(x, centroids)  # max_iter reached: assign to the last update
+    labels, d = assign(x, centroids, x_sq=x_sq)  # max_iter reached: assign to the last update
     return centroids, labels, float(d.sum()), it
 
 
@@ -175,9 +193,10 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: 
     best: KMeansResult | None = None
     restarts = 1 if k == 1 else int(n_init)  # k = 1 has a unique solution (the mean)
     with small_work_threads(x):
+        x_sq = row_norms(x)
         for _ in range(restarts):
-            init = _kmeanspp(x, int(k), gen, int(local_trials))
-            c, lab, inertia, it = _lloyd(x, init, int(max_iter))
+            init = _kmeanspp(x, int(k), gen, int(local_trials), x_sq)
+            c, lab, inertia, it = _lloyd(x, init, int(max_iter), x_sq)
             if best is None or inertia < best.inertia - 1e-9:
                 best = KMeansResult(c, lab, inertia, it)
     assert best is not None
@@ -219,9 +238,10 @@ def elbow_kmeans(train: torch.Tensor | np.ndarray, full: torch.Tensor | np.ndarr
     objectives: list[float] = []
     result: ElbowResult | None = None
     with small_work_threads(full, max_elements=16_000_000):
+        full_sq = row_norms(full)
         for k in range(1, k_max + 1):
             km = kmeans(train, k, n_init=n_init, max_iter=max_iter, seed=seed + k)
-            labels, d = assign(full, km.centroids)
+            labels, d = assign(full, km.centroids, x_sq=full_sq)
             objectives.append(float(d.mean()))
             result = ElbowResult(k, km.centroids, labels, d, objectives)
             if len(objectives) > 1 and (objectives[-1] > elbow * objectives[-2] or objectives[-2] <= 1e-12):

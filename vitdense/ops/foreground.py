@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vitdense.errors import ParameterError
-from vitdense.ops.clustering import ElbowResult, elbow_kmeans, sample_rows, small_work_threads, squared_distances
+from vitdense.ops.clustering import (ElbowResult, elbow_kmeans, row_norms, sample_rows, small_work_threads,
+                                     squared_distances)
 from vitdense.ops.host import to_host
 from vitdense.ops.voting import count_votes, fallback_cells
 
@@ -142,9 +143,10 @@ def part_unaries(x: torch.Tensor, parts: torch.Tensor, background: torch.Tensor)
     """T x (1 + K) squared distances of the rows of ``x`` to [nearest background centroid, parts]
     (on ``x``'s device; ``FAR`` for background when there is no background centroid)."""
     with small_work_threads(x):
-        d_parts = squared_distances(x, parts)
+        x_sq = row_norms(x)
+        d_parts = squared_distances(x, parts, x_sq)
         if background.shape[0] == 0:
             d_bg = torch.full((x.shape[0], 1), FAR, dtype=x.dtype, device=x.device)
         else:
-            d_bg = squared_distances(x, background).min(dim=1, keepdim=True).values
+            d_bg = squared_distances(x, background, x_sq).min(dim=1, keepdim=True).values
     return torch.cat([d_bg, d_parts], dim=1)
