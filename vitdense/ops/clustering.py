@@ -113,14 +113,13 @@ class KMeansResult:
     n_iter: int
 
 
-def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int = 1,
-              x_sq: torch.Tensor | None = None) -> torch.Tensor:
+def _kmeanspp(x: torch.Tensor, x_sq: torch.Tensor, k: int, gen: torch.Generator,
+              local_trials: int = 1) -> torch.Tensor:
     """k-means++ seeding: k x D initial centroids chosen among the rows of ``x``.
 
     ``local_trials > 1`` is greedy k-means++ (as scikit-learn): each step draws that many
     candidates and keeps the one that lowers the potential most. ``x_sq``: ``row_norms(x)``.
     """
-    x_sq = row_norms(x) if x_sq is None else x_sq
     n = x.shape[0]
     first = int(torch.randint(n, (1,), generator=gen))
     centers = [x[first]]
@@ -143,10 +142,9 @@ def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, local_trials: int =
     return torch.stack(centers)
 
 
-def _lloyd(x: torch.Tensor, centroids: torch.Tensor, max_iter: int,
-           x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+def _lloyd(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor,
+           max_iter: int) -> tuple[torch.Tensor, torch.Tensor, float, int]:
     """Lloyd iterations until assignments stop changing (or ``max_iter``); ``x_sq``: ``row_norms(x)``."""
-    x_sq = row_norms(x) if x_sq is None else x_sq
     k = centroids.shape[0]
     labels = None
     it = 0
@@ -195,8 +193,8 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, n_init: int = 10, max_iter: 
     with small_work_threads(x):
         x_sq = row_norms(x)
         for _ in range(restarts):
-            init = _kmeanspp(x, int(k), gen, int(local_trials), x_sq)
-            c, lab, inertia, it = _lloyd(x, init, int(max_iter), x_sq)
+            init = _kmeanspp(x, x_sq, int(k), gen, int(local_trials))
+            c, lab, inertia, it = _lloyd(x, x_sq, init, int(max_iter))
             if best is None or inertia < best.inertia - 1e-9:
                 best = KMeansResult(c, lab, inertia, it)
     assert best is not None
