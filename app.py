@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def limits(args: argparse.Namespace) -> dict:
     """The flags of the limits group -> keyword arguments of vitdense.web.serving.limits.Limits."""
-    from vitdense.web.serving.sessions import parse_bytes
+    from vitdense.web.serving.results import parse_bytes
     from vitdense.web.serving.workbudget import parse_work
     out = dict(session_bytes=None if args.session_memory is None else parse_bytes(args.session_memory),
                cache_bytes=None if args.cache_memory is None else parse_bytes(args.cache_memory),

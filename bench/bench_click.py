@@ -24,8 +24,8 @@ CAT_A, CAT_B = REPO / "assets/pairs/cat_a.jpg", REPO / "assets/pairs/cat_b.jpg"
 def measure(label: str) -> None:
     from PIL import Image
     from vitdense import web
-    from vitdense.web.serving.sessions import nbytes
-    from vitdense.web.sessions import load
+    from vitdense.web.serving.results import nbytes
+    from vitdense.web.state import load
     out = web.run_correspondences(str(CAT_A), str(CAT_B), 10)
     key = out[-1]                      # (A, B, heat map, summary, points, zip, session key)
     w, h = Image.open(CAT_A).size

@@ -7,7 +7,7 @@ ground-truth object pixels). Descriptors are cached on disk (``--cache-dir``), s
 clustering knobs runs the network once per image and descriptor setting.
 
     python bench/bench_coseg_sets.py                       # before/after table (the defaults)
-    python bench/bench_coseg_sets.py --sweep               # one knob at a time around the defaults
+    python bench/bench_coseg_sets.py --config thresh=0.1   # a row per --config (key=value,...) beside the defaults
     python bench/bench_coseg_sets.py --per-image           # every image's Jaccard
 """
 from __future__ import annotations

@@ -85,13 +85,13 @@ for name in ("timm", "numpy", "pillow", "torchvision", "scikit-learn", "opencv-p
 EOF
 
 # 2. the CUDA test layer
-TESTS="tests/test_device.py tests/test_extractor_oom.py tests/test_zerogpu.py tests/test_rope.py tests/test_refine.py tests/test_images_pixels.py
-       tests/test_host.py tests/test_store.py::test_a_shard_from_the_device_is_read_back"
+TESTS="tests/test_device.py tests/features/test_extractor_oom.py tests/web/serving/test_zerogpu.py tests/features/test_rope.py tests/ops/test_refine.py tests/features/test_images_pixels.py
+       tests/ops/test_host.py tests/scale/test_store.py::test_a_shard_from_the_device_is_read_back"
 if [ $DRY = 1 ]; then
-    step "tests (CPU, dry run: collect the layer, run tests/test_rope.py)" 300 "$OUT/tests.txt" \
+    step "tests (CPU, dry run: collect the layer, run tests/features/test_rope.py)" 300 "$OUT/tests.txt" \
         env VITDENSE_TEST_DEVICE=cpu $PY -m pytest -q -p no:cacheprovider --co $TESTS
-    step "tests/test_rope.py" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cpu \
-        $PY -m pytest -q -p no:cacheprovider -rs tests/test_rope.py
+    step "tests/features/test_rope.py" 300 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cpu \
+        $PY -m pytest -q -p no:cacheprovider -rs tests/features/test_rope.py
 else
     step "CUDA test layer" 240 "$OUT/tests.txt" env VITDENSE_TEST_DEVICE=cuda \
         $PY -m pytest -q -p no:cacheprovider -rs --durations=10 $TESTS

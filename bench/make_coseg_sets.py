@@ -10,12 +10,12 @@ Masks are polygons drawn by hand on each source photo (vertices read off a pixel
 an overlay) and rasterised with ``PIL.ImageDraw``; part labels are 1 = head, 2 = body (the object
 mask minus the head polygon). Every variant (crop, flip, rotation, downscaled paste on a texture)
 applies the same geometric transform to the image, the mask and the part labels, so its labels are
-exactly those of its source. Run: ``python bench/make_coseg_sets.py [OUT]``.
+exactly those of its source. Run: ``python bench/make_coseg_sets.py [OUT [OVERLAYS]]``.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +217,16 @@ def overlays(root: Path, out: Path) -> None:
             out / f"{img_path.parent.parent.name}__{img_path.stem}.png")
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", type=Path, default=ROOT, help=f"where the sets go (default {ROOT})")
+    ap.add_argument("overlays", nargs="?", type=Path, default=None,
+                    help="also write every image with its head / body labels blended in, here")
+    args = ap.parse_args(argv)
+    build(args.out)
+    if args.overlays is not None:
+        overlays(args.out, args.overlays)
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT
-    build(target)
-    if len(sys.argv) > 2:
-        overlays(target, Path(sys.argv[2]))
+    main()

@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from tests import REPO
+
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"   # Debian's Chromium, driven by the browser tests (test_app_browser.py)
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"   # Debian's Chromium, driven by the browser tests (tests/web/test_app_browser.py)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +95,26 @@ def cat_on_bricks() -> tuple[np.ndarray, np.ndarray]:
     from skimage import data
     return paste_object(data.chelsea()[30:280, 100:400], data.brick(), (240, 320), 0.5, (60, 80))
 
+
+
+@pytest.fixture(scope="session")
+def cat_set() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Six cat composites and their ground-truth masks (tests/_composites.py)."""
+    from tests import _composites
+    return _composites.cat_set()
+
+
+@pytest.fixture(scope="session")
+def cat_set_descriptors(bundled_extractor, cat_set):
+    """(descriptors, saliency, images) of the six cat composites and the brick-wall outlier: layer-11
+    keys at stride 7, load size 224, with CLS and full-resolution saliency (co-segmentation's and
+    k-means' tests share the one network pass)."""
+    from tests import _composites
+    from vitdense.apps.cosegmentation import extract_with_saliency
+    images = cat_set[0] + [_composites.outlier_image()]
+    descs, sal = extract_with_saliency(bundled_extractor, images, load_size=224, layer=11, facet="key", bin=False,
+                                       stride=7, include_cls=True, low_res_saliency_maps=False)
+    return descs, sal, images
 
 def pytest_report_header(config) -> str:
     """Say up front when the browser tests cannot run (they are skipped, not failed)."""

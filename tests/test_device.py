@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import device_vs_cpu, on_cuda
+from tests.conftest import TEST_CHECKPOINT, device_vs_cpu, on_cuda
 from vitdense.features.cache import DescriptorCache
 from vitdense.ops.clustering import kmeans
 from vitdense.apps.correspondences import PointMatcher, best_buddies, find_correspondences_descriptors
@@ -51,6 +51,17 @@ def test_descriptors_live_on_the_test_device(both, test_device, device_extractor
     assert device_extractor.notice is None
 
 
+@on_cuda
+def test_the_extractor_names_its_device_as_its_tensors_do(both, device_extractor):
+    """Extractor(device="cuda") holds cuda:<index>, the name its tensors carry: descriptors already
+    there are returned as they are (``torch.device("cuda") != torch.device("cuda:0")``)."""
+    assert device_extractor.device.index is not None
+    ex = Extractor("dinov2_vits14_imgfocus", device="cuda", checkpoint=TEST_CHECKPOINT)
+    assert ex.device == device_extractor.device == both[1][0].descs.device
+    for d in both[1]:
+        assert d.to("cuda") is d and d.to(ex.device) is d
+
+
 @device_vs_cpu
 def test_fp32_descriptors_agree_with_cpu(both):
     for c, d in zip(*both):
@@ -64,7 +75,6 @@ def test_fp32_descriptors_agree_with_cpu(both):
 @pytest.mark.parametrize("dtype", ["bf16", pytest.param("fp16", marks=on_cuda)])
 def test_half_precision_cosine_to_fp32(dtype, test_device, photos, device_extractor):
     """bf16 runs on the CPU too; fp16 needs a GPU."""
-    from conftest import TEST_CHECKPOINT
     ex32 = device_extractor
     ex16 = Extractor("dinov2_vits14_imgfocus", device=test_device, dtype=dtype, checkpoint=TEST_CHECKPOINT)
     kw = dict(layer=[9, 11], facet="key", stride=14, load_size=112, include_cls=True)
@@ -171,7 +181,6 @@ def test_batched_extraction_makes_no_host_sync(device_extractor, test_device, ph
 def test_real_gpu_out_of_memory_halves_then_falls_back(test_device, photos):
     """A per-process memory cap makes a real CUDA out-of-memory: stride 1 needs ~10x the memory
     of stride 14 for one image, so 4 images are halved down, then the CPU takes over."""
-    from conftest import TEST_CHECKPOINT
     ex = Extractor("dinov2_vits14_imgfocus", device=test_device, checkpoint=TEST_CHECKPOINT,
                    cpu_fallback=True)
     torch.cuda.empty_cache()

@@ -1,5 +1,6 @@
 """The package's layers (docs/ARCHITECTURE.md): every module imports only from its own layer or
-below, the import graph has no cycle, and no module imports another module's private names.
+below, the import graph has no cycle, and no module imports another module's private names. And
+the suite mirrors the package: vitdense/ops/clustering.py is tested in tests/ops/test_clustering.py.
 
 Imports are read from the source (every ``import`` statement, also inside functions and under
 ``TYPE_CHECKING``), so a lazy import cannot hide a cycle.
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "vitdense"
+from tests import REPO
+
+PACKAGE = REPO / "vitdense"
 
 #: layer of every module, bottom (0) to top, by dotted path prefix (the longest prefix wins); a new
 #: top-level module must be placed here, a module inside a layer's package takes the package's layer
@@ -170,3 +173,91 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     assert package_imports(pkg / "errors.py", pkg) == [("features", ["_X"])]
     assert layer_of("features") > layer_of("errors")
     assert find_cycle(graph(pkg)) == ["errors", "features", "errors"]
+
+
+# ------------------------------------------------------------------------ the suite mirrors the package
+TESTS = REPO / "tests"
+
+#: modules without a test file of their own: the test file that exercises them, and what in it shows
+#: that ("": it imports the module); everything else has tests/<package>/test_<module>.py
+TESTED_IN: dict[str, tuple[str, str]] = {
+    "__main__": ("tests/cli/test_main.py", '"-m", "vitdense"'),     # `python -m vitdense` as a subprocess
+    "defaults": ("tests/apps/test_knobs.py", ""),                   # the table every knob resolves from
+    "errors": ("tests/features/test_images.py", ""),                # one-line errors, raised by every layer
+    "export": ("tests/apps/test_registry.py", ""),                  # exports derived from the registry
+    "version": ("tests/scale/test_jobs.py", ""),                    # the manifest records it
+    "apps.entries": ("tests/apps/test_registry.py", "APPS"),        # the entries, checked against the code
+    "apps.sets": ("tests/apps/test_saliency.py", ""),               # an application over sets of files
+    "web.apptab": ("tests/web/test_app_client.py", ""),             # a tab's shared wiring, through a client
+    "web.gate": ("tests/web/test_guard.py", ""),
+    "web.local_server": ("tests/web/test_app_client.py", ""),
+    "web.patches": ("tests/web/test_guard.py", ""),
+    "web.sessions": ("tests/web/serving/test_results.py", ""),      # the old name of web.state
+    "web.state": ("tests/web/serving/test_results.py", ""),
+    "web.status": ("tests/web/test_guard.py", ""),
+    "web.zips": ("tests/web/test_guard.py", ""),
+    "web.serving.limits": ("tests/web/test_guard.py", ""),
+    "web.serving.sessions": ("tests/web/serving/test_results.py", ""),  # the old name of web.serving.results
+}
+
+#: test files that mirror no single module, and what they test
+ACROSS: dict[str, str] = {
+    "tests/test_layers.py": "the package's layers and this layout",
+    "tests/test_device.py": "the CUDA test layer: the library on VITDENSE_TEST_DEVICE",
+    "tests/apps/test_coseg_sets.py": "co-segmentation and parts on bench/data/coseg_sets",
+    "tests/web/test_app_client.py": "the served demo (app.py) through gradio_client",
+    "tests/web/test_app_hardening.py": "the served demo under hostile use",
+    "tests/web/test_app_browser.py": "the served demo in headless Chromium",
+    "tests/web/test_app_browser_legible.py": "legible pictures in headless Chromium",
+}
+
+
+def mirror_of(module: str) -> Path:
+    """tests/<package>/test_<module>.py of a dotted module name (``ops.clustering``)."""
+    *package, name = module.split(".")
+    return TESTS.joinpath(*package, f"test_{name}.py")
+
+
+def names_module(text: str, module: str) -> bool:
+    """Whether a test file's source imports or names ``vitdense.<module>``."""
+    package, _, name = f"vitdense.{module}".rpartition(".")
+    return (f"vitdense.{module}" in text
+            or any(name in [a.name for a in node.names] for node in ast.walk(ast.parse(text))
+                   if isinstance(node, ast.ImportFrom) and node.module == package))
+
+
+def test_every_module_has_its_test_file():
+    missing = [name for path in MODULES if path.stem != "__init__"
+               if not mirror_of(name := module_name(path)).is_file() and name not in TESTED_IN]
+    assert not missing, ("modules without tests/<package>/test_<module>.py (write one, or name the "
+                         f"file that tests them in TESTED_IN): {missing}")
+
+
+@pytest.mark.parametrize("module", sorted(TESTED_IN))
+def test_a_module_tested_elsewhere_is_named_there(module):
+    assert (PACKAGE.joinpath(*module.split(".")).with_suffix(".py")).is_file(), f"vitdense.{module} is gone"
+    assert not mirror_of(module).is_file(), f"vitdense.{module} has its own test file now: drop it from TESTED_IN"
+    path, evidence = TESTED_IN[module]
+    text = (REPO / path).read_text()
+    assert (evidence in text) if evidence else names_module(text, module), \
+        f"{path} does not {'contain ' + evidence if evidence else 'import vitdense.' + module}"
+
+
+def test_every_test_file_mirrors_a_module():
+    """tests/<package>/test_<module>[_<aspect>].py: a module (or a bench script) of that name exists."""
+    stray = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        package, stem = path.parent.relative_to(TESTS).parts, path.stem[len("test_"):]
+        if rel in ACROSS:
+            continue
+        if package[:1] == ("bench",):
+            found = any((REPO / "bench" / f"{stem}{ext}").is_file() for ext in (".py", ".sh"))
+        else:
+            words = stem.split("_")
+            found = any(PACKAGE.joinpath(*package, "_".join(words[:n]) + ".py").is_file()
+                        for n in range(len(words), 0, -1))
+        if not found:
+            stray.append(rel)
+    assert not stray, f"test files that mirror no module (rename them, or say why in ACROSS): {stray}"
+

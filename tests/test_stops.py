@@ -3,7 +3,6 @@ k-means between two iterations and a similarity pass between two chunks; none in
 same calls run to the end."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +10,9 @@ import torch
 from vitdense import stops
 from vitdense.apps.correspondences import best_buddies
 from vitdense.ops.clustering import kmeans
+from tests import REPO
 
-CAT = Path(__file__).resolve().parent.parent / "assets/pairs/cat_a.jpg"
+CAT = REPO / "assets/pairs/cat_a.jpg"
 
 
 class Stop(RuntimeError):

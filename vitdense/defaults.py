@@ -75,9 +75,7 @@ def task_defaults(task: str, model_name: str | None = None) -> dict[str, Any]:
     return {**TASK_DEFAULTS[task], **FAMILY_DEFAULTS.get((task, model_family(model_name)), {})}
 
 
-def describe_default(task: str, knob: str) -> str:
-    """The default of ``knob`` as help text: the paper's value and each family's override,
-    e.g. ``"11 (dinov2: 9)"``."""
-    base = TASK_DEFAULTS[task].get(knob)
-    over = [f"{fam}: {vals[knob]}" for (t, fam), vals in FAMILY_DEFAULTS.items() if t == task and knob in vals]
-    return f"{base}" + (f" ({', '.join(over)})" if over else "")
+def family_overrides(task: str, knob: str) -> dict[str, Any]:
+    """Each model family's measured value of ``knob`` for ``task`` where it overrides the paper's,
+    e.g. ``{"dinov2": 9}`` for the co-segmentation's layer (what ``--help`` shows beside the default)."""
+    return {fam: vals[knob] for (t, fam), vals in FAMILY_DEFAULTS.items() if t == task and knob in vals}

@@ -456,8 +456,10 @@ def find_correspondences(extractor: "Extractor", image1: Any, image2: Any, *,
     _check_knobs(num_pairs, thresh, chunk, n_init)
     d1, d2 = extract_pair(extractor, image1, image2, load_size=load_size, layer=layer, facet=facet,
                           bin=bin, hierarchy=hierarchy, stride=stride, saliency=True, flip=flip)
-    return find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh,
-                                            chunk=chunk, n_init=n_init)
+    result = find_correspondences_descriptors(d1, d2, num_pairs=num_pairs, thresh=thresh,
+                                              chunk=chunk, n_init=n_init)
+    result.params["flip"] = pair_flip(extractor, flip)
+    return result
 
 
 # --------------------------------------------------------------------------- click queries

@@ -27,7 +27,9 @@ from vitdense.apps.registry import APPS, App, Inputs, Knob, get_app, register_ap
 from vitdense.apps.similarity import inspect_similarity, inspect_similarity_descriptors
 from vitdense.apps.transfer import source_index, transfer_points, transfer_points_descriptors
 from vitdense.apps.video import read_video, video_parts, video_parts_descriptors, write_video
+from vitdense.features.descriptors import FACETS
 from vitdense.ops.crf import CRF_DEFAULTS
+from vitdense.ops.refine import REFINERS
 from vitdense.ops.voting import THRESH_MODES, VOTE_MODES
 
 # -- knobs shared by several applications (described once) ----------------------------------------
@@ -63,6 +65,10 @@ VOTE_KNOBS = (Knob("thresh_mode", "choice", "vote threshold: absolute (the paper
                    "measure calls it an outlier"))
 BALANCED_PARTS = Knob("balanced_parts", bool, "every image gives the part clustering as many descriptors "
                       "(a small object weighs as much as a close-up)")
+REFINER = Knob("refiner", "choice", "where the refinement runs: auto (the batched torch dense CRF on CUDA, the "
+               "CPU libraries elsewhere), cpu (GrabCut / pydensecrf) or torch", choices=REFINERS)
+FLIP = Knob("flip", bool, "test-time mirroring: each target image is also described mirrored and the "
+            "orientation that fits better is kept")
 
 
 def _fraction(mask: np.ndarray) -> float:
@@ -113,7 +119,9 @@ register_app(App(
     knobs=(THRESH, ELBOW, VOTES, SAMPLE_INTERVAL,
            Knob("remove_outliers", bool, "drop images whose CLS descriptor is far from the set's mean"),
            Knob("outliers_thresh", float, "CLS cosine similarity below which an image is an outlier", -1, 1),
-           LOW_RES, Knob("refine", bool, "GrabCut refinement of the masks along image edges", web=True),
+           Knob("outliers_facet", "choice", "facet of the CLS descriptors compared by remove_outliers "
+                "(automatic: the descriptors' own)", choices=FACETS),
+           LOW_RES, Knob("refine", bool, "GrabCut refinement of the masks along image edges", web=True), REFINER,
            *VOTE_KNOBS, *KMEANS)))
 
 
@@ -158,7 +166,7 @@ register_app(App(
     export=export_parts, describe=describe_parts, min_images=2,
     api_names=("parts", "recluster_parts", "part_view", "part_display", "parts_download"),
     api_aliases={"part_cosegmentation": "parts"}, web_first=("num_parts",),
-    knobs=(*PART_KNOBS, *VOTE_KNOBS, BALANCED_PARTS)))
+    knobs=(*PART_KNOBS, *VOTE_KNOBS, BALANCED_PARTS, REFINER)))
 
 
 # -- correspondences ------------------------------------------------------------------------------
@@ -217,7 +225,7 @@ register_app(App(
            Knob("thresh", "float_or_none", "saliency threshold of both patches, or 'none' for no "
                 "foreground filter", 0.0, 0.5, 0.005, web=True),
            Knob("n_init", "int_or_auto", "k-means restarts or 'auto'"),
-           Knob("chunk", int, "rows per similarity block (default automatic)", 1),
+           Knob("chunk", int, "rows per similarity block (default automatic)", 1), FLIP,
            Knob("lines", bool, "draw a line per pair in correspondences.png", stage="export"))))
 
 
@@ -395,6 +403,7 @@ register_app(App(
                 "similarity maps, in [0, 1); 0 = off", 0, 1),
            Knob("bidirectional", bool, "smooth forwards and backwards (no lag)"),
            *(replace(k, web=False) if k is CRF else k for k in PART_KNOBS),   # no CRF over a clip's frames
+           *VOTE_KNOBS, BALANCED_PARTS, REFINER,
            Knob("format", "choice", "annotated video format", choices=("mp4", "gif"), stage="export"),
            Knob("alpha", float, "opacity of the part colours", 0, 1, stage="export"),
            Knob("save_labels", bool, "save every frame's label map as PNG", stage="export"),
@@ -444,4 +453,5 @@ register_app(App(
     export=export_transfer, describe=describe_transfer, min_images=2,
     api_names=("transfer", "transfer_point", "transfer_clear", "transfer_download"),
     api_aliases={"transfer_extract": "transfer"},
+    knobs=(FLIP, BATCH),
     prepare=_transfer_prepare, prepare_options=("source", "yx"), cli_options=_transfer_options))

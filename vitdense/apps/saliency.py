@@ -100,6 +100,7 @@ register_app(App(
     describe=describe_saliency, api_names=("saliency",), extract_options=EXTRACT_OPTIONS,
     knobs=(Knob("thresh", float, "a cell is salient above this (the share per image is reported)", 0.0, 1.0, 0.005,
                 web=True),
+           Knob("batch_size", int, "images per network batch", 1),
            Knob("cmap", "choice", "colormap of the saliency images",
                 choices=("viridis", "inferno", "magma", "turbo", "gray"), stage="export"))))
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from vitdense.apps import APPS
 from vitdense.apps.registry import APP_ALIASES, App, Knob
 from vitdense.apps.sets import find_sets, guarded, resolve_options, run_app_set, write_summary
+from vitdense.defaults import family_overrides
 from vitdense.errors import VitdenseError
 from vitdense.export import unique_stems, write_atomic
 from vitdense.features.descriptors import FACETS
@@ -223,6 +224,13 @@ def _shown(value: Any) -> str:
     return "automatic" if value is None else str(value)
 
 
+def _default_text(app: App, name: str, value: Any = None) -> str:
+    """A knob's default as help text: the paper's value (``value``, else ``app.default(name)``) and
+    each model family's measured override, e.g. ``11; dinov2 models: 9``."""
+    text = _shown(app.default(name) if value is None else value)
+    return text + "".join(f"; {family} models: {_shown(v)}" for family, v in family_overrides(app.task, name).items())
+
+
 def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
     """--layer --facet --stride --load-size --bin --hierarchy of an application; left unset, each is
     the defaults table's value for the model in use (so the command follows vitdense/defaults.py)."""
@@ -230,7 +238,7 @@ def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
     S = argparse.SUPPRESS
     takes = app.descriptor_knobs   # an application that does not take a setting has no option for it
     if "layer" in takes:
-        p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {d['layer']})")
+        p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {_default_text(app, 'layer')})")
     if "facet" in takes:
         p.add_argument("--facet", default=S, choices=FACETS,
                        help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")
@@ -257,7 +265,7 @@ def add_knob_option(p: argparse.ArgumentParser, app: App, knob: Knob) -> None:
                            help=f"dense CRF {name.replace('_', ' ')} (default {value})")
         return
     default = app.default(knob.name)
-    text = f"{knob.help} (default {_shown(default)})"
+    text = f"{knob.help} (default {_default_text(app, knob.name, default)})"
     if knob.kind is bool:
         p.add_argument(knob.flag, dest=knob.name, action=argparse.BooleanOptionalAction, default=S, help=text)
         return

@@ -23,6 +23,16 @@ FACETS = ("key", "query", "value", "token")
 DESCRIPTOR_KNOBS = ("layer", "facet", "stride", "load_size", "bin", "hierarchy")
 
 
+def indexed_device(device: str | torch.device) -> torch.device:
+    """``device`` as a tensor's ``.device`` names it: ``"cuda"`` -> ``cuda:<current index>``
+    (``torch.device("cuda") != torch.device("cuda:0")``, so an unindexed device never equals a
+    tensor's)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How the patch grid of one image sits on the caller's original image.
@@ -139,7 +149,8 @@ class ImageDescriptors:
 
     def to(self, device: str | torch.device) -> "ImageDescriptors":
         """The same descriptors with every tensor on ``device`` (self when already there)."""
-        if self.descs.device == torch.device(device):
+        device = indexed_device(device)
+        if self.descs.device == device:
             return self
 
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:

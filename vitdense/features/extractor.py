@@ -26,7 +26,8 @@ from torch import nn
 from vitdense.errors import ImageError, OutOfMemoryError, ParameterError, check_range
 from vitdense.features import rope as _rope
 from vitdense.features.cache import DescriptorCache
-from vitdense.features.descriptors import FACETS, DescriptorSettings, Geometry, ImageDescriptors  # noqa: F401 (re-exported)
+from vitdense.features.descriptors import (FACETS, DescriptorSettings, Geometry, ImageDescriptors,  # noqa: F401 (re-exported)
+                                          indexed_device)
 from vitdense.features.images import (ImageLike, as_image_list, host_array, load_image, load_pixels, map_threads,
                                       pil_pixels, pixel_size, resized_size)
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
@@ -121,14 +122,14 @@ def min_max(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"``/None -> CUDA when present, else CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ParameterError(f"device={device!r} is not a torch device") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device='cuda' was asked for but no CUDA GPU is available")
-    return dev
+    return indexed_device(dev)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

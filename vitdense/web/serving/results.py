@@ -131,7 +131,7 @@ def compact_tensor(t: torch.Tensor | None, dtype: torch.dtype = torch.float16) -
 def compact_descriptors(d: Any, dtype: torch.dtype = torch.float16) -> Any:
     """An ``ImageDescriptors`` with descriptors, saliency and CLS stored in ``dtype`` on the CPU.
 
-    Cosine similarities of fp16 descriptors differ from fp32 by < 1e-3 (tests/test_sessions.py);
+    Cosine similarities of fp16 descriptors differ from fp32 by < 1e-3 (tests/web/serving/test_results.py);
     callers that cluster them convert back with :func:`expand_descriptors`.
     """
     return dataclasses.replace(d, descs=compact_tensor(d.descs, dtype),

@@ -200,7 +200,7 @@ def working_bytes(sizes_wh: Sequence[tuple[int, int]], load_size: int | None, pa
                   stride: int, embed_dim: int, bin: bool = False, hierarchy: int = 2) -> int:
     """The transient memory a heavy job needs while it runs (bytes), for images of ``sizes_wh``
     (W, H) and a model of ``embed_dim``: the server reserves it from its memory budget before the
-    job starts (``vitdense.web.serving.sessions.SessionStore.reserve``)."""
+    job starts (``vitdense.web.serving.results.ResultStore.reserve``)."""
     tokens = sum(grid_tokens(s, load_size, patch, stride) for s in sizes_wh)
     dim = embed_dim * ((1 + 8 * hierarchy) if bin else 1)
     return int(WORKING_BYTES_FLOOR + tokens * (WORKING_BYTES_PER_DESC * dim + WORKING_BYTES_PER_EMBED * embed_dim))
