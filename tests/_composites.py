@@ -24,7 +24,8 @@ def cat_face() -> tuple[np.ndarray, np.ndarray]:
     return crop, ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
 
 
-def paste_cat_face(background: np.ndarray, scale: float, rng: np.random.Generator, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+def paste_cat_face(background: np.ndarray, scale: float, rng: np.random.Generator,
+                   flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """Cat face pasted on a centre crop of ``background`` -> (H x W x 3 image, H x W ground truth)."""
     obj, mask = cat_face()
     H, W = CANVAS
@@ -51,7 +52,8 @@ def cat_set(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     backgrounds = [rgb(data.grass()), data.coffee(), data.rocket(), data.astronaut(), data.hubble_deep_field(),
                    data.stereo_motorcycle()[0]]
-    pairs = [paste_cat_face(bg, float(rng.uniform(0.5, 0.75)), rng, flip=bool(i % 2)) for i, bg in enumerate(backgrounds)]
+    pairs = [paste_cat_face(bg, float(rng.uniform(0.5, 0.75)), rng, flip=bool(i % 2))
+             for i, bg in enumerate(backgrounds)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

@@ -183,6 +183,8 @@ def test_check_descriptor_set_sentences(coffee):
         (([coffee, dataclasses.replace(coffee, descs=coffee.descs.flatten())],),
          "descs[1] must be ImageDescriptors with a T x D descs tensor"),
         (([coffee.descs],), "descs[0] must be ImageDescriptors"),               # a bare tensor is no set
+        ((coffee.descs, "d2"), "d2 must be ImageDescriptors or a list of them, not Tensor"),
+        ((None,), "descs must be ImageDescriptors or a list of them, not NoneType"),
         (([coffee, dataclasses.replace(coffee, descs=coffee.descs[:, :100])],),
          "descriptors have different dimensions [100, 384]: all must have the same dimension D"),
     ]

@@ -246,6 +246,9 @@ def check_descriptor_set(descs: Any, name: str = "descs", minimum: int = 1,
     tensors; raises :class:`ParameterError` naming ``name`` (``name[i]`` for an item of a sequence).
     """
     single = isinstance(descs, ImageDescriptors) or hasattr(descs, "descs")
+    if not single and (descs is None or isinstance(descs, (str, bytes, torch.Tensor))
+                       or not hasattr(descs, "__iter__")):
+        raise ParameterError(f"{name} must be ImageDescriptors or a list of them, not {type(descs).__name__}")
     items = [descs] if single else list(descs)
     if not items:
         raise ParameterError(f"{name} is empty: give the descriptors of at least one image")
