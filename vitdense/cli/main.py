@@ -224,11 +224,11 @@ def _shown(value: Any) -> str:
     return "automatic" if value is None else str(value)
 
 
-def _default_text(app: App, name: str, value: Any = None) -> str:
-    """A knob's default as help text: the paper's value (``value``, else ``app.default(name)``) and
-    each model family's measured override, e.g. ``11; dinov2 models: 9``."""
-    text = _shown(app.default(name) if value is None else value)
-    return text + "".join(f"; {family} models: {_shown(v)}" for family, v in family_overrides(app.task, name).items())
+def _default_text(app: App, name: str, value: Any) -> str:
+    """A knob's default as help text: the paper's ``value`` and each model family's measured
+    override, e.g. ``11; dinov2 models: 9``."""
+    overrides = family_overrides(app.task, name)
+    return _shown(value) + "".join(f"; {family} models: {_shown(v)}" for family, v in overrides.items())
 
 
 def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
@@ -238,7 +238,8 @@ def add_app_descriptor_options(p: argparse.ArgumentParser, app: App) -> None:
     S = argparse.SUPPRESS
     takes = app.descriptor_knobs   # an application that does not take a setting has no option for it
     if "layer" in takes:
-        p.add_argument("--layer", type=int, nargs="+", default=S, help=f"block index/indices (default {_default_text(app, 'layer')})")
+        p.add_argument("--layer", type=int, nargs="+", default=S,
+                       help=f"block index/indices (default {_default_text(app, 'layer', d['layer'])})")
     if "facet" in takes:
         p.add_argument("--facet", default=S, choices=FACETS,
                        help="descriptor facet (default: the model's, key for DINO v1, token for DINOv2)")

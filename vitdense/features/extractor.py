@@ -26,8 +26,8 @@ from torch import nn
 from vitdense.errors import ImageError, OutOfMemoryError, ParameterError, check_range
 from vitdense.features import rope as _rope
 from vitdense.features.cache import DescriptorCache
-from vitdense.features.descriptors import (FACETS, DescriptorSettings, Geometry, ImageDescriptors,  # noqa: F401 (re-exported)
-                                          indexed_device)
+from vitdense.features.descriptors import (  # noqa: F401 (FACETS, DescriptorSettings: re-exported)
+    FACETS, DescriptorSettings, Geometry, ImageDescriptors, indexed_device)
 from vitdense.features.images import (ImageLike, as_image_list, host_array, load_image, load_pixels, map_threads,
                                       pil_pixels, pixel_size, resized_size)
 from vitdense.features.models import ModelSpec, get_spec, load_model, resolve_model_name
