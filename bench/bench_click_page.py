@@ -11,6 +11,9 @@ picture ``--clicks`` times at spots spread over it, waiting for each answer. Pri
   the refined points as marks, which the page draws, or the part id; no picture is sent
   (``vitdense.web.hover.page_draws``).
 
+**hover**: after the clicks, ``--hovers`` mouse moves over the same picture (correspondences and
+transfer): from each move event to its overlay drawn (``vdHover[...].frames``), all in the page.
+
 **disk**: the bytes and files the server added to its temporary folder over a tab's clicks
 (the server's own ``GRADIO_TEMP_DIR``, fresh): with the page drawing, a click writes nothing.
 
@@ -18,7 +21,7 @@ picture ``--clicks`` times at spots spread over it, waiting for each answer. Pri
 co-segmentations of the 5 cats back to back while the clicks are measured: the page's answer does
 not wait for the server, the server's answer does.
 
-    python bench/bench_click_page.py [--clicks 20] [--load 1]
+    python bench/bench_click_page.py [--clicks 20] [--hovers 60] [--load 1]
 """
 from __future__ import annotations
 
@@ -55,6 +58,8 @@ def disk(folder: Path) -> tuple[int, int]:
 
 #: the server's temporary folder (set in main)
 TEMP: list[Path] = []
+#: the parsed options that the tabs read (set in main)
+ARGS = argparse.Namespace(hovers=60)
 
 
 def clicks(page, picture: str, engine: str, n: int) -> tuple[list[float], list[float]]:
@@ -77,6 +82,23 @@ def clicks(page, picture: str, engine: str, n: int) -> tuple[list[float], list[f
 
 
 DISK: list[tuple[int, int]] = []
+#: tab -> hover frame times (ms), filled by the tabs with a hover engine
+HOVERS: dict[str, list[float]] = {}
+
+
+def hovers(page, source: str, n: int) -> list[float]:
+    """Move the mouse ``n`` times over ``#source img`` along a Lissajous curve over its middle; the
+    milliseconds from each move event to its overlay drawn (``vdHover[source].frames``)."""
+    engine = f"window.vdHover['{source}']"
+    img = page.locator(f"#{source} img")
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    start = page.evaluate(f"() => {engine}.moves")
+    for k in np.linspace(0, 2 * np.pi, n, endpoint=False):
+        page.mouse.move(box["x"] + box["width"] * (0.5 + 0.35 * np.sin(k)),
+                        box["y"] + box["height"] * (0.5 + 0.3 * np.sin(2 * k)))
+    page.wait_for_function(f"(m) => {engine}.moves >= m", arg=start + n)
+    return page.evaluate(f"(n) => {engine}.frames.slice(-n)", n)
 
 
 def parts(page, n: int) -> tuple[list[float], list[float]]:
@@ -96,7 +118,9 @@ def transfer(page, n: int) -> tuple[list[float], list[float]]:
     page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
     page.click("#transfer-run")
     page.wait_for_function("() => window.vdHover?.['transfer-source']?.ready", timeout=300_000)
-    return clicks(page, "#transfer-source img", "window.vdHover['transfer-source']", n)
+    out = clicks(page, "#transfer-source img", "window.vdHover['transfer-source']", n)
+    HOVERS["transfer"] = hovers(page, "transfer-source", ARGS.hovers)
+    return out
 
 
 def correspondences(page, n: int) -> tuple[list[float], list[float]]:
@@ -109,7 +133,9 @@ def correspondences(page, n: int) -> tuple[list[float], list[float]]:
     page.click("#corr-run")
     page.wait_for_function("() => window.vdHover?.['corr-a-output']?.ready && "
                            "window.vdHover['corr-a-output'].run !== window.vdBenchRun", timeout=300_000)
-    return clicks(page, "#corr-a-output img", "window.vdHover['corr-a-output']", n)
+    out = clicks(page, "#corr-a-output img", "window.vdHover['corr-a-output']", n)
+    HOVERS["correspondences"] = hovers(page, "corr-a-output", ARGS.hovers)
+    return out
 
 
 def loader(url: str, stop: threading.Event, index: int, done: list[float], refused: list[str]) -> None:
@@ -138,7 +164,9 @@ def main() -> None:
     p.add_argument("--clicks", type=int, default=20, choices=range(1, 21), metavar="1..20",
                    help="clicks per tab (a transfer keeps 20 points)")
     p.add_argument("--load", type=int, default=0, help="other visitors running co-segmentations meanwhile")
+    p.add_argument("--hovers", type=int, default=60, help="mouse moves over each hover picture")
     args = p.parse_args()
+    ARGS.hovers = args.hovers
     from playwright.sync_api import sync_playwright
     log = Path("/tmp/bench_click_page_server.log")
     tmp = Path(tempfile.mkdtemp(prefix="bench-click-page-"))
@@ -168,6 +196,10 @@ def main() -> None:
     for name, (page_ms, server_ms) in results.items():
         print(row(f"{name}: in the page", page_ms))
         print(row(f"{name}: server's answer drawn", server_ms))
+    print("\n| hover over the clicked picture, move -> overlay drawn | n | p50 (ms) | p95 (ms) | max (ms) |\n"
+          "|---|--:|--:|--:|--:|")
+    for name, frames in HOVERS.items():
+        print(row(f"{name}: in the page", frames))
     print("\n| clicks | disk added (bytes) | files added |\n|---|--:|--:|")
     for name, (nbytes, nfiles) in zip(results, DISK):
         print(f"| {args.clicks} {name}s | {nbytes} | {nfiles} |")

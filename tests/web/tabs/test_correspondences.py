@@ -3,7 +3,6 @@ mirrored cat pair, clicks from the session's descriptors, the download, bad clic
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -46,15 +45,12 @@ def test_correspondences_find_the_mirrored_places(pair_run):
 def test_clicks_match_without_the_network_and_accumulate(pair_run, bundled_extractor):
     session = pair_run[-1]
     calls = bundled_extractor.num_forward_calls
-    times = []
     outs = []
     for x, y in [(200, 200), (100, 240), (300, 60)]:   # nose, chin, forehead (not the eyes: a
-        t = time.perf_counter()                       # mirrored left eye looks like a right eye)
-        outs.append(webapp.match_point(session, x, y))
-        times.append(time.perf_counter() - t)
+        outs.append(webapp.match_point(session, x, y))  # mirrored left eye looks like a right eye)
         session = outs[-1][-1]
-    assert bundled_extractor.num_forward_calls == calls   # descriptors come from the session
-    assert np.median(times) < 1.0, times                  # the "well under a second"
+    # descriptors come from the session (a click's speed: bench/bench_click.py)
+    assert bundled_extractor.num_forward_calls == calls
     a, b, heat, md, points, zip_path, session = outs[-1]
     b, heat = shown(b), shown(heat)
     assert [c["id"] for c in points["clicks"]] == ["a", "b", "c"]

@@ -48,13 +48,10 @@ def test_web_clicks_transfer_to_every_image_without_the_network(web_run, bundled
     assert len(targets) == 4 and points is None and "cat_2.jpg" in md
     calls = bundled_extractor.num_forward_calls
     y, x = 70 + 0.55 * 195, 90 + 0.55 * 125          # the nose: chelsea (225, 225) in the pasted face
-    times = []
     for _ in range(2):
         web.transfer_clear(session)                  # clicks accumulate in the session: start afresh
-        t = time.perf_counter()
         out = web.transfer_point(session, x, y)
-        times.append(time.perf_counter() - t)
-    assert bundled_extractor.num_forward_calls == calls and min(times) < 2.0, times
+    assert bundled_extractor.num_forward_calls == calls   # no network pass (a click's speed: the benches)
     src_pic, targets, md, points, file, session2 = out
     assert len(points["points"]) == 1 and len(targets) == 4
     from vitdense.web.guard import status_reader         # the click says what it did
