@@ -10,6 +10,7 @@ that ``bench/bench_work_seconds.py`` fitted the estimate in.
 """
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 
@@ -25,6 +26,7 @@ CATS = sorted(str(p) for p in (REPO / "assets/cats").glob("*.jpg"))
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()   # --help; no options
     ex = Extractor("dinov2_vits14_imgfocus", device="cpu")
     ex.extract(CATS[:1], layer=11, load_size=112)                     # warm-up
     rows = []
