@@ -58,8 +58,6 @@ def disk(folder: Path) -> tuple[int, int]:
 
 #: the server's temporary folder (set in main)
 TEMP: list[Path] = []
-#: the parsed options that the tabs read (set in main)
-ARGS = argparse.Namespace(hovers=60)
 
 
 def clicks(page, picture: str, engine: str, n: int) -> tuple[list[float], list[float]]:
@@ -86,7 +84,7 @@ DISK: list[tuple[int, int]] = []
 HOVERS: dict[str, list[float]] = {}
 
 
-def hovers(page, source: str, n: int) -> list[float]:
+def hover_frames(page, source: str, n: int) -> list[float]:
     """Move the mouse ``n`` times over ``#source img`` along a Lissajous curve over its middle; the
     milliseconds from each move event to its overlay drawn (``vdHover[source].frames``)."""
     engine = f"window.vdHover['{source}']"
@@ -101,7 +99,8 @@ def hovers(page, source: str, n: int) -> list[float]:
     return page.evaluate(f"(n) => {engine}.frames.slice(-n)", n)
 
 
-def parts(page, n: int) -> tuple[list[float], list[float]]:
+def parts(page, n: int, hovers: int) -> tuple[list[float], list[float]]:
+    """Part clicks (the Parts tab has no hover engine: ``hovers`` is not used)."""
     page.get_by_role("tab", name="Part co-segmentation").click()
     page.set_input_files("#parts-input input[type=file]", [str(p) for p in CATS[:3]])
     page.wait_for_function("() => document.querySelectorAll('#parts-input img').length >= 3")
@@ -112,18 +111,18 @@ def parts(page, n: int) -> tuple[list[float], list[float]]:
     return clicks(page, "#parts-click img", "window.vdParts", n)
 
 
-def transfer(page, n: int) -> tuple[list[float], list[float]]:
+def transfer(page, n: int, hovers: int) -> tuple[list[float], list[float]]:
     page.get_by_role("tab", name="Keypoint transfer").click()
     page.set_input_files("#transfer-input input[type=file]", [str(p) for p in CATS[:4]])
     page.wait_for_function("() => document.querySelectorAll('#transfer-input img').length >= 4")
     page.click("#transfer-run")
     page.wait_for_function("() => window.vdHover?.['transfer-source']?.ready", timeout=300_000)
     out = clicks(page, "#transfer-source img", "window.vdHover['transfer-source']", n)
-    HOVERS["transfer"] = hovers(page, "transfer-source", ARGS.hovers)
+    HOVERS["transfer"] = hover_frames(page, "transfer-source", hovers)
     return out
 
 
-def correspondences(page, n: int) -> tuple[list[float], list[float]]:
+def correspondences(page, n: int, hovers: int) -> tuple[list[float], list[float]]:
     page.get_by_role("tab", name="Correspondences").click()
     page.set_input_files("#corr-a-input input[type=file]", str(CAT_A))
     page.set_input_files("#corr-b-input input[type=file]", str(CAT_B))
@@ -134,7 +133,7 @@ def correspondences(page, n: int) -> tuple[list[float], list[float]]:
     page.wait_for_function("() => window.vdHover?.['corr-a-output']?.ready && "
                            "window.vdHover['corr-a-output'].run !== window.vdBenchRun", timeout=300_000)
     out = clicks(page, "#corr-a-output img", "window.vdHover['corr-a-output']", n)
-    HOVERS["correspondences"] = hovers(page, "corr-a-output", ARGS.hovers)
+    HOVERS["correspondences"] = hover_frames(page, "corr-a-output", hovers)
     return out
 
 
@@ -166,7 +165,6 @@ def main() -> None:
     p.add_argument("--load", type=int, default=0, help="other visitors running co-segmentations meanwhile")
     p.add_argument("--hovers", type=int, default=60, help="mouse moves over each hover picture")
     args = p.parse_args()
-    ARGS.hovers = args.hovers
     from playwright.sync_api import sync_playwright
     log = Path("/tmp/bench_click_page_server.log")
     tmp = Path(tempfile.mkdtemp(prefix="bench-click-page-"))
@@ -186,7 +184,7 @@ def main() -> None:
             t.start()
         for name, fn in (("part click", parts), ("transfer click", transfer),
                          ("correspondence click", correspondences)):
-            results[name] = fn(page, args.clicks)
+            results[name] = fn(page, args.clicks, args.hovers)
         stop.set()
         browser.close()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {args.clicks} clicks per tab, {args.load} other visitor(s) "
